@@ -1,0 +1,42 @@
+# Two commands do everything: `make demo` and `make test`. Both set up .venv themselves.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck test-local test-embedded bench bench-quick clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python testproject/demo.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests testproject bench
+	$(BIN)/ruff format --check src tests testproject bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+# psycopg 3 on the configured or local server (PostgreSQL 15 on these machines; embedded
+# when none answers), then psycopg2 on the embedded PostgreSQL 18.
+test-local: $(STAMP)
+	DPA_DRIVER=psycopg $(BIN)/pytest
+
+test-embedded: $(STAMP)
+	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
+
+test: lint typecheck test-local test-embedded
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python bench/run.py --quick
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

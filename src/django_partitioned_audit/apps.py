@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+from typing import Any
+
+from django.apps import AppConfig
+from django.core import checks
+from django.db.models.signals import post_migrate
+
+
+class DjangoPartitionedAuditConfig(AppConfig):
+    name = "django_partitioned_audit"
+    verbose_name = "Audit log"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from .checks import check_registration, check_settings
+
+        checks.register(check_settings)
+        checks.register(check_registration)
+        # Sent once per migrated app; sender=self runs the sync once per `migrate`, after
+        # every migration of every app has been applied.
+        post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")
+
+
+def _post_migrate(
+    sender: AppConfig, using: str = "default", verbosity: int = 1, stdout: Any = None, **kwargs: Any
+) -> None:
+    from .sync import sync
+
+    sync(using, verbosity=verbosity, stdout=stdout)
+
+
+class SimpleTriggerAuditAppConfig(DjangoPartitionedAuditConfig):
+    """1.0.4's name, for INSTALLED_APPS entries that spell the class out."""
+
+    default = False

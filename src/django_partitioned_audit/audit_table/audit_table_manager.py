@@ -1,0 +1,55 @@
+"""1.0.4's ``AuditTableManager``, now a thin facade over the engine."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from partitioned_audit import catalog, layouts, objects
+from partitioned_audit.layouts import Layout, TableSpec
+
+DEFAULT_IMPL = "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager"
+
+
+class AuditTableManager:
+    """Chooses the layout. Subclass it and set :attr:`layout` to plug in another one."""
+
+    layout: ClassVar[Layout]
+    model_name: ClassVar[str]
+
+    @property
+    def partitioned_table_name(self) -> str:
+        return self.layout.table
+
+    @property
+    def model(self) -> Any:
+        from django.apps import apps
+
+        return apps.get_model("django_partitioned_audit", self.model_name)
+
+    @classmethod
+    def get_implementation(cls) -> AuditTableManager:
+        """Return an instance of the class named by ``DPA_AUDIT_TABLE_MANAGER``."""
+        from ..conf import audit_table_manager_class
+
+        return audit_table_manager_class()()  # type: ignore[no-any-return]
+
+    def create_partitioned_table(self, cursor: Any) -> None:
+        from .. import conf
+
+        objects.install(cursor, self.layout, conf.audit_schema(), conf.payload_gin_index())
+
+    def enable_audit_for_table(self, cursor: Any, table_name: str, schema: str = "public") -> None:
+        from .. import conf
+
+        pk = catalog.primary_key(cursor, schema, table_name)
+        objects.enable(cursor, self.layout, TableSpec(schema, table_name, pk), schema=conf.audit_schema())
+
+    def disable_audit_for_table(self, cursor: Any, table_name: str, schema: str = "public") -> None:
+        objects.disable(cursor, schema, table_name)
+
+    def get_triggers(self, cursor: Any) -> list[list[str]]:
+        """Table and name of every audit trigger."""
+        return [[t.table, t.name] for t in catalog.audit_triggers(cursor)]
+
+
+__all__ = ["DEFAULT_IMPL", "AuditTableManager", "layouts"]

@@ -1,0 +1,104 @@
+"""Every ``DPA_*`` setting: its default, its validation, and the accessor that reads it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from partitioned_audit.layouts import Layout
+from partitioned_audit.objects import check_schema_name
+
+SIMPLE_MANAGER = "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager"
+ADVANCED_MANAGER = (
+    "django_partitioned_audit.audit_table.advanced_audit_table_manager.AdvancedAuditTableManager"
+)
+
+DOCS = "docs/settings.md"
+
+
+def _get(name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+def audit_table_manager_path() -> str:
+    """``DPA_AUDIT_TABLE_MANAGER``: dotted path of the audit table manager (default: the simple layout)."""
+    value = _get("DPA_AUDIT_TABLE_MANAGER", SIMPLE_MANAGER)
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured(
+            f"DPA_AUDIT_TABLE_MANAGER must be a dotted path string, got {value!r}. See {DOCS}."
+        )
+    return value
+
+
+def audit_table_manager_class() -> type:
+    from .audit_table.audit_table_manager import AuditTableManager
+
+    path = audit_table_manager_path()
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"DPA_AUDIT_TABLE_MANAGER={path!r} cannot be imported: {exc}. See {DOCS}."
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, AuditTableManager)):
+        raise ImproperlyConfigured(
+            f"DPA_AUDIT_TABLE_MANAGER={path!r} is not an AuditTableManager subclass. See {DOCS}."
+        )
+    return cls
+
+
+def layout() -> Layout:
+    """The layout chosen through ``DPA_AUDIT_TABLE_MANAGER``."""
+    return audit_table_manager_class().layout  # type: ignore[attr-defined,no-any-return]
+
+
+def audit_schema() -> str:
+    """``DPA_AUDIT_SCHEMA``: schema of the audit table, view and functions (default ``"public"``)."""
+    value = _get("DPA_AUDIT_SCHEMA", "public")
+    try:
+        return check_schema_name(value)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"DPA_AUDIT_SCHEMA: {exc}. See {DOCS}.") from exc
+
+
+def payload_gin_index() -> bool:
+    """``DPA_PAYLOAD_GIN_INDEX``: keep a GIN index on the simple payload (default ``False``)."""
+    value = _get("DPA_PAYLOAD_GIN_INDEX", False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"DPA_PAYLOAD_GIN_INDEX must be True or False, got {value!r}. See {DOCS}.")
+    return value
+
+
+def _column_map(name: str) -> dict[str, tuple[str, ...]]:
+    value = _get(name, {})
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and "." in k and isinstance(v, list | tuple) and all(isinstance(c, str) for c in v)
+        for k, v in value.items()
+    ):
+        raise ImproperlyConfigured(
+            f'{name} must map "app_label.ModelName" to a list of field names, got {value!r}. See {DOCS}.'
+        )
+    return {k.lower(): tuple(v) for k, v in value.items()}
+
+
+def excluded_columns() -> dict[str, tuple[str, ...]]:
+    """``DPA_EXCLUDED_COLUMNS``: ``{"app.Model": ["field", ...]}`` left out of the payload (default ``{}``)."""
+    return _column_map("DPA_EXCLUDED_COLUMNS")
+
+
+def masked_columns() -> dict[str, tuple[str, ...]]:
+    """``DPA_MASKED_COLUMNS``: ``{"app.Model": ["field", ...]}`` stored as ``"[masked]"`` (default ``{}``)."""
+    return _column_map("DPA_MASKED_COLUMNS")
+
+
+def read_model_table(view: str) -> str:
+    """``Meta.db_table`` of a read model: the view, schema-qualified when not in ``public``."""
+    from partitioned_audit.sql import quote_ident
+
+    schema = _get("DPA_AUDIT_SCHEMA", "public")
+    if not isinstance(schema, str) or schema == "public" or not schema:
+        return view
+    return quote_ident(schema, view)

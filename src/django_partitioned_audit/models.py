@@ -1,0 +1,227 @@
+"""Read models over the audit views, and the 1.0.4 query API."""
+
+from __future__ import annotations
+
+import enum
+import json
+from decimal import Decimal
+from typing import Any
+
+from django.db import models
+from django.db.models import Q
+
+from . import conf
+from .registry import split_table
+
+
+class Operation(enum.Enum):
+    INSERT = 1
+    UPDATE = 2
+    DELETE = 3
+    TRUNCATE = 4
+
+
+_CODES = {Operation.INSERT: "I", Operation.UPDATE: "U", Operation.DELETE: "D", Operation.TRUNCATE: "T"}
+
+
+def _candidates(value: Any) -> list[Any]:
+    """The JSON values that mean ``value``: typed (2.0 rows) and as text (1.0.4 hstore rows)."""
+    found = [value]
+    if isinstance(value, str):
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        if isinstance(parsed, bool | int | float) or parsed is None:
+            found.append(parsed)
+    elif isinstance(value, bool):
+        found += ["true" if value else "false", "t" if value else "f"]
+    elif isinstance(value, int | float | Decimal):
+        found.append(str(value))
+    return found
+
+
+def _payload_q(column: str, key: str, value: Any) -> Q:
+    q = Q()
+    for candidate in _candidates(value):
+        q |= Q(**{f"{column}__{key}": candidate})
+    return q
+
+
+def _table_of(model_class: type[models.Model]) -> str:
+    return split_table(model_class._meta.db_table)[1]
+
+
+def _pk_text(value: Any) -> str:
+    if isinstance(value, tuple | list):  # composite key: stored as a JSON array
+        return json.dumps([v if isinstance(v, bool | int | float) or v is None else str(v) for v in value])
+    return str(value)
+
+
+class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    def filter_model(self, model_class: type[models.Model]) -> SimpleAuditEntryQuerySet:
+        """Entries of the table behind ``model_class``."""
+        return self.filter(object_table=_table_of(model_class))
+
+    def filter_object(self, model_class: type[models.Model], pk: Any) -> SimpleAuditEntryQuerySet:
+        """Entries of one row, by primary key; served by the (table, pk, time) index."""
+        return self.filter(object_table=_table_of(model_class), object_pk=_pk_text(pk))
+
+    def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:
+        """Entries whose payload has these values; ``id=42`` and ``id="42"`` both match."""
+        if not kwargs:
+            raise TypeError("filter_payload() needs at least one key=value pair")
+        qs = self
+        for key, value in kwargs.items():
+            qs = qs.filter(_payload_q("object_payload", key, value))
+        return qs
+
+    def filter_operation(self, operation: Operation) -> SimpleAuditEntryQuerySet:
+        if operation is Operation.TRUNCATE:
+            raise NotImplementedError("TRUNCATE is not supported by this implementation")
+        if operation not in _CODES:
+            raise ValueError(f"Invalid operation: {operation}")
+        return self.filter(audit_operation=_CODES[operation])
+
+
+class SimpleAuditEntry(models.Model):
+    """One change recorded by the simple layout (read-only; mapped to ``audit_simple_view``)."""
+
+    id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
+    object_table = models.CharField(max_length=63)
+    object_payload = models.JSONField()
+    audit_entry_created = models.DateTimeField()
+    audit_entry_created_statement_timestamp = models.DateTimeField()
+    audit_txid_current = models.BigIntegerField()
+    audit_operation = models.CharField(max_length=32)
+    object_schema = models.TextField(null=True)
+    object_pk = models.TextField(null=True)
+    audit_context = models.JSONField(null=True)
+
+    objects = SimpleAuditEntryQuerySet.as_manager()
+
+    class Meta:
+        managed = False
+        db_table = conf.read_model_table("audit_simple_view")
+        ordering = ("id",)
+        verbose_name_plural = "simple audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.__class__.__name__} {self.object_table} {self.audit_operation}"
+
+    def is_insert(self) -> bool:
+        return self.audit_operation == "I"
+
+    def is_update(self) -> bool:
+        return self.audit_operation == "U"
+
+    def is_delete(self) -> bool:
+        return self.audit_operation == "D"
+
+    def get_row_data(self) -> dict[str, Any]:
+        """The row after the change (before it, for a delete), as JSON values."""
+        return dict(self.object_payload)
+
+
+class AdvancedAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    def filter_model(self, model_class: type[models.Model]) -> AdvancedAuditEntryQuerySet:
+        return self.filter(table_name=_table_of(model_class))
+
+    def filter_object(self, model_class: type[models.Model], pk: Any) -> AdvancedAuditEntryQuerySet:
+        return self.filter(table_name=_table_of(model_class), object_pk=_pk_text(pk))
+
+    def filter_payload(self, **kwargs: Any) -> AdvancedAuditEntryQuerySet:
+        """Entries whose new value (changed fields, else the row) matches each key."""
+        if not kwargs:
+            raise TypeError("filter_payload() needs at least one key=value pair")
+        qs = self
+        for key, value in kwargs.items():
+            changed = _payload_q("changed_fields_json", key, value)
+            unchanged = Q(**{f"changed_fields_json__{key}__isnull": True}) & _payload_q(
+                "row_data_json", key, value
+            )
+            qs = qs.filter(changed | unchanged)
+        return qs
+
+    def filter_operation(self, operation: Operation) -> AdvancedAuditEntryQuerySet:
+        if operation not in _CODES:
+            raise ValueError(f"Invalid operation: {operation}")
+        return self.filter(action=_CODES[operation])
+
+
+class AdvancedAuditEntry(models.Model):
+    """One change recorded by the advanced layout (read-only; mapped to ``logged_actions_view``)."""
+
+    event_id = models.BigIntegerField(
+        primary_key=True, help_text="Unique identifier for each auditable event"
+    )
+    schema_name = models.TextField(help_text="Database schema audited table for this event is in")
+    table_name = models.TextField(help_text="Non-schema-qualified table name of table event occurred in")
+    relid = models.BigIntegerField(help_text="Table OID")
+    session_user_name = models.TextField(null=True)
+    action_tstamp_tx = models.DateTimeField(help_text="Transaction start timestamp")
+    action_tstamp_stm = models.DateTimeField(help_text="Statement start timestamp")
+    action_tstamp_clk = models.DateTimeField(help_text="Wall clock time of the trigger call")
+    transaction_id = models.BigIntegerField(null=True)
+    application_name = models.TextField(null=True)
+    client_addr = models.GenericIPAddressField(null=True)
+    client_port = models.IntegerField(null=True)
+    client_query = models.TextField(
+        null=True, help_text="Top-level query; stored on the first row of each statement"
+    )
+    action = models.CharField(max_length=1, help_text="I = insert, D = delete, U = update, T = truncate")
+    row_data = models.JSONField(null=True, help_text="INSERT: the new row. UPDATE and DELETE: the old row.")
+    changed_fields = models.JSONField(null=True, help_text="UPDATE: new values of the changed columns.")
+    statement_only = models.BooleanField()
+    row_data_json = models.JSONField(null=True)
+    changed_fields_json = models.JSONField(null=True)
+    object_pk = models.TextField(null=True)
+    statement_id = models.BigIntegerField(null=True)
+    audit_context = models.JSONField(null=True)
+
+    objects = AdvancedAuditEntryQuerySet.as_manager()
+
+    class Meta:
+        managed = False
+        db_table = conf.read_model_table("logged_actions_view")
+        ordering = ("event_id",)
+        verbose_name_plural = "advanced audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.__class__.__name__} {self.table_name} {self.action}"
+
+    def is_insert(self) -> bool:
+        return self.action == "I"
+
+    def is_update(self) -> bool:
+        return self.action == "U"
+
+    def is_delete(self) -> bool:
+        return self.action == "D"
+
+    def is_truncate(self) -> bool:
+        return self.action == "T"
+
+    def get_row_data(self) -> dict[str, Any]:
+        """The row after the change (before it, for a delete), as JSON values."""
+        row: dict[str, Any] = {}
+        row.update(self.row_data_json or {})
+        row.update(self.changed_fields_json or {})
+        return row
+
+    def get_client_query(self) -> str | None:
+        """The statement's query text, kept once per statement on its first row."""
+        if self.client_query is not None or self.statement_id is None:
+            return self.client_query
+        first = (
+            type(self)
+            .objects.filter(
+                statement_id=self.statement_id,
+                transaction_id=self.transaction_id,
+                action_tstamp_tx=self.action_tstamp_tx,
+                client_query__isnull=False,
+            )
+            .values_list("client_query", flat=True)
+            .first()
+        )
+        return first

@@ -1,0 +1,61 @@
+"""Bring the database in line with the settings and registrations: run after every ``migrate``."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections, router, transaction
+
+from partitioned_audit import catalog, objects
+
+from . import conf
+from .registry import registration, split_table, table_spec
+
+APP_LABEL = "django_partitioned_audit"
+
+
+def install_objects(using: str) -> objects.Status:
+    """Create or upgrade the audit table, view and functions of the configured layout."""
+    with transaction.atomic(using), connections[using].cursor() as cursor:
+        return objects.install(cursor, conf.layout(), conf.audit_schema(), conf.payload_gin_index())
+
+
+def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
+    """Install the audit objects, then the triggers of registered models, in one transaction.
+
+    Only models that may migrate on ``using`` and whose table exists are touched; a model
+    whose table a later migration creates is picked up by that later ``migrate``.
+    """
+    if not router.allow_migrate(using, APP_LABEL):
+        return
+    reg = registration()
+    if reg.problems:
+        lines = "\n".join(f"  {p.id}: {p.message} {p.hint}" for p in reg.problems)
+        raise ImproperlyConfigured(f"django-partitioned-audit cannot install triggers:\n{lines}")
+
+    def say(text: str) -> None:
+        if stdout is not None and verbosity >= 1:
+            stdout.write(text + "\n")
+
+    layout, schema = conf.layout(), conf.audit_schema()
+    enabled = [m for m in reg.enabled if router.allow_migrate_model(using, m)]
+    disabled = [m for m in reg.disabled if router.allow_migrate_model(using, m)]
+    with transaction.atomic(using), connections[using].cursor() as cursor:
+        status = objects.install(cursor, layout, schema, conf.payload_gin_index())
+        if status is not objects.Status.INSTALLED:
+            say(f"  Audit objects ({layout.name} layout, schema {schema}): {status.value}, now installed")
+        tables = [split_table(m._meta.db_table) for m in (*enabled, *disabled)]
+        existing_tables = catalog.existing_tables(cursor, tables)
+        triggers = catalog.audit_triggers(cursor)
+        for model in enabled:
+            spec = table_spec(model)
+            if (spec.schema, spec.table) not in existing_tables:
+                say(f"  Auditing {model._meta.label} postponed: table {spec.table!r} does not exist yet")
+                continue
+            if objects.enable(cursor, layout, spec, schema, triggers):
+                say(f"  Enabled auditing for {model._meta.label} (table {spec.table!r})")
+        for model in disabled:
+            table_schema, table = split_table(model._meta.db_table)
+            if objects.disable(cursor, table_schema, table, triggers):
+                say(f"  Disabled auditing for {model._meta.label} (table {table!r})")

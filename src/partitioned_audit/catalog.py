@@ -1,0 +1,141 @@
+"""Reads of pg_catalog, returned as frozen dataclasses. Values are always bound parameters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX
+from .sql import Cursor
+
+
+@dataclass(frozen=True)
+class TriggerInfo:
+    schema: str
+    table: str
+    name: str
+    comment: str | None
+
+    @property
+    def digest(self) -> str | None:
+        prefix = f"{COMMENT_TAG} "
+        if self.comment and self.comment.startswith(prefix):
+            return self.comment[len(prefix) :]
+        return None
+
+
+@dataclass(frozen=True)
+class TableState:
+    """What exists of one layout's audit table."""
+
+    exists: bool
+    comment: str | None
+    column_types: dict[str, str]
+    function_comment: str | None
+    gin_index: bool
+
+
+def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
+    """Every trigger this engine or 1.0.4 created, on any table."""
+    cursor.execute(
+        """
+        SELECT n.nspname, c.relname, t.tgname, obj_description(t.oid, 'pg_trigger')
+          FROM pg_catalog.pg_trigger t
+          JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE NOT t.tgisinternal
+           AND (starts_with(t.tgname::text, %s) OR t.tgname::text = ANY (%s))
+         ORDER BY 1, 2, 3
+        """,
+        [f"{PREFIX}audit_", list(LEGACY_TRIGGERS)],
+    )
+    return [TriggerInfo(*row) for row in cursor.fetchall()]
+
+
+def table_state(cursor: Cursor, schema: str, table: str, function: str, gin_index: str) -> TableState:
+    """The audit table's comment and column types, the capture function's comment, the GIN index."""
+    cursor.execute(
+        """
+        SELECT c.oid IS NOT NULL,
+               obj_description(c.oid, 'pg_class'),
+               (SELECT coalesce(jsonb_object_agg(a.attname, format_type(a.atttypid, a.atttypmod)), '{}')
+                  FROM pg_catalog.pg_attribute a
+                 WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped),
+               (SELECT obj_description(p.oid, 'pg_proc')
+                  FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
+                 WHERE pn.nspname = %(schema)s AND p.proname = %(function)s AND p.pronargs = 0),
+               EXISTS (SELECT 1 FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace ins ON ins.oid = i.relnamespace
+                        WHERE ins.nspname = %(schema)s AND i.relname = %(gin)s AND i.relkind IN ('i', 'I'))
+          FROM (SELECT 1) AS one
+          LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)
+                 ON n.nspname = %(schema)s AND c.relname = %(table)s
+        """,
+        {"schema": schema, "table": table, "function": function, "gin": gin_index},
+    )
+    exists, comment, columns, function_comment, gin = cursor.fetchone()
+    if isinstance(columns, str):  # psycopg2 without a jsonb loader in some set-ups
+        import json
+
+        columns = json.loads(columns)
+    return TableState(bool(exists), comment, dict(columns or {}), function_comment, bool(gin))
+
+
+def primary_key(cursor: Cursor, schema: str, table: str) -> tuple[str, ...]:
+    """Primary key columns of ``schema.table`` in key order; empty if it has none."""
+    cursor.execute(
+        """
+        SELECT a.attname
+          FROM pg_catalog.pg_index i
+          JOIN pg_catalog.pg_class c ON c.oid = i.indrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+         WHERE n.nspname = %s AND c.relname = %s AND i.indisprimary
+         ORDER BY k.ord
+        """,
+        [schema, table],
+    )
+    return tuple(row[0] for row in cursor.fetchall())
+
+
+def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which of the (schema, table) pairs exist as ordinary or partitioned tables."""
+    if not names:
+        return set()
+    cursor.execute(
+        """
+        SELECT n.nspname, c.relname
+          FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p')
+           AND (n.nspname, c.relname) IN (SELECT * FROM unnest(%s::text[], %s::text[]))
+        """,
+        [[s for s, _ in names], [t for _, t in names]],
+    )
+    return {(row[0], row[1]) for row in cursor.fetchall()}
+
+
+@dataclass(frozen=True)
+class PartitionRow:
+    """One partition of an audit table, with its bound as PostgreSQL prints it."""
+
+    name: str
+    bound: str
+    is_default: bool
+    comment: str | None
+
+
+def partitions(cursor: Cursor, schema: str, table: str) -> list[PartitionRow]:
+    """Partitions of ``schema.table``, ordered by name."""
+    cursor.execute(
+        """
+        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
+               pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', obj_description(c.oid, 'pg_class')
+          FROM pg_catalog.pg_inherits i
+          JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+          JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
+          JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace
+         WHERE n.nspname = %s AND p.relname = %s
+         ORDER BY c.relname
+        """,
+        [schema, table],
+    )
+    return [PartitionRow(*row) for row in cursor.fetchall()]

@@ -1,0 +1,216 @@
+"""Install, upgrade, inspect and remove the audit objects, given a DB-API cursor.
+
+Every function runs inside the caller's transaction and never commits, so an upgrade of
+tables, functions and triggers is applied whole or not at all. Each object carries a
+version in ``COMMENT ON``; work is only done for what is MISSING or OUTDATED, so running
+the same install twice issues nothing but the status query.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from . import catalog, layouts
+from .errors import ConfigurationError
+from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
+from .sql import SQL, Composable, Cursor, execute, ident, render
+
+
+class Status(enum.Enum):
+    INSTALLED = "installed"
+    OUTDATED = "outdated"
+    MISSING = "missing"
+
+
+#: Every trigger name the engine may have put on a table, whatever the layout.
+OUR_TRIGGERS = tuple(ADVANCED.triggers().values())
+
+
+@dataclass(frozen=True)
+class LayoutStatus:
+    layout: Layout
+    schema: str
+    status: Status
+    table: catalog.TableState
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _seq_text(cursor: Cursor, layout: Layout, schema: str) -> str:
+    return render(ident(schema, layout.sequence), cursor)
+
+
+def _function_digest(cursor: Cursor, layout: Layout, schema: str) -> str:
+    return _digest(
+        render(layouts.create_functions(layout, schema, _seq_text(cursor, layout, schema)), cursor)
+    )
+
+
+def layout_status(
+    cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False
+) -> LayoutStatus:
+    """Report whether ``layout``'s objects in ``schema`` are INSTALLED, OUTDATED or MISSING."""
+    state = catalog.table_state(cursor, schema, layout.table, layout.function, layouts.SIMPLE_GIN_INDEX)
+    if not state.exists:
+        status = Status.MISSING
+    elif (
+        state.comment == layouts.table_comment(layout)
+        and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
+        and (layout.name != "simple" or state.gin_index == gin_index)
+    ):
+        status = Status.INSTALLED
+    else:
+        status = Status.OUTDATED
+    return LayoutStatus(layout, schema, status, state)
+
+
+def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False) -> Status:
+    """Create or upgrade ``layout``'s table, default partition, indexes, view and functions.
+
+    A table left by 1.0.4 is upgraded in place: hstore columns become jsonb, 2.0's columns
+    are added, and tables still audited by 1.0.4's triggers get the new triggers.
+
+    Args:
+        cursor: a cursor on the target database, inside a transaction.
+        layout: :data:`layouts.SIMPLE` or :data:`layouts.ADVANCED`.
+        schema: where the audit objects live.
+        gin_index: simple layout only: keep a GIN index on the whole payload.
+
+    Returns:
+        The status found before the call: nothing was done when it is INSTALLED.
+    """
+    found = layout_status(cursor, layout, schema, gin_index)
+    if found.status is Status.INSTALLED:
+        return found.status
+
+    seq_text = _seq_text(cursor, layout, schema)
+    statements: list[Composable] = []
+    if schema != "public":
+        statements.append(layouts.create_schema(schema))
+    statements.append(layouts.create_sequence(layout, schema))
+    if not found.table.exists:
+        statements.append(layouts.create_table(layout, schema, seq_text))
+    else:
+        statements.append(SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
+        hstore_columns = [
+            c for c in ("row_data", "changed_fields") if found.table.column_types.get(c) == "hstore"
+        ]
+        if hstore_columns:
+            statements.append(layouts.convert_hstore_columns(layout, schema, hstore_columns))
+        if layout.event_column not in found.table.column_types:
+            statements.append(layouts.add_event_column(layout, schema, seq_text))
+        statements.append(layouts.add_columns(layout, schema))
+    statements.append(layouts.create_default_partition(layout, schema))
+    statements.extend(layouts.create_indexes(layout, schema))
+    if layout.name == "simple":
+        statements.append(layouts.gin_index(schema, gin_index))
+    statements.extend(layouts.create_view(layout, schema))
+    functions = layouts.create_functions(layout, schema, seq_text)
+    statements.append(functions)
+    statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
+    statements.extend(layouts.protect_table(layout, schema))
+    statements.append(layouts.comment_table(layout, schema))
+    for statement in statements:
+        execute(cursor, statement)
+
+    if found.table.exists:
+        _replace_legacy_triggers(cursor, layout, schema)
+    return found.status
+
+
+def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Tables audited by 1.0.4 keep being audited, by the new triggers."""
+    legacy = [t for t in catalog.audit_triggers(cursor) if t.name in LEGACY_TRIGGERS]
+    for table_schema, table in sorted({(t.schema, t.table) for t in legacy}):
+        pk = catalog.primary_key(cursor, table_schema, table)
+        if pk:
+            enable(cursor, layout, TableSpec(table_schema, table, pk), schema=schema)
+        else:
+            disable(cursor, table_schema, table)
+    for function in LEGACY_FUNCTIONS:
+        # The signature is a fixed string of ours, not user input; the name part is quoted.
+        name, _, args = function.partition("(")
+        execute(cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, name)))
+
+
+def trigger_digest(cursor: Cursor, layout: Layout, schema: str, spec: TableSpec) -> str:
+    return _digest(" ".join(render(s, cursor) for s in layouts.create_triggers(layout, schema, spec)))
+
+
+def enable(
+    cursor: Cursor,
+    layout: Layout,
+    spec: TableSpec,
+    schema: str = "public",
+    existing: Iterable[catalog.TriggerInfo] | None = None,
+) -> bool:
+    """Install the capture triggers on one table, replacing older or other-layout ones.
+
+    Args:
+        existing: the triggers found by :func:`catalog.audit_triggers`, to skip one query
+            per table when many tables are enabled at once.
+
+    Returns:
+        True if triggers were (re)created, False if they were already current.
+    """
+    if existing is None:
+        existing = catalog.audit_triggers(cursor)
+    on_table = {t.name: t for t in existing if (t.schema, t.table) == (spec.schema, spec.table)}
+    digest = trigger_digest(cursor, layout, schema, spec)
+    wanted = set(layout.triggers().values())
+    if set(on_table) == wanted and all(t.digest == digest for t in on_table.values()):
+        return False
+    for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
+        if name in on_table:
+            execute(cursor, layouts.drop_trigger(name, spec.schema, spec.table))
+    for statement in layouts.create_triggers(layout, schema, spec):
+        execute(cursor, statement)
+    for name in wanted:
+        execute(cursor, layouts.comment_trigger(name, spec, digest))
+    return True
+
+
+def disable(
+    cursor: Cursor, table_schema: str, table: str, existing: Iterable[catalog.TriggerInfo] | None = None
+) -> bool:
+    """Remove every audit trigger (ours or 1.0.4's) from one table. Returns True if any was dropped."""
+    if existing is None:
+        existing = catalog.audit_triggers(cursor)
+    names = [t.name for t in existing if (t.schema, t.table) == (table_schema, table)]
+    for name in names:
+        execute(cursor, layouts.drop_trigger(name, table_schema, table))
+    return bool(names)
+
+
+def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data: bool = False) -> None:
+    """Remove the triggers from every table, then the functions; the audit table only if ``drop_data``."""
+    for trigger in catalog.audit_triggers(cursor):
+        execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
+    execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, layout.function)))
+    if not any(
+        catalog.table_state(
+            cursor, schema, other.table, other.function, layouts.SIMPLE_GIN_INDEX
+        ).function_comment
+        for other in LAYOUTS.values()
+        if other is not layout
+    ):
+        for helper in ("pk_text(jsonb, text[])", "redact(jsonb, text[], text[])"):
+            name, _, args = helper.partition("(")
+            execute(
+                cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, layouts.PREFIX + name))
+            )
+    if drop_data:
+        execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
+        execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
+        execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.sequence)))
+
+
+def check_schema_name(schema: str) -> str:
+    if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
+        raise ConfigurationError(f"audit schema must be a non-empty name of at most 63 bytes, got {schema!r}")
+    return schema

@@ -1,0 +1,54 @@
+"""Settings of the project that serves the tests, the demo and the benchmarks."""
+
+import os
+
+from testproject.dbserver import apply_driver_switch, get_server
+
+DRIVER = apply_driver_switch()
+SERVER = get_server()
+
+SECRET_KEY = "not-secret-test-only"  # noqa: S105
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["*"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "django_partitioned_audit",
+    "shop.apps.ShopConfig",
+    "library.apps.LibraryConfig",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.request",
+            ]
+        },
+    }
+]
+
+DATABASES = {"default": SERVER.django_database(os.environ.get("DPA_DB_NAME", "dpa"))}
+
+DPA_AUDIT_TABLE_MANAGER = os.environ.get(
+    "DPA_AUDIT_TABLE_MANAGER",
+    "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager",
+)
+DPA_MASKED_COLUMNS = {"shop.customer": ["password"]}

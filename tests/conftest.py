@@ -1,0 +1,73 @@
+"""Fixtures shared by the whole suite. The database server is chosen by testproject.dbserver."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.conf import settings as dj_settings
+
+from django_partitioned_audit.conf import ADVANCED_MANAGER, SIMPLE_MANAGER
+from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
+
+MANAGERS = {"simple": SIMPLE_MANAGER, "advanced": ADVANCED_MANAGER}
+READ_MODELS = {"simple": SimpleAuditEntry, "advanced": AdvancedAuditEntry}
+
+
+def _server_version() -> str:
+    server = dj_settings.SERVER
+    dsn = server.dsn("postgres")
+    if dj_settings.DRIVER == "psycopg":
+        import psycopg
+
+        with psycopg.connect(dsn) as conn:
+            return str(conn.execute("SHOW server_version").fetchone()[0])
+    import psycopg2
+
+    conn = psycopg2.connect(dsn)
+    try:
+        cur = conn.cursor()
+        cur.execute("SHOW server_version")
+        return str(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def pytest_report_header(config: Any) -> str:
+    from django.db import connection
+
+    server = dj_settings.SERVER
+    return (
+        f"partitioned-audit: driver={dj_settings.DRIVER} (Django backend uses "
+        f"{'psycopg 3' if connection.Database.__name__ == 'psycopg' else 'psycopg2'}), "
+        f"server={server.origin} PostgreSQL {_server_version()}"
+    )
+
+
+def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.pg(">=15")``: fail loudly rather than skip when the server does not match."""
+    from packaging.specifiers import SpecifierSet
+
+    version = _server_version().split()[0]
+    for item in items:
+        marker = item.get_closest_marker("pg")
+        if marker and version not in SpecifierSet(marker.args[0]):
+            item.add_marker(
+                pytest.mark.skip(reason=f"needs PostgreSQL {marker.args[0]}, server is {version}")
+            )
+
+
+@pytest.fixture(params=["simple", "advanced"])
+def layout(request: pytest.FixtureRequest, settings: Any, db: None) -> Iterator[str]:
+    """Run the test once per layout; triggers are reinstalled inside the test's transaction."""
+    from django_partitioned_audit.sync import sync
+
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS[request.param]
+    sync("default", verbosity=0)
+    yield request.param
+
+
+@pytest.fixture
+def read_model(layout: str) -> Any:
+    return READ_MODELS[layout]

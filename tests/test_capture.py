@@ -1,0 +1,205 @@
+"""Every way of writing to a registered table is audited, in both layouts."""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from library.models import Book, Loan, Shelved, Weird
+from shop.models import Customer, Order
+
+from django_partitioned_audit.models import Operation
+from tests.helpers import sql, trail
+
+
+def test_orm_create_save_delete(layout, read_model):
+    book = Book.objects.create(isbn="978-1", title="Dune")
+    book.title = "Dune Messiah"
+    book.save()
+    book.delete()
+    assert trail(read_model, Book) == [
+        ("I", "978-1", {"isbn": "978-1", "title": "Dune"}),
+        ("U", "978-1", {"isbn": "978-1", "title": "Dune Messiah"}),
+        ("D", "978-1", {"isbn": "978-1", "title": "Dune Messiah"}),
+    ]
+
+
+def test_raw_sql_is_audited(layout, read_model):
+    sql("INSERT INTO library_book (isbn, title) VALUES (%s, %s), (%s, %s)", ["1", "a", "2", "b"])
+    sql("UPDATE library_book SET title = upper(title)")
+    sql("DELETE FROM library_book WHERE isbn = %s", ["2"])
+    ops = [(op, pk, row["title"]) for op, pk, row in trail(read_model, Book)]
+    assert ops == [("I", "1", "a"), ("I", "2", "b"), ("U", "1", "A"), ("U", "2", "B"), ("D", "2", "B")]
+
+
+def test_queryset_update_and_bulk_create_record_every_row(layout, read_model):
+    Book.objects.bulk_create(Book(isbn=str(i), title=f"t{i}") for i in range(250))
+    changed = Book.objects.filter(isbn__startswith="1").update(title="x")
+    entries = trail(read_model, Book)
+    assert sum(op == "I" for op, _, _ in entries) == 250
+    updates = [(pk, row) for op, pk, row in entries if op == "U"]
+    assert len(updates) == changed
+    assert all(row == {"isbn": pk, "title": "x"} for pk, row in updates)
+
+
+def test_update_pairs_old_and_new_rows(layout, read_model):
+    """Multi-row UPDATE: each recorded change belongs to its own row, even when the key changes."""
+    Book.objects.bulk_create(Book(isbn=str(i), title=str(i)) for i in range(1, 51))
+    sql("UPDATE library_book SET title = (title::int * 2)::text, isbn = 'k' || isbn")
+    updates = [(pk, row) for op, pk, row in trail(read_model, Book) if op == "U"]
+    assert len(updates) == 50
+    for _pk, row in updates:
+        assert row["isbn"] == "k" + str(int(row["title"]) // 2)
+    if layout == "advanced":
+        for entry in read_model.objects.filter(action="U"):
+            assert entry.changed_fields["isbn"] == "k" + entry.row_data["isbn"]
+            assert int(entry.changed_fields["title"]) == 2 * int(entry.row_data["title"])
+            assert entry.object_pk == entry.row_data["isbn"]
+
+
+def test_orm_cascade_delete_is_audited(layout, read_model):
+    customer = Customer.objects.create(name="Ann")
+    Order.objects.create(customer=customer)
+    Order.objects.create(customer=customer)
+    customer.delete()
+    assert [op for op, _, _ in trail(read_model, Order)] == ["I", "I", "D", "D"]
+    assert [op for op, _, _ in trail(read_model, Customer)] == ["I", "D"]
+
+
+def test_truncate_is_audited_by_advanced_layout(settings, db):
+    from django_partitioned_audit.models import AdvancedAuditEntry
+    from django_partitioned_audit.sync import sync
+    from tests.conftest import MANAGERS
+
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["advanced"]
+    sync("default", verbosity=0)
+    Book.objects.create(isbn="1", title="a")
+    sql("TRUNCATE library_book CASCADE")
+    entry = AdvancedAuditEntry.objects.filter_model(Book).filter_operation(Operation.TRUNCATE).get()
+    assert entry.is_truncate() and entry.statement_only and entry.row_data is None
+    assert "TRUNCATE" in entry.client_query
+
+
+def test_uuid_primary_key_and_masked_password(layout, read_model):
+    customer = Customer.objects.create(name="Bob", password="pbkdf2_sha256$secret")
+    ((op, pk, row),) = trail(read_model, Customer)
+    assert pk == str(customer.pk) and uuid.UUID(pk) == customer.pk
+    assert row == {"id": str(customer.pk), "name": "Bob", "password": "[masked]"}
+    table = "audit_simple" if layout == "simple" else "logged_actions"
+    assert sql(f"SELECT count(*) FROM {table} WHERE {table}::text LIKE '%%secret%%'") == [(0,)]
+
+
+def test_null_password_stays_null(layout, read_model):
+    sql("ALTER TABLE shop_customer ALTER COLUMN password DROP NOT NULL")
+    sql("INSERT INTO shop_customer (id, name, password) VALUES (%s, 'n', NULL)", [str(uuid.uuid4())])
+    ((_, _, row),) = trail(read_model, Customer)
+    assert row["password"] is None
+
+
+def test_types_survive_as_json(layout, read_model):
+    when = datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=datetime.UTC)
+    customer = Customer.objects.create(name="C")
+    order = Order.objects.create(
+        customer=customer,
+        total=Decimal("1234.50"),
+        quantity=None,
+        data={"a": [1, {"b": None}], "n": 1.5},
+        tags=["x", "y"],
+        placed_at=when,
+        blob=b"\x00\xff",
+    )
+    row = read_model.objects.filter_object(Order, order.pk).get().get_row_data()
+    assert row["total"] == 1234.5 and isinstance(row["total"], int | float)
+    assert row["quantity"] is None
+    assert row["data"] == {"a": [1, {"b": None}], "n": 1.5}
+    assert row["tags"] == ["x", "y"]
+    assert datetime.datetime.fromisoformat(row["placed_at"]) == when
+    assert bytes.fromhex(row["blob"][2:]) == b"\x00\xff"
+    assert row["customer_id"] == str(customer.pk)
+
+
+def test_filter_payload_matches_typed_and_text_values(layout, read_model):
+    customer = Customer.objects.create(name="D")
+    order = Order.objects.create(customer=customer, quantity=42)
+    by_int = read_model.objects.filter_model(Order).filter_payload(quantity=42)
+    by_text = read_model.objects.filter_model(Order).filter_payload(quantity="42")
+    assert [e.pk for e in by_int] == [e.pk for e in by_text] != []
+    assert not read_model.objects.filter_model(Order).filter_payload(quantity=43).exists()
+    assert read_model.objects.filter_payload(id=order.pk).filter_model(Order).count() == 1
+    with pytest.raises(TypeError, match="at least one key=value"):
+        read_model.objects.filter_payload()
+
+
+def test_filter_operation(layout, read_model):
+    book = Book.objects.create(isbn="1", title="a")
+    book.delete()
+    assert read_model.objects.filter_model(Book).filter_operation(Operation.DELETE).get().is_delete()
+    assert read_model.objects.filter_model(Book).filter_operation(Operation.INSERT).get().is_insert()
+    if layout == "simple":
+        with pytest.raises(NotImplementedError, match="TRUNCATE is not supported"):
+            read_model.objects.filter_operation(Operation.TRUNCATE)
+
+
+def test_hostile_names_and_other_schema(layout, read_model):
+    Weird.objects.create(select=7, label="q")
+    Shelved.objects.create(name="s")
+    ((_, _, weird),) = trail(read_model, Weird)
+    assert weird["select"] == 7 and weird["Label Mixed"] == "q"
+    ((_, _, shelved),) = trail(read_model, Shelved)
+    assert shelved["name"] == "s"
+    schema_column = "object_schema" if layout == "simple" else "schema_name"
+    assert (
+        read_model.objects.filter_model(Shelved).values_list(schema_column, flat=True).get() == "library_ext"
+    )
+
+
+def test_audit_disabled_model_is_not_audited(layout, read_model):
+    book = Book.objects.create(isbn="1", title="a")
+    Loan.objects.create(book=book)
+    assert not read_model.objects.filter(
+        **{"object_table" if layout == "simple" else "table_name": "library_loan"}
+    ).exists()
+
+
+def test_advanced_records_session_details_and_query_once_per_statement(settings, db):
+    from django_partitioned_audit.models import AdvancedAuditEntry
+    from django_partitioned_audit.sync import sync
+    from tests.conftest import MANAGERS
+
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["advanced"]
+    sync("default", verbosity=0)
+    Book.objects.bulk_create(Book(isbn=str(i), title="t") for i in range(20))
+    entries = list(AdvancedAuditEntry.objects.filter_model(Book))
+    assert len(entries) == 20
+    assert sum(e.client_query is not None for e in entries) == 1
+    assert len({e.statement_id for e in entries}) == 1
+    assert all("INSERT INTO" in e.get_client_query() for e in entries)
+    first = entries[0]
+    assert first.session_user_name and first.schema_name == "public" and not first.statement_only
+    assert first.transaction_id == sql("SELECT txid_current()")[0][0]
+    assert first.relid == sql("SELECT 'library_book'::regclass::oid")[0][0]
+
+
+def test_advanced_update_records_only_changes(settings, db):
+    from django_partitioned_audit.models import AdvancedAuditEntry
+    from django_partitioned_audit.sync import sync
+    from tests.conftest import MANAGERS
+
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["advanced"]
+    sync("default", verbosity=0)
+    book = Book.objects.create(isbn="1", title="a")
+    book.save()  # nothing changed: no entry, as with 1.0.4
+    book.title = "b"
+    book.save()
+    update = AdvancedAuditEntry.objects.filter_model(Book).filter_operation(Operation.UPDATE).get()
+    assert update.row_data == {"isbn": "1", "title": "a"}
+    assert update.changed_fields == {"title": "b"}
+    assert update.get_row_data() == {"isbn": "1", "title": "b"}
+
+
+def test_the_connection_uses_the_selected_driver(settings):
+    expected = "psycopg" if settings.DRIVER == "psycopg" else "psycopg2"
+    assert connection.Database.__name__ == expected
