@@ -46,13 +46,13 @@ def main() -> int:
     fresh_database()
     from django.core.management import call_command
     from django.db import connection, transaction
+    from library.models import Book, Weird
+    from shop.models import Customer, Order
 
     from django_partitioned_audit import conf
     from django_partitioned_audit.models import SimpleAuditEntry
-    from library.models import Book, Weird
     from partitioned_audit import catalog
     from partitioned_audit.sql import SQL, execute, ident
-    from shop.models import Customer, Order
 
     console.print("[bold]1. migrate[/]: creates the audit table and the triggers of registered models")
     call_command("migrate", verbosity=1, stdout=sys.stdout)

@@ -21,13 +21,21 @@ def install_objects(using: str) -> objects.Status:
         return objects.install(cursor, conf.layout(), conf.audit_schema(), conf.payload_gin_index())
 
 
+def _migrated(using: str) -> bool:
+    """Whether this app's first migration is applied: after ``migrate <app> zero`` nothing is installed."""
+    from django.db.migrations.recorder import MigrationRecorder
+
+    recorder = MigrationRecorder(connections[using])
+    return recorder.has_table() and recorder.migration_qs.filter(app=APP_LABEL, name="0001_initial").exists()
+
+
 def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
     """Install the audit objects, then the triggers of registered models, in one transaction.
 
     Only models that may migrate on ``using`` and whose table exists are touched; a model
     whose table a later migration creates is picked up by that later ``migrate``.
     """
-    if not router.allow_migrate(using, APP_LABEL):
+    if not router.allow_migrate(using, APP_LABEL) or not _migrated(using):
         return
     reg = registration()
     if reg.problems:

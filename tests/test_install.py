@@ -1,0 +1,129 @@
+"""Installing, upgrading, switching and removing the audit objects."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from library.models import Book
+
+from django_partitioned_audit.sync import sync
+from partitioned_audit import ADVANCED, SIMPLE, Status, catalog, layout_status, objects
+from tests.conftest import MANAGERS
+from tests.helpers import sql
+
+
+def _triggers() -> dict[str, set[str]]:
+    with connection.cursor() as cursor:
+        found: dict[str, set[str]] = {}
+        for t in catalog.audit_triggers(cursor):
+            found.setdefault(t.table, set()).add(t.name)
+    return found
+
+
+def test_migrate_installs_triggers_on_registered_tables_only(db):
+    triggers = _triggers()
+    assert set(triggers) == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"}
+    assert triggers["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del"}
+
+
+def test_second_sync_only_reads(db):
+    with CaptureQueriesContext(connection) as ctx:
+        sync("default", verbosity=0)
+    statements = [q["sql"].lstrip().split()[0].upper() for q in ctx.captured_queries]
+    assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
+    # migrations table exists?, migration applied?, layout status, existing tables, triggers
+    assert statements.count("SELECT") == 5
+
+
+def test_migrate_twice_reports_nothing_to_do(db):
+    out = io.StringIO()
+    call_command("migrate", verbosity=1, stdout=out)
+    assert "Enabled auditing" not in out.getvalue() and "now installed" not in out.getvalue()
+
+
+def test_switching_layout_replaces_triggers(settings, db):
+    from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
+
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["advanced"]
+    out = io.StringIO()
+    call_command("migrate", verbosity=1, stdout=out)
+    assert "Enabled auditing for library.Book" in out.getvalue()
+    assert _triggers()["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del", "dpa_audit_tru"}
+    Book.objects.create(isbn="1", title="a")
+    assert AdvancedAuditEntry.objects.filter_model(Book).count() == 1
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == 0
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["simple"]
+    call_command("migrate", verbosity=0)
+    assert _triggers()["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del"}
+    Book.objects.create(isbn="2", title="b")
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+
+
+def test_audit_disabled_removes_triggers(db):
+    from tests.test_registration import app_attr
+
+    with app_attr("library", trigger_audit_models=("Weird", "Shelved"), audit_disabled=("Book", "Loan")):
+        out = io.StringIO()
+        sync("default", verbosity=1, stdout=out)
+    assert "Disabled auditing for library.Book (table 'library_book')" in out.getvalue()
+    assert "library_book" not in _triggers()
+
+
+def test_outdated_function_is_replaced(db):
+    sql("COMMENT ON FUNCTION dpa_simple_capture() IS 'partitioned_audit 0000'")
+    with connection.cursor() as cursor:
+        assert layout_status(cursor, SIMPLE).status is Status.OUTDATED
+        assert objects.install(cursor, SIMPLE) is Status.OUTDATED
+        assert layout_status(cursor, SIMPLE).status is Status.INSTALLED
+
+
+def test_gin_index_is_opt_in(settings, db):
+    def has_gin() -> bool:
+        return bool(sql("SELECT 1 FROM pg_indexes WHERE indexname = 'idx_audit_simple'"))
+
+    assert not has_gin()
+    settings.DPA_PAYLOAD_GIN_INDEX = True
+    sync("default", verbosity=0)
+    assert has_gin()
+    settings.DPA_PAYLOAD_GIN_INDEX = False
+    sync("default", verbosity=0)
+    assert not has_gin()
+
+
+def test_migrating_to_zero_removes_triggers_and_keeps_rows(db):
+    Book.objects.create(isbn="1", title="a")
+    call_command("migrate", "django_partitioned_audit", "zero", verbosity=0)
+    assert _triggers() == {}
+    assert sql("SELECT count(*) FROM audit_simple WHERE object_table = 'library_book'") == [(1,)]
+    Book.objects.create(isbn="2", title="b")  # writes keep working without auditing
+    call_command("migrate", verbosity=0)
+    assert "library_book" in _triggers()
+
+
+def test_uninstall_with_data(db):
+    with connection.cursor() as cursor:
+        objects.uninstall(cursor, SIMPLE, drop_data=True)
+        assert layout_status(cursor, SIMPLE).status is Status.MISSING
+    assert _triggers() == {}
+    assert sql("SELECT to_regproc('dpa_pk_text')") == [(None,)]
+
+
+def test_audit_schema_setting(settings, db):
+    """The audit objects can live in their own schema."""
+    settings.DPA_AUDIT_SCHEMA = "audit trail"
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["advanced"]
+    sync("default", verbosity=0)
+    Book.objects.create(isbn="9", title="z")
+    assert sql('SELECT object_pk FROM "audit trail".logged_actions') == [("9",)]
+    assert sql("SELECT to_regclass('public.logged_actions')") == [(None,)]
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def test_install_is_idempotent_per_layout(db, layout):
+    with connection.cursor() as cursor:
+        objects.install(cursor, layout)
+        assert objects.install(cursor, layout) is Status.INSTALLED
