@@ -1,0 +1,233 @@
+"""The engine on a plain DB-API connection: hostile names, composite keys, roles, concurrency."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from partitioned_audit import ADVANCED, SIMPLE, Status, TableSpec, catalog, enable, install, layout_status
+from partitioned_audit.errors import ConfigurationError
+from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
+from tests.engine_db import connect, scratch_database
+
+
+@pytest.fixture
+def dbname() -> Iterator[str]:
+    with scratch_database() as name:
+        yield name
+
+
+@pytest.fixture
+def conn(dbname: str) -> Iterator[Any]:
+    c = connect(dbname)
+    yield c
+    c.rollback()
+    c.close()
+
+
+def rows(cur: Any, query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    cur.execute(query, params)
+    return list(cur.fetchall())
+
+
+HOSTILE = ['Mixed "Quoted" Name', "select", "with space", "semi;colon -- x", "ünïcode"]
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+@pytest.mark.parametrize("name", HOSTILE)
+def test_hostile_table_and_column_names(conn, layout, name):
+    cur = conn.cursor()
+    install(cur, layout, schema="audit")
+    execute(cur, SQL("CREATE SCHEMA {}").format(ident(name)))
+    execute(
+        cur,
+        SQL("CREATE TABLE {} ({} int PRIMARY KEY, {} text)").format(
+            ident(name, name), ident(name), ident("order")
+        ),
+    )
+    enable(cur, layout, TableSpec(name, name, (name,)), schema="audit")
+    execute(cur, SQL("INSERT INTO {} VALUES (1, 'a'), (2, 'b')").format(ident(name, name)))
+    execute(cur, SQL("UPDATE {} SET {} = 'c'").format(ident(name, name), ident("order")))
+    execute(cur, SQL("DELETE FROM {}").format(ident(name, name)))
+    if layout is SIMPLE:
+        found = rows(
+            cur,
+            "SELECT object_schema, object_table, object_pk, audit_operation, object_payload"
+            " FROM audit.audit_simple ORDER BY audit_event_id",
+        )
+        assert [(r[0], r[1], r[2], r[3]) for r in found] == [
+            (name, name, pk, op) for op in "IUD" for pk in ("1", "2")
+        ]
+        assert found[2][4] == {name: 1, "order": "c"}
+    else:
+        found = rows(
+            cur,
+            "SELECT schema_name, table_name, object_pk, action, changed_fields"
+            " FROM audit.logged_actions ORDER BY event_id",
+        )
+        assert [(r[0], r[1], r[2], r[3]) for r in found] == [
+            (name, name, pk, op) for op in "IUD" for pk in ("1", "2")
+        ]
+        assert found[2][4] == {"order": "c"}
+
+
+def test_composite_primary_key_and_database_cascade(conn):
+    cur = conn.cursor()
+    install(cur, SIMPLE)
+    cur.execute("CREATE TABLE parent (id int PRIMARY KEY)")
+    cur.execute(
+        "CREATE TABLE line (parent_id int REFERENCES parent ON DELETE CASCADE, n text, PRIMARY KEY (parent_id, n))"
+    )
+    for table in ("parent", "line"):
+        enable(cur, SIMPLE, TableSpec("public", table, catalog.primary_key(cur, "public", table)))
+    cur.execute("INSERT INTO parent VALUES (1)")
+    cur.execute("INSERT INTO line VALUES (1, 'a'), (1, 'b')")
+    cur.execute("DELETE FROM parent")
+    found = rows(
+        cur, "SELECT object_table, audit_operation, object_pk FROM audit_simple ORDER BY audit_event_id"
+    )
+    assert found[-2:] == [("line", "D", '[1, "a"]'), ("line", "D", '[1, "b"]')]
+    assert [json.loads(r[2]) for r in found if r[0] == "line"] == [[1, "a"], [1, "b"], [1, "a"], [1, "b"]]
+
+
+def test_table_without_primary_key_is_refused():
+    with pytest.raises(ConfigurationError, match="has no primary key columns"):
+        TableSpec("public", "t", ())
+
+
+def test_quote_ident_agrees_with_driver():
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from partitioned_audit import sql as sqlmod
+
+    conn = connect("postgres") if sqlmod.DRIVER == "psycopg2" else None  # psycopg2 quotes via a connection
+    cursor = conn.cursor() if conn is not None else None
+
+    @given(st.text(min_size=1).filter(lambda s: "\x00" not in s))
+    def check(name: str) -> None:
+        assert quote_ident(name) == render(ident(name), cursor)
+
+    try:
+        check()
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def test_identifiers_reject_nul_and_empty():
+    with pytest.raises(ValueError, match="NUL byte"):
+        ident("a\x00b")
+    with pytest.raises(ValueError, match="non-empty strings"):
+        ident("")
+
+
+def test_application_role_is_audited_but_cannot_touch_the_trail(dbname):
+    """Only DML rights on its own table: its changes are recorded, the trail is out of reach."""
+    role = f"dpa_app_{uuid.uuid4().hex[:8]}"
+    owner = connect(dbname)
+    cur = owner.cursor()
+    try:
+        for layout in (SIMPLE, ADVANCED):
+            install(cur, layout, schema="audit")
+        cur.execute("CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
+        enable(cur, SIMPLE, TableSpec("public", "invoice", ("id",)), schema="audit")
+        execute(cur, SQL("CREATE ROLE {}").format(ident(role)))
+        execute(cur, SQL("GRANT USAGE ON SCHEMA public, audit TO {}").format(ident(role)))
+        execute(cur, SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO {}").format(ident(role)))
+        owner.commit()
+
+        app = connect(dbname)
+        acur = app.cursor()
+        execute(acur, SQL("SET ROLE {}").format(ident(role)))
+        acur.execute("INSERT INTO invoice VALUES (1, 10)")
+        acur.execute("UPDATE invoice SET amount = 11")
+        app.commit()
+        refused = []
+        for statement in (
+            "DELETE FROM audit.audit_simple",
+            "UPDATE audit.audit_simple SET object_payload = '{}'",
+            "TRUNCATE audit.audit_simple",
+            "DELETE FROM audit.audit_simple_default",
+            "INSERT INTO audit.audit_simple (object_table, object_payload, audit_txid_current, audit_operation)"
+            " VALUES ('invoice', '{}', 1, 'I')",
+            "SELECT * FROM audit.audit_simple_view",
+            "SELECT nextval('audit.audit_simple_audit_event_id_seq')",
+        ):
+            try:
+                acur.execute(statement)
+            except Exception as exc:  # noqa: BLE001 - the driver's InsufficientPrivilege
+                refused.append("permission denied" in str(exc))
+            else:
+                refused.append(False)
+            app.rollback()
+            execute(acur, SQL("SET ROLE {}").format(ident(role)))
+        app.close()
+        assert refused == [True] * 7
+        assert rows(
+            cur, "SELECT audit_operation, object_payload FROM audit.audit_simple ORDER BY audit_event_id"
+        ) == [
+            ("I", {"id": 1, "amount": 10}),
+            ("U", {"id": 1, "amount": 11}),
+        ]
+    finally:
+        owner.rollback()
+        cur.execute("DROP TABLE IF EXISTS invoice")
+        if rows(cur, "SELECT 1 FROM pg_roles WHERE rolname = %s", [role]):
+            execute(cur, SQL("DROP OWNED BY {}").format(ident(role)))
+        execute(cur, SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
+        owner.commit()
+        owner.close()
+
+
+def test_two_writers_at_once_produce_one_row_per_change(dbname):
+    setup = connect(dbname)
+    cur = setup.cursor()
+    install(cur, ADVANCED)
+    cur.execute("CREATE TABLE counter (id int PRIMARY KEY, n int)")
+    cur.execute("INSERT INTO counter SELECT g, 0 FROM generate_series(1, 20) g")
+    enable(cur, ADVANCED, TableSpec("public", "counter", ("id",)))
+    setup.commit()
+    errors: list[BaseException] = []
+
+    def writer(offset: int) -> None:
+        try:
+            c = connect(dbname)
+            wc = c.cursor()
+            for i in range(50):
+                wc.execute("UPDATE counter SET n = n + 1 WHERE id = %s", [(i + offset) % 20 + 1])
+                wc.execute("INSERT INTO counter VALUES (%s, 0)", [1000 * offset + i + 1000])
+                c.commit()
+            c.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in (1, 2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert rows(cur, "SELECT action, count(*) FROM logged_actions GROUP BY 1 ORDER BY 1") == [
+        ("I", 100),
+        ("U", 100),
+    ]
+    assert rows(cur, "SELECT sum(n) FROM counter") == [(100,)]
+    per_row = rows(
+        cur,
+        "SELECT max((changed_fields->>'n')::int) FROM logged_actions WHERE action = 'U' GROUP BY object_pk",
+    )
+    assert sum(r[0] for r in per_row) == 100  # the last recorded value of each counter is its final value
+    setup.close()
+
+
+def test_status_of_an_empty_database(conn):
+    cur = conn.cursor()
+    assert layout_status(cur, SIMPLE).status is Status.MISSING
+    assert install(cur, SIMPLE, schema="x") is Status.MISSING
+    assert layout_status(cur, SIMPLE, schema="x").status is Status.INSTALLED
