@@ -57,7 +57,12 @@ def main() -> int:
     console.print("[bold]1. migrate[/]: creates the audit table and the triggers of registered models")
     call_command("migrate", verbosity=1, stdout=sys.stdout)
 
-    console.print("\n[bold]2. writes[/]: ORM, raw SQL, bulk_create and one QuerySet.update() over many rows")
+    console.print(
+        "\n[bold]2. partitions[/]: this month and the next 30 days (rows before this land in DEFAULT)"
+    )
+    call_command("manage_partition_tables", "create", "--extra-days=30", stdout=sys.stdout)
+
+    console.print("\n[bold]3. writes[/]: ORM, raw SQL, bulk_create and one QuerySet.update() over many rows")
     with transaction.atomic():
         ann = Customer.objects.create(name="Ann", password="pbkdf2_sha256$870000$salt$hash")
         order = Order.objects.create(customer=ann, total="19.90", tags=["gift"], data={"note": "ring twice"})
@@ -72,7 +77,7 @@ def main() -> int:
     order.delete()
     console.print(f"   QuerySet.update() changed {changed} books in one statement")
 
-    console.print("\n[bold]3. the audit trail[/] (read model SimpleAuditEntry; books summarised)")
+    console.print("\n[bold]4. the audit trail[/] (read model SimpleAuditEntry; books summarised)")
     table = Table("id", "table", "op", "object_pk", "payload")
     entries = SimpleAuditEntry.objects.exclude(object_table="library_book").order_by("id")
     for entry in entries:
@@ -94,7 +99,8 @@ def main() -> int:
         console.print("[red]no audit entries were recorded[/]")
         return 1
 
-    console.print("\n[bold]4. partitions[/] of the audit table")
+    console.print("\n[bold]5. partitions[/] of the audit table")
+    call_command("manage_partition_tables", "list-all", stdout=sys.stdout)
     parts = Table("partition", "bound", "rows")
     with connection.cursor() as cursor:
         for part in catalog.partitions(cursor, conf.audit_schema(), conf.layout().table):

@@ -18,14 +18,18 @@ from django_partitioned_audit.sync import sync
 @contextmanager
 def app_attr(label: str, **values: Any) -> Iterator[None]:
     config = apps.get_app_config(label)
-    saved = {name: getattr(config, name, None) for name in values}
+    missing = object()
+    saved = {name: config.__dict__.get(name, missing) for name in values}
     for name, value in values.items():
         setattr(config, name, value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(config, name, value)
+            if value is missing:
+                delattr(config, name)
+            else:
+                setattr(config, name, value)
 
 
 def _ids(messages: list[Any]) -> list[str]:

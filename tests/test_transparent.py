@@ -19,7 +19,11 @@ def test_every_model_of_the_project_can_be_audited(db):
     with ExitStack() as stack:
         expected = set()
         for config in apps.get_app_configs():
-            models = [m for m in config.get_models(include_auto_created=True) if m._meta.managed and not m._meta.proxy]
+            models = [
+                m
+                for m in config.get_models(include_auto_created=True)
+                if m._meta.managed and not m._meta.proxy
+            ]
             if not models or config.label == "django_partitioned_audit":
                 continue
             disabled = tuple(getattr(config, "audit_disabled", ()))

@@ -30,7 +30,7 @@ class Registration:
 
 
 def _names(app_config: AppConfig, attribute: str) -> tuple[object, ...]:
-    value = getattr(app_config, attribute, ())
+    value = getattr(app_config, attribute, None) or ()
     if isinstance(value, str):  # ("Model") without a comma is a string, not a tuple
         return (value,)
     return tuple(value)

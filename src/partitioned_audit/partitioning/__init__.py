@@ -1,0 +1,1 @@
+"""Partition planning (pure) and maintenance (applies a plan)."""
