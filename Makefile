@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck test-local test-embedded bench bench-quick clean
+.PHONY: demo test lint typecheck test-local test-embedded clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/python testproject/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests testproject bench
-	$(BIN)/ruff format --check src tests testproject bench
+	$(BIN)/ruff check src tests testproject
+	$(BIN)/ruff format --check src tests testproject
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,12 +31,6 @@ test-embedded: $(STAMP)
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
 
 test: lint typecheck test-local test-embedded
-
-bench: $(STAMP)
-	$(BIN)/python bench/run.py
-
-bench-quick: $(STAMP)
-	$(BIN)/python bench/run.py --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
