@@ -54,26 +54,22 @@ def test_hostile_table_and_column_names(conn, layout, name):
     execute(cur, SQL("INSERT INTO {} VALUES (1, 'a'), (2, 'b')").format(ident(name, name)))
     execute(cur, SQL("UPDATE {} SET {} = 'c'").format(ident(name, name), ident("order")))
     execute(cur, SQL("DELETE FROM {}").format(ident(name, name)))
-    if layout is SIMPLE:
-        found = rows(
-            cur,
+    query, expected_update = (
+        (
             "SELECT object_schema, object_table, object_pk, audit_operation, object_payload"
             " FROM audit.audit_simple ORDER BY audit_event_id",
+            {name: 1, "order": "c"},
         )
-        assert [(r[0], r[1], r[2], r[3]) for r in found] == [
-            (name, name, pk, op) for op in "IUD" for pk in ("1", "2")
-        ]
-        assert found[2][4] == {name: 1, "order": "c"}
-    else:
-        found = rows(
-            cur,
+        if layout is SIMPLE
+        else (
             "SELECT schema_name, table_name, object_pk, action, changed_fields"
             " FROM audit.logged_actions ORDER BY event_id",
+            {"order": "c"},
         )
-        assert [(r[0], r[1], r[2], r[3]) for r in found] == [
-            (name, name, pk, op) for op in "IUD" for pk in ("1", "2")
-        ]
-        assert found[2][4] == {"order": "c"}
+    )
+    found = rows(cur, query)
+    assert [r[:4] for r in found] == [(name, name, pk, op) for op in "IUD" for pk in ("1", "2")]
+    assert found[2][4] == expected_update
 
 
 def test_composite_primary_key_and_database_cascade(conn):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import ConfigurationError
 from .sql import SQL, Composable, Composed, ident, literal
@@ -84,7 +84,6 @@ class Layout:
     event_column: str
     function: str
     operations: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE")
-    extra: dict[str, str] = field(default_factory=dict)
 
     @property
     def sequence(self) -> str:
