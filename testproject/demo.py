@@ -54,13 +54,15 @@ def main() -> int:
     from partitioned_audit import catalog
     from partitioned_audit.sql import SQL, execute, ident
 
-    console.print("[bold]1. migrate[/]: creates the audit table and the triggers of registered models")
+    console.print(
+        "[bold]1. migrate[/]: creates the audit table, the triggers of registered models, "
+        "and this month's and next month's partitions"
+    )
     call_command("migrate", verbosity=1, stdout=sys.stdout)
 
-    console.print(
-        "\n[bold]2. partitions[/]: this month and the next 30 days (rows before this land in DEFAULT)"
-    )
-    call_command("manage_partition_tables", "create", "--extra-days=30", stdout=sys.stdout)
+    console.print("\n[bold]2. partitions[/]: list what migrate made, then create 90 days ahead and check")
+    call_command("manage_partition_tables", "list", stdout=sys.stdout)
+    call_command("manage_partition_tables", "create", "check", "--extra-days=90", stdout=sys.stdout)
 
     console.print("\n[bold]3. writes[/]: ORM, raw SQL, bulk_create and one QuerySet.update() over many rows")
     with transaction.atomic():

@@ -27,9 +27,46 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         conf.payload_gin_index,
         conf.excluded_columns,
         conf.masked_columns,
+        conf.time_range_generator_name,
+        conf.min_coverage_days,
     ):
         try:
             accessor()
         except ImproperlyConfigured as exc:
             errors.append(checks.Error(str(exc), id="partitioned_audit.E010"))
     return errors
+
+
+def check_partition_coverage(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W020: partitions cover fewer than ``DPA_MIN_COVERAGE_DAYS`` days ahead (database check)."""
+    from django.db import connections, router
+
+    from partitioned_audit.errors import AuditError
+
+    from .maintenance import maintainer
+    from .sync import APP_LABEL
+
+    warnings: list[checks.CheckMessage] = []
+    try:
+        days = conf.min_coverage_days()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    for using in databases or ():
+        if connections[using].vendor != "postgresql" or not router.allow_migrate(using, APP_LABEL):
+            continue
+        try:
+            result = maintainer(using).check(days)
+        except AuditError:
+            continue  # not installed on this database yet: migrate will create the partitions
+        if not result.ok:
+            warnings.append(
+                checks.Warning(
+                    f"Audit partitions on database {using!r}: {result.reason}.",
+                    hint="Run `python manage.py manage_partition_tables create` from cron or a "
+                    "scheduler; see docs/partitions.md.",
+                    id="partitioned_audit.W020",
+                )
+            )
+    return warnings

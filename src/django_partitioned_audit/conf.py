@@ -102,3 +102,31 @@ def read_model_table(view: str) -> str:
     if not isinstance(schema, str) or schema == "public" or not schema:
         return view
     return quote_ident(schema, view)
+
+
+def time_range_generator_name() -> str:
+    """``DPA_TIME_RANGE_GENERATOR``: partition scheme used by ``migrate`` and by default in
+    ``manage_partition_tables`` (default ``"MonthlyTimeRangeGenerator"``; also ``Weekly``,
+    ``Daily`` or the dotted path of a ``TimeRangeGenerator`` subclass)."""
+    from partitioned_audit.errors import PartitionError
+    from partitioned_audit.partitioning.ranges import get_generator
+
+    value = _get("DPA_TIME_RANGE_GENERATOR", "MonthlyTimeRangeGenerator")
+    if not isinstance(value, str):
+        raise ImproperlyConfigured(f"DPA_TIME_RANGE_GENERATOR must be a string, got {value!r}. See {DOCS}.")
+    try:
+        get_generator(value)
+    except PartitionError as exc:
+        raise ImproperlyConfigured(f"DPA_TIME_RANGE_GENERATOR: {exc}. See {DOCS}.") from exc
+    return value
+
+
+def min_coverage_days() -> int:
+    """``DPA_MIN_COVERAGE_DAYS``: the ``partitioned_audit.W020`` check warns when existing
+    partitions cover fewer days ahead than this (default ``7``)."""
+    value = _get("DPA_MIN_COVERAGE_DAYS", 7)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ImproperlyConfigured(
+            f"DPA_MIN_COVERAGE_DAYS must be an integer >= 0, got {value!r}. See {DOCS}."
+        )
+    return value

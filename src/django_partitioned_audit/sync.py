@@ -10,6 +10,7 @@ from django.db import connections, router, transaction
 from partitioned_audit import catalog, objects
 
 from . import conf
+from .maintenance import ensure_current_and_next
 from .registry import registration, split_table, table_spec
 
 APP_LABEL = "django_partitioned_audit"
@@ -67,3 +68,6 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
             table_schema, table = split_table(model._meta.db_table)
             if objects.disable(cursor, table_schema, table, triggers):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
+        created = ensure_current_and_next(using)
+        for info in created.partitions:
+            say(f"  Created partition {info.partition}")

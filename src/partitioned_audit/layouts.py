@@ -23,6 +23,8 @@ OBJECTS_VERSION = "2.0"
 #: Prefix of every trigger, function and comment the engine creates.
 PREFIX = "dpa_"
 COMMENT_TAG = "partitioned_audit"
+# Marks the partitions this engine created; retention never touches a partition without it.
+PARTITION_COMMENT = f"{COMMENT_TAG} partition"
 
 NEW_TABLE = "dpa_new"
 OLD_TABLE = "dpa_old"

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from . import catalog, layouts
 from .errors import ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
-from .sql import SQL, Composable, Cursor, execute, ident, render
+from .partitioning.ranges import PartitionInfo
+from .sql import SQL, Composable, Cursor, execute, ident, literal, render
 
 
 class Status(enum.Enum):
@@ -120,7 +121,22 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
 
     if found.table.exists:
         _replace_legacy_triggers(cursor, layout, schema)
+        _adopt_partitions(cursor, layout, schema)
     return found.status
+
+
+def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Mark the uncommented ``<table>_<YYYYMMDD>_<YYYYMMDD>`` partitions 1.0.4 made as ours,
+    so that retention may later detach or drop them."""
+    for row in catalog.partitions(cursor, schema, layout.table):
+        info = PartitionInfo.parse(row.name)
+        if row.comment is None and info is not None and info.partitioned_table == layout.table:
+            execute(
+                cursor,
+                SQL("COMMENT ON TABLE {} IS {}").format(
+                    ident(schema, row.name), literal(layouts.PARTITION_COMMENT)
+                ),
+            )
 
 
 def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> None:

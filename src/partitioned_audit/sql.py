@@ -78,3 +78,16 @@ def execute(cursor: Cursor, statement: Composable | str, params: Any = None) -> 
         cursor.execute(text)
     else:
         cursor.execute(text, params)
+
+
+def sqlstate(exc: BaseException | None) -> str | None:
+    """The SQLSTATE of a driver error (``sqlstate`` in psycopg, ``pgcode`` in psycopg2).
+
+    Follows ``__cause__``, so an error wrapped by Django's database layer is recognised too.
+    """
+    while exc is not None:
+        code = getattr(exc, "sqlstate", None) or getattr(exc, "pgcode", None)
+        if code:
+            return str(code)
+        exc = exc.__cause__
+    return None

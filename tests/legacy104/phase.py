@@ -46,4 +46,11 @@ elif sys.argv[1] == "read":
         }
         for e in read_model.objects.filter_model(Item).order_by("pk")
     ]
-    print(json.dumps(entries))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_inherits i"
+            " JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = %s::regclass ORDER BY 1",
+            [read_model._meta.db_table.removesuffix("_view")],
+        )
+        partitions = cursor.fetchall()
+    print(json.dumps({"entries": entries, "partitions": partitions}))

@@ -1,100 +1,280 @@
-"""Apply a plan: create partitions, moving rows the DEFAULT partition caught into them.
+"""Apply plans to a live database: create, detach and drop partitions, and check coverage.
 
-Runs in the caller's transaction under a transaction-level advisory lock, so two
-maintenance runs on one audit table never interleave; the second one fails fast.
+Every change runs in a short transaction of its own that first takes a transaction-level
+advisory lock (two maintenance runs on one audit table never interleave) and sets a
+``lock_timeout``. When a lock cannot be had in time the transaction is rolled back and tried
+again later, so an audited write never waits behind maintenance for longer than
+``lock_timeout``. On a connection already inside a transaction (Django's ``atomic``, a test)
+each attempt is a savepoint instead, and the locks are held until the caller commits.
+
+Design of the safety net and of retention, which PostgreSQL makes interact:
+
+* The DEFAULT partition catches rows no partition covers, so a write never fails. Creating
+  a partition moves the DEFAULT rows of its range into it and attaches it; ATTACH takes only
+  SHARE UPDATE EXCLUSIVE on the audit table (writers keep going) and scans the DEFAULT
+  partition, which is kept empty, so the scan is instant.
+* ``DETACH PARTITION ... CONCURRENTLY`` is refused while a DEFAULT partition exists, and the
+  DEFAULT partition cannot itself be detached concurrently. Detaching it around a concurrent
+  detach therefore still needs one brief ACCESS EXCLUSIVE lock on the audit table, exactly
+  what a plain DETACH needs, and opens a window in which a stray row fails. So retention
+  uses a plain DETACH of all expired partitions in one short transaction, bounded by
+  ``lock_timeout`` and retried: one brief lock, and the safety net never goes away.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from .. import catalog
-from ..errors import PartitionError
-from ..layouts import COMMENT_TAG, Layout
-from ..sql import SQL, Cursor, execute, ident, literal
-from .plan import Plan, plan, today_utc
+from ..errors import ConfigurationError, PartitionError
+from ..layouts import COMMENT_TAG, PARTITION_COMMENT, Layout, create_default_partition
+from ..sql import SQL, Cursor, execute, ident, literal, sqlstate
+from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
 
-PARTITION_COMMENT = f"{COMMENT_TAG} partition"
+T = TypeVar("T")
+
+LOCK_NOT_AVAILABLE = "55P03"
 
 
-def existing_partitions(cursor: Cursor, layout: Layout, schema: str = "public") -> list[PartitionInfo]:
-    """Partitions of the audit table whose names follow ``<table>_<YYYYMMDD>_<YYYYMMDD>``."""
-    found = []
-    for row in catalog.partitions(cursor, schema, layout.table):
-        info = PartitionInfo.parse(row.name)
-        if info is not None and info.partitioned_table == layout.table:
-            found.append(info)
-    return found
+@dataclass(frozen=True)
+class LockPolicy:
+    """How long maintenance DDL may wait for a lock, and how it tries again.
 
-
-def make_plan(
-    cursor: Cursor,
-    layout: Layout,
-    generator: TimeRangeGenerator,
-    extra_days: int,
-    schema: str = "public",
-    now: dt.datetime | None = None,
-) -> Plan:
-    return plan(
-        layout.table, existing_partitions(cursor, layout, schema), today_utc(now), extra_days, generator
-    )
-
-
-def lock(cursor: Cursor, layout: Layout, schema: str) -> None:
-    """Take the maintenance lock of this audit table for the rest of the transaction."""
-    cursor.execute(
-        "SELECT pg_try_advisory_xact_lock(hashtext(%s))", [f"{COMMENT_TAG}:{schema}.{layout.table}"]
-    )
-    if not cursor.fetchone()[0]:
-        raise PartitionError(
-            f"another partition maintenance of {schema}.{layout.table} is running; try again when it ends"
-        )
-
-
-def create(
-    cursor: Cursor, layout: Layout, partitions: Sequence[PartitionInfo], schema: str = "public"
-) -> int:
-    """Create ``partitions``; rows of their ranges leave the DEFAULT partition for them.
-
-    Returns:
-        How many rows were moved out of the DEFAULT partition.
+    ``lock_timeout_ms`` bounds how long an audited write can be held up by maintenance;
+    after a timeout the attempt is rolled back, and after a pause of about ``pause_ms``
+    (with jitter) it is tried again, ``attempts`` times in all.
     """
-    lock(cursor, layout, schema)
-    parent = ident(schema, layout.table)
-    default = ident(schema, layout.default_partition)
-    time = ident(layout.time_column)
-    moved = 0
-    for info in partitions:
-        table = ident(schema, info.partition)
+
+    lock_timeout_ms: int = 200
+    attempts: int = 30
+    pause_ms: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("lock_timeout_ms", "attempts", "pause_ms"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigurationError(f"LockPolicy.{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Created:
+    partitions: list[PartitionInfo]
+    moved_rows: int
+
+
+class Maintainer:
+    """Partition maintenance of one audit table over a DB-API connection (psycopg or psycopg2).
+
+    Args:
+        connection: preferably in autocommit mode, so that each change commits on its own
+            and holds its locks only briefly.
+        layout: the audit table's layout.
+        schema: the schema of the audit table.
+        policy: lock timeout and retries.
+        sleep: called with seconds between attempts (tests pass a recorder).
+    """
+
+    def __init__(
+        self,
+        connection: Any,
+        layout: Layout,
+        schema: str = "public",
+        policy: LockPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.connection = connection
+        self.layout = layout
+        self.schema = schema
+        self.policy = policy or LockPolicy()
+        self.sleep = sleep
+
+    @property
+    def table(self) -> str:
+        return f"{self.schema}.{self.layout.table}"
+
+    # -- reading ------------------------------------------------------------------------
+
+    def catalog_rows(self) -> list[catalog.PartitionRow]:
+        """Every partition of the audit table, including the DEFAULT one and foreign names."""
+        rows = catalog.partitions(self.connection.cursor(), self.schema, self.layout.table)
+        if not rows and not catalog.existing_tables(
+            self.connection.cursor(), [(self.schema, self.layout.table)]
+        ):
+            raise PartitionError(
+                f"audit table {self.table} does not exist; install the audit objects first "
+                "(python manage.py migrate, or partitioned_audit.install())"
+            )
+        return rows
+
+    def existing(self, owned_only: bool = False) -> list[PartitionInfo]:
+        """Partitions named ``<table>_<YYYYMMDD>_<YYYYMMDD>``; with ``owned_only``, only ours."""
+        found = []
+        for row in self.catalog_rows():
+            info = PartitionInfo.parse(row.name)
+            if info is None or info.partitioned_table != self.layout.table:
+                continue
+            if owned_only and row.comment != PARTITION_COMMENT:
+                continue
+            found.append(info)
+        return sorted(found, key=lambda p: p.from_date)
+
+    def plan(self, generator: TimeRangeGenerator, extra_days: int, now: dt.datetime | None = None) -> Plan:
+        return plan(self.layout.table, self.existing(), today_utc(now), extra_days, generator)
+
+    def expired(self, older_than_days: int, now: dt.datetime | None = None) -> list[PartitionInfo]:
+        """Our partitions whose whole range is older than ``older_than_days`` days."""
+        return expired(self.existing(owned_only=True), today_utc(now), older_than_days)
+
+    def check(self, extra_days: int, now: dt.datetime | None = None) -> Coverage:
+        rows = self.catalog_rows()
+        default = [r for r in rows if r.is_default]
+        default_rows = 0
+        if default:
+            cursor = self.connection.cursor()
+            execute(cursor, SQL("SELECT count(*) FROM {}").format(ident(self.schema, default[0].name)))
+            default_rows = int(cursor.fetchone()[0])
+        return coverage(self.table, self.existing(), today_utc(now), extra_days, default_rows, bool(default))
+
+    # -- changing -----------------------------------------------------------------------
+
+    def create(self, partitions: Sequence[PartitionInfo]) -> Created:
+        """Create ``partitions``, skipping any a concurrent run made meanwhile.
+
+        Rows of their ranges leave the DEFAULT partition for them, in the same transaction.
+        A missing DEFAULT partition is recreated first.
+        """
+
+        def work(cursor: Cursor) -> Created:
+            present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
+            if not any(row.is_default for row in present.values()):
+                execute(cursor, create_default_partition(self.layout, self.schema))
+            made, moved = [], 0
+            for info in partitions:
+                if info.partition not in present:
+                    moved += self._create_one(cursor, info)
+                    made.append(info)
+            return Created(made, moved)
+
+        return self._locked(work)
+
+    def detach(self, partitions: Sequence[PartitionInfo], drop: bool = False) -> list[PartitionInfo]:
+        """Detach (and with ``drop``, drop) ``partitions``; only ones this engine created.
+
+        Returns:
+            The partitions detached or dropped; ones already gone are skipped.
+        """
+
+        def work(cursor: Cursor) -> list[PartitionInfo]:
+            present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
+            done = []
+            for info in partitions:
+                row = present.get(info.partition)
+                if row is None:
+                    continue
+                if row.comment != PARTITION_COMMENT:
+                    raise PartitionError(
+                        f"{self.schema}.{info.partition} was not created by partitioned_audit "
+                        f"(its comment is {row.comment!r}); refusing to detach or drop it"
+                    )
+                table = ident(self.schema, info.partition)
+                execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(self._parent, table))
+                if drop:
+                    execute(cursor, SQL("DROP TABLE {}").format(table))
+                else:
+                    execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(DETACHED_COMMENT)))
+                done.append(info)
+            return done
+
+        return self._locked(work)
+
+    # -- internals ----------------------------------------------------------------------
+
+    @property
+    def _parent(self) -> Any:
+        return ident(self.schema, self.layout.table)
+
+    def _create_one(self, cursor: Cursor, info: PartitionInfo) -> int:
+        table = ident(self.schema, info.partition)
+        default = ident(self.schema, self.layout.default_partition)
+        time_col = ident(self.layout.time_column)
         lower, upper = literal(info.time_range.lower), literal(info.time_range.upper)
-        execute(cursor, SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(table, parent))
+        bound = ident(f"{info.partition[:50]}_bound")
+        # Writers whose rows would land in the DEFAULT partition wait from here to commit, so
+        # that no row of the new range can slip in between the move and the ATTACH scan.
+        execute(cursor, SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
+        execute(
+            cursor,
+            SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
+                table, self._parent
+            ),
+        )
         execute(
             cursor,
             SQL(
                 "WITH moved AS (DELETE FROM {default} WHERE {time} >= {lower} AND {time} < {upper} RETURNING *)"
                 " INSERT INTO {table} SELECT * FROM moved"
-            ).format(default=default, time=time, lower=lower, upper=upper, table=table),
+            ).format(default=default, time=time_col, lower=lower, upper=upper, table=table),
         )
-        moved += max(getattr(cursor, "rowcount", 0) or 0, 0)
+        moved = max(getattr(cursor, "rowcount", 0) or 0, 0)
         # The CHECK lets ATTACH skip scanning the new partition.
         execute(
             cursor,
             SQL("ALTER TABLE {} ADD CONSTRAINT {} CHECK ({time} >= {lower} AND {time} < {upper})").format(
-                table, ident(f"{info.partition[:50]}_bound"), time=time, lower=lower, upper=upper
+                table, bound, time=time_col, lower=lower, upper=upper
             ),
         )
         execute(
             cursor,
             SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                parent, table, lower, upper
+                self._parent, table, lower, upper
             ),
         )
-        execute(
-            cursor,
-            SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, ident(f"{info.partition[:50]}_bound")),
-        )
+        execute(cursor, SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bound))
         execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(PARTITION_COMMENT)))
         execute(cursor, SQL("REVOKE ALL ON {} FROM PUBLIC").format(table))
-    return moved
+        return moved
+
+    def _locked(self, work: Callable[[Cursor], T]) -> T:
+        """Run ``work`` under the maintenance lock and ``lock_timeout``, retrying on lock timeouts."""
+        policy = self.policy
+        if getattr(self.connection, "autocommit", False):
+            begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
+        else:
+            begin = "SAVEPOINT partitioned_audit_maintenance"
+            commit = "RELEASE SAVEPOINT partitioned_audit_maintenance"
+            rollback = "ROLLBACK TO SAVEPOINT partitioned_audit_maintenance"
+        for attempt in range(1, policy.attempts + 1):
+            cursor = self.connection.cursor()
+            cursor.execute(begin)
+            try:
+                cursor.execute("SELECT current_setting('lock_timeout')")
+                previous_timeout = cursor.fetchone()[0]
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{policy.lock_timeout_ms}ms"])
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{COMMENT_TAG}:{self.table}"])
+                result = work(cursor)
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+            except BaseException as exc:
+                cursor.execute(rollback)
+                if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                    raise
+                if attempt == policy.attempts:
+                    raise PartitionError(
+                        f"partition maintenance of {self.table} could not get its locks within "
+                        f"{policy.lock_timeout_ms} ms in {policy.attempts} attempts (another maintenance "
+                        "run or a long transaction on the audit table holds them); nothing was changed, "
+                        "try again later"
+                    ) from exc
+                self.sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
+                continue
+            cursor.execute(commit)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+DETACHED_COMMENT = f"{COMMENT_TAG} detached partition"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import importlib
 import re
 from dataclasses import dataclass
 
@@ -133,3 +134,26 @@ GENERATORS: dict[str, type[TimeRangeGenerator]] = {
     "WeeklyTimeRangeGenerator": WeeklyTimeRangeGenerator,
     "DailyTimeRangeGenerator": DailyTimeRangeGenerator,
 }
+
+
+def get_generator(name: str) -> TimeRangeGenerator:
+    """A generator by 1.0.4 name (``"WeeklyTimeRangeGenerator"``) or by dotted path to a subclass.
+
+    Raises:
+        PartitionError: the path does not import or is not a ``TimeRangeGenerator`` subclass.
+    """
+    if name in GENERATORS:
+        return GENERATORS[name]()
+    module_name, _, attr = name.replace(":", ".").rpartition(".")
+    if not module_name:
+        raise PartitionError(
+            f"unknown time range generator {name!r}: use one of {', '.join(GENERATORS)} "
+            "or the dotted path of a TimeRangeGenerator subclass"
+        )
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise PartitionError(f"time range generator {name!r} cannot be imported: {exc}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, TimeRangeGenerator)):
+        raise PartitionError(f"time range generator {name!r} is not a TimeRangeGenerator subclass")
+    return cls()

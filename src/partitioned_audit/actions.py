@@ -1,0 +1,229 @@
+"""The partition actions shared by ``partitioned-audit`` and ``manage.py manage_partition_tables``.
+
+Both commands declare the same arguments through :func:`add_arguments` and call :func:`run`,
+which asks the :class:`~partitioned_audit.partitioning.maintenance.Maintainer` and writes
+1.0.4's tables, or one JSON document per action with ``--json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, Protocol
+
+from .errors import ConfigurationError, PartitionError
+from .partitioning.maintenance import LockPolicy, Maintainer
+from .partitioning.plan import Plan, Status
+from .partitioning.ranges import GENERATORS, PartitionInfo, get_generator
+
+ACTIONS = ("list", "list-all", "simulate", "create", "check", "detach", "drop")
+DEFAULT_EXTRA_DAYS = 30
+
+
+class CheckFailed(PartitionError):
+    """``check`` found coverage short; the message is the one-line reason."""
+
+
+class Writer(Protocol):
+    def write(self, text: str) -> Any: ...
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "actions",
+        nargs="+",
+        choices=ACTIONS,
+        metavar="action",
+        help=f"one or more of: {', '.join(ACTIONS)}",
+    )
+    parser.add_argument(
+        "--extra-days",
+        type=int,
+        default=DEFAULT_EXTRA_DAYS,
+        help=f"days after today that must be covered (default {DEFAULT_EXTRA_DAYS})",
+    )
+    parser.add_argument(
+        "--time-range-generator",
+        default="MonthlyTimeRangeGenerator",
+        help=f"{', '.join(GENERATORS)} or the dotted path of a TimeRangeGenerator subclass",
+    )
+    parser.add_argument(
+        "--older-than",
+        type=int,
+        metavar="DAYS",
+        help="detach/drop: partitions whose whole range ended at least DAYS days ago",
+    )
+    parser.add_argument(
+        "--yes", action="store_true", help="detach/drop: really do it, not only show the plan"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON document per action")
+    parser.add_argument(
+        "--lock-timeout",
+        type=int,
+        default=LockPolicy.lock_timeout_ms,
+        metavar="MS",
+        help="longest time an audited write may wait behind maintenance DDL (default %(default)s ms)",
+    )
+    parser.add_argument(
+        "--attempts",
+        type=int,
+        default=LockPolicy.attempts,
+        help="how often DDL is tried when its locks are busy (default %(default)s)",
+    )
+
+
+def lock_policy(options: dict[str, Any]) -> LockPolicy:
+    return LockPolicy(lock_timeout_ms=options["lock_timeout"], attempts=options["attempts"])
+
+
+def render_table(header: list[str], rows: list[list[str]]) -> str:
+    """A bordered table with two spaces of padding, as 1.0.4 printed."""
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=False)]
+    rule = "+" + "+".join("-" * (w + 4) for w in widths) + "+"
+
+    def line(cells: list[str]) -> str:
+        return "|" + "|".join(f"  {str(c).ljust(w)}  " for c, w in zip(cells, widths, strict=False)) + "|"
+
+    return "\n".join([rule, line(header), rule, *(line(r) for r in rows), rule])
+
+
+def _as_json(info: PartitionInfo) -> dict[str, str]:
+    return {"name": info.partition, "from_date": str(info.from_date), "to_date": str(info.to_date)}
+
+
+class _Run:
+    def __init__(
+        self, maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr: Writer
+    ) -> None:
+        self.m, self.options, self.stdout, self.stderr = maintainer, options, stdout, stderr
+        self.json = bool(options.get("json"))
+
+    def emit(self, document: dict[str, Any], text: str) -> None:
+        self.stdout.write((json.dumps(document) if self.json else text) + "\n")
+
+    def warn(self, problems: list[str]) -> None:
+        if not self.json:
+            for problem in problems:
+                self.stderr.write(f"warning: {problem}\n")
+
+    def list(self, list_all: bool) -> None:
+        rows, docs = [], []
+        for part in self.m.catalog_rows():
+            info = PartitionInfo.parse(part.name)
+            if info is not None and info.partitioned_table == self.m.layout.table:
+                rows.append([info.partition, str(info.from_date), str(info.to_date)])
+                docs.append({**_as_json(info), "default": False})
+            elif list_all:
+                rows.append([part.name, "", ""])
+                docs.append(
+                    {"name": part.name, "from_date": None, "to_date": None, "default": part.is_default}
+                )
+        self.emit(
+            {
+                "action": "list-all" if list_all else "list",
+                "partitions": sorted(docs, key=lambda d: d["name"]),
+            },
+            render_table(["table_name", "from_date", "to_date"], sorted(rows)),
+        )
+
+    def plan_table(self, plan: Plan) -> str:
+        mark = "⚠" if plan.status is Status.MISSING_CURRENT else "❌"
+        rows = [[p.partition, str(p.from_date), str(p.to_date), "✓ exists"] for p in plan.existing_partitions]
+        rows += [
+            [p.partition, str(p.from_date), str(p.to_date), f"{mark} to create"]
+            for p in plan.partitions_to_create
+        ]
+        return render_table(["table_name", "from_date", "to_date", "status"], sorted(rows))
+
+    def simulate_or_create(self, apply: bool) -> None:
+        generator = get_generator(self.options["time_range_generator"])
+        plan = self.m.plan(generator, self.options["extra_days"])
+        document: dict[str, Any] = {
+            "action": "create" if apply else "simulate",
+            "status": plan.status.name,
+            "existing": [_as_json(p) for p in plan.existing_partitions],
+            "to_create": [_as_json(p) for p in plan.partitions_to_create],
+            "problems": plan.problems,
+        }
+        text = self.plan_table(plan)
+        if apply:
+            created = self.m.create(plan.partitions_to_create)
+            document.update(created=[_as_json(p) for p in created.partitions], moved_rows=created.moved_rows)
+            if created.partitions:
+                text += (
+                    f"\nCreated {len(created.partitions)} partition(s); "
+                    f"moved {created.moved_rows} row(s) out of the default partition."
+                )
+            else:
+                text += "\nAll required partitions exist."
+        self.emit(document, text)
+        self.warn(plan.problems)
+
+    def check(self) -> None:
+        result = self.m.check(self.options["extra_days"])
+        self.emit(
+            {
+                "action": "check",
+                "ok": result.ok,
+                "reason": result.reason,
+                "covered_until": str(result.covered_until) if result.covered_until else None,
+                "default_rows": result.default_rows,
+            },
+            f"OK: {result.reason}" if result.ok else f"FAILED: {result.reason}",
+        )
+        if not result.ok:
+            raise CheckFailed(result.reason)
+
+    def retire(self, action: str) -> None:
+        days = self.options["older_than"]
+        candidates = self.m.expired(days)
+        applied = bool(self.options.get("yes"))
+        done = self.m.detach(candidates, drop=action == "drop") if applied and candidates else []
+        verb = "dropped" if action == "drop" else "detached"
+        rows = [
+            [p.partition, str(p.from_date), str(p.to_date), verb if applied else f"to be {verb}"]
+            for p in candidates
+        ]
+        text = render_table(["table_name", "from_date", "to_date", "status"], rows)
+        if not candidates:
+            text += f"\nNo partition ended {days} or more days ago."
+        elif applied:
+            text += f"\n{len(done)} partition(s) {verb}."
+        else:
+            text += f"\nNothing changed: {len(candidates)} partition(s) would be {verb}; add --yes to do it."
+        self.emit(
+            {
+                "action": action,
+                "older_than_days": days,
+                "applied": applied,
+                "partitions": [_as_json(p) for p in (done if applied else candidates)],
+            },
+            text,
+        )
+
+
+def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr: Writer) -> None:
+    """Run ``options["actions"]`` in order.
+
+    Raises:
+        CheckFailed: ``check`` found coverage short (the caller exits non-zero).
+        AuditError: bad options or a maintenance failure, with a readable message.
+    """
+    if options["extra_days"] < 0:
+        raise ConfigurationError(f"--extra-days must be zero or more, got {options['extra_days']}")
+    get_generator(options["time_range_generator"])  # fail before doing anything
+    retiring = [a for a in options["actions"] if a in ("detach", "drop")]
+    if retiring and options.get("older_than") is None:
+        raise ConfigurationError(f"{retiring[0]} needs --older-than DAYS")
+    if retiring and options["older_than"] < 1:
+        raise ConfigurationError(f"--older-than must be 1 or more, got {options['older_than']}")
+    runner = _Run(maintainer, options, stdout, stderr)
+    for action in options["actions"]:
+        if action in ("list", "list-all"):
+            runner.list(list_all=action == "list-all")
+        elif action in ("simulate", "create"):
+            runner.simulate_or_create(apply=action == "create")
+        elif action == "check":
+            runner.check()
+        else:
+            runner.retire(action)
