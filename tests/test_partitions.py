@@ -420,3 +420,20 @@ def test_coverage_system_check(db, settings):
     assert check_partition_coverage(databases=["default"]) == []
     settings.DPA_MIN_COVERAGE_DAYS = "7"
     assert [m.id for m in checks.run_checks()] == ["partitioned_audit.E010"]
+
+
+def test_104_partition_manager_import_paths_still_work(db):
+    from django_partitioned_audit.partitions.partition_manager_base import BasePartitionManager
+    from django_partitioned_audit.partitions.partition_manager_time_range import PartitionManager
+    from django_partitioned_audit.partitions.time_range_partitioning import (
+        MonthlyTimeRangeGenerator as Monthly,
+    )
+
+    assert BasePartitionManager is PartitionManager
+    manager = PartitionManager(time_range_generator=Monthly(), extra_days=70)
+    plan = manager.generate_plan()
+    assert plan.status is Status.MISSING_NEXT and len(plan.existing_partitions) == 2
+    manager.create_partitions(plan.partitions_to_create)
+    assert manager.generate_plan().status is Status.OK
+    with pytest.raises(ValueError, match="extra_days must be zero or more, got -3"):
+        PartitionManager(Monthly(), extra_days=-3)
