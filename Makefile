@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck test-local test-embedded clean
+.PHONY: demo test lint typecheck test-local test-embedded bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ demo: $(STAMP)
 	$(BIN)/python testproject/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests testproject
-	$(BIN)/ruff format --check src tests testproject
+	$(BIN)/ruff check src tests testproject bench
+	$(BIN)/ruff format --check src tests testproject bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -31,6 +31,14 @@ test-embedded: $(STAMP)
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
 
 test: lint typecheck test-local test-embedded
+
+# Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
+# BENCH_ARGS="--synchronous-commit on" measures with durable commits.
+bench: $(STAMP)
+	$(BIN)/python -m bench.run --output bench/results-full.md $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.run --quick --output bench/results-quick.md $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -64,7 +64,7 @@ class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(object_table=_table_of(model_class))
 
     def filter_object(self, model_class: type[models.Model], pk: Any) -> SimpleAuditEntryQuerySet:
-        """Entries of one row, by primary key; served by the (table, pk, time) index."""
+        """Entries of one row, by primary key; served by the (table, pk) index."""
         return self.filter(object_table=_table_of(model_class), object_pk=_pk_text(pk))
 
     def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:

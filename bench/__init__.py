@@ -1,0 +1,1 @@
+"""Benchmarks of django-partitioned-audit: run ``make bench`` or ``make bench-quick``."""
