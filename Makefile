@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck test-local test-embedded bench bench-quick clean
+.PHONY: demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,20 @@ test-local: $(STAMP)
 test-embedded: $(STAMP)
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
 
-test: lint typecheck test-local test-embedded
+# The other supported Django LTS, with psycopg 3, in its own virtualenv.
+VENV42 := .venv-django42
+STAMP42 := $(VENV42)/.installed
+
+$(STAMP42): pyproject.toml
+	test -x $(VENV42)/bin/python || $(PYTHON) -m venv $(VENV42)
+	$(VENV42)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV42)/bin/python -m pip install --quiet -e '.[test]' 'Django>=4.2,<5.0'
+	touch $(STAMP42)
+
+test-django42: $(STAMP42)
+	DPA_DRIVER=psycopg $(VENV42)/bin/pytest
+
+test: lint typecheck test-local test-embedded test-django42
 
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
 # BENCH_ARGS="--synchronous-commit on" measures with durable commits.
@@ -41,4 +54,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick --output bench/results-quick.md $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VENV42) .pytest_cache .mypy_cache .ruff_cache .hypothesis

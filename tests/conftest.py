@@ -35,11 +35,12 @@ def _server_version() -> str:
 
 
 def pytest_report_header(config: Any) -> str:
+    import django
     from django.db import connection
 
     server = dj_settings.SERVER
     return (
-        f"partitioned-audit: driver={dj_settings.DRIVER} (Django backend uses "
+        f"partitioned-audit: Django {django.get_version()}, driver={dj_settings.DRIVER} (Django backend uses "
         f"{'psycopg 3' if connection.Database.__name__ == 'psycopg' else 'psycopg2'}), "
         f"server={server.origin} PostgreSQL {_server_version()}"
     )

@@ -81,6 +81,24 @@ def test_truncate_is_audited_by_advanced_layout(settings, db):
     entry = AdvancedAuditEntry.objects.filter_model(Book).filter_operation(Operation.TRUNCATE).get()
     assert entry.is_truncate() and entry.statement_only and entry.row_data is None
     assert "TRUNCATE" in entry.client_query
+    assert entry.get_instance() is None  # a TRUNCATE has no row
+
+
+def test_get_instance_needs_a_known_table(layout, read_model):
+    sql("CREATE TABLE loose (id int PRIMARY KEY)")
+    from partitioned_audit import TableSpec, enable, get_layout
+
+    with connection.cursor() as cursor:
+        enable(cursor, get_layout(layout), TableSpec("public", "loose", ("id",)))
+    sql("INSERT INTO loose VALUES (1)")
+    entry = read_model.objects.get(
+        object_pk="1", **{"object_table" if layout == "simple" else "table_name": "loose"}
+    )
+    with pytest.raises(LookupError) as info:
+        entry.get_instance()
+    assert (
+        str(info.value) == "no installed model has the table public.loose; pass the model to get_instance()"
+    )
 
 
 def test_uuid_primary_key_and_masked_password(layout, read_model):
@@ -119,6 +137,35 @@ def test_types_survive_as_json(layout, read_model):
     assert datetime.datetime.fromisoformat(row["placed_at"]) == when
     assert bytes.fromhex(row["blob"][2:]) == b"\x00\xff"
     assert row["customer_id"] == str(customer.pk)
+
+
+def test_get_instance_returns_every_version_typed_by_the_model(layout, read_model):
+    when = datetime.datetime(2024, 2, 29, 23, 59, 58, 123456, tzinfo=datetime.UTC)
+    customer = Customer.objects.create(name="C", password="secret hash")
+    order = Order.objects.create(
+        customer=customer,
+        total=Decimal("9876543210.99"),  # more digits than a float keeps
+        data={"a": [1, {"b": None}], "n": 1.5},
+        tags=["x", "y"],
+        placed_at=when,
+        blob=b"\x00\xff",
+    )
+    order.status, order.quantity, order.tags = "paid", 3, []
+    order.save()
+    pk = order.pk
+    order.delete()
+    versions = [e.get_instance() for e in read_model.objects.filter_object(Order, pk)]
+    assert [type(v) for v in versions] == [Order, Order, Order]
+    first, second, deleted = versions
+    assert first.total == Decimal("9876543210.99") and isinstance(first.total, Decimal)
+    assert first.placed_at == when and first.data == {"a": [1, {"b": None}], "n": 1.5}
+    assert bytes(first.blob) == b"\x00\xff" and first.tags == ["x", "y"] and first.customer_id == customer.pk
+    assert (first.status, first.quantity) == ("new", None)
+    assert (second.status, second.quantity, second.tags) == ("paid", 3, [])
+    assert deleted.status == "paid" and deleted.pk == pk
+    # Masked columns come back as None, not as the mask; the model is found from the table.
+    (snapshot,) = [e.get_instance(Customer) for e in read_model.objects.filter_object(Customer, customer.pk)]
+    assert snapshot.pk == customer.pk and snapshot.name == "C" and snapshot.password is None
 
 
 def test_filter_payload_matches_typed_and_text_values(layout, read_model):

@@ -52,6 +52,68 @@ def _table_of(model_class: type[models.Model]) -> str:
     return split_table(model_class._meta.db_table)[1]
 
 
+def _model_for_table(schema: str, table: str) -> type[models.Model]:
+    from django.apps import apps
+
+    for model in apps.get_models(include_auto_created=True):
+        if split_table(model._meta.db_table) == (schema, table):
+            return model
+    raise LookupError(f"no installed model has the table {schema}.{table}; pass the model to get_instance()")
+
+
+class _Snapshot:
+    """``get_instance()``, shared by both read models."""
+
+    #: SQL for the row after the change, from the view aliased ``v``.
+    _row_sql: str
+    _view: str
+    _key: str
+
+    def _table(self) -> tuple[str, str]:
+        raise NotImplementedError
+
+    def get_instance(self, model: type[models.Model] | None = None) -> models.Model | None:
+        """The row after the change (before it, for a delete) as an instance of its model,
+        with every value typed by the model's fields: exact decimals, aware datetimes,
+        bytes, arrays, UUIDs.
+
+        PostgreSQL turns the stored JSON back into the table's row type, so nothing is lost
+        on the way through Python floats or strings. Excluded and masked columns come back
+        as ``None``. The instance is a snapshot: do not ``save()`` it.
+
+        Args:
+            model: the model of the audited table; found from the table name when omitted.
+
+        Returns:
+            None for a TRUNCATE entry, which has no row.
+        """
+        from django.db import connections
+
+        from partitioned_audit.sql import SQL, ident, render
+
+        from .registry import table_spec
+
+        if getattr(self, "action", None) == "T":
+            return None
+        schema, table = self._table()
+        model = model or _model_for_table(schema, table)
+        statement = SQL(
+            "SELECT (jsonb_populate_record(NULL::{table}, ({row}) - %s::text[])).*"
+            " FROM {view} AS v WHERE v.{key} = %s"
+        ).format(
+            table=ident(schema, table),
+            row=SQL(self._row_sql),
+            view=ident(conf.audit_schema(), self._view),
+            key=ident(self._key),
+        )
+        using = self._state.db or "default"  # type: ignore[attr-defined]
+        with connections[using].cursor() as cursor:
+            text = render(statement, cursor)
+        hidden = list(table_spec(model).masked)
+        found = list(model._default_manager.db_manager(using).raw(text, [hidden, self.pk]))  # type: ignore[attr-defined]
+        return found[0] if found else None
+
+
 def _pk_text(value: Any) -> str:
     if isinstance(value, tuple | list):  # composite key: stored as a JSON array
         return json.dumps([v if isinstance(v, bool | int | float) or v is None else str(v) for v in value])
@@ -84,8 +146,12 @@ class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(audit_operation=_CODES[operation])
 
 
-class SimpleAuditEntry(models.Model):
+class SimpleAuditEntry(_Snapshot, models.Model):
     """One change recorded by the simple layout (read-only; mapped to ``audit_simple_view``)."""
+
+    _row_sql = "v.object_payload"
+    _view = "audit_simple_view"
+    _key = "id"
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
@@ -122,6 +188,9 @@ class SimpleAuditEntry(models.Model):
         """The row after the change (before it, for a delete), as JSON values."""
         return dict(self.object_payload)
 
+    def _table(self) -> tuple[str, str]:
+        return self.object_schema or "public", self.object_table
+
 
 class AdvancedAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     def filter_model(self, model_class: type[models.Model]) -> AdvancedAuditEntryQuerySet:
@@ -149,8 +218,12 @@ class AdvancedAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(action=_CODES[operation])
 
 
-class AdvancedAuditEntry(models.Model):
+class AdvancedAuditEntry(_Snapshot, models.Model):
     """One change recorded by the advanced layout (read-only; mapped to ``logged_actions_view``)."""
+
+    _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
+    _view = "logged_actions_view"
+    _key = "event_id"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"
@@ -208,6 +281,9 @@ class AdvancedAuditEntry(models.Model):
         row.update(self.row_data_json or {})
         row.update(self.changed_fields_json or {})
         return row
+
+    def _table(self) -> tuple[str, str]:
+        return self.schema_name, self.table_name
 
     def get_client_query(self) -> str | None:
         """The statement's query text, kept once per statement on its first row."""

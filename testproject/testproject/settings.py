@@ -45,7 +45,12 @@ TEMPLATES = [
     }
 ]
 
-DATABASES = {"default": SERVER.django_database(os.environ.get("DPA_DB_NAME", "dpa"))}
+DATABASES = {
+    "default": SERVER.django_database(os.environ.get("DPA_DB_NAME", "dpa")),
+    # A second database, to test that migrate and the read models honour routing.
+    "other": SERVER.django_database(os.environ.get("DPA_DB_NAME", "dpa") + "_other"),
+}
+DATABASE_ROUTERS = ["testproject.routers.LibraryOnlyOnDefault"]
 
 DPA_AUDIT_TABLE_MANAGER = os.environ.get(
     "DPA_AUDIT_TABLE_MANAGER",
