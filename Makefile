@@ -30,7 +30,7 @@ test-local: $(STAMP)
 test-embedded: $(STAMP)
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
 
-# The other supported Django LTS, with psycopg 3, in its own virtualenv.
+# The other supported Django LTS, in its own virtualenv, with both drivers and both servers.
 VENV42 := .venv-django42
 STAMP42 := $(VENV42)/.installed
 
@@ -42,6 +42,7 @@ $(STAMP42): pyproject.toml
 
 test-django42: $(STAMP42)
 	DPA_DRIVER=psycopg $(VENV42)/bin/pytest
+	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(VENV42)/bin/pytest
 
 test: lint typecheck test-local test-embedded test-django42
 
