@@ -13,9 +13,16 @@ import statistics
 import sys
 from pathlib import Path
 
-from testproject.dbserver import get_server
-
-from bench.run import INSERT_ROWS, ROW_COLUMNS, connect, install_audit, pgbench_binary, recreate_database, run
+from bench.run import (  # bench.run puts the test project on the path first
+    INSERT_ROWS,
+    ROW_COLUMNS,
+    connect,
+    get_server,
+    install_audit,
+    pgbench_binary,
+    recreate_database,
+    run,
+)
 from partitioned_audit import SIMPLE, TableSpec, enable
 from partitioned_audit.sql import SQL, ident
 
