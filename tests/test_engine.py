@@ -116,6 +116,29 @@ def test_quote_ident_agrees_with_driver():
             conn.close()
 
 
+def test_trigger_arguments_round_trip_through_postgresql():
+    """Any column names, quotes, backslashes, braces and commas included, reach the
+    trigger function as the same ``text[]``."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from partitioned_audit.layouts import text_array
+
+    conn = connect("postgres")
+    cursor = conn.cursor()
+
+    @settings(deadline=None)
+    @given(st.lists(st.text(min_size=1).filter(lambda s: "\x00" not in s), max_size=4))
+    def check(names: list[str]) -> None:
+        cursor.execute("SELECT %s::text[]", [text_array(tuple(names))])
+        assert cursor.fetchone()[0] == names
+
+    try:
+        check()
+    finally:
+        conn.close()
+
+
 def test_identifiers_reject_nul_and_empty():
     with pytest.raises(ValueError, match="NUL byte"):
         ident("a\x00b")
