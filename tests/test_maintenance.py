@@ -303,3 +303,31 @@ def test_cli_errors_are_one_line(database, capsys):
     assert capsys.readouterr().err.startswith("partitioned-audit: cannot connect: ")
     assert cli(database, "drop") == 2
     assert capsys.readouterr().err == "partitioned-audit: drop needs --older-than DAYS\n"
+
+
+@pytest.mark.parametrize("zone", ["America/Chicago", "Europe/Berlin", "Asia/Kolkata"])
+def test_new_partitions_meet_104_partitions_made_in_local_time(conn, zone):
+    """1.0.4 created partitions with bounds in the session's time zone (USE_TZ=False)."""
+    query(conn, "BEGIN")
+    query(conn, "SELECT set_config('TimeZone', %s, true)", [zone])
+    query(
+        conn,
+        "CREATE TABLE audit_simple_20221101_20221201 PARTITION OF audit_simple"
+        " FOR VALUES FROM ('2022-11-01') TO ('2022-12-01')",
+    )
+    query(conn, "COMMIT")
+    query(conn, "COMMENT ON TABLE audit_simple_20221101_20221201 IS 'partitioned_audit partition'")
+    manager = Maintainer(conn, SIMPLE, policy=FAST)
+    before, after = months(dt.date(2022, 10, 1), 1), months(dt.date(2022, 12, 1), 1)
+    assert len(manager.create(before + after).partitions) == 2
+    # Every instant around both boundaries has a partition: no overlap, no gap.
+    for boundary in (dt.datetime(2022, 11, 1, tzinfo=dt.UTC), dt.datetime(2022, 12, 1, tzinfo=dt.UTC)):
+        for hours in range(-14, 15):
+            query(
+                conn,
+                "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation,"
+                " audit_entry_created) VALUES ('x', '{}', 1, 'I', %s)",
+                [boundary + dt.timedelta(hours=hours)],
+            )
+    assert query(conn, "SELECT count(*) FROM audit_simple_default") == [(0,)]
+    assert query(conn, "SELECT count(*) FROM audit_simple") == [(58,)]

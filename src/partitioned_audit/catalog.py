@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX
@@ -115,12 +116,19 @@ def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[s
 
 @dataclass(frozen=True)
 class PartitionRow:
-    """One partition of an audit table, with its bound as PostgreSQL prints it."""
+    """One partition of an audit table, with its bound as PostgreSQL prints it and as instants."""
 
     name: str
     bound: str
     is_default: bool
     comment: str | None
+    lower: dt.datetime | None = None  # None for the DEFAULT partition (or MINVALUE)
+    upper: dt.datetime | None = None
+
+
+# The bound prints its instants with their offset, so reading them back is exact whatever
+# the session's TimeZone; MINVALUE/MAXVALUE (no quotes) give NULL.
+_BOUNDS = r"""FROM \('([^']*)'\) TO \('([^']*)'\)"""
 
 
 def partitions(cursor: Cursor, schema: str, table: str) -> list[PartitionRow]:
@@ -128,7 +136,9 @@ def partitions(cursor: Cursor, schema: str, table: str) -> list[PartitionRow]:
     cursor.execute(
         """
         SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
-               pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', obj_description(c.oid, 'pg_class')
+               pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', obj_description(c.oid, 'pg_class'),
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid), %s))[1]::timestamptz,
+               (regexp_match(pg_get_expr(c.relpartbound, c.oid), %s))[2]::timestamptz
           FROM pg_catalog.pg_inherits i
           JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
           JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
@@ -136,6 +146,6 @@ def partitions(cursor: Cursor, schema: str, table: str) -> list[PartitionRow]:
          WHERE n.nspname = %s AND p.relname = %s
          ORDER BY c.relname
         """,
-        [schema, table],
+        [_BOUNDS, _BOUNDS, schema, table],
     )
     return [PartitionRow(*row) for row in cursor.fetchall()]

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -157,7 +157,7 @@ class Maintainer:
             made, moved = [], 0
             for info in partitions:
                 if info.partition not in present:
-                    moved += self._create_one(cursor, info)
+                    moved += self._create_one(cursor, info, snapped_bounds(info, present.values()))
                     made.append(info)
             return Created(made, moved)
 
@@ -199,11 +199,13 @@ class Maintainer:
     def _parent(self) -> Any:
         return ident(self.schema, self.layout.table)
 
-    def _create_one(self, cursor: Cursor, info: PartitionInfo) -> int:
+    def _create_one(
+        self, cursor: Cursor, info: PartitionInfo, bounds: tuple[dt.datetime, dt.datetime]
+    ) -> int:
         table = ident(self.schema, info.partition)
         default = ident(self.schema, self.layout.default_partition)
         time_col = ident(self.layout.time_column)
-        lower, upper = literal(info.time_range.lower), literal(info.time_range.upper)
+        lower, upper = literal(bounds[0]), literal(bounds[1])
         bound = ident(f"{info.partition[:50]}_bound")
         # Writers whose rows would land in the DEFAULT partition wait from here to commit, so
         # that no row of the new range can slip in between the move and the ATTACH scan.
@@ -278,3 +280,32 @@ class Maintainer:
 
 
 DETACHED_COMMENT = f"{COMMENT_TAG} detached partition"
+
+#: How far a neighbour's real bound may be from a new partition's UTC bound and still be
+#: taken as the same boundary: more than any time zone offset, less than a partition.
+SNAP = dt.timedelta(hours=26)
+
+
+def snapped_bounds(
+    info: PartitionInfo, neighbours: Iterable[catalog.PartitionRow]
+) -> tuple[dt.datetime, dt.datetime]:
+    """The bounds of ``info``, moved onto a neighbour's real bound when that is within a day.
+
+    1.0.4 gave its partitions bounds in the session's time zone: next to one of those, a
+    UTC-bounded partition would overlap it by a few hours (and ATTACH would fail) or leave
+    a gap of a few hours whose rows would stay in the DEFAULT partition for good.
+    """
+    lower, upper = info.time_range.lower, info.time_range.upper
+    for row in neighbours:
+        if row.lower is None or row.upper is None:
+            continue
+        if row.lower < lower < row.upper + SNAP and abs(row.upper - lower) < SNAP:
+            lower = row.upper
+        if row.lower - SNAP < upper < row.upper and abs(row.lower - upper) < SNAP:
+            upper = row.lower
+    if lower >= upper:
+        raise PartitionError(
+            f"{info.partition} would be empty between its neighbours ({lower} .. {upper}); "
+            "check the existing partitions with list-all"
+        )
+    return lower, upper
