@@ -47,7 +47,8 @@ def pytest_report_header(config: Any) -> str:
 
 
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
-    """``@pytest.mark.pg(">=15")``: fail loudly rather than skip when the server does not match."""
+    """``@pytest.mark.pg(">=15")``: a version-specific test is reported as skipped, with the
+    server version in the reason, when the server does not match."""
     from packaging.specifiers import SpecifierSet
 
     version = _server_version().split()[0]
