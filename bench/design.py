@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from pathlib import Path
 
 from bench.run import (  # bench.run puts the test project on the path first
@@ -27,6 +28,7 @@ from partitioned_audit import SIMPLE, TableSpec, enable
 from partitioned_audit.sql import SQL, ident
 
 DB = "dpa_bench_design"
+BULK_ROWS = 50_000
 
 MINIMAL_INSERT = """
     INSERT INTO public.audit_simple (object_table, object_schema, object_pk, object_payload,
@@ -159,6 +161,14 @@ def main(argv: list[str] | None = None) -> int:
                 text=True,
             ).stdout
             tps[name].append(float(re.search(r"tps = ([\d.]+) \(without", out)[1]))  # type: ignore[index]
+    bulk_cases = ["baseline", "minimal_statement", "minimal_row", "shipped"]
+    bulk: dict[str, list[float]] = {name: [] for name in bulk_cases}
+    with connect(server, DB) as conn:
+        for r in range(args.rounds):
+            for name in bulk_cases[r % len(bulk_cases) :] + bulk_cases[: r % len(bulk_cases)]:
+                started = time.perf_counter()
+                run(conn, INSERT_ROWS.format(ident(name)), [BULK_ROWS])
+                bulk[name].append(time.perf_counter() - started)
     base = statistics.median(tps["baseline"])
     print(
         f"Single-row INSERT, 1 client, {args.rounds} rounds of {args.seconds} s, median tps; ratio = time / baseline\n"
@@ -167,6 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (what, _) in CASES.items():
         median = statistics.median(tps[name])
         print(f"| {what} | {median:,.0f} | {base / median:.2f}× |")
+    print(f"\nOne INSERT of {BULK_ROWS:,} rows, {args.rounds} rounds, median; ratio = time / baseline\n")
+    print("| case | ms | ratio |\n|---|---|---|")
+    for name in bulk_cases:
+        median = statistics.median(bulk[name])
+        print(
+            f"| {CASES[name][0]} | {median * 1000:,.0f} | {median / statistics.median(bulk['baseline']):.2f}× |"
+        )
     return 0
 
 
