@@ -331,3 +331,22 @@ def test_new_partitions_meet_104_partitions_made_in_local_time(conn, zone):
             )
     assert query(conn, "SELECT count(*) FROM audit_simple_default") == [(0,)]
     assert query(conn, "SELECT count(*) FROM audit_simple") == [(58,)]
+
+
+def test_cli_works_on_an_audit_schema_with_a_hostile_name(capsys):
+    schema = 'aud"it; trail'
+    with scratch_database() as name:
+        conn = connect(name, autocommit=True)
+        install(conn.cursor(), SIMPLE, schema=schema)
+        assert cli(name, "--schema", schema, "create", "check", "list", "--json", "--extra-days=40") == 0
+        docs = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+        assert [d["action"] for d in docs] == ["create", "check", "list"]
+        assert docs[1]["ok"] is True and len(docs[2]["partitions"]) == len(docs[0]["created"]) >= 2
+        found = query(
+            conn,
+            "SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhparent"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = 'audit_simple'",
+            [schema],
+        )
+        assert found == [(len(docs[0]["created"]) + 1,)]  # and the DEFAULT partition
+        conn.close()
