@@ -6,6 +6,7 @@ import datetime
 import uuid
 from decimal import Decimal
 
+import django
 import pytest
 from django.db import connection
 from library.models import Book, Loan, Shelved, Weird
@@ -166,6 +167,19 @@ def test_get_instance_returns_every_version_typed_by_the_model(layout, read_mode
     # Masked columns come back as None, not as the mask; the model is found from the table.
     (snapshot,) = [e.get_instance(Customer) for e in read_model.objects.filter_object(Customer, customer.pk)]
     assert snapshot.pk == customer.pk and snapshot.name == "C" and snapshot.password is None
+
+
+@pytest.mark.skipif(django.VERSION < (5, 2), reason="CompositePrimaryKey is new in Django 5.2")
+def test_composite_primary_key_through_django(layout, read_model):
+    from library.models import Copy
+
+    Copy.objects.create(book_isbn="978-1", number=2)
+    Copy.objects.filter(book_isbn="978-1", number=2).update(condition="worn")
+    entries = list(read_model.objects.filter_object(Copy, ("978-1", 2)))
+    assert [e.object_pk for e in entries] == ['["978-1", 2]', '["978-1", 2]']
+    assert [e.get_row_data()["condition"] for e in entries] == ["good", "worn"]
+    snapshot = entries[-1].get_instance()
+    assert isinstance(snapshot, Copy) and snapshot.pk == ("978-1", 2) and snapshot.condition == "worn"
 
 
 def test_filter_payload_matches_typed_and_text_values(layout, read_model):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import django
 import pytest
 from django.core.management import call_command
 from django.db import connection
@@ -26,7 +27,11 @@ def _triggers() -> dict[str, set[str]]:
 
 def test_migrate_installs_triggers_on_registered_tables_only(db):
     triggers = _triggers()
-    assert set(triggers) == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"}
+    copies = {"library_copy"} if django.VERSION >= (5, 2) else set()  # composite key, Django 5.2+
+    assert (
+        set(triggers)
+        == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"} | copies
+    )
     assert triggers["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del"}
 
 

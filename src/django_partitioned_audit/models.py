@@ -107,11 +107,26 @@ class _Snapshot:
             key=ident(self._key),
         )
         using = self._state.db or "default"  # type: ignore[attr-defined]
-        with connections[using].cursor() as cursor:
-            text = render(statement, cursor)
-        hidden = list(table_spec(model).masked)
-        found = list(model._default_manager.db_manager(using).raw(text, [hidden, self.pk]))  # type: ignore[attr-defined]
-        return found[0] if found else None
+        connection = connections[using]
+        with connection.cursor() as cursor:
+            cursor.execute(render(statement, cursor), [list(table_spec(model).masked), self.pk])  # type: ignore[attr-defined]
+            row = cursor.fetchone()
+            columns = [c[0] for c in cursor.description or ()]
+        if row is None:
+            return None
+        # What a queryset does with a row: each field's converters, then Model.from_db(),
+        # which takes the values in the order of the model's concrete fields.
+        found = dict(zip(columns, row, strict=True))
+        fields = [f for f in model._meta.concrete_fields if f.column in found]
+        values = []
+        for field in fields:
+            value = found[field.column]
+            expression = field.get_col(model._meta.db_table)
+            converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+            for converter in converters:
+                value = converter(value, expression, connection)
+            values.append(value)
+        return model.from_db(using, [f.attname for f in fields], values)
 
 
 def _pk_text(value: Any) -> str:

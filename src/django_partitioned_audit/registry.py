@@ -160,8 +160,9 @@ def table_spec(model: type[models.Model]) -> TableSpec:
     pk_field = model._meta.pk
     assert pk_field is not None
     pk: tuple[str, ...]
-    if hasattr(pk_field, "fields") and getattr(pk_field, "fields", None):  # CompositePrimaryKey (Django 5.2)
-        pk = tuple(model._meta.get_field(name).column for name in pk_field.fields)  # type: ignore[union-attr]
+    names = getattr(pk_field, "field_names", None)  # CompositePrimaryKey (Django 5.2)
+    if names:
+        pk = tuple(model._meta.get_field(name).column for name in names)
     else:
         pk = (pk_field.column,)
     return TableSpec(

@@ -1,8 +1,9 @@
+import django
 from django.apps import AppConfig
 
 
 class LibraryConfig(AppConfig):
     name = "library"
     default_auto_field = "django.db.models.BigAutoField"
-    trigger_audit_models = ("Book", "Weird", "Shelved")
+    trigger_audit_models = ("Book", "Weird", "Shelved") + (("Copy",) if django.VERSION >= (5, 2) else ())
     audit_disabled = ("Loan",)

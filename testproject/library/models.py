@@ -1,3 +1,4 @@
+import django
 from django.db import models
 
 
@@ -31,3 +32,14 @@ class Loan(models.Model):
     """Listed in ``audit_disabled``: never audited."""
 
     book = models.ForeignKey(Book, on_delete=models.CASCADE)
+
+
+if django.VERSION >= (5, 2):
+
+    class Copy(models.Model):
+        """A composite primary key (Django 5.2 and later)."""
+
+        pk = models.CompositePrimaryKey("book_isbn", "number")
+        book_isbn = models.CharField(max_length=13)
+        number = models.IntegerField()
+        condition = models.CharField(max_length=20, default="good")
