@@ -9,8 +9,11 @@ insert is recorded, interleaved over rounds; ratios are against the unaudited ta
 from __future__ import annotations
 
 import argparse
+import re
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -104,10 +107,6 @@ CASES: dict[str, tuple[str, str | None]] = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    import re
-    import subprocess
-    import tempfile
-
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.db import connection
+from django.db import connections
 
 
 def trail(read_model: Any, model: Any = None) -> list[tuple[str, str | None, dict[str, Any]]]:
@@ -19,7 +19,7 @@ def trail(read_model: Any, model: Any = None) -> list[tuple[str, str | None, dic
     return out
 
 
-def sql(statement: str, params: Any = None) -> list[tuple[Any, ...]]:
-    with connection.cursor() as cursor:
+def sql(statement: str, params: Any = None, using: str = "default") -> list[tuple[Any, ...]]:
+    with connections[using].cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall() if cursor.description else []

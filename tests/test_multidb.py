@@ -12,6 +12,7 @@ from shop.models import Customer, Order
 from django_partitioned_audit.models import SimpleAuditEntry
 from django_partitioned_audit.sync import sync
 from partitioned_audit import catalog
+from tests.helpers import sql
 
 pytestmark = pytest.mark.django_db(databases=["default", "other"])
 
@@ -21,17 +22,11 @@ def audited_tables(using: str) -> set[str]:
         return {t.table for t in catalog.audit_triggers(cursor)}
 
 
-def query(using: str, statement: str) -> list[tuple[Any, ...]]:
-    with connections[using].cursor() as cursor:
-        cursor.execute(statement)
-        return cursor.fetchall() if cursor.description else []
-
-
 def test_each_database_is_audited_as_its_router_allows():
     assert {"shop_order", "library_book"} <= audited_tables("default")
     other = audited_tables("other")
     assert "shop_order" in other and not any(t.startswith("library") for t in other)
-    assert query("other", "SELECT to_regclass('library_book')") == [(None,)]
+    assert sql("SELECT to_regclass('library_book')", using="other") == [(None,)]
     # Writes on one database are read back from it, and only from it.
     customer = Customer.objects.using("other").create(name="Other")
     order = Order.objects.using("other").create(customer=customer, total="5.00")
@@ -43,7 +38,7 @@ def test_each_database_is_audited_as_its_router_allows():
 
 def test_sync_touches_only_the_database_it_is_given():
     for using in ("default", "other"):
-        query(using, "DROP TRIGGER dpa_audit_ins ON shop_order")
+        sql("DROP TRIGGER dpa_audit_ins ON shop_order", using=using)
     sync("other", verbosity=0)
     assert "dpa_audit_ins" in triggers_on("other", "shop_order")
     assert "dpa_audit_ins" not in triggers_on("default", "shop_order")
@@ -54,7 +49,7 @@ def test_a_router_that_refuses_the_app_leaves_the_database_alone(monkeypatch):
         def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool | None:
             return False if db == "other" and app_label == "django_partitioned_audit" else None
 
-    query("other", "DROP TRIGGER dpa_audit_ins ON shop_order")
+    sql("DROP TRIGGER dpa_audit_ins ON shop_order", using="other")
     monkeypatch.setattr(router, "routers", [NoAuditOnOther()])
     with CaptureQueriesContext(connections["other"]) as queries:
         sync("other", verbosity=0)

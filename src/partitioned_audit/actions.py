@@ -109,8 +109,8 @@ class _Run:
     def list(self, list_all: bool) -> None:
         rows, docs = [], []
         for part in self.m.catalog_rows():
-            info = PartitionInfo.parse(part.name)
-            if info is not None and info.partitioned_table == self.m.layout.table:
+            info = PartitionInfo.of(part.name, self.m.layout.table)
+            if info is not None:
                 rows.append([info.partition, str(info.from_date), str(info.to_date)])
                 docs.append({**_as_json(info), "default": False})
             elif list_all:

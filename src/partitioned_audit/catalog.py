@@ -135,17 +135,17 @@ def partitions(cursor: Cursor, schema: str, table: str) -> list[PartitionRow]:
     """Partitions of ``schema.table``, ordered by name."""
     cursor.execute(
         """
-        SELECT c.relname, pg_get_expr(c.relpartbound, c.oid),
-               pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT', obj_description(c.oid, 'pg_class'),
-               (regexp_match(pg_get_expr(c.relpartbound, c.oid), %s))[1]::timestamptz,
-               (regexp_match(pg_get_expr(c.relpartbound, c.oid), %s))[2]::timestamptz
+        SELECT c.relname, b.text, b.text = 'DEFAULT', obj_description(c.oid, 'pg_class'),
+               m.instants[1]::timestamptz, m.instants[2]::timestamptz
           FROM pg_catalog.pg_inherits i
           JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
           JOIN pg_catalog.pg_class p ON p.oid = i.inhparent
           JOIN pg_catalog.pg_namespace n ON n.oid = p.relnamespace
+         CROSS JOIN LATERAL (SELECT pg_get_expr(c.relpartbound, c.oid) AS text) AS b
+         CROSS JOIN LATERAL (SELECT regexp_match(b.text, %s) AS instants) AS m
          WHERE n.nspname = %s AND p.relname = %s
          ORDER BY c.relname
         """,
-        [_BOUNDS, _BOUNDS, schema, table],
+        [_BOUNDS, schema, table],
     )
     return [PartitionRow(*row) for row in cursor.fetchall()]

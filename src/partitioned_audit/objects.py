@@ -129,8 +129,7 @@ def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
     """Mark the uncommented ``<table>_<YYYYMMDD>_<YYYYMMDD>`` partitions 1.0.4 made as ours,
     so that retention may later detach or drop them."""
     for row in catalog.partitions(cursor, schema, layout.table):
-        info = PartitionInfo.parse(row.name)
-        if row.comment is None and info is not None and info.partitioned_table == layout.table:
+        if row.comment is None and PartitionInfo.of(row.name, layout.table) is not None:
             execute(
                 cursor,
                 SQL("COMMENT ON TABLE {} IS {}").format(

@@ -116,8 +116,8 @@ class Maintainer:
         """Partitions named ``<table>_<YYYYMMDD>_<YYYYMMDD>``; with ``owned_only``, only ours."""
         found = []
         for row in self.catalog_rows():
-            info = PartitionInfo.parse(row.name)
-            if info is None or info.partitioned_table != self.layout.table:
+            info = PartitionInfo.of(row.name, self.layout.table)
+            if info is None:
                 continue
             if owned_only and row.comment != PARTITION_COMMENT:
                 continue

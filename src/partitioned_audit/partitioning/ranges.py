@@ -67,6 +67,12 @@ class PartitionInfo:
             return None
         return cls(table_name, start, end, match["table"])
 
+    @classmethod
+    def of(cls, table_name: str, partitioned_table: str) -> PartitionInfo | None:
+        """The partition ``table_name`` stands for if it is a dated partition of ``partitioned_table``."""
+        info = cls.parse(table_name)
+        return info if info is not None and info.partitioned_table == partitioned_table else None
+
     @property
     def time_range(self) -> TimeRange:
         return TimeRange(self.from_date, self.to_date)
