@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+from django.core.management import call_command
 from django.db import connections
 
 
@@ -23,3 +25,27 @@ def sql(statement: str, params: Any = None, using: str = "default") -> list[tupl
     with connections[using].cursor() as cursor:
         cursor.execute(statement, params)
         return cursor.fetchall() if cursor.description else []
+
+
+def attached_partitions(table: str = "audit_simple", using: str = "default") -> list[str]:
+    """Names of the partitions attached to ``table``, the DEFAULT one included, sorted."""
+    statement = (
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = %s::regclass ORDER BY 1"
+    )
+    return [name for (name,) in sql(statement, [table], using)]
+
+
+def partition_command(*args: str) -> str:
+    """What ``manage_partition_tables ARGS`` prints on stdout."""
+    out = io.StringIO()
+    call_command("manage_partition_tables", *args, stdout=out, stderr=io.StringIO())
+    return out.getvalue()
+
+
+def detach_all_dated_partitions() -> None:
+    """Drop every dated partition of ``audit_simple``, leaving only the DEFAULT one."""
+    for name in attached_partitions():
+        if name != "audit_simple_default":
+            sql(f'ALTER TABLE audit_simple DETACH PARTITION "{name}"')
+            sql(f'DROP TABLE "{name}"')

@@ -9,12 +9,10 @@ needs comes from the plain calendar oracle in ``tests.calendar_days``.
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 
 import pytest
 import time_machine
-from django.core.management import call_command
 
 from django_partitioned_audit.maintenance import ensure_current_and_next
 from partitioned_audit.partitioning.plan import coverage, plan, today_utc
@@ -32,7 +30,8 @@ from tests.calendar_days import (
     stepped,
     utc_day,
 )
-from tests.helpers import sql
+from tests.helpers import attached_partitions, detach_all_dated_partitions
+from tests.helpers import partition_command as command
 
 instants = pytest.mark.parametrize("instant", ALL_INSTANTS, ids=instant_id)
 
@@ -59,27 +58,13 @@ def test_plans_from_nothing_match_the_calendar(instant, extra_days):
 
 
 def dated_partitions() -> list[str]:
-    return [
-        name
-        for (name,) in sql(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'audit_simple'::regclass AND c.relname <> 'audit_simple_default' ORDER BY 1"
-        )
-    ]
-
-
-def command(*args: str) -> str:
-    out = io.StringIO()
-    call_command("manage_partition_tables", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
+    return [name for name in attached_partitions() if name != "audit_simple_default"]
 
 
 @instants
 def test_migrate_create_and_check_on_a_frozen_day(db, settings, instant):
     settings.TIME_ZONE = str(instant.tzinfo)  # Django's zone follows the clock's
-    for name in dated_partitions():  # what the real migrate made, for the real today
-        sql(f'ALTER TABLE audit_simple DETACH PARTITION "{name}"')
-        sql(f'DROP TABLE "{name}"')
+    detach_all_dated_partitions()  # what the real migrate made, for the real today
     today = utc_day(instant)
     with time_machine.travel(instant, tick=False):
         assert dt.datetime.now(dt.UTC) == instant

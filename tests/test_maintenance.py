@@ -350,3 +350,19 @@ def test_cli_works_on_an_audit_schema_with_a_hostile_name(capsys):
         )
         assert found == [(len(docs[0]["created"]) + 1,)]  # and the DEFAULT partition
         conn.close()
+
+
+def test_a_reinstall_never_adopts_a_partition_somebody_else_made(conn):
+    """Only the 1.0.4 upgrade adopts uncommented partitions; a later reinstall (here: turning
+    the GIN index on, then off) leaves a hand-made one alone, so retention cannot drop it."""
+    query(
+        conn,
+        "CREATE TABLE audit_simple_20100101_20100201 PARTITION OF audit_simple"
+        " FOR VALUES FROM ('2010-01-01 00:00+00') TO ('2010-02-01 00:00+00')",
+    )
+    for gin in (True, False):
+        install(conn.cursor(), SIMPLE, gin_index=gin)
+    assert partitions(conn)["audit_simple_20100101_20100201"] is None
+    manager = Maintainer(conn, SIMPLE, policy=FAST)
+    now = dt.datetime(2026, 12, 2, tzinfo=dt.UTC)
+    assert "audit_simple_20100101_20100201" not in [p.partition for p in manager.expired(30, now)]

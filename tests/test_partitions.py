@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import json
 
 import pytest
 from django.core import checks
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 from hypothesis import example, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -25,7 +24,8 @@ from partitioned_audit.partitioning.ranges import (
     get_generator,
 )
 from tests.generators import BrokenGenerator, QuarterlyGenerator
-from tests.helpers import sql
+from tests.helpers import attached_partitions, detach_all_dated_partitions, sql
+from tests.helpers import partition_command as command
 
 FEB22 = dt.date(2022, 2, 22)
 
@@ -281,22 +281,6 @@ def next_month(day: dt.date) -> dt.date:
     return (day.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
 
 
-def attached_partitions() -> list[str]:
-    return [
-        r[0]
-        for r in sql(
-            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-            " WHERE i.inhparent = 'audit_simple'::regclass ORDER BY 1"
-        )
-    ]
-
-
-def command(*args: str) -> str:
-    out = io.StringIO()
-    call_command("manage_partition_tables", *args, stdout=out, stderr=io.StringIO())
-    return out.getvalue()
-
-
 def test_migrate_created_the_current_and_next_partition(db):
     this, after = month_start(today_utc()), next_month(today_utc())
     assert attached_partitions() == [
@@ -304,13 +288,6 @@ def test_migrate_created_the_current_and_next_partition(db):
         f"audit_simple_{after:%Y%m%d}_{next_month(after):%Y%m%d}",
         "audit_simple_default",
     ]
-
-
-def detach_all_dated_partitions() -> None:
-    for name in attached_partitions():
-        if name != "audit_simple_default":
-            sql(f'ALTER TABLE audit_simple DETACH PARTITION "{name}"')
-            sql(f'DROP TABLE "{name}"')
 
 
 def test_rows_caught_by_default_move_into_the_new_partition(db):

@@ -277,11 +277,25 @@ def gin_index(schema: str, wanted: bool) -> Composable:
 
 
 def protect_table(layout: Layout, schema: str) -> list[Composable]:
-    """Only the owner (and the SECURITY DEFINER capture function) may touch audit rows."""
-    return [
+    """Only the owner (and the SECURITY DEFINER capture function) may touch audit rows.
+
+    EXECUTE on the capture function is revoked too: a trigger fires without any EXECUTE
+    check, but CREATE TRIGGER needs it, and a role allowed to attach the owner's function to
+    a table of its own (a temporary table will do) could append forged rows to the trail.
+    """
+    statements: list[Composable] = [
         SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
         for name in (layout.table, layout.default_partition, layout.view, layout.sequence)
     ]
+    for function, arguments in (
+        (layout.function, ""),
+        (f"{PREFIX}pk_text", "jsonb, text[]"),
+        (f"{PREFIX}redact", "jsonb, text[], text[]"),
+    ):
+        statements.append(
+            SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(ident(schema, function), SQL(arguments))
+        )
+    return statements
 
 
 def comment_table(layout: Layout, schema: str) -> Composable:
@@ -357,7 +371,7 @@ _SIMPLE_INSERT = """
                coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                _txid, _op, _context
-          FROM (SELECT to_jsonb(t) AS j FROM {source} AS t) AS r;
+          FROM (SELECT to_jsonb(t.*) AS j FROM {source} AS t) AS r;
 """
 
 _SIMPLE_FUNCTION = (
@@ -405,7 +419,7 @@ _ADVANCED_ROWS = (
     + _ADVANCED_COMMON_VALUES
     + """,
                CASE WHEN r.n = 1 THEN _query END, _op, false, _stmt, _context
-          FROM (SELECT to_jsonb(t) AS j, row_number() OVER () AS n FROM {source} AS t) AS r;
+          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {source} AS t) AS r;
 """
 )
 
@@ -427,8 +441,8 @@ _ADVANCED_UPDATE = (
                           FROM jsonb_each(n.j) AS e
                          WHERE NOT e.key = ANY (_excluded)
                            AND (o.j -> e.key) IS DISTINCT FROM e.value) AS changed
-                  FROM (SELECT to_jsonb(t) AS j, row_number() OVER () AS n FROM {old} AS t) AS o
-                  JOIN (SELECT to_jsonb(t) AS j, row_number() OVER () AS n FROM {new} AS t) AS n USING (n)
+                  FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {old} AS t) AS o
+                  JOIN (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {new} AS t) AS n USING (n)
                ) AS d
          WHERE d.changed IS NOT NULL;
 """

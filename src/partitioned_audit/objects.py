@@ -121,6 +121,10 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
 
     if found.table.exists:
         _replace_legacy_triggers(cursor, layout, schema)
+    if found.table.exists and not (found.table.comment or "").startswith(layouts.COMMENT_TAG):
+        # Only a table 1.0.4 made carries no comment of ours: its partitions are adopted
+        # once, at this upgrade. On any later reinstall an uncommented partition is somebody
+        # else's, and retention must never touch it.
         _adopt_partitions(cursor, layout, schema)
     return found.status
 

@@ -1,0 +1,94 @@
+"""A real two-role set-up on a scratch database: an owner that installs, an application role.
+
+The owner is an ordinary role (not a superuser) that owns the audit objects and the audited
+table; the application role owns nothing and has DML on the audited table only. Both are
+real logins, so the server checks every privilege as it does for the deployed roles.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable, install
+from partitioned_audit.layouts import Layout
+from partitioned_audit.sql import SQL, execute, ident, literal
+from tests.engine_db import connect, scratch_database
+
+PASSWORD = "attack-suite"  # only a login secret for scratch roles; trust auth ignores it
+
+
+@dataclass
+class TwoRoles:
+    dbname: str
+    layout: Layout
+    owner: str
+    app: str
+
+    def session(self, role: str) -> Any:
+        """A new connection logged in as ``role`` (autocommit off)."""
+        return connect(self.dbname, login=(role, PASSWORD))
+
+    def trail(self) -> list[tuple[Any, ...]]:
+        """Every audit row, read as the owner, in event order."""
+        conn = self.session(self.owner)
+        try:
+            cur = conn.cursor()
+            statement = SQL("SELECT * FROM {} ORDER BY {}")
+            execute(
+                cur, statement.format(ident("public", self.layout.table), ident(self.layout.event_column))
+            )
+            return list(cur.fetchall())
+        finally:
+            conn.close()
+
+
+@pytest.fixture(params=[SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
+    tag = uuid.uuid4().hex[:8]
+    owner, app = f"dpa_owner_{tag}", f"dpa_app_{tag}"
+    admin = connect("postgres", autocommit=True)
+    for role in (owner, app):
+        execute(
+            admin.cursor(), SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(ident(role), literal(PASSWORD))
+        )
+    try:
+        with scratch_database() as dbname:
+            su = connect(dbname, autocommit=True)
+            execute(su.cursor(), SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident(owner)))
+            su.close()
+            setup = TwoRoles(dbname, request.param, owner, app)
+            conn = setup.session(owner)
+            cur = conn.cursor()
+            cur.execute("CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
+            install(cur, setup.layout)
+            enable(cur, setup.layout, TableSpec("public", "invoice", ("id",)))
+            execute(cur, SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO {}").format(ident(app)))
+            conn.commit()
+            conn.close()
+            # One ordinary write, so the trail is not empty when an attack tries to alter it.
+            conn = setup.session(app)
+            conn.cursor().execute("INSERT INTO invoice VALUES (1, 10)")
+            conn.commit()
+            conn.close()
+            yield setup
+    finally:
+        for role in (app, owner):
+            execute(admin.cursor(), SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
+        admin.close()
+
+
+def refused(conn: Any, statement: str) -> str:
+    """Run ``statement`` and return the server's error message; fail if it succeeded."""
+    cur = conn.cursor()
+    try:
+        cur.execute(statement)
+    except Exception as exc:  # noqa: BLE001 - whichever driver's error class
+        conn.rollback()
+        return str(exc).splitlines()[0]
+    conn.rollback()
+    raise AssertionError(f"the server accepted: {statement}")
