@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -109,6 +110,19 @@ def test_bad_settings_are_reported(settings, name, value, fragment):
     (error,) = check_settings()
     assert error.id == "partitioned_audit.E010"
     assert name in error.msg and fragment in error.msg
+
+
+def test_a_mistyped_manager_stops_migrate_with_e010_only(db, settings):
+    """The database check used to raise ImproperlyConfigured, a long traceback, before the
+    system check framework could report E010."""
+    from django.core.management.base import SystemCheckError
+
+    settings.DPA_AUDIT_TABLE_MANAGER = "no.such.Manager"
+    with pytest.raises(SystemCheckError) as info:
+        call_command("migrate", "--plan", skip_checks=False, stdout=io.StringIO())
+    assert "(partitioned_audit.E010) DPA_AUDIT_TABLE_MANAGER='no.such.Manager' cannot be imported" in str(
+        info.value
+    )
 
 
 def test_migrate_fails_readably_and_changes_nothing(db):

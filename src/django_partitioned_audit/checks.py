@@ -51,8 +51,10 @@ def check_partition_coverage(
     warnings: list[checks.CheckMessage] = []
     try:
         days = conf.min_coverage_days()
+        conf.layout()
+        conf.audit_schema()
     except ImproperlyConfigured:
-        return []  # reported by check_settings
+        return []  # reported by check_settings as E010, without a traceback
     for using in databases or ():
         if connections[using].vendor != "postgresql" or not router.allow_migrate(using, APP_LABEL):
             continue
