@@ -12,10 +12,7 @@ from django.conf import settings
 
 def connect(dbname: str, autocommit: bool = False, login: tuple[str, str] | None = None) -> Any:
     """A raw connection to ``dbname``; ``login`` = (role, password) logs in as that role."""
-    dsn = settings.SERVER.dsn(dbname)
-    if login is not None:  # libpq lets a later keyword override an earlier one
-        role, password = login
-        dsn += f" user='{role}' password='{password}'"
+    dsn = settings.SERVER.dsn(dbname, login)
     if settings.DRIVER == "psycopg":
         import psycopg
 

@@ -45,13 +45,15 @@ class Server:
             "PORT": str(parts.port or ""),
         }
 
-    def dsn(self, dbname: str) -> str:
-        """Return a libpq connection string for database ``dbname`` on this server."""
+    def dsn(self, dbname: str, login: tuple[str, str] | None = None) -> str:
+        """Return a libpq connection string for database ``dbname`` on this server;
+        ``login`` = (role, password) replaces the configured user."""
         db = self.django_database(dbname)
+        user, password = login or (db["USER"], db["PASSWORD"])
         fields = {
             "dbname": db["NAME"],
-            "user": db["USER"],
-            "password": db["PASSWORD"],
+            "user": user,
+            "password": password,
             "host": db["HOST"],
             "port": db["PORT"],
         }
