@@ -32,7 +32,7 @@ def test_migrate_installs_triggers_on_registered_tables_only(db):
         set(triggers)
         == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"} | copies
     )
-    assert triggers["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del"}
+    assert triggers["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del", "dpa_audit_tru"}
 
 
 def test_second_sync_only_reads(db):
@@ -63,7 +63,11 @@ def test_switching_layout_replaces_triggers(settings, db):
     assert SimpleAuditEntry.objects.filter_model(Book).count() == 0
     settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS["simple"]
     call_command("migrate", verbosity=0)
-    assert _triggers()["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del"}
+    functions = sql(
+        "SELECT DISTINCT tgfoid::regproc::text FROM pg_trigger WHERE tgrelid = 'library_book'::regclass"
+        " AND tgname LIKE 'dpa_audit_%'"
+    )
+    assert functions == [("dpa_simple_capture",)]
     Book.objects.create(isbn="2", title="b")
     assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
 

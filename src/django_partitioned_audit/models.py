@@ -72,6 +72,9 @@ class _Snapshot:
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
 
+    def is_truncate(self) -> bool:
+        raise NotImplementedError
+
     def get_instance(self, model: type[models.Model] | None = None) -> models.Model | None:
         """The row after the change (before it, for a delete) as an instance of its model,
         with every value typed by the model's fields: exact decimals, aware datetimes,
@@ -93,7 +96,7 @@ class _Snapshot:
 
         from .registry import table_spec
 
-        if getattr(self, "action", None) == "T":
+        if self.is_truncate():
             return None
         schema, table = self._table()
         model = model or _model_for_table(schema, table)
@@ -154,8 +157,6 @@ class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return qs
 
     def filter_operation(self, operation: Operation) -> SimpleAuditEntryQuerySet:
-        if operation is Operation.TRUNCATE:
-            raise NotImplementedError("TRUNCATE is not supported by this implementation")
         if operation not in _CODES:
             raise ValueError(f"Invalid operation: {operation}")
         return self.filter(audit_operation=_CODES[operation])
@@ -170,7 +171,7 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
-    object_payload = models.JSONField()
+    object_payload = models.JSONField(null=True, help_text="The row after the change; NULL for TRUNCATE")
     audit_entry_created = models.DateTimeField()
     audit_entry_created_statement_timestamp = models.DateTimeField()
     audit_txid_current = models.BigIntegerField()
@@ -199,9 +200,12 @@ class SimpleAuditEntry(_Snapshot, models.Model):
     def is_delete(self) -> bool:
         return self.audit_operation == "D"
 
+    def is_truncate(self) -> bool:
+        return self.audit_operation == "T"
+
     def get_row_data(self) -> dict[str, Any]:
-        """The row after the change (before it, for a delete), as JSON values."""
-        return dict(self.object_payload)
+        """The row after the change (before it, for a delete), as JSON values; empty for TRUNCATE."""
+        return dict(self.object_payload or {})
 
     def _table(self) -> tuple[str, str]:
         return self.object_schema or "public", self.object_table

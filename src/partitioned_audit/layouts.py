@@ -24,6 +24,8 @@ PREFIX = "dpa_"
 COMMENT_TAG = "partitioned_audit"
 # Marks the partitions this engine created; retention never touches a partition without it.
 PARTITION_COMMENT = f"{COMMENT_TAG} partition"
+# What a partition's comment becomes when retention detaches it.
+DETACHED_COMMENT = f"{COMMENT_TAG} detached partition"
 
 NEW_TABLE = "dpa_new"
 OLD_TABLE = "dpa_old"
@@ -86,19 +88,38 @@ def text_array(values: tuple[str, ...]) -> str:
 
 @dataclass(frozen=True)
 class Layout:
-    """Names and time column of one audit table layout."""
+    """One audit table layout, as data: its names, its columns and its capture function.
+
+    What differs between the layouts lives here, so the code that creates objects has no
+    branch on a layout's name. ``columns``, ``view_columns`` and ``capture`` are SQL
+    templates whose ``{names}`` :func:`create_table`, :func:`create_view` and
+    :func:`create_functions` fill with quoted identifiers.
+    """
 
     name: str
     table: str
     view: str
     time_column: str
     event_column: str
+    #: Column holding the audited table's name, first key of the history index.
+    table_column: str
     function: str
-    operations: tuple[str, ...] = ("INSERT", "UPDATE", "DELETE")
+    columns: str
+    view_columns: str
+    capture: str
+    #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
+    #: since PostgreSQL copies every row into each one requested.
+    transition_tables: dict[str, tuple[str, ...]]
+    #: Whether the table carries the opt-in GIN index on the payload (simple layout).
+    has_payload_gin: bool = False
+
+    @property
+    def operations(self) -> tuple[str, ...]:
+        return tuple(self.transition_tables)
 
     @property
     def sequence(self) -> str:
-        return f"{self.table}_{'event_id' if self.name == 'advanced' else 'audit_event_id'}_seq"
+        return f"{self.table}_{self.event_column}_seq"
 
     @property
     def default_partition(self) -> str:
@@ -117,22 +138,219 @@ class Layout:
         return {op: f"{PREFIX}audit_{op.lower()[:3]}" for op in self.operations}
 
 
+# ---------------------------------------------------------------------------------------
+# The simple layout: the row after the change (before it, for a DELETE), one row per row.
+# ---------------------------------------------------------------------------------------
+
+_SIMPLE_COLUMNS = """
+    object_table character varying(63) NOT NULL,
+    object_payload jsonb,
+    audit_entry_created timestamp with time zone NOT NULL DEFAULT now(),
+    audit_entry_created_statement_timestamp timestamp with time zone NOT NULL DEFAULT statement_timestamp(),
+    audit_txid_current bigint NOT NULL,
+    audit_operation character varying(1) NOT NULL,
+    audit_event_id bigint NOT NULL DEFAULT nextval({seq}),
+    object_schema text,
+    object_pk text,
+    audit_context jsonb
+"""
+
+_SIMPLE_VIEW_COLUMNS = """
+    audit_event_id AS id, object_table, object_payload, audit_entry_created,
+    audit_entry_created_statement_timestamp, audit_txid_current, audit_operation,
+    object_schema, object_pk, audit_context
+"""
+
+# plpgsql wants a transition table's name written out, so each branch has its own INSERT.
+# {casts_vetted} is the guard described at _CASTS_VETTED; TRUNCATE converts no row.
+_SIMPLE_CAPTURE = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _pk text[] := TG_ARGV[0]::text[];
+    _excluded text[] := TG_ARGV[1]::text[];
+    _masked text[] := TG_ARGV[2]::text[];
+    _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
+    _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    _txid bigint := txid_current();
+    _op text := left(TG_OP, 1);
+    _context jsonb := NULL;
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                             audit_txid_current, audit_operation, audit_context)
+        SELECT TG_TABLE_NAME, TG_TABLE_SCHEMA,
+               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+               _txid, _op, _context
+          FROM (SELECT to_jsonb(t.*) AS j FROM dpa_old AS t WHERE {casts_vetted}) AS r;
+    ELSIF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                             audit_txid_current, audit_operation, audit_context)
+        VALUES (TG_TABLE_NAME, TG_TABLE_SCHEMA, NULL, NULL, _txid, _op, _context);
+    ELSE
+        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                             audit_txid_current, audit_operation, audit_context)
+        SELECT TG_TABLE_NAME, TG_TABLE_SCHEMA,
+               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+               _txid, _op, _context
+          FROM (SELECT to_jsonb(t.*) AS j FROM dpa_new AS t WHERE {casts_vetted}) AS r;
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+"""
+
 SIMPLE = Layout(
     name="simple",
     table="audit_simple",
     view="audit_simple_view",
     time_column="audit_entry_created",
     event_column="audit_event_id",
+    table_column="object_table",
     function=f"{PREFIX}simple_capture",
+    columns=_SIMPLE_COLUMNS,
+    view_columns=_SIMPLE_VIEW_COLUMNS,
+    capture=_SIMPLE_CAPTURE,
+    transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
+    has_payload_gin=True,
 )
+
+# ---------------------------------------------------------------------------------------
+# The advanced layout: the old row and the changed fields, with session details.
+# ---------------------------------------------------------------------------------------
+
+_ADVANCED_COLUMNS = """
+    event_id bigint NOT NULL DEFAULT nextval({seq}),
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    relid oid NOT NULL,
+    session_user_name text,
+    action_tstamp_tx timestamp with time zone NOT NULL,
+    action_tstamp_stm timestamp with time zone NOT NULL,
+    action_tstamp_clk timestamp with time zone NOT NULL,
+    transaction_id bigint,
+    application_name text,
+    client_addr inet,
+    client_port integer,
+    client_query text,
+    action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
+    row_data jsonb,
+    changed_fields jsonb,
+    statement_only boolean NOT NULL,
+    object_pk text,
+    statement_id bigint,
+    audit_context jsonb
+"""
+
+_ADVANCED_VIEW_COLUMNS = """
+    event_id, schema_name, table_name, relid, session_user_name, action_tstamp_tx,
+    action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr,
+    client_port, client_query, action, row_data, changed_fields, statement_only,
+    row_data AS row_data_json, changed_fields AS changed_fields_json,
+    object_pk, statement_id, audit_context
+"""
+
+# INSERT and DELETE write one row per row of their transition table, with the query text on
+# the first. UPDATE pairs the n-th rows of OLD and NEW: PostgreSQL fills both in step, one
+# pair per updated row, so they belong together even when the key itself changed.
+_ADVANCED_CAPTURE = """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _pk text[] := TG_ARGV[0]::text[];
+    _excluded text[] := TG_ARGV[1]::text[];
+    _masked text[] := TG_ARGV[2]::text[];
+    _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
+    _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    _txid bigint := txid_current();
+    _op text := left(TG_OP, 1);
+    _context jsonb := NULL;
+    _app text := current_setting('application_name');
+    _addr inet := inet_client_addr();
+    _port integer := inet_client_port();
+    -- The query text carries the values it writes: never keep it for tables with
+    -- excluded or masked columns.
+    _query text := CASE WHEN _plain THEN current_query() END;
+    _stmt bigint := nextval({seq});
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
+                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
+                             application_name, client_addr, client_port, client_query, action,
+                             statement_only, statement_id, audit_context)
+        SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
+               false, _stmt, _context
+          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+                  FROM dpa_new AS t WHERE {casts_vetted}) AS r;
+    ELSIF TG_OP = 'DELETE' THEN
+        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
+                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
+                             application_name, client_addr, client_port, client_query, action,
+                             statement_only, statement_id, audit_context)
+        SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
+               false, _stmt, _context
+          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+                  FROM dpa_old AS t WHERE {casts_vetted}) AS r;
+    ELSIF TG_OP = 'UPDATE' THEN
+        INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
+                             session_user_name, action_tstamp_tx, action_tstamp_stm,
+                             action_tstamp_clk, transaction_id, application_name, client_addr,
+                             client_port, client_query, action, statement_only, statement_id,
+                             audit_context)
+        SELECT d.old_j, d.changed, coalesce(d.old_j ->> _pk1, {pk_text}(d.old_j, _pk)),
+               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN row_number() OVER () = 1 THEN _query END, _op,
+               false, _stmt, _context
+          FROM (
+                SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
+                       (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
+                                                            THEN '"[masked]"'::jsonb ELSE e.value END)
+                          FROM jsonb_each(n.j) AS e
+                         WHERE NOT e.key = ANY (_excluded)
+                           AND (o.j -> e.key) IS DISTINCT FROM e.value) AS changed
+                  FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+                          FROM dpa_old AS t WHERE {casts_vetted}) AS o
+                  JOIN (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+                          FROM dpa_new AS t WHERE {casts_vetted}) AS n USING (n)
+               ) AS d
+         WHERE d.changed IS NOT NULL;
+    ELSE
+        INSERT INTO {table} (schema_name, table_name, relid, session_user_name, action_tstamp_tx,
+                             action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
+                             client_addr, client_port, client_query, action, statement_only,
+                             statement_id, audit_context)
+        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text, current_timestamp,
+                statement_timestamp(), clock_timestamp(), _txid, _app, _addr, _port,
+                _query, _op, true, _stmt, _context);
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+"""
+
 ADVANCED = Layout(
     name="advanced",
     table="logged_actions",
     view="logged_actions_view",
     time_column="action_tstamp_tx",
     event_column="event_id",
+    table_column="table_name",
     function=f"{PREFIX}advanced_capture",
-    operations=("INSERT", "UPDATE", "DELETE", "TRUNCATE"),
+    columns=_ADVANCED_COLUMNS,
+    view_columns=_ADVANCED_VIEW_COLUMNS,
+    capture=_ADVANCED_CAPTURE,
+    transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
 )
 LAYOUTS = {layout.name: layout for layout in (SIMPLE, ADVANCED)}
 
@@ -158,48 +376,6 @@ def table_comment(layout: Layout) -> str:
 # Tables
 # ---------------------------------------------------------------------------------------
 
-_SIMPLE_COLUMNS = """
-    object_table character varying(63) NOT NULL,
-    object_payload jsonb NOT NULL,
-    audit_entry_created timestamp with time zone NOT NULL DEFAULT now(),
-    audit_entry_created_statement_timestamp timestamp with time zone NOT NULL DEFAULT statement_timestamp(),
-    audit_txid_current bigint NOT NULL,
-    audit_operation character varying(1) NOT NULL,
-    audit_event_id bigint NOT NULL DEFAULT nextval({seq}),
-    object_schema text,
-    object_pk text,
-    audit_context jsonb
-"""
-
-_ADVANCED_COLUMNS = """
-    event_id bigint NOT NULL DEFAULT nextval({seq}),
-    schema_name text NOT NULL,
-    table_name text NOT NULL,
-    relid oid NOT NULL,
-    session_user_name text,
-    action_tstamp_tx timestamp with time zone NOT NULL,
-    action_tstamp_stm timestamp with time zone NOT NULL,
-    action_tstamp_clk timestamp with time zone NOT NULL,
-    transaction_id bigint,
-    application_name text,
-    client_addr inet,
-    client_port integer,
-    client_query text,
-    action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
-    row_data jsonb,
-    changed_fields jsonb,
-    statement_only boolean NOT NULL,
-    object_pk text,
-    statement_id bigint,
-    audit_context jsonb
-"""
-
-#: Columns 2.0 added to each layout, for tables created by 1.0.4 (name, type).
-ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "simple": (("object_schema", "text"), ("object_pk", "text"), ("audit_context", "jsonb")),
-    "advanced": (("object_pk", "text"), ("statement_id", "bigint"), ("audit_context", "jsonb")),
-}
-
 
 def create_schema(schema: str) -> Composable:
     return SQL("CREATE SCHEMA IF NOT EXISTS {}").format(ident(schema))
@@ -209,29 +385,46 @@ def create_sequence(layout: Layout, schema: str) -> Composable:
     return SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(ident(schema, layout.sequence))
 
 
+def _seq_default(seq_text: str) -> Composable:
+    return SQL("{}::regclass").format(literal(seq_text))
+
+
 def create_table(layout: Layout, schema: str, seq_text: str) -> Composable:
     """CREATE TABLE for ``layout``; ``seq_text`` is the rendered, quoted sequence name."""
-    columns = _SIMPLE_COLUMNS if layout.name == "simple" else _ADVANCED_COLUMNS
-    return SQL("CREATE TABLE {table} (" + columns + ") PARTITION BY RANGE ({time})").format(
-        table=ident(schema, layout.table),
-        seq=SQL("{}::regclass").format(literal(seq_text)),
-        time=ident(layout.time_column),
+    return SQL("CREATE TABLE {table} (" + layout.columns + ") PARTITION BY RANGE ({time})").format(
+        table=ident(schema, layout.table), seq=_seq_default(seq_text), time=ident(layout.time_column)
     )
 
 
 def add_event_column(layout: Layout, schema: str, seq_text: str) -> Composable:
     """Give a 1.0.4 simple table its event id; existing rows are numbered in place."""
-    return SQL(
-        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} bigint NOT NULL DEFAULT nextval({}::regclass)"
-    ).format(ident(schema, layout.table), ident(layout.event_column), literal(seq_text))
+    return SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} bigint NOT NULL DEFAULT nextval({})").format(
+        ident(schema, layout.table), ident(layout.event_column), _seq_default(seq_text)
+    )
 
 
 def add_columns(layout: Layout, schema: str) -> Composable:
+    """Bring a 1.0.4 table to 2.0's columns: add the new ones, relax the ones 2.0 lets be NULL.
+
+    Both are changes of the catalog only: no row is read or rewritten.
+    """
     parts = [
         SQL("ADD COLUMN IF NOT EXISTS {} {}").format(ident(name), SQL(sqltype))
         for name, sqltype in ADDED_COLUMNS[layout.name]
     ]
+    parts += [
+        SQL("ALTER COLUMN {} DROP NOT NULL").format(ident(name)) for name in NULLABLE_SINCE_2_0[layout.name]
+    ]
     return SQL("ALTER TABLE {} ").format(ident(schema, layout.table)) + SQL(", ").join(parts)
+
+
+#: Columns 2.0 added to each layout, for tables created by 1.0.4 (name, type).
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "simple": (("object_schema", "text"), ("object_pk", "text"), ("audit_context", "jsonb")),
+    "advanced": (("object_pk", "text"), ("statement_id", "bigint"), ("audit_context", "jsonb")),
+}
+#: Columns 1.0.4 declared NOT NULL that 2.0 leaves empty on some rows (a TRUNCATE has no row).
+NULLABLE_SINCE_2_0: dict[str, tuple[str, ...]] = {"simple": ("object_payload",), "advanced": ()}
 
 
 def convert_hstore_columns(layout: Layout, schema: str, columns: Sequence[str]) -> Composable:
@@ -256,10 +449,9 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
     one deduplicated key, so the index is smaller and cheaper to write; partition pruning
     handles a time range, and the few versions of an object are sorted after the lookup.
     """
-    table_col = "object_table" if layout.name == "simple" else "table_name"
     return [
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, object_pk)").format(
-            ident(layout.object_index), ident(schema, layout.table), ident(table_col)
+            ident(layout.object_index), ident(schema, layout.table), ident(layout.table_column)
         ),
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
             ident(layout.time_index), ident(schema, layout.table), ident(layout.time_column)
@@ -287,11 +479,7 @@ def protect_table(layout: Layout, schema: str) -> list[Composable]:
         SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
         for name in (layout.table, layout.default_partition, layout.view, layout.sequence)
     ]
-    for function, arguments in (
-        (layout.function, ""),
-        (f"{PREFIX}pk_text", "jsonb, text[]"),
-        (f"{PREFIX}redact", "jsonb, text[], text[]"),
-    ):
+    for function, arguments in functions(layout):
         statements.append(
             SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(ident(schema, function), SQL(arguments))
         )
@@ -310,29 +498,60 @@ def comment_table(layout: Layout, schema: str) -> Composable:
 
 
 def create_view(layout: Layout, schema: str) -> list[Composable]:
+    """The read view, refusing every write.
+
+    A plain view is automatically updatable and writes through it run with the view
+    owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
+    TABLES`` say, could rewrite the trail. The INSTEAD OF trigger refuses every such write,
+    whoever makes it and whatever was granted.
+    """
     view = ident(schema, layout.view)
-    table = ident(schema, layout.table)
-    if layout.name == "simple":
-        body = SQL(
-            "SELECT audit_event_id AS id, object_table, object_payload, audit_entry_created,"
-            " audit_entry_created_statement_timestamp, audit_txid_current, audit_operation,"
-            " object_schema, object_pk, audit_context FROM {}"
-        ).format(table)
-    else:
-        body = SQL(
-            "SELECT event_id, schema_name, table_name, relid, session_user_name, action_tstamp_tx,"
-            " action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr,"
-            " client_port, client_query, action, row_data, changed_fields, statement_only,"
-            " row_data AS row_data_json, changed_fields AS changed_fields_json,"
-            " object_pk, statement_id, audit_context FROM {}"
-        ).format(table)
-    # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
-    return [SQL("DROP VIEW IF EXISTS {}").format(view), SQL("CREATE VIEW {} AS ").format(view) + body]
+    return [
+        # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
+        SQL("DROP VIEW IF EXISTS {}").format(view),
+        SQL("CREATE VIEW {} AS SELECT " + layout.view_columns + " FROM {}").format(
+            view, ident(schema, layout.table)
+        ),
+        SQL(
+            "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
+            " FOR EACH ROW EXECUTE FUNCTION {refuse}()"
+        ).format(name=ident(VIEW_TRIGGER), view=view, refuse=ident(schema, REFUSE_WRITE)),
+    ]
 
 
 # ---------------------------------------------------------------------------------------
 # Capture functions
 # ---------------------------------------------------------------------------------------
+
+#: Installed once per schema, shared by both layouts: (name, argument types).
+HELPERS = (
+    (f"{PREFIX}pk_text", "jsonb, text[]"),
+    (f"{PREFIX}redact", "jsonb, text[], text[]"),
+    (f"{PREFIX}check_json_casts", "oid"),
+    (f"{PREFIX}refuse_write", ""),
+)
+REFUSE_WRITE = f"{PREFIX}refuse_write"
+VIEW_TRIGGER = f"{PREFIX}read_only"
+
+
+def functions(layout: Layout) -> list[tuple[str, str]]:
+    """Every function ``layout`` installs, as (name, argument types)."""
+    return [(layout.function, ""), *HELPERS]
+
+
+# A SECURITY DEFINER function must run no code another role controls. The capture function
+# turns rows into jsonb, and for a type that is not built in, to_jsonb() calls the type's
+# cast to json when there is one: a cast whose function belongs to another role would run
+# with the audit owner's rights. So before converting a row, the capture function checks
+# that no such cast exists (one index probe of pg_cast, normally empty); only if one does,
+# dpa_check_json_casts() looks at the types of the table's columns, and refuses the write
+# when any of them, or any type inside them, has one. The guard is a condition without
+# columns, so PostgreSQL evaluates it once per statement, before the first row is converted.
+_CASTS_VETTED = """(NOT EXISTS (SELECT FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc
+                              JOIN pg_roles o ON o.oid = p.proowner
+                        WHERE c.castsource >= 16384 AND c.casttarget = 'json'::regtype
+                          AND NOT o.rolsuper AND o.rolname <> current_user)
+                         OR {check_json_casts}(TG_RELID))"""
 
 _HELPERS = """
 CREATE OR REPLACE FUNCTION {pk_text}(j jsonb, pk text[]) RETURNS text
@@ -350,164 +569,68 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
           WHERE j ? k AND NOT k = ANY (excluded)),
         '{{}}'::jsonb)
 $fn$;
-"""
-
-_DECLARE = """
+CREATE OR REPLACE FUNCTION {check_json_casts}(rel oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
-    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
-    _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
-    _context jsonb := NULL;
-"""
-
-# The same INSERT reads the NEW transition table for INSERT/UPDATE and the OLD one for
-# DELETE; plpgsql needs the table name in the text, so the statement is rendered twice.
-_SIMPLE_INSERT = """
-        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context)
-        SELECT TG_TABLE_NAME, TG_TABLE_SCHEMA,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _context
-          FROM (SELECT to_jsonb(t.*) AS j FROM {source} AS t) AS r;
-"""
-
-_SIMPLE_FUNCTION = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-"""
-    + _DECLARE
-    + """
-    _txid bigint := txid_current();
-    _op text := left(TG_OP, 1);
+    _cast record;
 BEGIN
-    IF TG_OP = 'DELETE' THEN
-"""
-    + _SIMPLE_INSERT.replace("{source}", OLD_TABLE)
-    + """
-    ELSE
-"""
-    + _SIMPLE_INSERT.replace("{source}", NEW_TABLE)
-    + """
+    -- The types to_jsonb() meets in a row of rel: the columns' types, the base type of a
+    -- domain, the element type of an array, the attributes of a composite type.
+    WITH RECURSIVE types(oid) AS (
+            SELECT a.atttypid FROM pg_attribute a
+             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
+        UNION
+            SELECT inner_type.oid
+              FROM types JOIN pg_type ty ON ty.oid = types.oid
+             CROSS JOIN LATERAL (
+                    SELECT nullif(ty.typbasetype, 0)
+                    UNION ALL SELECT nullif(ty.typelem, 0)
+                    UNION ALL SELECT a.atttypid FROM pg_attribute a
+                               WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                   ) AS inner_type(oid)
+             WHERE inner_type.oid IS NOT NULL
+    )
+    SELECT c.castsource::regtype AS source, c.castfunc::regprocedure AS func, o.rolname AS owner
+      INTO _cast
+      FROM types
+      JOIN pg_cast c ON c.castsource = types.oid AND c.casttarget = 'json'::regtype
+      JOIN pg_proc p ON p.oid = c.castfunc
+      JOIN pg_roles o ON o.oid = p.proowner
+     WHERE types.oid >= 16384 AND NOT o.rolsuper AND o.rolname <> current_user
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'partitioned_audit: refusing to audit a write to %: the cast from % to json runs % of role %, which would run with the rights of the audit owner',
+            rel::regclass, _cast.source, _cast.func, _cast.owner
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = format('Drop the cast (DROP CAST (%s AS json)), or have role %s own its function.',
+                                _cast.source, current_user);
     END IF;
-    RETURN NULL;
+    RETURN true;
+END
+$fn$;
+CREATE OR REPLACE FUNCTION {refuse_write}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    RAISE EXCEPTION 'partitioned_audit: % is read-only: audit rows are written by the capture triggers only', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
 END
 $fn$;
 """
-)
-
-_ADVANCED_COMMON_COLUMNS = """
-            schema_name, table_name, relid, session_user_name, action_tstamp_tx, action_tstamp_stm,
-            action_tstamp_clk, transaction_id, application_name, client_addr, client_port,
-            client_query, action, statement_only, statement_id, audit_context"""
-
-_ADVANCED_COMMON_VALUES = """
-            TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text, current_timestamp,
-            statement_timestamp(), clock_timestamp(), _txid, _app, _addr, _port"""
-
-# INSERT and DELETE: one row per row of the transition table, the query text on the first.
-_ADVANCED_ROWS = (
-    """
-        INSERT INTO {table} (row_data, object_pk,"""
-    + _ADVANCED_COMMON_COLUMNS
-    + """)
-        SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),"""
-    + _ADVANCED_COMMON_VALUES
-    + """,
-               CASE WHEN r.n = 1 THEN _query END, _op, false, _stmt, _context
-          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {source} AS t) AS r;
-"""
-)
-
-# UPDATE: PostgreSQL fills the OLD and NEW transition tables in step, one pair per updated
-# row, so the n-th rows of both belong together, even when the key itself changed.
-_ADVANCED_UPDATE = (
-    """
-        INSERT INTO {table} (row_data, changed_fields, object_pk,"""
-    + _ADVANCED_COMMON_COLUMNS
-    + """)
-        SELECT d.old_j, d.changed, coalesce(d.old_j ->> _pk1, {pk_text}(d.old_j, _pk)),"""
-    + _ADVANCED_COMMON_VALUES
-    + """,
-               CASE WHEN row_number() OVER () = 1 THEN _query END, 'U', false, _stmt, _context
-          FROM (
-                SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
-                       (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
-                                                            THEN '"[masked]"'::jsonb ELSE e.value END)
-                          FROM jsonb_each(n.j) AS e
-                         WHERE NOT e.key = ANY (_excluded)
-                           AND (o.j -> e.key) IS DISTINCT FROM e.value) AS changed
-                  FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {old} AS t) AS o
-                  JOIN (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {new} AS t) AS n USING (n)
-               ) AS d
-         WHERE d.changed IS NOT NULL;
-"""
-)
-
-_ADVANCED_FUNCTION = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-"""
-    + _DECLARE
-    + """
-    _txid bigint := txid_current();
-    _op text := left(TG_OP, 1);
-    _app text := current_setting('application_name');
-    _addr inet := inet_client_addr();
-    _port integer := inet_client_port();
-    -- The query text carries the values it writes: never keep it for tables with
-    -- excluded or masked columns.
-    _query text := CASE WHEN _plain THEN current_query() END;
-    _stmt bigint := nextval({seq});
-BEGIN
-    IF TG_OP = 'INSERT' THEN
-"""
-    + _ADVANCED_ROWS.replace("{source}", NEW_TABLE)
-    + """
-    ELSIF TG_OP = 'DELETE' THEN
-"""
-    + _ADVANCED_ROWS.replace("{source}", OLD_TABLE)
-    + """
-    ELSIF TG_OP = 'UPDATE' THEN
-"""
-    + _ADVANCED_UPDATE.replace("{old}", OLD_TABLE).replace("{new}", NEW_TABLE)
-    + """
-    ELSE
-        INSERT INTO {table} ("""
-    + _ADVANCED_COMMON_COLUMNS
-    + """)
-        VALUES ("""
-    + _ADVANCED_COMMON_VALUES
-    + """, _query, 'T', true, _stmt, _context);
-    END IF;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
-
-def _function_names(layout: Layout, schema: str) -> dict[str, Composable]:
-    return {
-        "function": ident(schema, layout.function),
-        "pk_text": ident(schema, f"{PREFIX}pk_text"),
-        "redact": ident(schema, f"{PREFIX}redact"),
-        "table": ident(schema, layout.table),
-    }
 
 
 def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
     """The capture function of ``layout`` and the helpers it calls, schema-qualified."""
-    names = _function_names(layout, schema)
-    body = _SIMPLE_FUNCTION if layout.name == "simple" else _ADVANCED_FUNCTION
-    helpers = SQL(_HELPERS).format(pk_text=names["pk_text"], redact=names["redact"])
-    function = SQL(body).format(seq=SQL("{}::regclass").format(literal(seq_text)), **names)
-    return Composed([helpers, function])
+    helpers = {name.removeprefix(PREFIX): ident(schema, name) for name, _ in HELPERS}
+    casts_vetted = SQL(_CASTS_VETTED).format(check_json_casts=helpers["check_json_casts"])
+    capture = SQL(layout.capture).format(
+        function=ident(schema, layout.function),
+        table=ident(schema, layout.table),
+        seq=_seq_default(seq_text),
+        casts_vetted=casts_vetted,
+        pk_text=helpers["pk_text"],
+        redact=helpers["redact"],
+    )
+    return Composed([SQL(_HELPERS).format(**helpers), capture])
 
 
 def comment_function(layout: Layout, schema: str, digest: str) -> Composable:
@@ -525,35 +648,29 @@ def drop_trigger(name: str, spec_schema: str, spec_table: str) -> Composable:
     return SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(name), ident(spec_schema, spec_table))
 
 
+_TRANSITION_NAMES = {"NEW": NEW_TABLE, "OLD": OLD_TABLE}
+
+
 def create_triggers(layout: Layout, schema: str, spec: TableSpec) -> list[Composable]:
     """One statement-level trigger per operation on ``spec``'s table."""
-    target = ident(spec.schema, spec.table)
-    function = ident(schema, layout.function)
-    args = SQL(", ").join(spec.trigger_args())
     statements: list[Composable] = []
     for operation, name in layout.triggers().items():
-        if operation == "INSERT":
-            referencing = SQL("REFERENCING NEW TABLE AS {}").format(ident(NEW_TABLE))
-        elif operation == "DELETE":
-            referencing = SQL("REFERENCING OLD TABLE AS {}").format(ident(OLD_TABLE))
-        elif operation == "UPDATE" and layout.name == "simple":
-            referencing = SQL("REFERENCING NEW TABLE AS {}").format(ident(NEW_TABLE))
-        elif operation == "UPDATE":
-            referencing = SQL("REFERENCING OLD TABLE AS {} NEW TABLE AS {}").format(
-                ident(OLD_TABLE), ident(NEW_TABLE)
-            )
-        else:
-            referencing = Composed([])
+        tables = [
+            SQL("{} TABLE AS {}").format(SQL(kind), ident(_TRANSITION_NAMES[kind]))
+            for kind in layout.transition_tables[operation]
+        ]
+        referencing = SQL("REFERENCING ") + SQL(" ").join(tables) + SQL(" ") if tables else SQL("")
         statements.append(
             SQL(
-                "CREATE TRIGGER {name} AFTER {op} ON {target} {referencing} FOR EACH STATEMENT EXECUTE FUNCTION {function}({args})"
+                "CREATE TRIGGER {name} AFTER {op} ON {target} {referencing}"
+                "FOR EACH STATEMENT EXECUTE FUNCTION {function}({args})"
             ).format(
                 name=ident(name),
                 op=SQL(operation),
-                target=target,
+                target=ident(spec.schema, spec.table),
                 referencing=referencing,
-                function=function,
-                args=args,
+                function=ident(schema, layout.function),
+                args=SQL(", ").join(spec.trigger_args()),
             )
         )
     return statements

@@ -62,7 +62,7 @@ def layout_status(
     elif (
         state.comment == layouts.table_comment(layout)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
-        and (layout.name != "simple" or state.gin_index == gin_index)
+        and (not layout.has_payload_gin or state.gin_index == gin_index)
     ):
         status = Status.INSTALLED
     else:
@@ -108,12 +108,12 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
         statements.append(layouts.add_columns(layout, schema))
     statements.append(layouts.create_default_partition(layout, schema))
     statements.extend(layouts.create_indexes(layout, schema))
-    if layout.name == "simple":
+    if layout.has_payload_gin:
         statements.append(layouts.gin_index(schema, gin_index))
-    statements.extend(layouts.create_view(layout, schema))
     functions = layouts.create_functions(layout, schema, seq_text)
     statements.append(functions)
     statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
+    statements.extend(layouts.create_view(layout, schema))  # its trigger calls a helper
     statements.extend(layouts.protect_table(layout, schema))
     statements.append(layouts.comment_table(layout, schema))
     for statement in statements:
@@ -218,10 +218,10 @@ def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data:
         for other in LAYOUTS.values()
         if other is not layout
     ):
-        for helper in ("pk_text(jsonb, text[])", "redact(jsonb, text[], text[])"):
-            name, _, args = helper.partition("(")
+        for name, args in layouts.HELPERS:
+            # CASCADE: a view kept with its rows loses the trigger that refused writes to it.
             execute(
-                cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, layouts.PREFIX + name))
+                cursor, SQL("DROP FUNCTION IF EXISTS {}({}) CASCADE").format(ident(schema, name), SQL(args))
             )
     if drop_data:
         execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
