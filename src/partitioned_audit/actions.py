@@ -16,7 +16,7 @@ from .partitioning.maintenance import LockPolicy, Maintainer
 from .partitioning.plan import Plan, Status
 from .partitioning.ranges import GENERATORS, PartitionInfo, get_generator
 
-ACTIONS = ("list", "list-all", "simulate", "create", "check", "detach", "drop")
+ACTIONS = ("list", "list-all", "simulate", "create", "check", "detach", "drop", "privileges")
 DEFAULT_EXTRA_DAYS = 30
 
 
@@ -56,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--yes", action="store_true", help="detach/drop: really do it, not only show the plan"
     )
+    add_privilege_arguments(parser, required=False)
     parser.add_argument("--json", action="store_true", help="print one JSON document per action")
     parser.add_argument(
         "--lock-timeout",
@@ -69,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=LockPolicy.attempts,
         help="how often DDL is tried when its locks are busy (default %(default)s)",
+    )
+
+
+def add_privilege_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
+    parser.add_argument(
+        "--app-role",
+        required=required,
+        metavar="ROLE",
+        help="privileges: the role the application connects as; it keeps no privilege on the audit objects",
+    )
+    parser.add_argument(
+        "--read",
+        action="store_true",
+        help="privileges: let ROLE read the trail through the views (SELECT only)",
     )
 
 
@@ -174,6 +189,13 @@ class _Run:
         if not result.ok:
             raise CheckFailed(result.reason)
 
+    def privileges(self) -> None:
+        outcome = self.m.restrict(self.options["app_role"], bool(self.options.get("read")))
+        text = "\n".join(outcome.changes) or "Nothing to change."
+        reading = "may read the views" if outcome.read else "cannot read the trail"
+        text += f"\nRole {outcome.role} has no privilege on the audit objects and {reading}."
+        self.emit(outcome.as_json(), text)
+
     def retire(self, action: str) -> None:
         days = self.options["older_than"]
         candidates = self.m.expired(days)
@@ -217,6 +239,8 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
         raise ConfigurationError(f"{retiring[0]} needs --older-than DAYS")
     if retiring and options["older_than"] < 1:
         raise ConfigurationError(f"--older-than must be 1 or more, got {options['older_than']}")
+    if "privileges" in options["actions"] and not options.get("app_role"):
+        raise ConfigurationError("privileges needs --app-role ROLE")
     runner = _Run(maintainer, options, stdout, stderr)
     for action in options["actions"]:
         if action in ("list", "list-all"):
@@ -225,5 +249,7 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
             runner.simulate_or_create(apply=action == "create")
         elif action == "check":
             runner.check()
+        elif action == "privileges":
+            runner.privileges()
         else:
             runner.retire(action)

@@ -1,8 +1,12 @@
 """A real two-role set-up on a scratch database: an owner that installs, an application role.
 
 The owner is an ordinary role (not a superuser) that owns the audit objects and the audited
-table; the application role owns nothing and has DML on the audited table only. Both are
-real logins, so the server checks every privilege as it does for the deployed roles.
+table; the application role owns nothing. Both are real logins, so the server checks every
+privilege as it does for the deployed roles. The set-up is the one docs/security.md
+recommends, including its careless first step: the owner grants the application everything
+on every table of the schema, now and in future (``GRANT ... ON ALL TABLES``, ``ALTER DEFAULT
+PRIVILEGES``), and then runs ``partitioned-audit privileges --app-role ... --read``, which
+must take back all of it on the audit objects.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from django.conf import settings
 
-from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable, install
+from partitioned_audit import ADVANCED, SIMPLE, TableSpec, cli, enable, install
 from partitioned_audit.layouts import Layout
 from partitioned_audit.sql import SQL, execute, ident, literal
 from tests.engine_db import connect, scratch_database
@@ -32,6 +37,24 @@ class TwoRoles:
     def session(self, role: str) -> Any:
         """A new connection logged in as ``role`` (autocommit off)."""
         return connect(self.dbname, login=(role, PASSWORD))
+
+    def run(self, role: str | None, *statements: str) -> list[tuple[Any, ...]]:
+        """Run ``statements`` as ``role`` (None: the superuser) and commit; the last one's rows."""
+        conn = connect(self.dbname) if role is None else self.session(role)
+        try:
+            cur = conn.cursor()
+            for statement in statements:
+                cur.execute(statement)
+            rows = list(cur.fetchall()) if cur.description else []
+            conn.commit()
+            return rows
+        finally:
+            conn.close()
+
+    def cli(self, *args: str, role: str | None = None) -> int:
+        """Run ``partitioned-audit`` on this database as ``role`` (the owner by default)."""
+        dsn = settings.SERVER.dsn(self.dbname, (role or self.owner, PASSWORD))
+        return cli.main(["--dsn", dsn, "--layout", self.layout.name, *args])
 
     def trail(self) -> list[tuple[Any, ...]]:
         """Every audit row, read as the owner, in event order."""
@@ -67,9 +90,16 @@ def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
             cur.execute("CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
             install(cur, setup.layout)
             enable(cur, setup.layout, TableSpec("public", "invoice", ("id",)))
-            execute(cur, SQL("GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO {}").format(ident(app)))
+            for grant in (
+                "GRANT ALL ON ALL TABLES IN SCHEMA public TO {}",
+                "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}",
+                "GRANT ALL ON ALL FUNCTIONS IN SCHEMA public TO {}",
+                "ALTER DEFAULT PRIVILEGES GRANT ALL ON TABLES TO {}",
+            ):
+                execute(cur, SQL(grant).format(ident(app)))
             conn.commit()
             conn.close()
+            assert setup.cli("privileges", "--app-role", app, "--read") == 0
             # One ordinary write, so the trail is not empty when an attack tries to alter it.
             conn = setup.session(app)
             conn.cursor().execute("INSERT INTO invoice VALUES (1, 10)")
@@ -77,7 +107,10 @@ def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
             conn.close()
             yield setup
     finally:
-        for role in (app, owner):
+        # Roles a test made for itself are named after the application role.
+        cur = admin.cursor()
+        cur.execute("SELECT rolname FROM pg_roles WHERE starts_with(rolname, %s) ORDER BY 1 DESC", [app])
+        for role in [row[0] for row in cur.fetchall()] + [owner]:
             execute(admin.cursor(), SQL("DROP ROLE IF EXISTS {}").format(ident(role)))
         admin.close()
 

@@ -30,9 +30,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import catalog
+from .. import catalog, privileges
 from ..errors import ConfigurationError, PartitionError
-from ..layouts import COMMENT_TAG, PARTITION_COMMENT, Layout, create_default_partition
+from ..layouts import COMMENT_TAG, DETACHED_COMMENT, PARTITION_COMMENT, Layout, create_default_partition
 from ..sql import SQL, Cursor, execute, ident, literal, sqlstate
 from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
@@ -154,6 +154,7 @@ class Maintainer:
             present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
             if not any(row.is_default for row in present.values()):
                 execute(cursor, create_default_partition(self.layout, self.schema))
+                privileges.match_parent(cursor, self.schema, self.layout.default_partition, self.layout.table)
             made, moved = [], 0
             for info in partitions:
                 if info.partition not in present:
@@ -192,6 +193,14 @@ class Maintainer:
             return done
 
         return self._locked(work)
+
+    def restrict(self, role: str, read: bool = False) -> privileges.Outcome:
+        """Close every audit object to ``role`` and PUBLIC (see :mod:`partitioned_audit.privileges`).
+
+        Runs under the maintenance lock, so it never interleaves with a partition being
+        created, and in one transaction: on an error nothing was changed.
+        """
+        return self._locked(lambda cursor: privileges.apply(cursor, self.layout, self.schema, role, read))
 
     # -- internals ----------------------------------------------------------------------
 
@@ -239,7 +248,8 @@ class Maintainer:
         )
         execute(cursor, SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bound))
         execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(PARTITION_COMMENT)))
-        execute(cursor, SQL("REVOKE ALL ON {} FROM PUBLIC").format(table))
+        # Default privileges may have opened the new table: give it its parent's grants only.
+        privileges.match_parent(cursor, self.schema, info.partition, self.layout.table)
         return moved
 
     def _locked(self, work: Callable[[Cursor], T]) -> T:
@@ -278,8 +288,6 @@ class Maintainer:
             return result
         raise AssertionError("unreachable")  # pragma: no cover
 
-
-DETACHED_COMMENT = f"{COMMENT_TAG} detached partition"
 
 #: How far a neighbour's real bound may be from a new partition's UTC bound and still be
 #: taken as the same boundary: more than any time zone offset, less than a partition.

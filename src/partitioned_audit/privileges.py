@@ -1,0 +1,265 @@
+"""Close the audit objects to an application role: ``audit_privileges --app-role ROLE``.
+
+The recommended set-up has two roles: the owner runs ``migrate`` and owns the audit
+objects; the application role connects at run time. :func:`apply` revokes every privilege
+the application role and ``PUBLIC`` hold on every audit object (tables, each partition,
+the DEFAULT partition, detached partitions, views, sequences, functions, a dedicated audit
+schema), grants ``SELECT`` on the read views when asked to, and then asks the server,
+through ``has_*_privilege()``, whether the role can still do anything it should not, for
+instance through membership in a third role. It is idempotent: a second run changes nothing.
+
+:func:`match_parent` gives a new partition exactly its parent's grants, so that default
+privileges (``ALTER DEFAULT PRIVILEGES ... GRANT ... ON TABLES``) never open a partition
+that its parent keeps closed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from . import catalog
+from .errors import ConfigurationError
+from .layouts import DETACHED_COMMENT, LAYOUTS, PARTITION_COMMENT, Layout, functions
+from .sql import SQL, Composable, Cursor, execute, ident, render
+
+#: Every privilege PostgreSQL can grant on the kinds of object below; catalog text is only
+#: ever turned into SQL through this list.
+_KNOWN = {
+    "TABLE": ("SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER", "MAINTAIN"),
+    "SEQUENCE": ("USAGE", "SELECT", "UPDATE"),
+    "FUNCTION": ("EXECUTE",),
+    "SCHEMA": ("USAGE", "CREATE"),
+}
+PUBLIC = "PUBLIC"
+
+
+class PrivilegeError(ConfigurationError):
+    """The role cannot be closed off (it is a superuser, the owner, ...), or still has access."""
+
+
+@dataclass(frozen=True)
+class AuditObject:
+    kind: str  # a key of _KNOWN
+    name: Composable  # the quoted name, with the argument types of a function
+    label: str  # how the object is named in messages
+    wanted: frozenset[str] = frozenset()  # what the application role should keep
+
+    @property
+    def target(self) -> Composable:
+        """What GRANT and REVOKE name, e.g. ``TABLE "public"."audit_simple"``."""
+        return SQL(self.kind + " ") + self.name
+
+    def lookup(self, cursor: Cursor) -> str:
+        """The object as the catalog functions (``::regclass``, ``has_*_privilege``) read it."""
+        return render(self.name, cursor)
+
+
+@dataclass
+class Outcome:
+    role: str
+    read: bool
+    changes: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, object]:
+        return {"action": "privileges", "role": self.role, "read": self.read, "changes": self.changes}
+
+
+def _role_facts(cursor: Cursor, role: str, owner_of: str) -> tuple[bool, bool, bool]:
+    """(exists, is superuser, is or acts as the owner of relation ``owner_of``)."""
+    cursor.execute(
+        """
+        SELECT r.rolsuper,
+               pg_has_role(r.oid, c.relowner, 'USAGE') OR pg_has_role(r.oid, c.relowner, 'MEMBER')
+          FROM pg_catalog.pg_roles r
+          LEFT JOIN pg_catalog.pg_class c ON c.oid = to_regclass(%s)
+         WHERE r.rolname = %s
+        """,
+        [owner_of, role],
+    )
+    row = cursor.fetchone()
+    if row is None:
+        return False, False, False
+    return True, bool(row[0]), bool(row[1])
+
+
+def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
+    """Every object holding or writing audit rows in ``schema``, for every layout installed there."""
+    found: list[AuditObject] = []
+    relations: dict[str, str] = {}  # name -> kind
+    for layout in LAYOUTS.values():
+        if not catalog.existing_tables(cursor, [(schema, layout.table)]):
+            continue
+        relations.update(
+            {layout.table: "TABLE", layout.default_partition: "TABLE", layout.sequence: "SEQUENCE"}
+        )
+        relations.update({row.name: "TABLE" for row in catalog.partitions(cursor, schema, layout.table)})
+        relations[layout.view] = "VIEW"
+        for name, args in functions(layout):
+            signature = SQL("{}({})").format(ident(schema, name), SQL(args))
+            found.append(AuditObject("FUNCTION", signature, f"function {schema}.{name}({args})"))
+    if not relations:
+        raise PrivilegeError(f"no audit table in schema {schema!r}; run migrate (or install()) first")
+    cursor.execute(
+        """
+        SELECT c.relname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+         WHERE n.nspname = %s AND c.relkind IN ('r', 'p') AND obj_description(c.oid, 'pg_class') = ANY (%s)
+        """,
+        [schema, [PARTITION_COMMENT, DETACHED_COMMENT]],
+    )
+    relations.update({row[0]: "TABLE" for row in cursor.fetchall()})
+    for name, kind in sorted(relations.items()):
+        wanted = frozenset({"SELECT"}) if read and kind == "VIEW" else frozenset()
+        sql_kind = "SEQUENCE" if kind == "SEQUENCE" else "TABLE"
+        label = f"{kind.lower()} {schema}.{name}"
+        found.append(AuditObject(sql_kind, ident(schema, name), label, wanted))
+    if schema != "public":
+        # A dedicated audit schema: reading the views needs USAGE; CREATE there would let a
+        # role make a table under the name of a partition yet to come.
+        wanted = frozenset({"USAGE"}) if read else frozenset()
+        found.append(AuditObject("SCHEMA", ident(schema), f"schema {schema}", wanted))
+    return found
+
+
+def _granted(cursor: Cursor, obj: AuditObject, grantee: str) -> set[str]:
+    """What ``grantee`` (a role name or PUBLIC) holds on ``obj`` directly, per its ACL."""
+    cursor.execute(
+        f"SELECT a.privilege_type FROM ({_ACL[obj.kind]}) AS o(acl, dflt)"  # noqa: S608 - fixed texts
+        " CROSS JOIN LATERAL aclexplode(coalesce(o.acl, o.dflt)) AS a"
+        " WHERE a.grantee = CASE WHEN %s = 'PUBLIC' THEN 0::oid"
+        " ELSE (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s) END",
+        [obj.lookup(cursor), grantee, grantee],
+    )
+    return {row[0] for row in cursor.fetchall()}
+
+
+#: The ACL of one object and the ACL it has when none was set, by kind.
+_ACL = {
+    "TABLE": "SELECT relacl, acldefault('r', relowner) FROM pg_catalog.pg_class WHERE oid = %s::regclass",
+    "SEQUENCE": "SELECT relacl, acldefault('s', relowner) FROM pg_catalog.pg_class WHERE oid = %s::regclass",
+    "FUNCTION": "SELECT proacl, acldefault('f', proowner) FROM pg_catalog.pg_proc WHERE oid = %s::regprocedure",
+    "SCHEMA": "SELECT nspacl, acldefault('n', nspowner) FROM pg_catalog.pg_namespace WHERE oid = %s::regnamespace",
+}
+
+
+def _grantee(name: str) -> Composable:
+    return SQL(PUBLIC) if name == PUBLIC else ident(name)
+
+
+def _privileges(names: Iterable[str], kind: str) -> Composable:
+    return SQL(", ").join(SQL(p) for p in _KNOWN[kind] if p in set(names))
+
+
+def _set_grants(cursor: Cursor, obj: AuditObject, grantee: str, wanted: frozenset[str]) -> list[str]:
+    """Make ``grantee`` hold exactly ``wanted`` on ``obj``; return what changed, in words."""
+    have = _granted(cursor, obj, grantee) & set(_KNOWN[obj.kind])
+    changes = []
+    extra, missing = have - wanted, wanted - have
+    if extra:
+        execute(
+            cursor,
+            SQL("REVOKE {} ON {} FROM {}").format(
+                _privileges(extra, obj.kind), obj.target, _grantee(grantee)
+            ),
+        )
+        changes.append(f"revoked {', '.join(sorted(extra))} on {obj.label} from {grantee}")
+    if missing:
+        execute(
+            cursor,
+            SQL("GRANT {} ON {} TO {}").format(_privileges(missing, obj.kind), obj.target, _grantee(grantee)),
+        )
+        changes.append(f"granted {', '.join(sorted(missing))} on {obj.label} to {grantee}")
+    return changes
+
+
+_HAS = {
+    "TABLE": "has_table_privilege",
+    "SEQUENCE": "has_sequence_privilege",
+    "FUNCTION": "has_function_privilege",
+    "SCHEMA": "has_schema_privilege",
+}
+
+
+def _still_allowed(cursor: Cursor, obj: AuditObject, role: str) -> list[str]:
+    """Privileges the server still grants ``role`` on ``obj`` beyond what it should keep."""
+    target = obj.lookup(cursor)
+    cursor.execute("SELECT current_setting('server_version_num')::int >= 170000")
+    has_maintain = cursor.fetchone()[0]  # MAINTAIN came with PostgreSQL 17
+    left = []
+    for privilege in _KNOWN[obj.kind]:
+        if privilege in obj.wanted or (privilege == "MAINTAIN" and not has_maintain):
+            continue
+        cursor.execute(f"SELECT {_HAS[obj.kind]}(%s, %s, %s)", [role, target, privilege])  # noqa: S608
+        if cursor.fetchone()[0]:
+            left.append(privilege)
+    return left
+
+
+def apply(cursor: Cursor, layout: Layout, schema: str, role: str, read: bool = False) -> Outcome:
+    """Leave ``role`` (and PUBLIC) no privilege on the audit objects but SELECT on the views with ``read``.
+
+    Raises:
+        PrivilegeError: ``role`` does not exist, is a superuser, owns (or acts as the owner
+            of) the audit objects or an audited table, or still holds a privilege after the
+            revocations (granted to a role it belongs to: the message names what is left).
+    """
+    if not isinstance(role, str) or not role or role.upper() == PUBLIC:
+        raise PrivilegeError(f"--app-role needs the name of an existing role, got {role!r}")
+    exists, superuser, owner = _role_facts(cursor, role, render(ident(schema, layout.table), cursor))
+    if not exists:
+        raise PrivilegeError(f"role {role!r} does not exist; create it first (CREATE ROLE {role} LOGIN)")
+    if superuser:
+        raise PrivilegeError(f"role {role!r} is a superuser: no privilege restricts it; use an ordinary role")
+    if owner:
+        raise PrivilegeError(
+            f"role {role!r} owns the audit objects in schema {schema!r} (or acts as their owner through "
+            "membership): the application needs a role of its own"
+        )
+    owned = [
+        f"{t.schema}.{t.table}"
+        for t in {(t.schema, t.table): t for t in catalog.audit_triggers(cursor)}.values()
+        if _role_facts(cursor, role, render(ident(t.schema, t.table), cursor))[2]
+    ]
+    if owned:
+        raise PrivilegeError(
+            f"role {role!r} owns the audited table(s) {', '.join(sorted(owned))}, so it could disable "
+            "their capture triggers; let the owner role own them (ALTER TABLE ... OWNER TO)"
+        )
+    outcome = Outcome(role, read)
+    objects = audit_objects(cursor, schema, read)
+    for obj in objects:
+        outcome.changes += _set_grants(cursor, obj, role, obj.wanted)
+        outcome.changes += _set_grants(cursor, obj, PUBLIC, frozenset())
+    left = [f"{', '.join(p)} on {obj.label}" for obj in objects if (p := _still_allowed(cursor, obj, role))]
+    if left:
+        raise PrivilegeError(
+            f"role {role!r} still has {'; '.join(left)} through a role it is a member of "
+            "(see \\du and \\dp); revoke those grants from that role"
+        )
+    return outcome
+
+
+def _grants_on(cursor: Cursor, relation: Composable) -> dict[str, set[str]]:
+    """Privileges by grantee (a role name or PUBLIC) on ``relation``, its owner left out."""
+    cursor.execute(
+        """
+        SELECT coalesce(g.rolname, 'PUBLIC'), a.privilege_type
+          FROM pg_catalog.pg_class c
+         CROSS JOIN LATERAL aclexplode(coalesce(c.relacl, acldefault('r', c.relowner))) AS a
+          LEFT JOIN pg_catalog.pg_roles g ON g.oid = a.grantee
+         WHERE c.oid = %s::regclass AND a.grantee <> c.relowner
+        """,
+        [render(relation, cursor)],
+    )
+    found: dict[str, set[str]] = {}
+    for grantee, privilege in cursor.fetchall():
+        found.setdefault(grantee, set()).add(privilege)
+    return found
+
+
+def match_parent(cursor: Cursor, schema: str, partition: str, parent: str) -> None:
+    """Give ``partition`` its parent's grants, and no other (default privileges included)."""
+    wanted = _grants_on(cursor, ident(schema, parent))
+    obj = AuditObject("TABLE", ident(schema, partition), f"table {schema}.{partition}")
+    for grantee in sorted({*_grants_on(cursor, obj.name), *wanted, PUBLIC}):
+        _set_grants(cursor, obj, grantee, frozenset(wanted.get(grantee, ())))
