@@ -13,12 +13,18 @@ class DjangoPartitionedAuditConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from .checks import check_partition_coverage, check_registration, check_settings
+        from .checks import (
+            check_capture_triggers,
+            check_partition_coverage,
+            check_registration,
+            check_settings,
+        )
 
         checks.register(check_settings)
         checks.register(check_registration)
         # Reads the database, so it runs with `check --database` and `migrate`, not at every start.
         checks.register(check_partition_coverage, checks.Tags.database)
+        checks.register(check_capture_triggers, checks.Tags.database)
         # Sent once per migrated app; sender=self runs the sync once per `migrate`, after
         # every migration of every app has been applied.
         post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")

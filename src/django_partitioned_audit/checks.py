@@ -37,16 +37,62 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     return errors
 
 
+def _audited_databases(databases: Any) -> list[str]:
+    from django.db import connections, router
+
+    from .sync import APP_LABEL
+
+    return [
+        using
+        for using in databases or ()
+        if connections[using].vendor == "postgresql" and router.allow_migrate(using, APP_LABEL)
+    ]
+
+
+def check_capture_triggers(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E021: a registered model's table lacks a capture trigger, or one is disabled (database check)."""
+    from django.db import connections, router
+
+    from partitioned_audit import catalog, objects
+
+    from .registry import split_table, table_spec
+
+    try:
+        layout, schema = conf.layout(), conf.audit_schema()
+        enabled = registration().enabled
+    except ImproperlyConfigured:
+        return []  # reported by check_settings / check_registration
+    errors: list[checks.CheckMessage] = []
+    for using in _audited_databases(databases):
+        models = [m for m in enabled if router.allow_migrate_model(using, m)]
+        with connections[using].cursor() as cursor:
+            if objects.layout_status(cursor, layout, schema).status is objects.Status.MISSING:
+                continue  # not installed on this database yet: migrate will
+            existing = catalog.existing_tables(cursor, [split_table(m._meta.db_table) for m in models])
+            specs = {table_spec(m): m for m in models if split_table(m._meta.db_table) in existing}
+            for spec, problem in objects.trigger_problems(cursor, layout, schema, specs):
+                errors.append(
+                    checks.Error(
+                        f"Table {spec.schema}.{spec.table} on database {using!r}: {problem}; "
+                        "its writes can escape the audit trail.",
+                        hint="Run `python manage.py migrate`, which reinstalls and re-enables the "
+                        "capture triggers of every registered model.",
+                        obj=specs[spec],
+                        id="partitioned_audit.E021",
+                    )
+                )
+    return errors
+
+
 def check_partition_coverage(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """W020: partitions cover fewer than ``DPA_MIN_COVERAGE_DAYS`` days ahead (database check)."""
-    from django.db import connections, router
-
     from partitioned_audit.errors import AuditError
 
     from .maintenance import maintainer
-    from .sync import APP_LABEL
 
     warnings: list[checks.CheckMessage] = []
     try:
@@ -55,9 +101,7 @@ def check_partition_coverage(
         conf.audit_schema()
     except ImproperlyConfigured:
         return []  # reported by check_settings as E010, without a traceback
-    for using in databases or ():
-        if connections[using].vendor != "postgresql" or not router.allow_migrate(using, APP_LABEL):
-            continue
+    for using in _audited_databases(databases):
         try:
             result = maintainer(using).check(days)
         except AuditError:

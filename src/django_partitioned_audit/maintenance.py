@@ -24,12 +24,14 @@ def maintainer(using: str = DEFAULT_DB_ALIAS, policy: LockPolicy | None = None) 
     return Maintainer(wrapper.connection, conf.layout(), conf.audit_schema(), policy)
 
 
-def ensure_current_and_next(using: str = DEFAULT_DB_ALIAS, now: dt.datetime | None = None) -> Created:
+def ensure_current_and_next(
+    using: str = DEFAULT_DB_ALIAS, now: dt.datetime | None = None, policy: LockPolicy | None = None
+) -> Created:
     """Create the partition holding today and the one after it, unless they exist."""
     generator = get_generator(conf.time_range_generator_name())
     today = today_utc(now)
     current = generator.generate_partition_info_for_current_period(today)
-    manager = maintainer(using)
+    manager = maintainer(using, policy)
     # Covering the first day after the current period means creating the next partition too.
     plan = manager.plan(generator, (current.to_date - today).days, now)
     if not plan.partitions_to_create:

@@ -8,12 +8,17 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, router, transaction
 
 from partitioned_audit import catalog, objects
+from partitioned_audit.errors import PartitionError
+from partitioned_audit.partitioning.maintenance import LockPolicy
 
 from . import conf
 from .maintenance import ensure_current_and_next
 from .registry import registration, split_table, table_spec
 
 APP_LABEL = "django_partitioned_audit"
+
+#: How long ``migrate`` tries to create partitions behind a reader of the audit table.
+MIGRATE_LOCK_POLICY = LockPolicy()
 
 
 def install_objects(using: str) -> objects.Status:
@@ -31,9 +36,12 @@ def _migrated(using: str) -> bool:
 
 
 def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
-    """Install the audit objects, then the triggers of registered models, in one transaction.
+    """Install the audit objects and the triggers of registered models in one transaction,
+    then, in transactions of their own, the current and next partitions.
 
-    Only models that may migrate on ``using`` and whose table exists are touched; a model
+    Trigger repairs never wait for partition maintenance: a long reader of the audit table
+    can hold up a partition (whose rows meanwhile land in the DEFAULT partition, so nothing
+    is lost), but not the triggers. Only models that may migrate on ``using`` and whose table exists are touched; a model
     whose table a later migration creates is picked up by that later ``migrate``.
     """
     if not router.allow_migrate(using, APP_LABEL) or not _migrated(using):
@@ -68,6 +76,14 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
             table_schema, table = split_table(model._meta.db_table)
             if objects.disable(cursor, table_schema, table, triggers):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
-        created = ensure_current_and_next(using)
-        for info in created.partitions:
-            say(f"  Created partition {info.partition}")
+    try:
+        created = ensure_current_and_next(using, policy=MIGRATE_LOCK_POLICY)
+    except PartitionError as exc:
+        if stdout is not None:  # whatever the verbosity: coverage is short until it is done
+            stdout.write(
+                f"  Warning: partitions not created now: {exc}. Audited writes go to the DEFAULT "
+                "partition meanwhile; run `manage_partition_tables create` later.\n"
+            )
+        return
+    for info in created.partitions:
+        say(f"  Created partition {info.partition}")

@@ -15,6 +15,9 @@ class TriggerInfo:
     table: str
     name: str
     comment: str | None
+    #: pg_trigger.tgenabled: A fires always (what the engine installs), O only when
+    #: session_replication_role is origin or local, R only on a replica, D never.
+    enabled: str = "A"
 
     @property
     def digest(self) -> str | None:
@@ -39,7 +42,7 @@ def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
     """Every trigger this engine or 1.0.4 created, on any table."""
     cursor.execute(
         """
-        SELECT n.nspname, c.relname, t.tgname, obj_description(t.oid, 'pg_trigger')
+        SELECT n.nspname, c.relname, t.tgname, obj_description(t.oid, 'pg_trigger'), t.tgenabled::text
           FROM pg_catalog.pg_trigger t
           JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -652,7 +652,12 @@ _TRANSITION_NAMES = {"NEW": NEW_TABLE, "OLD": OLD_TABLE}
 
 
 def create_triggers(layout: Layout, schema: str, spec: TableSpec) -> list[Composable]:
-    """One statement-level trigger per operation on ``spec``'s table."""
+    """One statement-level trigger per operation on ``spec``'s table, enabled ALWAYS.
+
+    A trigger left at the default (ENABLE ORIGIN) does not fire in a session with
+    ``session_replication_role = replica``, which a superuser sets to bulk-load or repair
+    data: those writes would leave no trace. ALWAYS fires in every session.
+    """
     statements: list[Composable] = []
     for operation, name in layout.triggers().items():
         tables = [
@@ -672,6 +677,9 @@ def create_triggers(layout: Layout, schema: str, spec: TableSpec) -> list[Compos
                 function=ident(schema, layout.function),
                 args=SQL(", ").join(spec.trigger_args()),
             )
+        )
+        statements.append(
+            SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(ident(spec.schema, spec.table), ident(name))
         )
     return statements
 

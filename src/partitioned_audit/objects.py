@@ -174,6 +174,8 @@ def enable(
         existing: the triggers found by :func:`catalog.audit_triggers`, to skip one query
             per table when many tables are enabled at once.
 
+    A trigger that was disabled (or set to fire only on a replica or origin) is recreated.
+
     Returns:
         True if triggers were (re)created, False if they were already current.
     """
@@ -182,7 +184,7 @@ def enable(
     on_table = {t.name: t for t in existing if (t.schema, t.table) == (spec.schema, spec.table)}
     digest = trigger_digest(cursor, layout, schema, spec)
     wanted = set(layout.triggers().values())
-    if set(on_table) == wanted and all(t.digest == digest for t in on_table.values()):
+    if set(on_table) == wanted and all(t.digest == digest and t.enabled == "A" for t in on_table.values()):
         return False
     for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
         if name in on_table:
@@ -192,6 +194,37 @@ def enable(
     for name in wanted:
         execute(cursor, layouts.comment_trigger(name, spec, digest))
     return True
+
+
+_NOT_FIRING = {
+    "D": "disabled (ALTER TABLE ... DISABLE TRIGGER): it never fires",
+    "O": "enabled for origin sessions only: it skips sessions with session_replication_role = replica",
+    "R": "enabled on replicas only: it skips ordinary sessions",
+}
+
+
+def trigger_problems(
+    cursor: Cursor, layout: Layout, schema: str, specs: Iterable[TableSpec]
+) -> list[tuple[TableSpec, str]]:
+    """What keeps each of ``specs``' tables from being audited as installed: a capture trigger
+    missing, not firing in every session, or outdated. Empty when all is well.
+
+    ``enable()`` repairs each of these; ``migrate`` calls it for every registered model.
+    """
+    triggers = catalog.audit_triggers(cursor)
+    problems: list[tuple[TableSpec, str]] = []
+    for spec in specs:
+        on_table = {t.name: t for t in triggers if (t.schema, t.table) == (spec.schema, spec.table)}
+        digest = trigger_digest(cursor, layout, schema, spec)
+        for operation, name in layout.triggers().items():
+            found = on_table.get(name)
+            if found is None:
+                problems.append((spec, f"capture trigger {name} is missing: {operation} is not audited"))
+            elif found.enabled in _NOT_FIRING:
+                problems.append((spec, f"capture trigger {name} is {_NOT_FIRING[found.enabled]}"))
+            elif found.digest != digest:
+                problems.append((spec, f"capture trigger {name} is outdated or belongs to another layout"))
+    return problems
 
 
 def disable(

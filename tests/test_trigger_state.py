@@ -1,0 +1,110 @@
+"""A capture trigger that is missing or does not fire is reported, repaired by migrate, and
+fires in every session, replication role included."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+from library.models import Book
+
+from django_partitioned_audit.checks import check_capture_triggers
+from django_partitioned_audit.models import SimpleAuditEntry
+from tests.helpers import sql
+
+
+def e021() -> list[str]:
+    return [e.msg for e in check_capture_triggers(databases=["default"]) if e.id == "partitioned_audit.E021"]
+
+
+def trigger_states(table: str = "library_book") -> dict[str, str]:
+    rows = sql(
+        "SELECT tgname, tgenabled::text FROM pg_trigger WHERE tgrelid = %s::regclass AND tgname LIKE 'dpa%%'",
+        [table],
+    )
+    return dict(rows)
+
+
+def test_installed_triggers_fire_always_and_the_check_is_quiet(db):
+    assert set(trigger_states().values()) == {"A"}
+    assert e021() == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "reported"),
+    [
+        (
+            "ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins",
+            "capture trigger dpa_audit_ins is disabled",
+        ),
+        ("ALTER TABLE library_book DISABLE TRIGGER ALL", "capture trigger dpa_audit_upd is disabled"),
+        (
+            "ALTER TABLE library_book ENABLE TRIGGER dpa_audit_del",
+            "capture trigger dpa_audit_del is enabled for origin sessions only",
+        ),
+        (
+            "ALTER TABLE library_book ENABLE REPLICA TRIGGER dpa_audit_ins",
+            "capture trigger dpa_audit_ins is enabled on replicas only",
+        ),
+        ("DROP TRIGGER dpa_audit_tru ON library_book", "capture trigger dpa_audit_tru is missing: TRUNCATE"),
+    ],
+)
+def test_a_trigger_that_does_not_fire_is_reported_and_migrate_repairs_it(db, statement, reported):
+    sql(statement)
+    errors = e021()
+    assert any(
+        msg.startswith("Table public.library_book on database 'default': " + reported) for msg in errors
+    ), errors
+    with pytest.raises(CommandError, match="partitioned_audit.E021"):
+        call_command("check", "--database", "default", "--fail-level", "ERROR", stderr=io.StringIO())
+    call_command("migrate", verbosity=0)
+    assert set(trigger_states().values()) == {"A"} and len(trigger_states()) == 4
+    assert e021() == []
+    Book.objects.create(isbn="1", title="a")
+    Book.objects.filter(isbn="1").update(title="b")
+    Book.objects.filter(isbn="1").delete()
+    assert [e.audit_operation for e in SimpleAuditEntry.objects.filter_model(Book)] == ["I", "U", "D"]
+
+
+def test_a_replica_session_is_audited(db):
+    """session_replication_role = replica (a superuser's bulk load) skips ordinary triggers."""
+    sql("SET LOCAL session_replication_role = replica")
+    Book.objects.create(isbn="1", title="a")
+    sql("SET LOCAL session_replication_role = origin")
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+
+
+def test_a_long_reader_of_the_trail_holds_up_partitions_but_not_trigger_repairs(
+    transactional_db, monkeypatch
+):
+    from django.db import connection
+
+    from django_partitioned_audit import sync
+    from django_partitioned_audit.maintenance import ensure_current_and_next
+    from partitioned_audit.partitioning.maintenance import LockPolicy
+    from tests.engine_db import connect
+    from tests.helpers import attached_partitions, detach_all_dated_partitions
+
+    monkeypatch.setattr(sync, "MIGRATE_LOCK_POLICY", LockPolicy(lock_timeout_ms=50, attempts=2, pause_ms=10))
+    detach_all_dated_partitions()
+    sql("ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins")
+    reader = connect(connection.settings_dict["NAME"])
+    try:
+        reader.cursor().execute("SELECT count(*) FROM audit_simple_view")  # holds its locks until rollback
+        out = io.StringIO()
+        call_command("migrate", verbosity=0, stdout=out)
+        assert (
+            "Warning: partitions not created now: partition maintenance of public.audit_simple"
+            in out.getvalue()
+        )
+        assert trigger_states()["dpa_audit_ins"] == "A"  # committed although the partitions waited
+        Book.objects.create(isbn="1", title="a")
+        assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+        assert attached_partitions() == ["audit_simple_default"]
+    finally:
+        reader.rollback()
+        reader.close()
+        ensure_current_and_next()
+        sql("TRUNCATE audit_simple")
+    assert len(attached_partitions()) == 3  # the current and next month, and the DEFAULT
