@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from partitioned_audit import ADVANCED, SIMPLE, Status, TableSpec, catalog, enable, install, layout_status
-from partitioned_audit.errors import ConfigurationError
 from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
 from tests.engine_db import connect, scratch_database
 
@@ -91,9 +90,45 @@ def test_composite_primary_key_and_database_cascade(conn):
     assert [json.loads(r[2]) for r in found if r[0] == "line"] == [[1, "a"], [1, "b"], [1, "a"], [1, "b"]]
 
 
-def test_table_without_primary_key_is_refused():
-    with pytest.raises(ConfigurationError, match="has no primary key columns"):
-        TableSpec("public", "t", ())
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def test_a_table_without_primary_key_is_recorded_whole(conn, layout):
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE loose (a int, b text)")
+    install(cur, layout)
+    enable(cur, layout, TableSpec("public", "loose", ()))
+    cur.execute("INSERT INTO loose VALUES (1, 'x'), (1, 'x')")
+    cur.execute("UPDATE loose SET b = 'y'")
+    cur.execute("DELETE FROM loose")
+    if layout is SIMPLE:
+        statement = (
+            "SELECT audit_operation, object_pk, object_payload FROM audit_simple ORDER BY audit_event_id"
+        )
+    else:
+        statement = "SELECT action, object_pk, coalesce(changed_fields, row_data) FROM logged_actions ORDER BY event_id"
+    found = rows(cur, statement)
+    row, new = {"a": 1, "b": "x"}, ({"a": 1, "b": "y"} if layout is SIMPLE else {"b": "y"})
+    after = {"a": 1, "b": "y"}
+    assert found == [("I", None, row)] * 2 + [("U", None, new)] * 2 + [("D", None, after)] * 2
+
+
+def test_a_104_table_without_primary_key_stays_audited_at_the_upgrade(conn):
+    """1.0.4 audited tables without a primary key; the upgrade used to drop their triggers."""
+    cur = conn.cursor()
+    cur.execute("CREATE TABLE loose (a int)")
+    install(cur, SIMPLE)
+    cur.execute(
+        "CREATE FUNCTION legacy_noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$"
+    )
+    cur.execute(
+        "CREATE TRIGGER trigger_audit_entry_creator_trigger AFTER INSERT ON loose"
+        " FOR EACH ROW EXECUTE FUNCTION legacy_noop()"
+    )
+    cur.execute("COMMENT ON TABLE audit_simple IS NULL")  # what 1.0.4 left
+    install(cur, SIMPLE)
+    names = rows(cur, "SELECT tgname FROM pg_trigger WHERE tgrelid = 'loose'::regclass ORDER BY 1")
+    assert names == [("dpa_audit_del",), ("dpa_audit_ins",), ("dpa_audit_tru",), ("dpa_audit_upd",)]
+    cur.execute("INSERT INTO loose VALUES (7)")
+    assert rows(cur, "SELECT object_pk, object_payload FROM audit_simple") == [(None, {"a": 7})]
 
 
 def test_quote_ident_agrees_with_driver():

@@ -16,6 +16,12 @@ from partitioned_audit import ADVANCED, SIMPLE, Status, catalog, layout_status, 
 from tests.conftest import MANAGERS
 from tests.helpers import sql
 
+# The unmanaged, partitioned Reading table and every partition below it.
+READINGS = {"library_reading", "library_reading_2024", "library_reading_2025"} | {
+    "library_reading_2025_h1",
+    "library_reading_2025_h2",
+}
+
 
 def _triggers() -> dict[str, set[str]]:
     with connection.cursor() as cursor:
@@ -30,7 +36,7 @@ def test_migrate_installs_triggers_on_registered_tables_only(db):
     copies = {"library_copy"} if django.VERSION >= (5, 2) else set()  # composite key, Django 5.2+
     assert (
         set(triggers)
-        == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"} | copies
+        == {"shop_customer", "shop_order", "library_book", "Weird Name Table", "shelved"} | copies | READINGS
     )
     assert triggers["library_book"] == {"dpa_audit_ins", "dpa_audit_upd", "dpa_audit_del", "dpa_audit_tru"}
 
@@ -40,8 +46,9 @@ def test_second_sync_only_reads(db):
         sync("default", verbosity=0)
     statements = [q["sql"].lstrip().split()[0].upper() for q in ctx.captured_queries]
     assert set(statements) <= {"SELECT", "SAVEPOINT", "RELEASE"}, statements
-    # migrations table exists?, migration applied?, layout status, existing tables, triggers
-    assert statements.count("SELECT") == 5
+    # migrations table exists?, migration applied?, layout status, existing tables, triggers,
+    # partitions of the audited tables
+    assert statements.count("SELECT") == 6
 
 
 def test_migrate_twice_reports_nothing_to_do(db):

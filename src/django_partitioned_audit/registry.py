@@ -62,15 +62,14 @@ def _resolve(app_config: AppConfig, attribute: str, problems: list[Problem]) -> 
                 )
             )
             continue
-        kind = "a proxy" if model._meta.proxy else None if model._meta.managed else "an unmanaged"
-        if kind and attribute == "trigger_audit_models":
+        # An unmanaged model is audited like any other once its table exists (RunSQL, a
+        # partitioned table made by hand); a proxy has no table of its own.
+        if model._meta.proxy and attribute == "trigger_audit_models":
             problems.append(
                 Problem(
                     "partitioned_audit.E002",
-                    f"{where} names '{name}', {kind} model.",
-                    "Register the concrete model that owns the table instead."
-                    if kind == "a proxy"
-                    else "Django does not create its table; audit it with the engine's enable() instead.",
+                    f"{where} names '{name}', a proxy model.",
+                    "Register the concrete model that owns the table instead.",
                     model,
                 )
             )

@@ -65,16 +65,17 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
         tables = [split_table(m._meta.db_table) for m in (*enabled, *disabled)]
         existing_tables = catalog.existing_tables(cursor, tables)
         triggers = catalog.audit_triggers(cursor)
+        partitions = catalog.partitions_of(cursor, existing_tables)
         for model in enabled:
             spec = table_spec(model)
             if (spec.schema, spec.table) not in existing_tables:
                 say(f"  Auditing {model._meta.label} postponed: table {spec.table!r} does not exist yet")
                 continue
-            if objects.enable(cursor, layout, spec, schema, triggers):
+            if objects.enable(cursor, layout, spec, schema, triggers, partitions):
                 say(f"  Enabled auditing for {model._meta.label} (table {spec.table!r})")
         for model in disabled:
             table_schema, table = split_table(model._meta.db_table)
-            if objects.disable(cursor, table_schema, table, triggers):
+            if objects.disable(cursor, table_schema, table, triggers, partitions):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
     try:
         created = ensure_current_and_next(using, policy=MIGRATE_LOCK_POLICY)

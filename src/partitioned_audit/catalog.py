@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX
@@ -99,6 +100,34 @@ def primary_key(cursor: Cursor, schema: str, table: str) -> tuple[str, ...]:
         [schema, table],
     )
     return tuple(row[0] for row in cursor.fetchall())
+
+
+def partitions_of(
+    cursor: Cursor, tables: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], list[tuple[str, str]]]:
+    """For each (schema, table), every partition below it at any depth, as (schema, name);
+    an empty list for a table that is not partitioned. One query for all tables."""
+    names = list(tables)
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {name: [] for name in names}
+    if not names:
+        return found
+    cursor.execute(
+        """
+        SELECT w.schema, w.name, pn.nspname, pc.relname
+          FROM unnest(%s::text[], %s::text[]) AS w(schema, name)
+          JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
+          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name AND c.relkind = 'p'
+         CROSS JOIN LATERAL pg_catalog.pg_partition_tree(c.oid) AS t
+          JOIN pg_catalog.pg_class pc ON pc.oid = t.relid
+          JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+         WHERE t.level > 0
+         ORDER BY 1, 2, t.level, 3, 4
+        """,
+        [[s for s, _ in names], [t for _, t in names]],
+    )
+    for schema, name, part_schema, part in cursor.fetchall():
+        found[(schema, name)].append((part_schema, part))
+    return found
 
 
 def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[str, str]]:

@@ -50,7 +50,8 @@ class TableSpec:
         schema: schema of the table (``TG_TABLE_SCHEMA``).
         table: table name, any legal identifier.
         pk: primary key columns, in key order; one column is stored as text, several as a
-            JSON array.
+            JSON array. Empty for a table without a primary key: its rows are recorded
+            whole, with ``object_pk`` NULL (so no per-object history).
         excluded: columns left out of the audit payload (updates touching only these are
             not recorded by the advanced layout).
         masked: columns whose value is replaced by ``"[masked]"`` (NULL stays null).
@@ -65,11 +66,6 @@ class TableSpec:
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
             raise ConfigurationError(f"table spec needs a schema and a table name, got {self!r}")
-        if not self.pk:
-            raise ConfigurationError(
-                f"table {self.schema}.{self.table} has no primary key columns: "
-                "an audited table needs one to identify rows"
-            )
 
     def trigger_args(self) -> list[Composable]:
         """Trigger arguments: ``text[]`` literals, which the function casts with no query.
@@ -172,6 +168,9 @@ DECLARE
     _masked text[] := TG_ARGV[2]::text[];
     _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
     _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    -- A partition's trigger files its rows under the audited (root) table.
+    _schema text := coalesce(TG_ARGV[3], TG_TABLE_SCHEMA);
+    _table text := coalesce(TG_ARGV[4], TG_TABLE_NAME);
     _txid bigint := txid_current();
     _op text := left(TG_OP, 1);
     _context jsonb := NULL;
@@ -179,7 +178,7 @@ BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
-        SELECT TG_TABLE_NAME, TG_TABLE_SCHEMA,
+        SELECT _table, _schema,
                coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                _txid, _op, _context
@@ -187,11 +186,17 @@ BEGIN
     ELSIF TG_OP = 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
-        VALUES (TG_TABLE_NAME, TG_TABLE_SCHEMA, NULL, NULL, _txid, _op, _context);
+        SELECT _table, _schema, NULL, NULL, _txid, _op, _context
+         WHERE TG_NARGS = 3 OR NOT EXISTS (
+               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
+               SELECT FROM {table} a
+                WHERE a.object_table = _table AND a.object_pk IS NULL AND a.object_schema = _schema
+                  AND a.audit_txid_current = _txid AND a.audit_operation = 'T'
+                  AND a.audit_entry_created_statement_timestamp = statement_timestamp());
     ELSE
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
-        SELECT TG_TABLE_NAME, TG_TABLE_SCHEMA,
+        SELECT _table, _schema,
                coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                _txid, _op, _context
@@ -264,6 +269,9 @@ DECLARE
     _masked text[] := TG_ARGV[2]::text[];
     _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
     _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    -- A partition's trigger files its rows under the audited (root) table.
+    _schema text := coalesce(TG_ARGV[3], TG_TABLE_SCHEMA);
+    _table text := coalesce(TG_ARGV[4], TG_TABLE_NAME);
     _txid bigint := txid_current();
     _op text := left(TG_OP, 1);
     _context jsonb := NULL;
@@ -282,7 +290,7 @@ BEGIN
                              statement_only, statement_id, audit_context)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
                false, _stmt, _context
@@ -295,7 +303,7 @@ BEGIN
                              statement_only, statement_id, audit_context)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
                false, _stmt, _context
@@ -308,7 +316,7 @@ BEGIN
                              client_port, client_query, action, statement_only, statement_id,
                              audit_context)
         SELECT d.old_j, d.changed, coalesce(d.old_j ->> _pk1, {pk_text}(d.old_j, _pk)),
-               TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text,
+               _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN row_number() OVER () = 1 THEN _query END, _op,
                false, _stmt, _context
@@ -330,9 +338,15 @@ BEGIN
                              action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
                              client_addr, client_port, client_query, action, statement_only,
                              statement_id, audit_context)
-        VALUES (TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_RELID, session_user::text, current_timestamp,
-                statement_timestamp(), clock_timestamp(), _txid, _app, _addr, _port,
-                _query, _op, true, _stmt, _context);
+        SELECT _schema, _table, TG_RELID, session_user::text, current_timestamp,
+               statement_timestamp(), clock_timestamp(), _txid, _app, _addr, _port,
+               _query, _op, true, _stmt, _context
+         WHERE TG_NARGS = 3 OR NOT EXISTS (
+               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
+               SELECT FROM {table} a
+                WHERE a.table_name = _table AND a.object_pk IS NULL AND a.schema_name = _schema
+                  AND a.transaction_id = _txid AND a.action = 'T'
+                  AND a.action_tstamp_stm = statement_timestamp());
     END IF;
     RETURN NULL;
 END
@@ -651,13 +665,24 @@ def drop_trigger(name: str, spec_schema: str, spec_table: str) -> Composable:
 _TRANSITION_NAMES = {"NEW": NEW_TABLE, "OLD": OLD_TABLE}
 
 
-def create_triggers(layout: Layout, schema: str, spec: TableSpec) -> list[Composable]:
+def create_triggers(
+    layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
+) -> list[Composable]:
     """One statement-level trigger per operation on ``spec``'s table, enabled ALWAYS.
+
+    With ``partition`` (schema, name), the triggers go on that partition of ``spec``'s
+    table instead, and file its rows under ``spec``'s table: PostgreSQL fires a statement
+    trigger only on the table a statement names, so a write made directly to a partition
+    escapes the parent's triggers, and a write through the parent escapes the partition's.
 
     A trigger left at the default (ENABLE ORIGIN) does not fire in a session with
     ``session_replication_role = replica``, which a superuser sets to bulk-load or repair
     data: those writes would leave no trace. ALWAYS fires in every session.
     """
+    target = ident(*(partition or (spec.schema, spec.table)))
+    args = spec.trigger_args()
+    if partition is not None:
+        args += [literal(spec.schema), literal(spec.table)]
     statements: list[Composable] = []
     for operation, name in layout.triggers().items():
         tables = [
@@ -672,19 +697,17 @@ def create_triggers(layout: Layout, schema: str, spec: TableSpec) -> list[Compos
             ).format(
                 name=ident(name),
                 op=SQL(operation),
-                target=ident(spec.schema, spec.table),
+                target=target,
                 referencing=referencing,
                 function=ident(schema, layout.function),
-                args=SQL(", ").join(spec.trigger_args()),
+                args=SQL(", ").join(args),
             )
         )
-        statements.append(
-            SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(ident(spec.schema, spec.table), ident(name))
-        )
+        statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
     return statements
 
 
-def comment_trigger(name: str, spec: TableSpec, digest: str) -> Composable:
+def comment_trigger(name: str, table: tuple[str, str], digest: str) -> Composable:
     return SQL("COMMENT ON TRIGGER {} ON {} IS {}").format(
-        ident(name), ident(spec.schema, spec.table), literal(f"{COMMENT_TAG} {digest}")
+        ident(name), ident(*table), literal(f"{COMMENT_TAG} {digest}")
     )

@@ -143,22 +143,39 @@ def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
 
 
 def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> None:
-    """Tables audited by 1.0.4 keep being audited, by the new triggers."""
+    """Tables audited by 1.0.4 keep being audited, by the new triggers; one without a
+    primary key is recorded whole, with ``object_pk`` NULL."""
     legacy = [t for t in catalog.audit_triggers(cursor) if t.name in LEGACY_TRIGGERS]
     for table_schema, table in sorted({(t.schema, t.table) for t in legacy}):
         pk = catalog.primary_key(cursor, table_schema, table)
-        if pk:
-            enable(cursor, layout, TableSpec(table_schema, table, pk), schema=schema)
-        else:
-            disable(cursor, table_schema, table)
+        enable(cursor, layout, TableSpec(table_schema, table, pk), schema=schema)
     for function in LEGACY_FUNCTIONS:
         # The signature is a fixed string of ours, not user input; the name part is quoted.
         name, _, args = function.partition("(")
         execute(cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, name)))
 
 
-def trigger_digest(cursor: Cursor, layout: Layout, schema: str, spec: TableSpec) -> str:
-    return _digest(" ".join(render(s, cursor) for s in layouts.create_triggers(layout, schema, spec)))
+def trigger_digest(
+    cursor: Cursor, layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
+) -> str:
+    statements = layouts.create_triggers(layout, schema, spec, partition)
+    return _digest(" ".join(render(s, cursor) for s in statements))
+
+
+Partitions = dict[tuple[str, str], list[tuple[str, str]]]
+
+
+def _targets(
+    cursor: Cursor, table: tuple[str, str], partitions: Partitions | None
+) -> list[tuple[str, str] | None]:
+    """Where a table's triggers go: the table itself (None) and each of its partitions."""
+    if partitions is None or table not in partitions:
+        partitions = catalog.partitions_of(cursor, [table])
+    return [None, *partitions[table]]
+
+
+def _on(existing: Iterable[catalog.TriggerInfo], table: tuple[str, str]) -> dict[str, catalog.TriggerInfo]:
+    return {t.name: t for t in existing if (t.schema, t.table) == table}
 
 
 def enable(
@@ -167,33 +184,43 @@ def enable(
     spec: TableSpec,
     schema: str = "public",
     existing: Iterable[catalog.TriggerInfo] | None = None,
+    partitions: Partitions | None = None,
 ) -> bool:
-    """Install the capture triggers on one table, replacing older or other-layout ones.
-
-    Args:
-        existing: the triggers found by :func:`catalog.audit_triggers`, to skip one query
-            per table when many tables are enabled at once.
+    """Install the capture triggers on one table and on each of its partitions, replacing
+    older or other-layout ones.
 
     A trigger that was disabled (or set to fire only on a replica or origin) is recreated.
+    Partitions attached later get theirs at the next call (``migrate``); until then the
+    database check ``E021`` reports them.
+
+    Args:
+        existing: the triggers found by :func:`catalog.audit_triggers`, and
+        partitions: the partitions found by :func:`catalog.partitions_of`, to skip two
+            queries per table when many tables are enabled at once.
 
     Returns:
         True if triggers were (re)created, False if they were already current.
     """
-    if existing is None:
-        existing = catalog.audit_triggers(cursor)
-    on_table = {t.name: t for t in existing if (t.schema, t.table) == (spec.schema, spec.table)}
-    digest = trigger_digest(cursor, layout, schema, spec)
+    existing = list(catalog.audit_triggers(cursor) if existing is None else existing)
     wanted = set(layout.triggers().values())
-    if set(on_table) == wanted and all(t.digest == digest and t.enabled == "A" for t in on_table.values()):
-        return False
-    for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
-        if name in on_table:
-            execute(cursor, layouts.drop_trigger(name, spec.schema, spec.table))
-    for statement in layouts.create_triggers(layout, schema, spec):
-        execute(cursor, statement)
-    for name in wanted:
-        execute(cursor, layouts.comment_trigger(name, spec, digest))
-    return True
+    changed = False
+    for partition in _targets(cursor, (spec.schema, spec.table), partitions):
+        table = partition or (spec.schema, spec.table)
+        on_table = _on(existing, table)
+        digest = trigger_digest(cursor, layout, schema, spec, partition)
+        if set(on_table) == wanted and all(
+            t.digest == digest and t.enabled == "A" for t in on_table.values()
+        ):
+            continue
+        for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
+            if name in on_table:
+                execute(cursor, layouts.drop_trigger(name, *table))
+        for statement in layouts.create_triggers(layout, schema, spec, partition):
+            execute(cursor, statement)
+        for name in wanted:
+            execute(cursor, layouts.comment_trigger(name, table, digest))
+        changed = True
+    return changed
 
 
 _NOT_FIRING = {
@@ -206,37 +233,54 @@ _NOT_FIRING = {
 def trigger_problems(
     cursor: Cursor, layout: Layout, schema: str, specs: Iterable[TableSpec]
 ) -> list[tuple[TableSpec, str]]:
-    """What keeps each of ``specs``' tables from being audited as installed: a capture trigger
-    missing, not firing in every session, or outdated. Empty when all is well.
-
-    ``enable()`` repairs each of these; ``migrate`` calls it for every registered model.
+    """What keeps each of ``specs``' tables (and their partitions) from being audited as
+    installed: a capture trigger missing, not firing in every session, or outdated. Empty
+    when all is well. ``enable()`` repairs each of these; ``migrate`` calls it for every
+    registered model.
     """
+    specs = list(specs)
     triggers = catalog.audit_triggers(cursor)
+    partitions = catalog.partitions_of(cursor, [(spec.schema, spec.table) for spec in specs])
     problems: list[tuple[TableSpec, str]] = []
     for spec in specs:
-        on_table = {t.name: t for t in triggers if (t.schema, t.table) == (spec.schema, spec.table)}
-        digest = trigger_digest(cursor, layout, schema, spec)
-        for operation, name in layout.triggers().items():
-            found = on_table.get(name)
-            if found is None:
-                problems.append((spec, f"capture trigger {name} is missing: {operation} is not audited"))
-            elif found.enabled in _NOT_FIRING:
-                problems.append((spec, f"capture trigger {name} is {_NOT_FIRING[found.enabled]}"))
-            elif found.digest != digest:
-                problems.append((spec, f"capture trigger {name} is outdated or belongs to another layout"))
+        for partition in _targets(cursor, (spec.schema, spec.table), partitions):
+            on_table = _on(triggers, partition or (spec.schema, spec.table))
+            where = f" on partition {partition[0]}.{partition[1]}" if partition else ""
+            digest = trigger_digest(cursor, layout, schema, spec, partition)
+            for operation, name in layout.triggers().items():
+                found = on_table.get(name)
+                if found is None:
+                    problems.append(
+                        (spec, f"capture trigger {name} is missing{where}: {operation} is not audited")
+                    )
+                elif found.enabled in _NOT_FIRING:
+                    problems.append((spec, f"capture trigger {name}{where} is {_NOT_FIRING[found.enabled]}"))
+                elif found.digest != digest:
+                    problems.append(
+                        (spec, f"capture trigger {name}{where} is outdated or belongs to another layout")
+                    )
     return problems
 
 
 def disable(
-    cursor: Cursor, table_schema: str, table: str, existing: Iterable[catalog.TriggerInfo] | None = None
+    cursor: Cursor,
+    table_schema: str,
+    table: str,
+    existing: Iterable[catalog.TriggerInfo] | None = None,
+    partitions: Partitions | None = None,
 ) -> bool:
-    """Remove every audit trigger (ours or 1.0.4's) from one table. Returns True if any was dropped."""
-    if existing is None:
-        existing = catalog.audit_triggers(cursor)
-    names = [t.name for t in existing if (t.schema, t.table) == (table_schema, table)]
-    for name in names:
-        execute(cursor, layouts.drop_trigger(name, table_schema, table))
-    return bool(names)
+    """Remove every audit trigger (ours or 1.0.4's) from one table and its partitions.
+
+    Returns True if any was dropped.
+    """
+    existing = list(catalog.audit_triggers(cursor) if existing is None else existing)
+    dropped = False
+    for partition in _targets(cursor, (table_schema, table), partitions):
+        target = partition or (table_schema, table)
+        for name in _on(existing, target):
+            execute(cursor, layouts.drop_trigger(name, *target))
+            dropped = True
+    return dropped
 
 
 def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data: bool = False) -> None:
