@@ -64,18 +64,17 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
             say(f"  Audit objects ({layout.name} layout, schema {schema}): {status.value}, now installed")
         tables = [split_table(m._meta.db_table) for m in (*enabled, *disabled)]
         existing_tables = catalog.existing_tables(cursor, tables)
-        triggers = catalog.audit_triggers(cursor)
-        partitions = catalog.partitions_of(cursor, existing_tables)
+        facts = objects.table_facts(cursor, layout, schema, existing_tables)
         for model in enabled:
             spec = table_spec(model)
             if (spec.schema, spec.table) not in existing_tables:
                 say(f"  Auditing {model._meta.label} postponed: table {spec.table!r} does not exist yet")
                 continue
-            if objects.enable(cursor, layout, spec, schema, triggers, partitions):
+            if objects.enable(cursor, layout, spec, schema, facts):
                 say(f"  Enabled auditing for {model._meta.label} (table {spec.table!r})")
         for model in disabled:
             table_schema, table = split_table(model._meta.db_table)
-            if objects.disable(cursor, table_schema, table, triggers, partitions):
+            if objects.disable(cursor, table_schema, table, facts):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
     try:
         created = ensure_current_and_next(using, policy=MIGRATE_LOCK_POLICY)

@@ -130,6 +130,51 @@ def partitions_of(
     return found
 
 
+def trusted_types(
+    cursor: Cursor, tables: Iterable[tuple[str, str]], function: str
+) -> dict[tuple[str, str], bool]:
+    """For each (schema, table), whether every non-built-in type it uses (through domains,
+    arrays and composite types) belongs to a superuser or to the owner of ``function``
+    (a regprocedure text, the capture function). Only those roles can then give one of
+    them a cast to json. Missing tables are left out."""
+    names = list(tables)
+    if not names:
+        return {}
+    cursor.execute(
+        """
+        WITH RECURSIVE tables(schema, name, rel) AS (
+                SELECT w.schema, w.name, c.oid
+                  FROM unnest(%s::text[], %s::text[]) AS w(schema, name)
+                  JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
+                  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+        ), types(rel, oid) AS (
+                SELECT t.rel, a.atttypid FROM tables t
+                  JOIN pg_catalog.pg_attribute a ON a.attrelid = t.rel AND a.attnum > 0 AND NOT a.attisdropped
+            UNION
+                SELECT types.rel, inner_type.oid
+                  FROM types JOIN pg_catalog.pg_type ty ON ty.oid = types.oid
+                 CROSS JOIN LATERAL (
+                        SELECT nullif(ty.typbasetype, 0)
+                        UNION ALL SELECT nullif(ty.typelem, 0)
+                        UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a
+                                   WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                       ) AS inner_type(oid)
+                 WHERE inner_type.oid IS NOT NULL
+        )
+        SELECT t.schema, t.name, NOT EXISTS (
+                   SELECT FROM types
+                     JOIN pg_catalog.pg_type ty ON ty.oid = types.oid
+                     JOIN pg_catalog.pg_roles o ON o.oid = ty.typowner
+                    WHERE types.rel = t.rel AND types.oid >= 16384 AND NOT o.rolsuper
+                      AND o.oid IS DISTINCT FROM (SELECT proowner FROM pg_catalog.pg_proc
+                                                   WHERE oid = to_regprocedure(%s)))
+          FROM tables t
+        """,
+        [[s for s, _ in names], [t for _, t in names], function],
+    )
+    return {(row[0], row[1]): bool(row[2]) for row in cursor.fetchall()}
+
+
 def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of the (schema, table) pairs exist as ordinary or partitioned tables."""
     if not names:

@@ -8,6 +8,7 @@ the same install twice issues nothing but the status query.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 from collections.abc import Iterable
@@ -165,17 +166,46 @@ def trigger_digest(
 Partitions = dict[tuple[str, str], list[tuple[str, str]]]
 
 
-def _targets(
-    cursor: Cursor, table: tuple[str, str], partitions: Partitions | None
-) -> list[tuple[str, str] | None]:
+@dataclass(frozen=True)
+class TableFacts:
+    """What installing triggers reads from the catalog, read once for many tables."""
+
+    triggers: list[catalog.TriggerInfo]
+    partitions: Partitions
+    trusted_types: dict[tuple[str, str], bool]
+
+
+def table_facts(cursor: Cursor, layout: Layout, schema: str, tables: Iterable[tuple[str, str]]) -> TableFacts:
+    """The triggers, partitions and type ownership of ``tables``, in three queries."""
+    tables = list(tables)
+    function = render(SQL("{}()").format(ident(schema, layout.function)), cursor)
+    return TableFacts(
+        catalog.audit_triggers(cursor),
+        catalog.partitions_of(cursor, tables),
+        catalog.trusted_types(cursor, tables, function),
+    )
+
+
+def _facts(
+    cursor: Cursor, layout: Layout, schema: str, table: tuple[str, str], facts: TableFacts | None
+) -> TableFacts:
+    if facts is None or table not in facts.partitions:
+        return table_facts(cursor, layout, schema, [table])
+    return facts
+
+
+def _targets(table: tuple[str, str], facts: TableFacts) -> list[tuple[str, str] | None]:
     """Where a table's triggers go: the table itself (None) and each of its partitions."""
-    if partitions is None or table not in partitions:
-        partitions = catalog.partitions_of(cursor, [table])
-    return [None, *partitions[table]]
+    return [None, *facts.partitions[table]]
 
 
 def _on(existing: Iterable[catalog.TriggerInfo], table: tuple[str, str]) -> dict[str, catalog.TriggerInfo]:
     return {t.name: t for t in existing if (t.schema, t.table) == table}
+
+
+def _as_found(spec: TableSpec, facts: TableFacts) -> TableSpec:
+    """``spec`` with what the catalog says about its types."""
+    return dataclasses.replace(spec, trusted_types=facts.trusted_types.get((spec.schema, spec.table), False))
 
 
 def enable(
@@ -183,30 +213,29 @@ def enable(
     layout: Layout,
     spec: TableSpec,
     schema: str = "public",
-    existing: Iterable[catalog.TriggerInfo] | None = None,
-    partitions: Partitions | None = None,
+    facts: TableFacts | None = None,
 ) -> bool:
     """Install the capture triggers on one table and on each of its partitions, replacing
     older or other-layout ones.
 
     A trigger that was disabled (or set to fire only on a replica or origin) is recreated.
     Partitions attached later get theirs at the next call (``migrate``); until then the
-    database check ``E021`` reports them.
+    database check ``E021`` reports them. ``spec.trusted_types`` is taken from the catalog.
 
     Args:
-        existing: the triggers found by :func:`catalog.audit_triggers`, and
-        partitions: the partitions found by :func:`catalog.partitions_of`, to skip two
-            queries per table when many tables are enabled at once.
+        facts: from :func:`table_facts` for many tables at once, to save three queries
+            per table.
 
     Returns:
         True if triggers were (re)created, False if they were already current.
     """
-    existing = list(catalog.audit_triggers(cursor) if existing is None else existing)
+    facts = _facts(cursor, layout, schema, (spec.schema, spec.table), facts)
+    spec = _as_found(spec, facts)
     wanted = set(layout.triggers().values())
     changed = False
-    for partition in _targets(cursor, (spec.schema, spec.table), partitions):
+    for partition in _targets((spec.schema, spec.table), facts):
         table = partition or (spec.schema, spec.table)
-        on_table = _on(existing, table)
+        on_table = _on(facts.triggers, table)
         digest = trigger_digest(cursor, layout, schema, spec, partition)
         if set(on_table) == wanted and all(
             t.digest == digest and t.enabled == "A" for t in on_table.values()
@@ -234,19 +263,19 @@ def trigger_problems(
     cursor: Cursor, layout: Layout, schema: str, specs: Iterable[TableSpec]
 ) -> list[tuple[TableSpec, str]]:
     """What keeps each of ``specs``' tables (and their partitions) from being audited as
-    installed: a capture trigger missing, not firing in every session, or outdated. Empty
-    when all is well. ``enable()`` repairs each of these; ``migrate`` calls it for every
-    registered model.
+    installed: a capture trigger missing, not firing in every session, or outdated (a
+    column or type changed since, say). Empty when all is well. ``enable()`` repairs each
+    of these; ``migrate`` calls it for every registered model.
     """
     specs = list(specs)
-    triggers = catalog.audit_triggers(cursor)
-    partitions = catalog.partitions_of(cursor, [(spec.schema, spec.table) for spec in specs])
+    facts = table_facts(cursor, layout, schema, [(spec.schema, spec.table) for spec in specs])
     problems: list[tuple[TableSpec, str]] = []
     for spec in specs:
-        for partition in _targets(cursor, (spec.schema, spec.table), partitions):
-            on_table = _on(triggers, partition or (spec.schema, spec.table))
+        found_spec = _as_found(spec, facts)
+        for partition in _targets((spec.schema, spec.table), facts):
+            on_table = _on(facts.triggers, partition or (spec.schema, spec.table))
             where = f" on partition {partition[0]}.{partition[1]}" if partition else ""
-            digest = trigger_digest(cursor, layout, schema, spec, partition)
+            digest = trigger_digest(cursor, layout, schema, found_spec, partition)
             for operation, name in layout.triggers().items():
                 found = on_table.get(name)
                 if found is None:
@@ -262,22 +291,19 @@ def trigger_problems(
     return problems
 
 
-def disable(
-    cursor: Cursor,
-    table_schema: str,
-    table: str,
-    existing: Iterable[catalog.TriggerInfo] | None = None,
-    partitions: Partitions | None = None,
-) -> bool:
+def disable(cursor: Cursor, table_schema: str, table: str, facts: TableFacts | None = None) -> bool:
     """Remove every audit trigger (ours or 1.0.4's) from one table and its partitions.
 
     Returns True if any was dropped.
     """
-    existing = list(catalog.audit_triggers(cursor) if existing is None else existing)
+    if facts is None or (table_schema, table) not in facts.partitions:
+        facts = TableFacts(
+            catalog.audit_triggers(cursor), catalog.partitions_of(cursor, [(table_schema, table)]), {}
+        )
     dropped = False
-    for partition in _targets(cursor, (table_schema, table), partitions):
+    for partition in _targets((table_schema, table), facts):
         target = partition or (table_schema, table)
-        for name in _on(existing, target):
+        for name in _on(facts.triggers, target):
             execute(cursor, layouts.drop_trigger(name, *target))
             dropped = True
     return dropped

@@ -1,0 +1,190 @@
+"""The capture of this working tree against the capture of another commit, in one run.
+
+    python -m bench.ab --against HEAD~3          # a change to the capture SQL costs what?
+
+Both versions' audit objects are installed side by side in one scratch database (the other
+commit's in schema ``ab_then``, this tree's in ``ab_now``), each auditing its own copy of
+the same six-column table. pgbench runs the single-row scripts of both in one run, picked
+at random per transaction, so both see the same noise; the 200 000-row statements
+alternate, and the report gives the median of the rounds. Ratios below 1 mean this tree
+is cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "testproject")]
+
+from testproject.dbserver import get_server  # noqa: E402
+
+from partitioned_audit import layouts as now_layouts  # noqa: E402
+from partitioned_audit.sql import SQL, execute, ident, literal, render  # noqa: E402
+
+TABLE = "(id bigint PRIMARY KEY, a integer, b text, c numeric, d timestamptz, e boolean)"
+
+
+SEED = SQL(
+    "INSERT INTO {} SELECT g, 1, 'x', 1.5, now(), true FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
+)
+BULK = {
+    "insert": SQL(
+        "INSERT INTO {} SELECT g + 10000000, 1, 'x', 1.5, now(), true FROM generate_series(1, {}) g"
+    ),
+    "update": SQL("UPDATE {} SET a = a + 1 WHERE id > 10000000 AND {} > 0"),
+    "delete": SQL("DELETE FROM {} WHERE id > 10000000 AND {} > 0"),
+}
+
+
+SEED = SQL(
+    "INSERT INTO {} SELECT g, 1, 'x', 1.5, now(), true FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
+)
+# Each statement takes the table and the number of rows.
+BULK = {
+    "insert": SQL(
+        "INSERT INTO {} SELECT g + 10000000, 1, 'x', 1.5, now(), true FROM generate_series(1, {}) g"
+    ),
+    "update": SQL("UPDATE {} SET a = a + 1 WHERE id > 10000000 AND {} > 0"),
+    "delete": SQL("DELETE FROM {} WHERE id > 10000000 AND {} > 0"),
+}
+
+
+def layouts_of(rev: str) -> types.ModuleType:
+    """The ``layouts`` module as it is at ``rev``, imported beside the current one."""
+    text = subprocess.run(
+        ["git", "show", f"{rev}:src/partitioned_audit/layouts.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / "layouts_then.py"
+    path.write_text(text)
+    spec = importlib.util.spec_from_file_location("partitioned_audit.layouts_then", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -> None:
+    layout = module.get_layout(layout_name)
+    seq = render(ident(schema, layout.sequence))
+    for statement in (
+        module.create_schema(schema),
+        module.create_sequence(layout, schema),
+        module.create_table(layout, schema, seq),
+        module.create_default_partition(layout, schema),
+        *module.create_indexes(layout, schema),
+        module.create_functions(layout, schema, seq),
+    ):
+        execute(cur, statement)
+    execute(cur, SQL("CREATE TABLE {} " + TABLE).format(ident(schema, "item")))
+    spec = module.TableSpec(schema, "item", ("id",))
+    if "trusted_types" in {f.name for f in dataclasses.fields(spec)}:
+        # What enable() finds for a table of built-in types only.
+        spec = dataclasses.replace(spec, trusted_types=True)
+    for statement in module.create_triggers(layout, schema, spec):
+        execute(cur, statement)
+
+
+def pgbench(dsn: str, scripts: dict[str, str], seconds: int) -> dict[str, float]:
+    """Latency per transaction (µs) of each script, all run in one pgbench run."""
+    directory = Path(tempfile.mkdtemp())
+    args = ["pgbench", "-n", "-c", "1", "-T", str(seconds), "-r"]
+    for name, text in scripts.items():
+        (directory / f"{name}.sql").write_text(text)
+        args += ["-f", str(directory / f"{name}.sql")]
+    out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True).stdout
+    found, current = {}, None
+    for line in out.splitlines():
+        if line.startswith("SQL script"):
+            current = line.split(":", 1)[1].strip().rsplit("/", 1)[-1].removesuffix(".sql")
+        elif current and "latency average" in line:
+            found[current] = float(line.split("=")[1].split()[0]) * 1000
+    return found
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--against", default="HEAD", help="the commit to compare with (default HEAD)")
+    parser.add_argument("--layout", default="simple", choices=sorted(now_layouts.LAYOUTS))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=200_000)
+    parser.add_argument("--seconds", type=int, default=10, help="pgbench duration per round")
+    options = parser.parse_args()
+    then = layouts_of(options.against)
+    server = get_server()
+    dbname = f"dpa_ab_{int(time.time())}"
+    admin = psycopg.connect(server.dsn("postgres"), autocommit=True)
+    admin.execute(f'CREATE DATABASE "{dbname}"')
+    try:
+        dsn = server.dsn(dbname)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("ALTER DATABASE " + dbname + " SET synchronous_commit = off")
+            cur = conn.cursor()
+            install(cur, then, options.layout, "ab_then")
+            install(cur, now_layouts, options.layout, "ab_now")
+        single: dict[str, list[float]] = {}
+        bulk: dict[str, list[float]] = {}
+        for _ in range(options.rounds):
+            scripts = {
+                f"{op} {schema}": text.format(schema=schema)
+                for schema in ("ab_then", "ab_now")
+                for op, text in (
+                    (
+                        "insert",
+                        "\\set id random(1, 1000000000)\nINSERT INTO {schema}.item VALUES (:id, 1, 'x', 1.5, now(), true) ON CONFLICT DO NOTHING;\n",
+                    ),
+                    (
+                        "update",
+                        "\\set id random(1, 1000)\nUPDATE {schema}.item SET a = a + 1 WHERE id = :id;\n",
+                    ),
+                )
+            }
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for schema in ("ab_then", "ab_now"):
+                    execute(conn.cursor(), SEED.format(ident(schema, "item")))
+            for name, micros in pgbench(dsn, scripts, options.seconds).items():
+                single.setdefault(name, []).append(micros)
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                for order in (("ab_then", "ab_now"), ("ab_now", "ab_then")):
+                    for schema in order:
+                        item = ident(schema, "item")
+                        execute(conn.cursor(), SQL("TRUNCATE {}").format(item))
+                        for op, statement in BULK.items():
+                            start = time.perf_counter()
+                            execute(conn.cursor(), statement.format(item, literal(options.rows)))
+                            bulk.setdefault(f"{op} {schema}", []).append(time.perf_counter() - start)
+        print(f"{options.layout} layout, {options.rounds} rounds, against {options.against}")
+        print("| workload | then | now | now / then |")
+        print("|---|---|---|---|")
+        for op in ("insert", "update"):
+            a, b = statistics.median(single[f"{op} ab_then"]), statistics.median(single[f"{op} ab_now"])
+            print(f"| single-row {op}, µs per transaction | {a:.1f} | {b:.1f} | {b / a:.3f} |")
+        for op in ("insert", "update", "delete"):
+            a, b = statistics.median(bulk[f"{op} ab_then"]), statistics.median(bulk[f"{op} ab_now"])
+            print(f"| {options.rows:,}-row {op}, ms | {a * 1000:.0f} | {b * 1000:.0f} | {b / a:.3f} |")
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+        admin.close()
+
+
+if __name__ == "__main__":
+    main()
