@@ -178,6 +178,8 @@ def test_composite_primary_key_through_django(layout, read_model):
     assert [e.get_row_data()["condition"] for e in entries] == ["good", "worn"]
     snapshot = entries[-1].get_instance()
     assert isinstance(snapshot, Copy) and snapshot.pk == ("978-1", 2) and snapshot.condition == "worn"
+    Copy.objects.create(book_isbn="ключ", number=3)  # non-ASCII: Python and jsonb agree on the text
+    assert read_model.objects.filter_object(Copy, ("ключ", 3)).count() == 1
 
 
 def test_filter_payload_matches_typed_and_text_values(layout, read_model):

@@ -53,3 +53,104 @@ def test_history_of_an_object_uses_the_index_and_a_time_range_prunes(layout, rea
     assert len(expected) == 2  # this month and the next
     assert {p for p in scanned_partitions(recent) if not p.endswith("_default")} == expected
     assert [len(list(history))] == [1]
+
+
+def test_a_same_named_table_in_another_schema_is_another_history(layout, read_model):
+    """Shelved lives in library_ext.shelved; public.shelved is someone else's table."""
+    from library.models import Shelved
+
+    from partitioned_audit import TableSpec, enable, get_layout
+    from tests.helpers import sql
+
+    sql("CREATE TABLE public.shelved (id bigint PRIMARY KEY, name text)")
+    with connection.cursor() as cursor:
+        enable(cursor, get_layout(layout), TableSpec("public", "shelved", ("id",)))
+    sql("INSERT INTO public.shelved VALUES (1, 'not a Shelved')")
+    kept = Shelved.objects.create(name="kept")
+    assert [e.get_row_data()["name"] for e in read_model.objects.filter_model(Shelved)] == ["kept"]
+    assert [e.get_row_data()["name"] for e in read_model.objects.filter_object(Shelved, kept.pk)] == ["kept"]
+    assert read_model.objects.filter_object(Shelved, 1).count() == (1 if kept.pk == 1 else 0)
+
+
+def test_one_entry_is_found_without_reading_every_partition(layout, read_model):
+    from django.test.utils import CaptureQueriesContext
+
+    book = Book.objects.create(isbn="1", title="t")
+    entry = read_model.objects.filter_object(Book, "1").get()
+    # .get(pk=): the BRIN on the event id, no sequential scan of any partition
+    plan = explain(read_model.objects.filter(pk=entry.pk))
+    assert "Seq Scan" not in plan and "event_id_idx" in plan  # the BRIN, on every partition
+    # get_instance(): the entry's own partition only, found by its time
+    with CaptureQueriesContext(connection) as queries:
+        assert entry.get_instance().title == book.title
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + queries.captured_queries[-1]["sql"])
+        instance_plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert len(scanned_partitions(instance_plan)) == 1, instance_plan
+
+
+def test_keys_are_encoded_as_the_capture_stores_them(db):
+    """Each key value, rendered in Python, equals what jsonb prints for it in PostgreSQL."""
+    import uuid
+    from decimal import Decimal
+
+    from django_partitioned_audit.models import _pk_text
+    from tests.helpers import sql
+
+    values = [
+        ("ключ 🙂", "text"),
+        ('q"uote', "text"),
+        (dt.date(2024, 2, 29), "date"),
+        (dt.datetime(2024, 2, 29, 23, 59, 1, 250000, tzinfo=dt.UTC), "timestamptz"),
+        (dt.datetime(2024, 3, 1, tzinfo=dt.UTC), "timestamptz"),
+        (dt.datetime(2024, 3, 1, 0, 0, 0, 100, tzinfo=dt.UTC), "timestamptz"),
+        (dt.time(12, 30, 0, 500000), "time"),
+        (Decimal("10.50"), "numeric"),
+        (uuid.UUID("12345678-1234-5678-1234-567812345678"), "uuid"),
+        (7, "bigint"),
+        (True, "boolean"),
+    ]
+    for value, sqltype in values:
+        statement = f"SELECT jsonb_build_array(%s::{sqltype}, 1)::text, to_jsonb(%s::{sqltype}) #>> '{{}}'"
+        ((composite, single),) = sql(statement, [value, value])
+        assert (_pk_text((value, 1)), _pk_text(value)) == (composite, single), value
+
+
+def test_filter_payload_takes_python_values_and_uses_the_gin_index(layout, read_model, settings):
+    from decimal import Decimal
+
+    import pytest
+    from shop.models import Customer, Order
+
+    from django_partitioned_audit.sync import sync
+
+    customer = Customer.objects.create(name="E")
+    when = dt.datetime(2024, 2, 29, 12, 0, 0, 500000, tzinfo=dt.UTC)
+    order = Order.objects.create(
+        customer=customer, total=Decimal("10.50"), placed_at=when, data={"a": [1, 2]}
+    )
+    Order.objects.create(customer=Customer.objects.create(name="F"), total=Decimal("3"))
+    orders = read_model.objects.filter_model(Order)
+    for lookup in (
+        {"total": Decimal("10.50")},
+        {"total": Decimal("10.5")},
+        {"placed_at": when},
+        {"customer": customer},
+        {"customer_id": customer},
+        {"customer_id": customer.pk},
+        {"data": {"a": [1, 2]}},
+    ):
+        assert [e.get_row_data()["id"] for e in orders.filter_payload(**lookup)] == [order.pk], lookup
+    assert not orders.filter_payload(data={"a": [1]}).exists()  # a part of the value is not the value
+    assert orders.filter_payload(total=Decimal("3")).count() == 1
+    with pytest.raises(
+        TypeError, match=r"filter_payload\(total=...\): Decimal\('0.1000000000000000000001'\) has no exact"
+    ):
+        orders.filter_payload(total=Decimal("0.1000000000000000000001"))
+    with pytest.raises(TypeError, match=r"filter_payload\(tags=...\) cannot compare a set"):
+        orders.filter_payload(tags={"x"})
+    if layout == "simple":
+        settings.DPA_PAYLOAD_GIN_INDEX = True
+        sync("default", verbosity=0)
+        plan = explain(read_model.objects.filter_payload(status="paid"))
+        assert "object_payload_idx" in plan and "Seq Scan" not in plan, plan  # the GIN, per partition

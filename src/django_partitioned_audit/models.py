@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import json
+import re
+import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -24,6 +27,28 @@ class Operation(enum.Enum):
 _CODES = {Operation.INSERT: "I", Operation.UPDATE: "U", Operation.DELETE: "D", Operation.TRUNCATE: "T"}
 
 
+def _json_value(key: str, value: Any) -> Any:
+    """``value`` as the JSON value to_jsonb() stores for it, or TypeError if none is exact."""
+    if isinstance(value, models.Model):
+        return _json_value(key, value.pk)
+    if isinstance(value, Decimal):
+        if value == value.to_integral_value():
+            return int(value)
+        if Decimal(repr(float(value))) == value:
+            return float(value)  # jsonb compares numbers by value: 10.5 matches 10.50
+        raise TypeError(f"filter_payload({key}=...): {value!r} has no exact float; pass it as a string")
+    if isinstance(value, dt.date | dt.time):
+        return _iso(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, bool | int | float | str | dict | list) or value is None:
+        return value
+    raise TypeError(
+        f"filter_payload({key}=...) cannot compare a {type(value).__name__}; pass a JSON value "
+        "(str, number, bool, None, dict, list), a Decimal, a date or time, a UUID or a model instance"
+    )
+
+
 def _candidates(value: Any) -> list[Any]:
     """The JSON values that mean ``value``: typed (2.0 rows) and as text (1.0.4 hstore rows)."""
     found = [value]
@@ -36,20 +61,33 @@ def _candidates(value: Any) -> list[Any]:
             found.append(parsed)
     elif isinstance(value, bool):
         found += ["true" if value else "false", "t" if value else "f"]
-    elif isinstance(value, int | float | Decimal):
+    elif isinstance(value, int | float):
         found.append(str(value))
     return found
 
 
 def _payload_q(column: str, key: str, value: Any) -> Q:
+    """Payloads whose ``key`` holds ``value``, by containment (``@>``), which the opt-in GIN
+    index serves; a model instance matches its key under ``key`` and ``key_id``."""
+    keys = [key, f"{key}_id"] if isinstance(value, models.Model) and not key.endswith("_id") else [key]
     q = Q()
-    for candidate in _candidates(value):
-        q |= Q(**{f"{column}__{key}": candidate})
+    for candidate in _candidates(_json_value(key, value)):
+        for name in keys:
+            if isinstance(candidate, dict | list):  # containment would also match a part of it
+                q |= Q(**{f"{column}__{name}": candidate})
+            else:
+                q |= Q(**{f"{column}__contains": {name: candidate}})
     return q
 
 
-def _table_of(model_class: type[models.Model]) -> str:
-    return split_table(model_class._meta.db_table)[1]
+def _table_q(model_class: type[models.Model], schema_field: str, table_field: str) -> Q:
+    """Entries of ``model_class``'s table, in its schema: a same-named table elsewhere is
+    another table. 1.0.4's simple rows carry no schema; they were all in ``public``."""
+    schema, table = split_table(model_class._meta.db_table)
+    in_schema = Q(**{schema_field: schema})
+    if schema == "public" and schema_field == "object_schema":
+        in_schema |= Q(object_schema__isnull=True)
+    return Q(**{table_field: table}) & in_schema
 
 
 def _model_for_table(schema: str, table: str) -> type[models.Model]:
@@ -68,6 +106,8 @@ class _Snapshot:
     _row_sql: str
     _view: str
     _key: str
+    #: The partition key: with it the entry is read from its own partition only.
+    _time: str
 
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
@@ -102,17 +142,19 @@ class _Snapshot:
         model = model or _model_for_table(schema, table)
         statement = SQL(
             "SELECT (jsonb_populate_record(NULL::{table}, ({row}) - %s::text[])).*"
-            " FROM {view} AS v WHERE v.{key} = %s"
+            " FROM {view} AS v WHERE v.{key} = %s AND v.{time} = %s"
         ).format(
             table=ident(schema, table),
             row=SQL(self._row_sql),
             view=ident(conf.audit_schema(), self._view),
             key=ident(self._key),
+            time=ident(self._time),
         )
         using = self._state.db or "default"  # type: ignore[attr-defined]
         connection = connections[using]
         with connection.cursor() as cursor:
-            cursor.execute(render(statement, cursor), [list(table_spec(model).masked), self.pk])  # type: ignore[attr-defined]
+            params = [list(table_spec(model).masked), self.pk, getattr(self, self._time)]  # type: ignore[attr-defined]
+            cursor.execute(render(statement, cursor), params)
             row = cursor.fetchone()
             columns = [c[0] for c in cursor.description or ()]
         if row is None:
@@ -133,19 +175,44 @@ class _Snapshot:
 
 
 def _pk_text(value: Any) -> str:
-    if isinstance(value, tuple | list):  # composite key: stored as a JSON array
-        return json.dumps([v if isinstance(v, bool | int | float) or v is None else str(v) for v in value])
+    """A key as the capture stores it in ``object_pk``: ``j ->> 'pk'`` for one column, the
+    text of a jsonb array for several (non-ASCII kept as is, ", " between elements)."""
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_json_text(v) for v in value) + "]"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date | dt.time):
+        return _iso(value)
     return str(value)
+
+
+def _iso(value: dt.date | dt.time) -> str:
+    """ISO 8601 as PostgreSQL writes it into JSON: trailing zeros of a fraction dropped."""
+    return re.sub(
+        r"\.(\d*?)0+(?=[^\d]|$)", lambda m: f".{m.group(1)}" if m.group(1) else "", value.isoformat()
+    )
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as jsonb prints it: exact decimals, dates and times in ISO 8601 (with a
+    ``T``), UUIDs and other values as strings, non-ASCII text as is."""
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, dt.date | dt.time):
+        value = _iso(value)
+    elif not (isinstance(value, bool | int | float | str) or value is None):
+        value = str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     def filter_model(self, model_class: type[models.Model]) -> SimpleAuditEntryQuerySet:
         """Entries of the table behind ``model_class``."""
-        return self.filter(object_table=_table_of(model_class))
+        return self.filter(_table_q(model_class, "object_schema", "object_table"))
 
     def filter_object(self, model_class: type[models.Model], pk: Any) -> SimpleAuditEntryQuerySet:
         """Entries of one row, by primary key; served by the (table, pk) index."""
-        return self.filter(object_table=_table_of(model_class), object_pk=_pk_text(pk))
+        return self.filter(_table_q(model_class, "object_schema", "object_table"), object_pk=_pk_text(pk))
 
     def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:
         """Entries whose payload has these values; ``id=42`` and ``id="42"`` both match."""
@@ -168,6 +235,7 @@ class SimpleAuditEntry(_Snapshot, models.Model):
     _row_sql = "v.object_payload"
     _view = "audit_simple_view"
     _key = "id"
+    _time = "audit_entry_created"
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
@@ -213,10 +281,12 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
 class AdvancedAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     def filter_model(self, model_class: type[models.Model]) -> AdvancedAuditEntryQuerySet:
-        return self.filter(table_name=_table_of(model_class))
+        """Entries of the table behind ``model_class``."""
+        return self.filter(_table_q(model_class, "schema_name", "table_name"))
 
     def filter_object(self, model_class: type[models.Model], pk: Any) -> AdvancedAuditEntryQuerySet:
-        return self.filter(table_name=_table_of(model_class), object_pk=_pk_text(pk))
+        """Entries of one row, by primary key; served by the (table, pk) index."""
+        return self.filter(_table_q(model_class, "schema_name", "table_name"), object_pk=_pk_text(pk))
 
     def filter_payload(self, **kwargs: Any) -> AdvancedAuditEntryQuerySet:
         """Entries whose new value (changed fields, else the row) matches each key."""
@@ -243,6 +313,7 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
     _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
     _view = "logged_actions_view"
     _key = "event_id"
+    _time = "action_tstamp_tx"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"

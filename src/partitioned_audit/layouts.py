@@ -134,6 +134,10 @@ class Layout:
     def time_index(self) -> str:
         return f"{self.table}_time_brin"
 
+    @property
+    def event_index(self) -> str:
+        return f"{self.table}_event_brin"
+
     def triggers(self) -> dict[str, str]:
         """Trigger name by operation."""
         return {op: f"{PREFIX}audit_{op.lower()[:3]}" for op in self.operations}
@@ -468,7 +472,9 @@ def create_default_partition(layout: Layout, schema: str) -> Composable:
 
 
 def create_indexes(layout: Layout, schema: str) -> list[Composable]:
-    """B-tree for the history of one object; BRIN on time, which costs next to nothing to maintain.
+    """B-tree for the history of one object; BRIN on time and on the event id, which cost
+    next to nothing to maintain (both grow with every row) and serve a time range and the
+    lookup of one entry by id (``.get(pk=)``, ``get_instance()``).
 
     The B-tree key is (table, pk) without the time: the versions of one object then share
     one deduplicated key, so the index is smaller and cheaper to write; partition pruning
@@ -480,6 +486,9 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
         ),
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
             ident(layout.time_index), ident(schema, layout.table), ident(layout.time_column)
+        ),
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
+            ident(layout.event_index), ident(schema, layout.table), ident(layout.event_column)
         ),
     ]
 
