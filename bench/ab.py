@@ -40,18 +40,6 @@ TABLE = "(id bigint PRIMARY KEY, a integer, b text, c numeric, d timestamptz, e 
 SEED = SQL(
     "INSERT INTO {} SELECT g, 1, 'x', 1.5, now(), true FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
 )
-BULK = {
-    "insert": SQL(
-        "INSERT INTO {} SELECT g + 10000000, 1, 'x', 1.5, now(), true FROM generate_series(1, {}) g"
-    ),
-    "update": SQL("UPDATE {} SET a = a + 1 WHERE id > 10000000 AND {} > 0"),
-    "delete": SQL("DELETE FROM {} WHERE id > 10000000 AND {} > 0"),
-}
-
-
-SEED = SQL(
-    "INSERT INTO {} SELECT g, 1, 'x', 1.5, now(), true FROM generate_series(1, 1000) g ON CONFLICT DO NOTHING"
-)
 # Each statement takes the table and the number of rows.
 BULK = {
     "insert": SQL(
