@@ -51,14 +51,17 @@ def test_update_pairs_old_and_new_rows(layout, read_model):
     Book.objects.bulk_create(Book(isbn=str(i), title=str(i)) for i in range(1, 51))
     sql("UPDATE library_book SET title = (title::int * 2)::text, isbn = 'k' || isbn")
     updates = [(pk, row) for op, pk, row in trail(read_model, Book) if op == "U"]
-    assert len(updates) == 50
+    # Every changed key: one entry under the new key, one under the old (the key trigger).
+    assert sorted(pk for pk, _ in updates) == sorted(
+        [str(i) for i in range(1, 51)] + [f"k{i}" for i in range(1, 51)]
+    )
     for _pk, row in updates:
         assert row["isbn"] == "k" + str(int(row["title"]) // 2)
     if layout == "advanced":
         for entry in read_model.objects.filter(action="U"):
             assert entry.changed_fields["isbn"] == "k" + entry.row_data["isbn"]
             assert int(entry.changed_fields["title"]) == 2 * int(entry.row_data["title"])
-            assert entry.object_pk == entry.row_data["isbn"]
+            assert entry.object_pk in (entry.row_data["isbn"], entry.changed_fields["isbn"])
 
 
 def test_orm_cascade_delete_is_audited(layout, read_model):
@@ -262,3 +265,22 @@ def test_advanced_update_records_only_changes(settings, db):
 def test_the_connection_uses_the_selected_driver(settings):
     expected = "psycopg" if settings.DRIVER == "psycopg" else "psycopg2"
     assert connection.Database.__name__ == expected
+
+
+def test_a_key_change_is_in_the_history_of_both_keys(layout, read_model):
+    """The statement's entry is filed under the new key, the key trigger's under the old one."""
+    book = Book.objects.create(isbn="1", title="a")
+    Book.objects.filter(isbn="1").update(isbn="2")  # names the key: the key trigger fires
+    Book.objects.filter(isbn="2").update(title="b")  # does not: nothing extra
+    sql("UPDATE library_book SET isbn = isbn WHERE isbn = '2'")  # names it, changes nothing
+    old = read_model.objects.filter_object(Book, "1")
+    new = read_model.objects.filter_object(Book, "2")
+    assert [e.is_update() for e in old] == [False, True]  # INSERT, then the move
+    assert [e.get_row_data()["isbn"] for e in old] == ["1", "2"]
+    # The advanced layout skips an UPDATE that changed nothing.
+    assert [e.get_row_data()["title"] for e in new] == (["a", "b", "b"] if layout == "simple" else ["a", "b"])
+    assert all(e.is_update() for e in new)
+    if layout == "advanced":
+        moved = old.last()
+        assert moved.row_data["isbn"] == "1" and moved.changed_fields == {"isbn": "2"}
+    assert book.pk == "1"

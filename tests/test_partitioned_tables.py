@@ -73,3 +73,13 @@ def test_disabling_removes_the_partitions_triggers_too(db):
         assert objects.disable(cursor, "public", "library_reading")
         left = [t for t in catalog.audit_triggers(cursor) if t.table.startswith("library_reading")]
     assert left == []
+
+
+def test_a_key_change_made_in_a_partition_is_filed_under_the_audited_table(layout, read_model):
+    sql("INSERT INTO library_reading_2025_h1 VALUES (1, '2025-02-01', 1)")
+    sql("UPDATE library_reading_2025_h1 SET id = 9 WHERE id = 1")
+    assert trail(read_model) == [
+        ("I", "library_reading", "1"),
+        ("U", "library_reading", "1"),  # the key trigger, cloned onto the partition
+        ("U", "library_reading", "9"),  # the partition's statement trigger
+    ]

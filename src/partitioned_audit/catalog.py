@@ -47,7 +47,7 @@ def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
           FROM pg_catalog.pg_trigger t
           JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-         WHERE NOT t.tgisinternal
+         WHERE NOT t.tgisinternal AND t.tgparentid = 0  -- clones on partitions follow their parent
            AND (starts_with(t.tgname::text, %s) OR t.tgname::text = ANY (%s))
          ORDER BY 1, 2, 3
         """,

@@ -108,6 +108,8 @@ class Layout:
     columns: str
     view_columns: str
     capture: str
+    #: The row-level function that files a key-changing UPDATE under the old key as well.
+    key_capture: str
     #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
     #: since PostgreSQL copies every row into each one requested.
     transition_tables: dict[str, tuple[str, ...]]
@@ -138,9 +140,17 @@ class Layout:
     def event_index(self) -> str:
         return f"{self.table}_event_brin"
 
+    @property
+    def key_function(self) -> str:
+        return f"{self.function}_key"
+
     def triggers(self) -> dict[str, str]:
-        """Trigger name by operation."""
+        """Statement trigger name by operation."""
         return {op: f"{PREFIX}audit_{op.lower()[:3]}" for op in self.operations}
+
+
+#: The row trigger that fires only when an UPDATE changes a row's primary key.
+KEY_TRIGGER = f"{PREFIX}audit_key"
 
 
 # ---------------------------------------------------------------------------------------
@@ -219,6 +229,29 @@ END
 $fn$;
 """
 
+# Fires per row, only for an UPDATE that names a key column and changes the key (Django's
+# save() never names it): the statement's capture files the change under the new key, this
+# files it under the old one too, so the history of either key shows it.
+_SIMPLE_KEY_CAPTURE = """
+CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _pk text[] := TG_ARGV[0]::text[];
+    _excluded text[] := TG_ARGV[1]::text[];
+    _masked text[] := TG_ARGV[2]::text[];
+    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
+    _old jsonb := to_jsonb(OLD);
+    _new jsonb := to_jsonb(NEW);
+BEGIN
+    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                         audit_txid_current, audit_operation, audit_context)
+    VALUES (coalesce(TG_ARGV[5], TG_TABLE_NAME), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
+            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), txid_current(), 'U', NULL);
+    RETURN NULL;
+END
+$fn$;
+"""
+
 SIMPLE = Layout(
     name="simple",
     table="audit_simple",
@@ -230,6 +263,7 @@ SIMPLE = Layout(
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
     capture=_SIMPLE_CAPTURE,
+    key_capture=_SIMPLE_KEY_CAPTURE,
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
     has_payload_gin=True,
 )
@@ -330,13 +364,14 @@ BEGIN
                              action_tstamp_clk, transaction_id, application_name, client_addr,
                              client_port, client_query, action, statement_only, statement_id,
                              audit_context)
-        SELECT d.old_j, d.changed, coalesce(d.old_j ->> _pk1, {pk_text}(d.old_j, _pk)),
+        SELECT d.old_j, d.changed, coalesce(d.new_j ->> _pk1, {pk_text}(d.new_j, _pk)),
                _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN row_number() OVER () = 1 THEN _query END, _op,
                false, _stmt, _context
           FROM (
                 SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
+                       n.j AS new_j,
                        (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
                                                             THEN '"[masked]"'::jsonb ELSE e.value END)
                           FROM jsonb_each(n.j) AS e
@@ -368,6 +403,36 @@ END
 $fn$;
 """
 
+# As _SIMPLE_KEY_CAPTURE: the statement's capture files the change under the new key.
+_ADVANCED_KEY_CAPTURE = """
+CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _pk text[] := TG_ARGV[0]::text[];
+    _excluded text[] := TG_ARGV[1]::text[];
+    _masked text[] := TG_ARGV[2]::text[];
+    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
+    _old jsonb := to_jsonb(OLD);
+    _new jsonb := to_jsonb(NEW);
+BEGIN
+    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
+                         session_user_name, action_tstamp_tx, action_tstamp_stm,
+                         action_tstamp_clk, transaction_id, application_name, client_addr,
+                         client_port, action, statement_only)
+    SELECT {redact}(_old, _excluded, _masked),
+           (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
+                                                THEN '"[masked]"'::jsonb ELSE e.value END)
+              FROM jsonb_each(_new) AS e
+             WHERE NOT e.key = ANY (_excluded) AND (_old -> e.key) IS DISTINCT FROM e.value),
+           {pk_text}(_old, _pk), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
+           coalesce(TG_ARGV[5], TG_TABLE_NAME), TG_RELID, session_user::text, current_timestamp,
+           statement_timestamp(), clock_timestamp(), txid_current(),
+           current_setting('application_name'), inet_client_addr(), inet_client_port(), 'U', false;
+    RETURN NULL;
+END
+$fn$;
+"""
+
 ADVANCED = Layout(
     name="advanced",
     table="logged_actions",
@@ -379,6 +444,7 @@ ADVANCED = Layout(
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
     capture=_ADVANCED_CAPTURE,
+    key_capture=_ADVANCED_KEY_CAPTURE,
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
 )
 LAYOUTS = {layout.name: layout for layout in (SIMPLE, ADVANCED)}
@@ -570,7 +636,7 @@ VIEW_TRIGGER = f"{PREFIX}read_only"
 
 def functions(layout: Layout) -> list[tuple[str, str]]:
     """Every function ``layout`` installs, as (name, argument types)."""
-    return [(layout.function, ""), *HELPERS]
+    return [(layout.function, ""), (layout.key_function, ""), *HELPERS]
 
 
 # _CASTS_NOTE. A SECURITY DEFINER function must run no code another role controls. The
@@ -658,15 +724,17 @@ $fn$;
 def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
     """The capture function of ``layout`` and the helpers it calls, schema-qualified."""
     helpers = {name.removeprefix(PREFIX): ident(schema, name) for name, _ in HELPERS}
-    capture = SQL(layout.capture).format(
-        function=ident(schema, layout.function),
-        table=ident(schema, layout.table),
-        seq=_seq_default(seq_text),
-        check_json_casts=helpers["check_json_casts"],
-        pk_text=helpers["pk_text"],
-        redact=helpers["redact"],
-    )
-    return Composed([SQL(_HELPERS).format(**helpers), capture])
+    names = {
+        "function": ident(schema, layout.function),
+        "key_function": ident(schema, layout.key_function),
+        "table": ident(schema, layout.table),
+        "seq": _seq_default(seq_text),
+        "check_json_casts": helpers["check_json_casts"],
+        "pk_text": helpers["pk_text"],
+        "redact": helpers["redact"],
+    }
+    templates = (_HELPERS, layout.capture, layout.key_capture)
+    return Composed([SQL(template).format(**{**names, **helpers}) for template in templates])
 
 
 def comment_function(layout: Layout, schema: str, digest: str) -> Composable:
@@ -685,6 +753,20 @@ def drop_trigger(name: str, spec_schema: str, spec_table: str) -> Composable:
 
 
 _TRANSITION_NAMES = {"NEW": NEW_TABLE, "OLD": OLD_TABLE}
+
+
+def trigger_names(
+    layout: Layout, spec: TableSpec, partition: tuple[str, str] | None = None
+) -> dict[str, str]:
+    """Every trigger :func:`create_triggers` makes, by what it records.
+
+    The key trigger is a row trigger: PostgreSQL clones it to every partition itself, so a
+    partition gets none of its own.
+    """
+    names = dict(layout.triggers())
+    if spec.pk and partition is None:
+        names["UPDATE of the key"] = KEY_TRIGGER
+    return names
 
 
 def create_triggers(
@@ -726,6 +808,25 @@ def create_triggers(
             )
         )
         statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
+    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+        old = SQL(", ").join(SQL("OLD.{}").format(ident(c)) for c in spec.pk)
+        new = SQL(", ").join(SQL("NEW.{}").format(ident(c)) for c in spec.pk)
+        statements += [
+            SQL(
+                "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {target} FOR EACH ROW"
+                " WHEN (ROW({old}) IS DISTINCT FROM ROW({new})) EXECUTE FUNCTION {function}({args})"
+            ).format(
+                name=ident(KEY_TRIGGER),
+                columns=SQL(", ").join(ident(c) for c in spec.pk),
+                target=target,
+                old=old,
+                new=new,
+                function=ident(schema, layout.key_function),
+                # Its clones on partitions have the same arguments: name the table they file under.
+                args=SQL(", ").join([*spec.trigger_args(), literal(spec.schema), literal(spec.table)]),
+            ),
+            SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(KEY_TRIGGER)),
+        ]
     return statements
 
 

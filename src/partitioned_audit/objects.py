@@ -28,7 +28,7 @@ class Status(enum.Enum):
 
 
 #: Every trigger name the engine may have put on a table, whatever the layout.
-OUR_TRIGGERS = tuple(ADVANCED.triggers().values())
+OUR_TRIGGERS = (*ADVANCED.triggers().values(), layouts.KEY_TRIGGER)
 
 
 @dataclass(frozen=True)
@@ -231,10 +231,10 @@ def enable(
     """
     facts = _facts(cursor, layout, schema, (spec.schema, spec.table), facts)
     spec = _as_found(spec, facts)
-    wanted = set(layout.triggers().values())
     changed = False
     for partition in _targets((spec.schema, spec.table), facts):
         table = partition or (spec.schema, spec.table)
+        wanted = set(layouts.trigger_names(layout, spec, partition).values())
         on_table = _on(facts.triggers, table)
         digest = trigger_digest(cursor, layout, schema, spec, partition)
         if set(on_table) == wanted and all(
@@ -276,7 +276,7 @@ def trigger_problems(
             on_table = _on(facts.triggers, partition or (spec.schema, spec.table))
             where = f" on partition {partition[0]}.{partition[1]}" if partition else ""
             digest = trigger_digest(cursor, layout, schema, found_spec, partition)
-            for operation, name in layout.triggers().items():
+            for operation, name in layouts.trigger_names(layout, found_spec, partition).items():
                 found = on_table.get(name)
                 if found is None:
                     problems.append(
@@ -313,7 +313,8 @@ def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data:
     """Remove the triggers from every table, then the functions; the audit table only if ``drop_data``."""
     for trigger in catalog.audit_triggers(cursor):
         execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
-    execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, layout.function)))
+    for function in (layout.function, layout.key_function):
+        execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, function)))
     if not any(
         catalog.table_state(
             cursor, schema, other.table, other.function, layouts.SIMPLE_GIN_INDEX

@@ -39,7 +39,7 @@ def reenable(setup: TwoRoles, outdated: bool = True) -> None:
         # Until then the check reports the triggers as outdated when the table gained a
         # type another role owns.
         problems = trigger_problems(conn.cursor(), setup.layout, "public", [spec])
-        assert len(problems) == (4 if outdated else 0) and all("is outdated" in p for _, p in problems)
+        assert len(problems) == (5 if outdated else 0) and all("is outdated" in p for _, p in problems)
         assert enable(conn.cursor(), setup.layout, spec) is outdated
         conn.commit()
     finally:
