@@ -285,3 +285,51 @@ def test_status_of_an_empty_database(conn):
     assert layout_status(cur, SIMPLE).status is Status.MISSING
     assert install(cur, SIMPLE, schema="x") is Status.MISSING
     assert layout_status(cur, SIMPLE, schema="x").status is Status.INSTALLED
+
+
+LEGACY_SIMPLE = """
+CREATE TABLE audit_simple (
+    object_table character varying(63) NOT NULL,
+    object_payload jsonb NOT NULL,
+    audit_entry_created timestamp with time zone NOT NULL DEFAULT now(),
+    audit_entry_created_statement_timestamp timestamp with time zone NOT NULL DEFAULT statement_timestamp(),
+    audit_txid_current bigint NOT NULL,
+    audit_operation character varying(1) NOT NULL
+) PARTITION BY RANGE (audit_entry_created);
+CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+CREATE TABLE audit_simple_20240201_20240301 PARTITION OF audit_simple FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+SELECT 'book', jsonb_build_object('id', g), timestamptz '2024-01-01' + g * interval '1 minute', g, 'I'
+  FROM generate_series(1, 60000) g;
+"""
+
+
+def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(dbname):
+    from partitioned_audit import objects
+
+    conn = connect(dbname, autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(LEGACY_SIMPLE)
+        files = "SELECT relname, relfilenode FROM pg_class WHERE relname LIKE 'audit_simple_2024%' AND relkind = 'r' ORDER BY 1"
+        before = rows(cur, files)
+        cur.execute("BEGIN")
+        install(cur, SIMPLE)
+        cur.execute("COMMIT")
+        assert rows(cur, files) == before  # no partition was rewritten
+        assert objects.backfill_pending(cur, SIMPLE)
+        cur.execute(
+            "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation) VALUES ('book', '{}', 1, 'I')"
+        )
+        assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [
+            (60001,)
+        ]
+        assert objects.backfill(conn, SIMPLE, pages=50) == 60000
+        assert not objects.backfill_pending(cur, SIMPLE) and objects.backfill(conn, SIMPLE) == 0
+        numbered = rows(
+            cur, "SELECT audit_event_id FROM audit_simple ORDER BY audit_entry_created, audit_event_id"
+        )
+        assert [n for (n,) in numbered][:60000] == list(range(1, 60001))  # time order kept
+        assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
+    finally:
+        conn.close()

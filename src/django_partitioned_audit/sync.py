@@ -76,6 +76,11 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
             table_schema, table = split_table(model._meta.db_table)
             if objects.disable(cursor, table_schema, table, facts):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
+    with connections[using].cursor() as cursor:
+        pending = objects.backfill_pending(cursor, layout, schema)
+    if pending:  # a 1.0.4 table: number its rows in batches, writers going on meanwhile
+        numbered = objects.backfill(connections[using].connection, layout, schema)
+        say(f"  Numbered {numbered} audit row(s) kept from 1.0.4")
     try:
         created = ensure_current_and_next(using, policy=MIGRATE_LOCK_POLICY)
     except PartitionError as exc:

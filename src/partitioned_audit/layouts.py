@@ -125,6 +125,11 @@ class Layout:
         return f"{self.table}_{self.event_column}_seq"
 
     @property
+    def backfill_sequence(self) -> str:
+        """Numbers the rows of a 1.0.4 table after the upgrade; exists while that is pending."""
+        return f"{self.table}_backfill_seq"
+
+    @property
     def default_partition(self) -> str:
         return f"{self.table}_default"
 
@@ -491,10 +496,44 @@ def create_table(layout: Layout, schema: str, seq_text: str) -> Composable:
     )
 
 
-def add_event_column(layout: Layout, schema: str, seq_text: str) -> Composable:
-    """Give a 1.0.4 simple table its event id; existing rows are numbered in place."""
-    return SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} bigint NOT NULL DEFAULT nextval({})").format(
-        ident(schema, layout.table), ident(layout.event_column), _seq_default(seq_text)
+def add_event_column(layout: Layout, schema: str, seq_text: str) -> list[Composable]:
+    """Give a 1.0.4 simple table its event id without rewriting it.
+
+    A column with a volatile default would rewrite every partition under an ACCESS
+    EXCLUSIVE lock. Instead the column is added empty (a catalog change), new rows get ids
+    after the ones reserved for the existing rows, and :func:`backfill_events` numbers those
+    in batches afterwards, while writers go on. The backfill sequence exists while that
+    work is pending.
+    """
+    table, column = ident(schema, layout.table), ident(layout.event_column)
+    return [
+        SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} bigint").format(table, column),
+        SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT nextval({})").format(
+            table, column, _seq_default(seq_text)
+        ),
+        SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(ident(schema, layout.backfill_sequence)),
+        # Existing rows will take 1..n: new ones start after them.
+        SQL("SELECT setval({}, n) FROM (SELECT count(*) AS n FROM {}) AS c WHERE n > 0").format(
+            _seq_default(seq_text), table
+        ),
+    ]
+
+
+def backfill_events(
+    layout: Layout, schema: str, partition: str, first_page: int, pages: int, seq_text: str
+) -> Composable:
+    """Number the rows without an event id in pages [first_page, first_page + pages) of one
+    partition, in their physical order (a TID range scan reads only those pages);
+    ``seq_text`` is the rendered, quoted name of the backfill sequence."""
+    lower, upper = literal(f"({first_page},0)"), literal(f"({first_page + pages},0)")
+    return SQL(
+        "UPDATE {part} SET {col} = nextval({seq}) WHERE ctid >= {lower}::tid AND ctid < {upper}::tid AND {col} IS NULL"
+    ).format(
+        part=ident(schema, partition),
+        col=ident(layout.event_column),
+        seq=_seq_default(seq_text),
+        lower=lower,
+        upper=upper,
     )
 
 

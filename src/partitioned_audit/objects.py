@@ -9,10 +9,12 @@ the same install twice issues nothing but the status query.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import enum
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from . import catalog, layouts
 from .errors import ConfigurationError
@@ -105,7 +107,7 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
         if hstore_columns:
             statements.append(layouts.convert_hstore_columns(layout, schema, hstore_columns))
         if layout.event_column not in found.table.column_types:
-            statements.append(layouts.add_event_column(layout, schema, seq_text))
+            statements.extend(layouts.add_event_column(layout, schema, seq_text))
         statements.append(layouts.add_columns(layout, schema))
     statements.append(layouts.create_default_partition(layout, schema))
     statements.extend(layouts.create_indexes(layout, schema))
@@ -128,6 +130,44 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
         # else's, and retention must never touch it.
         _adopt_partitions(cursor, layout, schema)
     return found.status
+
+
+def backfill_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> bool:
+    """Whether rows of a 1.0.4 table still wait for their event id (see :func:`backfill`)."""
+    cursor.execute(
+        "SELECT to_regclass(%s) IS NOT NULL", [render(ident(schema, layout.backfill_sequence), cursor)]
+    )
+    return bool(cursor.fetchone()[0])
+
+
+def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int = 1000) -> int:
+    """Give the rows of an upgraded 1.0.4 table their event ids, ``pages`` heap pages per
+    statement, partitions in time order; returns how many rows were numbered.
+
+    On a connection in autocommit mode every batch is a transaction of its own, holding
+    row locks on rows no writer touches, so audited writes go on meanwhile. Safe to stop
+    and run again: it resumes where it stopped, and drops the backfill sequence when done.
+    """
+    cursor = connection.cursor()
+    if not backfill_pending(cursor, layout, schema):
+        return 0
+    done = 0
+    seq_text = render(ident(schema, layout.backfill_sequence), cursor)
+    rows = catalog.partitions(cursor, schema, layout.table)
+    ordered = sorted(
+        rows, key=lambda r: (r.is_default, r.lower is None, r.lower or dt.datetime.min.replace(tzinfo=dt.UTC))
+    )
+    for row in ordered:
+        cursor.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            [render(ident(schema, row.name), cursor)],
+        )
+        size = int(cursor.fetchone()[0])
+        for first in range(0, size + 1, pages):
+            execute(cursor, layouts.backfill_events(layout, schema, row.name, first, pages, seq_text))
+            done += max(getattr(cursor, "rowcount", 0) or 0, 0)
+    execute(cursor, SQL("DROP SEQUENCE {}").format(ident(schema, layout.backfill_sequence)))
+    return done
 
 
 def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
