@@ -1,8 +1,8 @@
-"""What the 1.0.4 upgrade of the simple layout locks, and for how long, on a large table.
+"""What the 1.0.4 upgrade locks, and for how long, on a large table.
 
-    python -m bench.upgrade --rows 1000000
+    python -m bench.upgrade --rows 1000000 --layout simple     # or advanced
 
-Builds a 1.0.4-shaped ``audit_simple`` (12 monthly partitions, ``--rows`` rows), then runs
+Builds a 1.0.4-shaped audit table (12 monthly partitions, ``--rows`` rows), then runs
 the upgrade (``install()``, in one transaction as the migration does, then ``backfill()``,
 batch by batch) while a second connection keeps inserting audit rows, one per transaction,
 as capture triggers do. Prints how long each phase took and the longest any insert waited.
@@ -23,9 +23,9 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "testproject")]
 
 from testproject.dbserver import get_server  # noqa: E402
 
-from partitioned_audit import SIMPLE, install, objects  # noqa: E402
+from partitioned_audit import get_layout, install, objects  # noqa: E402
 
-LEGACY = """
+LEGACY_SIMPLE = """
 CREATE TABLE audit_simple (
     object_table character varying(63) NOT NULL,
     object_payload jsonb NOT NULL,
@@ -35,17 +35,48 @@ CREATE TABLE audit_simple (
     audit_operation character varying(1) NOT NULL
 ) PARTITION BY RANGE (audit_entry_created);
 """
-INSERT = (
-    "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
-    " audit_operation) VALUES ('book', '{\"id\": 1, \"title\": \"a title\"}', now(), 1, 'I')"
-)
+LEGACY_ADVANCED = """
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE TABLE logged_actions (
+    event_id bigserial NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
+    relid oid NOT NULL, session_user_name text, action_tstamp_tx timestamptz NOT NULL,
+    action_tstamp_stm timestamptz NOT NULL, action_tstamp_clk timestamptz NOT NULL,
+    transaction_id bigint, application_name text, client_addr inet, client_port integer,
+    client_query text, action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
+    row_data hstore, changed_fields hstore, statement_only boolean NOT NULL
+) PARTITION BY RANGE (action_tstamp_tx);
+"""
+# (DDL, one audit row as a capture writes it, SELECT list of n rows spread over 2024 by g)
+SHAPES = {
+    "simple": (
+        LEGACY_SIMPLE,
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) VALUES ('book', '{\"id\": 1, \"title\": \"a title\"}', now(), 1, 'I')",
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) SELECT 'book', jsonb_build_object('id', g, 'title', 'a title of a book'),"
+        " timestamptz '2024-01-01' + (g::float / %s) * interval '365 days', g, 'I'"
+        " FROM generate_series(1, %s) g",
+    ),
+    "advanced": (
+        LEGACY_ADVANCED,
+        # A row valid before and after the upgrade (row_data changes type): a TRUNCATE entry.
+        "INSERT INTO logged_actions (schema_name, table_name, relid, action_tstamp_tx, action_tstamp_stm,"
+        " action_tstamp_clk, action, statement_only) VALUES ('public', 'book', 1, now(), now(), now(), 'T', true)",
+        "INSERT INTO logged_actions (schema_name, table_name, relid, action_tstamp_tx, action_tstamp_stm,"
+        " action_tstamp_clk, action, row_data, changed_fields, statement_only)"
+        " SELECT 'public', 'book', 1, t, t, t, 'U', hstore(ARRAY['id', g::text, 'title', 'a title of a book']),"
+        " hstore('title', 'new'), false FROM generate_series(1, %s) g,"
+        " LATERAL (SELECT timestamptz '2024-01-01' + (g::float / %s) * interval '365 days' AS t) x",
+    ),
+}
 
 
 class Writer(threading.Thread):
     """Inserts audit rows until stopped, remembering the longest wait per phase."""
 
-    def __init__(self, dsn: str) -> None:
+    def __init__(self, dsn: str, insert: str) -> None:
         super().__init__(daemon=True)
+        self.insert = insert
         self.conn = psycopg.connect(dsn, autocommit=True)
         self.phase = "before"
         self.longest: dict[str, float] = {}
@@ -54,7 +85,7 @@ class Writer(threading.Thread):
     def run(self) -> None:
         while not self.stop:
             start = time.perf_counter()
-            self.conn.execute(INSERT)
+            self.conn.execute(self.insert)
             waited = time.perf_counter() - start
             self.longest[self.phase] = max(self.longest.get(self.phase, 0.0), waited)
             time.sleep(0.002)
@@ -65,7 +96,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--layout", choices=sorted(SHAPES), default="simple")
     options = parser.parse_args()
+    layout = get_layout(options.layout)
+    ddl, insert, fill = SHAPES[options.layout]
     server = get_server()
     dbname = f"dpa_upgrade_{int(time.time())}"
     admin = psycopg.connect(server.dsn("postgres"), autocommit=True)
@@ -73,44 +107,39 @@ def main() -> None:
     try:
         dsn = server.dsn(dbname)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(LEGACY)
+            conn.execute(ddl)
             for month in range(1, 13):
                 start, end = f"2024-{month:02d}-01", f"{2024 + month // 12}-{month % 12 + 1:02d}-01"
-                name = f"audit_simple_{start.replace('-', '')}_{end.replace('-', '')}"
+                name = f"{layout.table}_{start.replace('-', '')}_{end.replace('-', '')}"
                 conn.execute(
-                    f"CREATE TABLE {name} PARTITION OF audit_simple FOR VALUES FROM ('{start}') TO ('{end}')"
+                    f"CREATE TABLE {name} PARTITION OF {layout.table} FOR VALUES FROM ('{start}') TO ('{end}')"
                 )
             # The writer's rows land in a partition of today, as live audit rows would.
             conn.execute(
-                "CREATE TABLE audit_simple_now PARTITION OF audit_simple FOR VALUES FROM ('2025-01-01') TO ('2100-01-01')"
+                f"CREATE TABLE {layout.table}_now PARTITION OF {layout.table}"
+                " FOR VALUES FROM ('2025-01-01') TO ('2100-01-01')"
             )
-            conn.execute(
-                "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
-                " audit_operation) SELECT 'book', jsonb_build_object('id', g, 'title', 'a title of a book'),"
-                " timestamptz '2024-01-01' + (g::float / %s) * interval '365 days', g, 'I'"
-                " FROM generate_series(1, %s) g",
-                [options.rows, options.rows],
-            )
-            conn.execute("VACUUM ANALYZE audit_simple")
-        writer = Writer(dsn)
+            conn.execute(fill, [options.rows, options.rows])
+            conn.execute(f"VACUUM ANALYZE {layout.table}")
+        writer = Writer(dsn, insert)
         writer.start()
         time.sleep(0.5)
         with psycopg.connect(dsn) as conn:
             writer.phase = "install"
             start = time.perf_counter()
-            install(conn.cursor(), SIMPLE)
+            install(conn.cursor(), layout)
             conn.commit()
             installed = time.perf_counter() - start
         with psycopg.connect(dsn, autocommit=True) as conn:
             writer.phase = "backfill"
             start = time.perf_counter()
-            numbered = objects.backfill(conn, SIMPLE)
+            numbered = objects.backfill(conn, layout)
             backfilled = time.perf_counter() - start
         writer.phase = "after"
         time.sleep(0.5)
         writer.stop = True
         writer.join()
-        print(f"{options.rows:,} rows of 1.0.4; {numbered:,} numbered by the backfill")
+        print(f"{options.layout}: {options.rows:,} rows of 1.0.4; {numbered:,} finished by the backfill")
         print(f"install (one transaction, writers wait): {installed * 1000:.0f} ms")
         print(f"backfill (batches, writers go on): {backfilled * 1000:.0f} ms")
         for phase in ("before", "install", "backfill", "after"):

@@ -333,3 +333,52 @@ def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(dbn
         assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
     finally:
         conn.close()
+
+
+LEGACY_ADVANCED = """
+CREATE EXTENSION IF NOT EXISTS hstore;
+CREATE TABLE logged_actions (
+    event_id bigserial NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
+    relid oid NOT NULL, session_user_name text, action_tstamp_tx timestamptz NOT NULL,
+    action_tstamp_stm timestamptz NOT NULL, action_tstamp_clk timestamptz NOT NULL,
+    transaction_id bigint, application_name text, client_addr inet, client_port integer,
+    client_query text, action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
+    row_data hstore, changed_fields hstore, statement_only boolean NOT NULL
+) PARTITION BY RANGE (action_tstamp_tx);
+CREATE TABLE logged_actions_20240101_20240201 PARTITION OF logged_actions FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+INSERT INTO logged_actions (schema_name, table_name, relid, action_tstamp_tx, action_tstamp_stm,
+                            action_tstamp_clk, action, row_data, changed_fields, statement_only)
+SELECT 'public', 'book', 1, t, t, t, 'U', hstore(ARRAY['id', g::text, 'title', 'old']),
+       hstore('title', 'new'), false
+  FROM generate_series(1, 30000) g, LATERAL (SELECT timestamptz '2024-01-01' + g * interval '1 minute' AS t) x;
+"""
+
+
+def test_the_104_advanced_upgrade_converts_hstore_without_a_rewrite(dbname):
+    from partitioned_audit import objects
+
+    conn = connect(dbname, autocommit=True)
+    try:
+        cur = conn.cursor()
+        cur.execute(LEGACY_ADVANCED)
+        files = "SELECT relfilenode FROM pg_class WHERE relname = 'logged_actions_20240101_20240201'"
+        before = rows(cur, files)
+        cur.execute("BEGIN")
+        install(cur, ADVANCED)
+        cur.execute("COMMIT")
+        assert rows(cur, files) == before  # the partition was not rewritten
+        assert objects.backfill_pending(cur, ADVANCED)
+        assert objects.backfill(conn, ADVANCED, pages=40) == 30000
+        assert not objects.backfill_pending(cur, ADVANCED)
+        columns = rows(
+            cur,
+            "SELECT attname, atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'logged_actions'::regclass AND attname LIKE '%%_data%%' OR attrelid = 'logged_actions'::regclass AND attname LIKE 'changed%%' ORDER BY 1",
+        )
+        assert columns == [("changed_fields", "jsonb"), ("row_data", "jsonb")]
+        converted = rows(
+            cur, "SELECT row_data, changed_fields FROM logged_actions_view ORDER BY event_id LIMIT 1"
+        )
+        assert converted == [({"id": "1", "title": "old"}, {"title": "new"})]  # hstore held text
+        assert rows(cur, "SELECT count(*) FROM logged_actions WHERE row_data IS NULL") == [(0,)]
+    finally:
+        conn.close()

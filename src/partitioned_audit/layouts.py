@@ -501,7 +501,7 @@ def add_event_column(layout: Layout, schema: str, seq_text: str) -> list[Composa
 
     A column with a volatile default would rewrite every partition under an ACCESS
     EXCLUSIVE lock. Instead the column is added empty (a catalog change), new rows get ids
-    after the ones reserved for the existing rows, and :func:`backfill_events` numbers those
+    after the ones reserved for the existing rows, and :func:`backfill_statement` numbers those
     in batches afterwards, while writers go on. The backfill sequence exists while that
     work is pending.
     """
@@ -519,22 +519,51 @@ def add_event_column(layout: Layout, schema: str, seq_text: str) -> list[Composa
     ]
 
 
-def backfill_events(
-    layout: Layout, schema: str, partition: str, first_page: int, pages: int, seq_text: str
+def backfill_statement(
+    layout: Layout,
+    schema: str,
+    partition: str,
+    pages: tuple[int, int],
+    number_with: str | None,
+    hstore_columns: Sequence[str],
 ) -> Composable:
-    """Number the rows without an event id in pages [first_page, first_page + pages) of one
-    partition, in their physical order (a TID range scan reads only those pages);
-    ``seq_text`` is the rendered, quoted name of the backfill sequence."""
-    lower, upper = literal(f"({first_page},0)"), literal(f"({first_page + pages},0)")
-    return SQL(
-        "UPDATE {part} SET {col} = nextval({seq}) WHERE ctid >= {lower}::tid AND ctid < {upper}::tid AND {col} IS NULL"
-    ).format(
-        part=ident(schema, partition),
-        col=ident(layout.event_column),
-        seq=_seq_default(seq_text),
-        lower=lower,
-        upper=upper,
+    """Finish the 1.0.4 upgrade for the rows in heap pages [first, end) of one partition:
+    number the rows without an event id from the sequence ``number_with`` (rendered and
+    quoted), in their physical order, and convert the ``hstore_columns`` still held as
+    hstore. A TID range scan reads only those pages."""
+    sets: list[Composable] = []
+    pending: list[Composable] = []
+    if number_with is not None:
+        column = ident(layout.event_column)
+        sets.append(SQL("{} = coalesce({}, nextval({}))").format(column, column, _seq_default(number_with)))
+        pending.append(SQL("{} IS NULL").format(column))
+    for name in hstore_columns:
+        new, old = ident(name), ident(f"{name}{HSTORE_SUFFIX}")
+        sets += [SQL("{} = hstore_to_jsonb({})").format(new, old), SQL("{} = NULL").format(old)]
+        pending.append(SQL("{} IS NOT NULL").format(old))
+    return SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
+        ident(schema, partition),
+        SQL(", ").join(sets),
+        literal(f"({pages[0]},0)"),
+        literal(f"({pages[1]},0)"),
+        SQL(" OR ").join(pending),
     )
+
+
+def finish_backfill(
+    layout: Layout, schema: str, numbered: bool, hstore_columns: Sequence[str]
+) -> list[Composable]:
+    """Remove what marked the 1.0.4 upgrade as unfinished (catalog changes only)."""
+    statements: list[Composable] = []
+    if numbered:
+        statements.append(SQL("DROP SEQUENCE {}").format(ident(schema, layout.backfill_sequence)))
+    for name in hstore_columns:
+        statements.append(
+            SQL("ALTER TABLE {} DROP COLUMN {}").format(
+                ident(schema, layout.table), ident(f"{name}{HSTORE_SUFFIX}")
+            )
+        )
+    return statements
 
 
 def add_columns(layout: Layout, schema: str) -> Composable:
@@ -561,13 +590,28 @@ ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
 NULLABLE_SINCE_2_0: dict[str, tuple[str, ...]] = {"simple": ("object_payload",), "advanced": ()}
 
 
-def convert_hstore_columns(layout: Layout, schema: str, columns: Sequence[str]) -> Composable:
-    """Turn 1.0.4's hstore columns into jsonb; values become JSON strings, as hstore held text."""
-    parts = [
-        SQL("ALTER COLUMN {col} TYPE jsonb USING hstore_to_jsonb({col})").format(col=ident(col))
-        for col in columns
-    ]
-    return SQL("ALTER TABLE {} ").format(ident(schema, layout.table)) + SQL(", ").join(parts)
+def convert_hstore_columns(layout: Layout, schema: str, columns: Sequence[str]) -> list[Composable]:
+    """Make way for jsonb in place of 1.0.4's hstore columns, without rewriting the table.
+
+    Each hstore column is renamed ``<name>_hstore`` and an empty jsonb column takes its
+    name (catalog changes only); :func:`backfill_statement` converts the values afterwards
+    in batches (values become JSON strings, as hstore held text), and
+    :func:`finish_backfill` drops the old columns.
+    """
+    table = ident(schema, layout.table)
+    statements: list[Composable] = []
+    for column in columns:
+        statements.append(
+            SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                table, ident(column), ident(f"{column}{HSTORE_SUFFIX}")
+            )
+        )
+        statements.append(SQL("ALTER TABLE {} ADD COLUMN {} jsonb").format(table, ident(column)))
+    return statements
+
+
+#: Suffix of a 1.0.4 hstore column whose values still wait to be converted.
+HSTORE_SUFFIX = "_hstore"
 
 
 def create_default_partition(layout: Layout, schema: str) -> Composable:

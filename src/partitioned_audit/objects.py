@@ -105,7 +105,7 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
             c for c in ("row_data", "changed_fields") if found.table.column_types.get(c) == "hstore"
         ]
         if hstore_columns:
-            statements.append(layouts.convert_hstore_columns(layout, schema, hstore_columns))
+            statements.extend(layouts.convert_hstore_columns(layout, schema, hstore_columns))
         if layout.event_column not in found.table.column_types:
             statements.extend(layouts.add_event_column(layout, schema, seq_text))
         statements.append(layouts.add_columns(layout, schema))
@@ -132,27 +132,49 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
     return found.status
 
 
-def backfill_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> bool:
-    """Whether rows of a 1.0.4 table still wait for their event id (see :func:`backfill`)."""
+def _unfinished(cursor: Cursor, layout: Layout, schema: str) -> tuple[bool, list[str]]:
+    """What the 1.0.4 upgrade left to do: (rows to number, hstore columns to convert)."""
     cursor.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", [render(ident(schema, layout.backfill_sequence), cursor)]
+        """
+        SELECT to_regclass(%s) IS NOT NULL,
+               ARRAY(SELECT left(a.attname, -length(%s)) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = to_regclass(%s) AND NOT a.attisdropped
+                        AND right(a.attname, length(%s)) = %s ORDER BY 1)
+        """,
+        [
+            render(ident(schema, layout.backfill_sequence), cursor),
+            layouts.HSTORE_SUFFIX,
+            render(ident(schema, layout.table), cursor),
+            layouts.HSTORE_SUFFIX,
+            layouts.HSTORE_SUFFIX,
+        ],
     )
-    return bool(cursor.fetchone()[0])
+    numbering, hstore = cursor.fetchone()
+    return bool(numbering), list(hstore)
+
+
+def backfill_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> bool:
+    """Whether rows of a 1.0.4 table still wait for their event id or their jsonb values
+    (see :func:`backfill`)."""
+    numbering, hstore = _unfinished(cursor, layout, schema)
+    return numbering or bool(hstore)
 
 
 def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int = 1000) -> int:
-    """Give the rows of an upgraded 1.0.4 table their event ids, ``pages`` heap pages per
-    statement, partitions in time order; returns how many rows were numbered.
+    """Finish the upgrade of a 1.0.4 table: number its rows (simple layout) and convert its
+    hstore values to jsonb (advanced), ``pages`` heap pages per statement, partitions in
+    time order. Returns how many rows were changed.
 
     On a connection in autocommit mode every batch is a transaction of its own, holding
     row locks on rows no writer touches, so audited writes go on meanwhile. Safe to stop
-    and run again: it resumes where it stopped, and drops the backfill sequence when done.
+    and run again: it resumes where it stopped, and removes its markers when done.
     """
     cursor = connection.cursor()
-    if not backfill_pending(cursor, layout, schema):
+    numbering, hstore = _unfinished(cursor, layout, schema)
+    if not numbering and not hstore:
         return 0
+    number_with = render(ident(schema, layout.backfill_sequence), cursor) if numbering else None
     done = 0
-    seq_text = render(ident(schema, layout.backfill_sequence), cursor)
     rows = catalog.partitions(cursor, schema, layout.table)
     ordered = sorted(
         rows, key=lambda r: (r.is_default, r.lower is None, r.lower or dt.datetime.min.replace(tzinfo=dt.UTC))
@@ -164,9 +186,13 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
         )
         size = int(cursor.fetchone()[0])
         for first in range(0, size + 1, pages):
-            execute(cursor, layouts.backfill_events(layout, schema, row.name, first, pages, seq_text))
+            statement = layouts.backfill_statement(
+                layout, schema, row.name, (first, first + pages), number_with, hstore
+            )
+            execute(cursor, statement)
             done += max(getattr(cursor, "rowcount", 0) or 0, 0)
-    execute(cursor, SQL("DROP SEQUENCE {}").format(ident(schema, layout.backfill_sequence)))
+    for statement in layouts.finish_backfill(layout, schema, numbering, hstore):
+        execute(cursor, statement)
     return done
 
 
