@@ -21,6 +21,8 @@ import sys
 import tempfile
 import time
 import types
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +109,21 @@ def pgbench(dsn: str, scripts: dict[str, str], seconds: int) -> dict[str, float]
     return found
 
 
+@contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    """The DSN of a new database on the benchmark server (commits not waited for), dropped after."""
+    server = get_server()
+    dbname = f"{prefix}_{int(time.time())}"
+    admin = psycopg.connect(server.dsn("postgres"), autocommit=True)
+    execute(admin.cursor(), SQL("CREATE DATABASE {}").format(ident(dbname)))
+    execute(admin.cursor(), SQL("ALTER DATABASE {} SET synchronous_commit = off").format(ident(dbname)))
+    try:
+        yield server.dsn(dbname)
+    finally:
+        execute(admin.cursor(), SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(dbname)))
+        admin.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -118,14 +135,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration per round")
     options = parser.parse_args()
     then = layouts_of(options.against)
-    server = get_server()
-    dbname = f"dpa_ab_{int(time.time())}"
-    admin = psycopg.connect(server.dsn("postgres"), autocommit=True)
-    admin.execute(f'CREATE DATABASE "{dbname}"')
-    try:
-        dsn = server.dsn(dbname)
+    with scratch_database("dpa_ab") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute("ALTER DATABASE " + dbname + " SET synchronous_commit = off")
             cur = conn.cursor()
             install(cur, then, options.layout, "ab_then")
             install(cur, now_layouts, options.layout, "ab_now")
@@ -169,9 +180,6 @@ def main() -> None:
         for op in ("insert", "update", "delete"):
             a, b = statistics.median(bulk[f"{op} ab_then"]), statistics.median(bulk[f"{op} ab_now"])
             print(f"| {options.rows:,}-row {op}, ms | {a * 1000:.0f} | {b * 1000:.0f} | {b / a:.3f} |")
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin.close()
 
 
 if __name__ == "__main__":

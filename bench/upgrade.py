@@ -21,35 +21,15 @@ import psycopg
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "testproject")]
 
-from testproject.dbserver import get_server  # noqa: E402
+from testproject.legacy104 import ADVANCED_TABLE, SIMPLE_TABLE  # noqa: E402
 
+from bench.ab import scratch_database  # noqa: E402
 from partitioned_audit import get_layout, install, objects  # noqa: E402
 
-LEGACY_SIMPLE = """
-CREATE TABLE audit_simple (
-    object_table character varying(63) NOT NULL,
-    object_payload jsonb NOT NULL,
-    audit_entry_created timestamp with time zone NOT NULL DEFAULT now(),
-    audit_entry_created_statement_timestamp timestamp with time zone NOT NULL DEFAULT statement_timestamp(),
-    audit_txid_current bigint NOT NULL,
-    audit_operation character varying(1) NOT NULL
-) PARTITION BY RANGE (audit_entry_created);
-"""
-LEGACY_ADVANCED = """
-CREATE EXTENSION IF NOT EXISTS hstore;
-CREATE TABLE logged_actions (
-    event_id bigserial NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
-    relid oid NOT NULL, session_user_name text, action_tstamp_tx timestamptz NOT NULL,
-    action_tstamp_stm timestamptz NOT NULL, action_tstamp_clk timestamptz NOT NULL,
-    transaction_id bigint, application_name text, client_addr inet, client_port integer,
-    client_query text, action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
-    row_data hstore, changed_fields hstore, statement_only boolean NOT NULL
-) PARTITION BY RANGE (action_tstamp_tx);
-"""
 # (DDL, one audit row as a capture writes it, SELECT list of n rows spread over 2024 by g)
 SHAPES = {
     "simple": (
-        LEGACY_SIMPLE,
+        SIMPLE_TABLE,
         "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
         " audit_operation) VALUES ('book', '{\"id\": 1, \"title\": \"a title\"}', now(), 1, 'I')",
         "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
@@ -58,7 +38,7 @@ SHAPES = {
         " FROM generate_series(1, %s) g",
     ),
     "advanced": (
-        LEGACY_ADVANCED,
+        ADVANCED_TABLE,
         # A row valid before and after the upgrade (row_data changes type): a TRUNCATE entry.
         "INSERT INTO logged_actions (schema_name, table_name, relid, action_tstamp_tx, action_tstamp_stm,"
         " action_tstamp_clk, action, statement_only) VALUES ('public', 'book', 1, now(), now(), now(), 'T', true)",
@@ -100,12 +80,7 @@ def main() -> None:
     options = parser.parse_args()
     layout = get_layout(options.layout)
     ddl, insert, fill = SHAPES[options.layout]
-    server = get_server()
-    dbname = f"dpa_upgrade_{int(time.time())}"
-    admin = psycopg.connect(server.dsn("postgres"), autocommit=True)
-    admin.execute(f'CREATE DATABASE "{dbname}"')
-    try:
-        dsn = server.dsn(dbname)
+    with scratch_database("dpa_upgrade") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(ddl)
             for month in range(1, 13):
@@ -144,9 +119,6 @@ def main() -> None:
         print(f"backfill (batches, writers go on): {backfilled * 1000:.0f} ms")
         for phase in ("before", "install", "backfill", "after"):
             print(f"longest audited insert {phase}: {writer.longest.get(phase, 0) * 1000:.1f} ms")
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin.close()
 
 
 if __name__ == "__main__":

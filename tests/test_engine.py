@@ -9,8 +9,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from testproject.legacy104 import ADVANCED_TABLE, SIMPLE_TABLE
 
-from partitioned_audit import ADVANCED, SIMPLE, Status, TableSpec, catalog, enable, install, layout_status
+from partitioned_audit import (
+    ADVANCED,
+    SIMPLE,
+    Status,
+    TableSpec,
+    catalog,
+    enable,
+    install,
+    layout_status,
+    objects,
+)
 from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
 from tests.engine_db import connect, scratch_database
 
@@ -287,64 +298,59 @@ def test_status_of_an_empty_database(conn):
     assert layout_status(cur, SIMPLE, schema="x").status is Status.INSTALLED
 
 
-LEGACY_SIMPLE = """
-CREATE TABLE audit_simple (
-    object_table character varying(63) NOT NULL,
-    object_payload jsonb NOT NULL,
-    audit_entry_created timestamp with time zone NOT NULL DEFAULT now(),
-    audit_entry_created_statement_timestamp timestamp with time zone NOT NULL DEFAULT statement_timestamp(),
-    audit_txid_current bigint NOT NULL,
-    audit_operation character varying(1) NOT NULL
-) PARTITION BY RANGE (audit_entry_created);
+LEGACY_SIMPLE = (
+    SIMPLE_TABLE
+    + """
 CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
 CREATE TABLE audit_simple_20240201_20240301 PARTITION OF audit_simple FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
 INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
 SELECT 'book', jsonb_build_object('id', g), timestamptz '2024-01-01' + g * interval '1 minute', g, 'I'
   FROM generate_series(1, 60000) g;
 """
+)
 
 
-def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(dbname):
-    from partitioned_audit import objects
-
-    conn = connect(dbname, autocommit=True)
-    try:
-        cur = conn.cursor()
-        cur.execute(LEGACY_SIMPLE)
-        files = "SELECT relname, relfilenode FROM pg_class WHERE relname LIKE 'audit_simple_2024%' AND relkind = 'r' ORDER BY 1"
-        before = rows(cur, files)
-        cur.execute("BEGIN")
-        install(cur, SIMPLE)
-        cur.execute("COMMIT")
-        assert rows(cur, files) == before  # no partition was rewritten
-        assert objects.backfill_pending(cur, SIMPLE)
-        cur.execute(
-            "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation) VALUES ('book', '{}', 1, 'I')"
-        )
-        assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [
-            (60001,)
-        ]
-        assert objects.backfill(conn, SIMPLE, pages=50) == 60000
-        assert not objects.backfill_pending(cur, SIMPLE) and objects.backfill(conn, SIMPLE) == 0
-        numbered = rows(
-            cur, "SELECT audit_event_id FROM audit_simple ORDER BY audit_entry_created, audit_event_id"
-        )
-        assert [n for (n,) in numbered][:60000] == list(range(1, 60001))  # time order kept
-        assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
-    finally:
-        conn.close()
+@pytest.fixture
+def autocommit(dbname: str) -> Iterator[Any]:
+    c = connect(dbname, autocommit=True)
+    yield c
+    c.close()
 
 
-LEGACY_ADVANCED = """
-CREATE EXTENSION IF NOT EXISTS hstore;
-CREATE TABLE logged_actions (
-    event_id bigserial NOT NULL, schema_name text NOT NULL, table_name text NOT NULL,
-    relid oid NOT NULL, session_user_name text, action_tstamp_tx timestamptz NOT NULL,
-    action_tstamp_stm timestamptz NOT NULL, action_tstamp_clk timestamptz NOT NULL,
-    transaction_id bigint, application_name text, client_addr inet, client_port integer,
-    client_query text, action text NOT NULL CHECK (action IN ('I', 'D', 'U', 'T')),
-    row_data hstore, changed_fields hstore, statement_only boolean NOT NULL
-) PARTITION BY RANGE (action_tstamp_tx);
+def upgrade_without_rewrite(conn: Any, legacy: str, layout: Any) -> None:
+    """Create a 1.0.4 table from ``legacy``, install ``layout`` over it in one transaction,
+    and check that no partition was rewritten (a rewrite gives it a new file)."""
+    cur = conn.cursor()
+    cur.execute(legacy)
+    files = "SELECT relname, relfilenode FROM pg_class WHERE relispartition AND relkind = 'r' ORDER BY 1"
+    before = rows(cur, files)
+    cur.execute("BEGIN")
+    install(cur, layout)
+    cur.execute("COMMIT")
+    assert rows(cur, files)[: len(before)] == before
+    assert objects.backfill_pending(cur, layout)
+
+
+def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(autocommit):
+    conn = autocommit
+    upgrade_without_rewrite(conn, LEGACY_SIMPLE, SIMPLE)
+    cur = conn.cursor()
+    cur.execute(
+        "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation) VALUES ('book', '{}', 1, 'I')"
+    )
+    assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [(60001,)]
+    assert objects.backfill(conn, SIMPLE, pages=50) == 60000
+    assert not objects.backfill_pending(cur, SIMPLE) and objects.backfill(conn, SIMPLE) == 0
+    numbered = rows(
+        cur, "SELECT audit_event_id FROM audit_simple ORDER BY audit_entry_created, audit_event_id"
+    )
+    assert [n for (n,) in numbered][:60000] == list(range(1, 60001))  # time order kept
+    assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
+
+
+LEGACY_ADVANCED = (
+    ADVANCED_TABLE
+    + """
 CREATE TABLE logged_actions_20240101_20240201 PARTITION OF logged_actions FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
 INSERT INTO logged_actions (schema_name, table_name, relid, action_tstamp_tx, action_tstamp_stm,
                             action_tstamp_clk, action, row_data, changed_fields, statement_only)
@@ -352,33 +358,22 @@ SELECT 'public', 'book', 1, t, t, t, 'U', hstore(ARRAY['id', g::text, 'title', '
        hstore('title', 'new'), false
   FROM generate_series(1, 30000) g, LATERAL (SELECT timestamptz '2024-01-01' + g * interval '1 minute' AS t) x;
 """
+)
 
 
-def test_the_104_advanced_upgrade_converts_hstore_without_a_rewrite(dbname):
-    from partitioned_audit import objects
-
-    conn = connect(dbname, autocommit=True)
-    try:
-        cur = conn.cursor()
-        cur.execute(LEGACY_ADVANCED)
-        files = "SELECT relfilenode FROM pg_class WHERE relname = 'logged_actions_20240101_20240201'"
-        before = rows(cur, files)
-        cur.execute("BEGIN")
-        install(cur, ADVANCED)
-        cur.execute("COMMIT")
-        assert rows(cur, files) == before  # the partition was not rewritten
-        assert objects.backfill_pending(cur, ADVANCED)
-        assert objects.backfill(conn, ADVANCED, pages=40) == 30000
-        assert not objects.backfill_pending(cur, ADVANCED)
-        columns = rows(
-            cur,
-            "SELECT attname, atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'logged_actions'::regclass AND attname LIKE '%%_data%%' OR attrelid = 'logged_actions'::regclass AND attname LIKE 'changed%%' ORDER BY 1",
-        )
-        assert columns == [("changed_fields", "jsonb"), ("row_data", "jsonb")]
-        converted = rows(
-            cur, "SELECT row_data, changed_fields FROM logged_actions_view ORDER BY event_id LIMIT 1"
-        )
-        assert converted == [({"id": "1", "title": "old"}, {"title": "new"})]  # hstore held text
-        assert rows(cur, "SELECT count(*) FROM logged_actions WHERE row_data IS NULL") == [(0,)]
-    finally:
-        conn.close()
+def test_the_104_advanced_upgrade_converts_hstore_without_a_rewrite(autocommit):
+    conn = autocommit
+    upgrade_without_rewrite(conn, LEGACY_ADVANCED, ADVANCED)
+    cur = conn.cursor()
+    assert objects.backfill(conn, ADVANCED, pages=40) == 30000
+    assert not objects.backfill_pending(cur, ADVANCED)
+    columns = rows(
+        cur,
+        "SELECT attname, atttypid::regtype::text FROM pg_attribute WHERE attrelid = 'logged_actions'::regclass AND attname LIKE '%%_data%%' OR attrelid = 'logged_actions'::regclass AND attname LIKE 'changed%%' ORDER BY 1",
+    )
+    assert columns == [("changed_fields", "jsonb"), ("row_data", "jsonb")]
+    converted = rows(
+        cur, "SELECT row_data, changed_fields FROM logged_actions_view ORDER BY event_id LIMIT 1"
+    )
+    assert converted == [({"id": "1", "title": "old"}, {"title": "new"})]  # hstore held text
+    assert rows(cur, "SELECT count(*) FROM logged_actions WHERE row_data IS NULL") == [(0,)]
