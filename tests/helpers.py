@@ -49,3 +49,13 @@ def detach_all_dated_partitions() -> None:
         if name != "audit_simple_default":
             sql(f'ALTER TABLE audit_simple DETACH PARTITION "{name}"')
             sql(f'DROP TABLE "{name}"')
+
+
+def past_the_guard(statement: str, using: str = "default") -> None:
+    """Run ``statement`` as a superuser who deliberately steps past the event-trigger guard
+    of the capture objects, to create the broken states the checks must find."""
+    sql("SELECT set_config('partitioned_audit.maintenance', 'on', false)", using=using)
+    try:
+        sql(statement, using=using)
+    finally:
+        sql("SELECT set_config('partitioned_audit.maintenance', '', false)", using=using)

@@ -11,7 +11,7 @@ from library.models import Book
 
 from django_partitioned_audit.checks import check_capture_triggers
 from django_partitioned_audit.models import SimpleAuditEntry
-from tests.helpers import sql
+from tests.helpers import past_the_guard, sql
 
 
 def e021() -> list[str]:
@@ -51,7 +51,7 @@ def test_installed_triggers_fire_always_and_the_check_is_quiet(db):
     ],
 )
 def test_a_trigger_that_does_not_fire_is_reported_and_migrate_repairs_it(db, statement, reported):
-    sql(statement)
+    past_the_guard(statement)
     errors = e021()
     assert any(
         msg.startswith("Table public.library_book on database 'default': " + reported) for msg in errors
@@ -88,7 +88,7 @@ def test_a_long_reader_of_the_trail_holds_up_partitions_but_not_trigger_repairs(
 
     monkeypatch.setattr(sync, "MIGRATE_LOCK_POLICY", LockPolicy(lock_timeout_ms=50, attempts=2, pause_ms=10))
     detach_all_dated_partitions()
-    sql("ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins")
+    past_the_guard("ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins")
     reader = connect(connection.settings_dict["NAME"])
     try:
         reader.cursor().execute("SELECT count(*) FROM audit_simple_view")  # holds its locks until rollback

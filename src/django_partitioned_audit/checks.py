@@ -70,6 +70,17 @@ def check_capture_triggers(
         with connections[using].cursor() as cursor:
             if objects.layout_status(cursor, layout, schema).status is objects.Status.MISSING:
                 continue  # not installed on this database yet: migrate will
+            if not objects.guard_state(cursor)[1]:
+                errors.append(
+                    checks.Warning(
+                        f"Database {using!r}: no event trigger guards the capture objects, so the "
+                        "owner of an audited table can drop or disable its capture triggers "
+                        "unnoticed until this check runs.",
+                        hint="Run `python manage.py migrate` once as a superuser to install the "
+                        "guard (CREATE EVENT TRIGGER needs one); see docs/security.md.",
+                        id="partitioned_audit.W022",
+                    )
+                )
             existing = catalog.existing_tables(cursor, [split_table(m._meta.db_table) for m in models])
             specs = {table_spec(m): m for m in models if split_table(m._meta.db_table) in existing}
             for spec, problem in objects.trigger_problems(cursor, layout, schema, specs):

@@ -714,6 +714,11 @@ HELPERS = (
     (f"{PREFIX}refuse_write", ""),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
+#: The event trigger function guarding the capture objects, and its two event triggers.
+GUARD_FUNCTION = f"{PREFIX}guard_capture"
+EVENT_TRIGGERS = {"sql_drop": f"{PREFIX}guard_drop", "ddl_command_end": f"{PREFIX}guard_alter"}
+#: Set (by the engine, for its own install/uninstall) to let the guard's owner through.
+MAINTENANCE_SETTING = "partitioned_audit.maintenance"
 VIEW_TRIGGER = f"{PREFIX}read_only"
 
 
@@ -802,6 +807,90 @@ BEGIN
 END
 $fn$;
 """
+
+
+# Installed only when the installing role is a superuser (CREATE EVENT TRIGGER needs it).
+# It refuses, outside the engine's own install and uninstall: dropping a capture trigger
+# (unless its table goes with it), dropping a capture function, an ALTER TABLE that leaves a
+# capture trigger not firing in every session, and renaming a capture trigger. The engine
+# lets itself through by setting MAINTENANCE_SETTING, which only counts for a member of the
+# role owning this function (or a superuser): a table owner setting it is refused all the same.
+_GUARD = """
+CREATE OR REPLACE FUNCTION {guard}() RETURNS event_trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _obj record;
+    _refused text;
+BEGIN
+    IF current_setting({setting}, true) = 'on'
+       AND pg_has_role(current_user, (SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                                       WHERE n.nspname = {schema} AND p.proname = {guard_name}), 'MEMBER') THEN
+        RETURN;
+    END IF;
+    IF TG_EVENT = 'sql_drop' THEN
+        SELECT o.object_identity INTO _refused
+          FROM pg_event_trigger_dropped_objects() AS o
+         WHERE (o.object_type = 'trigger' AND starts_with(o.address_names[3], 'dpa_audit_')
+                AND NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() AS t
+                                 WHERE t.object_type = 'table' AND t.address_names = o.address_names[1:2]))
+            OR (o.object_type = 'function' AND o.address_names[1] = {schema} AND o.address_names[2] = ANY ({functions}))
+         LIMIT 1;
+    ELSE
+        SELECT c.object_identity INTO _refused
+          FROM pg_event_trigger_ddl_commands() AS c
+         WHERE (c.classid = 'pg_class'::regclass AND EXISTS (
+                    SELECT FROM pg_trigger t WHERE t.tgrelid = c.objid AND starts_with(t.tgname, 'dpa_audit_')
+                       AND t.tgenabled <> 'A'))
+            OR (c.classid = 'pg_trigger'::regclass AND EXISTS (
+                    SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                     WHERE t.oid = c.objid AND NOT starts_with(t.tgname, 'dpa_audit_')
+                       AND p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = {schema})
+                       AND p.proname = ANY ({functions})))
+         LIMIT 1;
+    END IF;
+    IF _refused IS NOT NULL THEN
+        RAISE EXCEPTION 'partitioned_audit: refusing % on %: the audit trail depends on it', TG_TAG, _refused
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Audit objects change through migrate (or the engine''s enable, disable, uninstall).';
+    END IF;
+END
+$fn$;
+"""
+
+
+def create_guard(schema: str) -> list[Composable]:
+    """The event triggers that refuse to drop, disable or rename capture objects (superuser only)."""
+    guard = ident(schema, GUARD_FUNCTION)
+    ours = sorted({name for layout in LAYOUTS.values() for name, _ in functions(layout)})
+    statements: list[Composable] = [
+        SQL(_GUARD).format(
+            guard=guard,
+            guard_name=literal(GUARD_FUNCTION),
+            setting=literal(MAINTENANCE_SETTING),
+            schema=literal(schema),
+            functions=SQL("{}::text[]").format(literal(text_array(tuple(ours)))),
+        ),
+        SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(guard),
+    ]
+    statements += drop_guard()
+    tags = {"sql_drop": "", "ddl_command_end": " WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER')"}
+    for event, name in EVENT_TRIGGERS.items():
+        statements.append(
+            SQL("CREATE EVENT TRIGGER {} ON {}" + tags[event] + " EXECUTE FUNCTION {}()").format(
+                ident(name), SQL(event), guard
+            )
+        )
+    return statements
+
+
+def drop_guard() -> list[Composable]:
+    return [SQL("DROP EVENT TRIGGER IF EXISTS {}").format(ident(name)) for name in EVENT_TRIGGERS.values()]
+
+
+def set_maintenance(on: bool) -> Composable:
+    return SQL("SELECT set_config({}, {}, false)").format(
+        literal(MAINTENANCE_SETTING), literal("on" if on else "")
+    )
 
 
 def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:

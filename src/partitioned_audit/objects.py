@@ -8,11 +8,12 @@ the same install twice issues nothing but the status query.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,29 @@ class LayoutStatus:
     schema: str
     status: Status
     table: catalog.TableState
+
+
+@contextlib.contextmanager
+def _maintenance(cursor: Cursor) -> Iterator[None]:
+    """Let the engine's own DDL past the guard (see ``layouts.create_guard``)."""
+    execute(cursor, layouts.set_maintenance(True))
+    try:
+        yield
+    finally:
+        execute(cursor, layouts.set_maintenance(False))
+
+
+def guard_state(cursor: Cursor) -> tuple[bool, bool]:
+    """(the current role is a superuser, the event triggers guarding the capture objects are on)."""
+    cursor.execute(
+        """
+        SELECT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
+               (SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname = ANY (%s) AND evtenabled <> 'D')
+        """,
+        [list(layouts.EVENT_TRIGGERS.values())],
+    )
+    superuser, found = cursor.fetchone()
+    return bool(superuser), int(found) == len(layouts.EVENT_TRIGGERS)
 
 
 def _digest(text: str) -> str:
@@ -74,6 +98,21 @@ def layout_status(
 
 
 def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False) -> Status:
+    """Create or upgrade ``layout``'s objects (see :func:`_install`); where the installing
+    role is a superuser, also the event triggers that guard the capture objects."""
+    superuser, guarded = guard_state(cursor)
+    found = layout_status(cursor, layout, schema, gin_index).status
+    if found is Status.INSTALLED and (guarded or not superuser):
+        return found
+    with _maintenance(cursor):
+        status = _install(cursor, layout, schema, gin_index)
+        if superuser:
+            for statement in layouts.create_guard(schema):
+                execute(cursor, statement)
+    return status
+
+
+def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False) -> Status:
     """Create or upgrade ``layout``'s table, default partition, indexes, view and functions.
 
     A table left by 1.0.4 is upgraded in place: hstore columns become jsonb, 2.0's columns
@@ -307,13 +346,14 @@ def enable(
             t.digest == digest and t.enabled == "A" for t in on_table.values()
         ):
             continue
-        for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
-            if name in on_table:
-                execute(cursor, layouts.drop_trigger(name, *table))
-        for statement in layouts.create_triggers(layout, schema, spec, partition):
-            execute(cursor, statement)
-        for name in wanted:
-            execute(cursor, layouts.comment_trigger(name, table, digest))
+        with _maintenance(cursor):
+            for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
+                if name in on_table:
+                    execute(cursor, layouts.drop_trigger(name, *table))
+            for statement in layouts.create_triggers(layout, schema, spec, partition):
+                execute(cursor, statement)
+            for name in wanted:
+                execute(cursor, layouts.comment_trigger(name, table, digest))
         changed = True
     return changed
 
@@ -370,13 +410,19 @@ def disable(cursor: Cursor, table_schema: str, table: str, facts: TableFacts | N
     for partition in _targets((table_schema, table), facts):
         target = partition or (table_schema, table)
         for name in _on(facts.triggers, target):
-            execute(cursor, layouts.drop_trigger(name, *target))
+            with _maintenance(cursor):
+                execute(cursor, layouts.drop_trigger(name, *target))
             dropped = True
     return dropped
 
 
 def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data: bool = False) -> None:
     """Remove the triggers from every table, then the functions; the audit table only if ``drop_data``."""
+    with _maintenance(cursor):
+        _uninstall(cursor, layout, schema, drop_data)
+
+
+def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> None:
     for trigger in catalog.audit_triggers(cursor):
         execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
     for function in (layout.function, layout.key_function):
@@ -388,6 +434,11 @@ def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data:
         for other in LAYOUTS.values()
         if other is not layout
     ):
+        if guard_state(cursor)[0]:  # the guard goes with the last layout (a superuser made it)
+            execute(
+                cursor,
+                SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(ident(schema, layouts.GUARD_FUNCTION)),
+            )
         for name, args in layouts.HELPERS:
             # CASCADE: a view kept with its rows loses the trigger that refused writes to it.
             execute(

@@ -1,0 +1,93 @@
+"""Where a superuser installed the audit objects, an event trigger guards the capture objects:
+dropping, disabling or renaming them is refused outside the engine's own install and
+uninstall, while ordinary schema changes keep working."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from library.models import Book
+
+from django_partitioned_audit.checks import check_capture_triggers
+from django_partitioned_audit.models import SimpleAuditEntry
+from partitioned_audit import objects
+from tests.helpers import sql
+
+
+def refused(statement: str) -> str:
+    sql("SAVEPOINT guard_test")
+    try:
+        sql(statement)
+    except Exception as exc:  # noqa: BLE001 - Django's wrapper of the driver's error
+        sql("ROLLBACK TO SAVEPOINT guard_test")
+        return str(exc).splitlines()[0]
+    raise AssertionError(f"the server accepted: {statement}")
+
+
+def test_the_guard_is_on_where_a_superuser_installed(db):
+    with connection.cursor() as cursor:
+        assert objects.guard_state(cursor) == (True, True)
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "DROP TRIGGER dpa_audit_ins ON library_book",
+        "DROP TRIGGER dpa_audit_key ON library_book",
+        "ALTER TABLE library_book DISABLE TRIGGER dpa_audit_upd",
+        "ALTER TABLE library_book DISABLE TRIGGER ALL",
+        "ALTER TABLE library_book ENABLE REPLICA TRIGGER dpa_audit_del",
+        "ALTER TABLE library_book ENABLE TRIGGER dpa_audit_tru",
+        "ALTER TRIGGER dpa_audit_ins ON library_book RENAME TO unnoticed",
+        "DROP FUNCTION dpa_simple_capture() CASCADE",
+        "DROP FUNCTION dpa_check_json_casts(oid)",
+    ],
+)
+def test_dropping_disabling_or_renaming_a_capture_object_is_refused(db, statement):
+    assert refused(statement).startswith("partitioned_audit: refusing ")
+    assert check_capture_triggers(databases=["default"]) == []  # nothing changed
+    Book.objects.create(isbn="1", title="a")
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+
+
+def test_ordinary_schema_changes_keep_working(db):
+    sql("ALTER TABLE library_book ADD COLUMN extra int")
+    sql("ALTER TABLE library_book RENAME COLUMN extra TO spare")
+    sql("ALTER TABLE library_book DROP COLUMN spare")
+    sql("ALTER TABLE shop_order RENAME TO shop_order_renamed")
+    sql("ALTER TABLE shop_order_renamed RENAME TO shop_order")
+    sql("CREATE TABLE scratch (id int PRIMARY KEY)")
+    with connection.cursor() as cursor:
+        from partitioned_audit import SIMPLE, TableSpec, enable
+
+        enable(cursor, SIMPLE, TableSpec("public", "scratch", ("id",)))
+    sql("DROP TABLE scratch")  # its triggers go with it
+    call_command("flush", verbosity=0, interactive=False)
+
+
+def test_a_table_owner_setting_the_bypass_is_refused_all_the_same(db):
+    role = f"dpa_owner_{uuid.uuid4().hex[:8]}"
+    sql(f"CREATE ROLE {role}")
+    sql(f"ALTER TABLE library_book OWNER TO {role}")
+    sql(f"SET LOCAL ROLE {role}")
+    sql("SELECT set_config('partitioned_audit.maintenance', 'on', true)")
+    assert refused("DROP TRIGGER dpa_audit_ins ON library_book").startswith("partitioned_audit: refusing ")
+    assert refused("ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins").startswith(
+        "partitioned_audit: refusing "
+    )
+    sql("RESET ROLE")
+
+
+def test_without_the_guard_the_check_says_so_and_a_superuser_migrate_restores_it(db):
+    sql("DROP EVENT TRIGGER dpa_guard_drop")
+    (warning,) = [
+        m for m in check_capture_triggers(databases=["default"]) if m.id == "partitioned_audit.W022"
+    ]
+    assert "no event trigger guards the capture objects" in warning.msg
+    call_command("migrate", verbosity=0)
+    assert check_capture_triggers(databases=["default"]) == []
+    with connection.cursor() as cursor:
+        assert objects.guard_state(cursor) == (True, True)
