@@ -406,14 +406,17 @@ def disable(cursor: Cursor, table_schema: str, table: str, facts: TableFacts | N
         facts = TableFacts(
             catalog.audit_triggers(cursor), catalog.partitions_of(cursor, [(table_schema, table)]), {}
         )
-    dropped = False
-    for partition in _targets((table_schema, table), facts):
-        target = partition or (table_schema, table)
-        for name in _on(facts.triggers, target):
-            with _maintenance(cursor):
+    found = [
+        (name, target)
+        for partition in _targets((table_schema, table), facts)
+        for target in [partition or (table_schema, table)]
+        for name in _on(facts.triggers, target)
+    ]
+    if found:
+        with _maintenance(cursor):
+            for name, target in found:
                 execute(cursor, layouts.drop_trigger(name, *target))
-            dropped = True
-    return dropped
+    return bool(found)
 
 
 def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data: bool = False) -> None:

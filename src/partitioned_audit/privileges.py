@@ -195,6 +195,23 @@ def _still_allowed(cursor: Cursor, obj: AuditObject, role: str) -> list[str]:
     return left
 
 
+def _owned_audited_tables(cursor: Cursor, role: str) -> list[str]:
+    """The audited tables ``role`` owns or acts as the owner of, in one query."""
+    audited = sorted({(t.schema, t.table) for t in catalog.audit_triggers(cursor)})
+    cursor.execute(
+        """
+        SELECT w.schema || '.' || w.name
+          FROM unnest(%s::text[], %s::text[]) AS w(schema, name)
+          JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
+          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+          JOIN pg_catalog.pg_roles r ON r.rolname = %s
+         WHERE pg_has_role(r.oid, c.relowner, 'USAGE') OR pg_has_role(r.oid, c.relowner, 'MEMBER')
+        """,
+        [[s for s, _ in audited], [t for _, t in audited], role],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
 def apply(cursor: Cursor, layout: Layout, schema: str, role: str, read: bool = False) -> Outcome:
     """Leave ``role`` (and PUBLIC) no privilege on the audit objects but SELECT on the views with ``read``.
 
@@ -215,11 +232,7 @@ def apply(cursor: Cursor, layout: Layout, schema: str, role: str, read: bool = F
             f"role {role!r} owns the audit objects in schema {schema!r} (or acts as their owner through "
             "membership): the application needs a role of its own"
         )
-    owned = [
-        f"{t.schema}.{t.table}"
-        for t in {(t.schema, t.table): t for t in catalog.audit_triggers(cursor)}.values()
-        if _role_facts(cursor, role, render(ident(t.schema, t.table), cursor))[2]
-    ]
+    owned = _owned_audited_tables(cursor, role)
     if owned:
         raise PrivilegeError(
             f"role {role!r} owns the audited table(s) {', '.join(sorted(owned))}, so it could disable "
