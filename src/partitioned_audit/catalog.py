@@ -37,6 +37,8 @@ class TableState:
     column_types: dict[str, str]
     function_comment: str | None
     gin_index: bool
+    #: The table's own triggers named ``dpa_seal_*`` that fire in every session.
+    seal_triggers: frozenset[str] = frozenset()
 
 
 def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
@@ -69,19 +71,30 @@ def table_state(cursor: Cursor, schema: str, table: str, function: str, gin_inde
                   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
                  WHERE pn.nspname = %(schema)s AND p.proname = %(function)s AND p.pronargs = 0),
                EXISTS (SELECT 1 FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace ins ON ins.oid = i.relnamespace
-                        WHERE ins.nspname = %(schema)s AND i.relname = %(gin)s AND i.relkind IN ('i', 'I'))
+                        WHERE ins.nspname = %(schema)s AND i.relname = %(gin)s AND i.relkind IN ('i', 'I')),
+               ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t
+                      WHERE t.tgrelid = c.oid AND t.tgparentid = 0 AND t.tgenabled = 'A'
+                        AND starts_with(t.tgname::text, %(seal_prefix)s))
           FROM (SELECT 1) AS one
           LEFT JOIN (pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace)
                  ON n.nspname = %(schema)s AND c.relname = %(table)s
         """,
-        {"schema": schema, "table": table, "function": function, "gin": gin_index},
+        {
+            "schema": schema,
+            "table": table,
+            "function": function,
+            "gin": gin_index,
+            "seal_prefix": f"{PREFIX}seal_",
+        },
     )
-    exists, comment, columns, function_comment, gin = cursor.fetchone()
+    exists, comment, columns, function_comment, gin, seal_triggers = cursor.fetchone()
     if isinstance(columns, str):  # psycopg2 without a jsonb loader in some set-ups
         import json
 
         columns = json.loads(columns)
-    return TableState(bool(exists), comment, dict(columns or {}), function_comment, bool(gin))
+    return TableState(
+        bool(exists), comment, dict(columns or {}), function_comment, bool(gin), frozenset(seal_triggers)
+    )
 
 
 def primary_key(cursor: Cursor, schema: str, table: str) -> tuple[str, ...]:

@@ -121,6 +121,11 @@ class Layout:
         return tuple(self.transition_tables)
 
     @property
+    def column_names(self) -> tuple[str, ...]:
+        """The columns of ``columns``, in order: what a seal's row encoding lists."""
+        return tuple(line.split()[0] for line in self.columns.strip().splitlines())
+
+    @property
     def sequence(self) -> str:
         return f"{self.table}_{self.event_column}_seq"
 
@@ -148,6 +153,20 @@ class Layout:
     @property
     def key_function(self) -> str:
         return f"{self.function}_key"
+
+    @property
+    def seal_table(self) -> str:
+        """The append-only chain of seals (see :mod:`partitioned_audit.sealing`)."""
+        return f"{self.table}_seal"
+
+    @property
+    def mark_table(self) -> str:
+        """Horizons an earlier seal could not reach yet, with the writers it waited for."""
+        return f"{self.table}_seal_mark"
+
+    def seal_function(self, which: str) -> str:
+        """``chunks``, ``seal``, ``verify``, ``retire`` or ``freeze``."""
+        return f"{self.function.removesuffix('_capture')}_{which}"
 
     def triggers(self) -> dict[str, str]:
         """Statement trigger name by operation."""
@@ -722,9 +741,28 @@ MAINTENANCE_SETTING = "partitioned_audit.maintenance"
 VIEW_TRIGGER = f"{PREFIX}read_only"
 
 
+#: The sealing helpers both layouts share, and each layout's sealing functions.
+SEAL_HELPERS = (
+    (
+        f"{PREFIX}seal_link",
+        "bytea, bigint, text, timestamp with time zone, bigint, bigint, bigint, integer, text, "
+        "bigint[], integer[], bigint[], bytea[], text[]",
+    ),
+    (f"{PREFIX}seal_append_only", ""),
+)
+SEAL_FUNCTIONS = (
+    ("chunks", "bigint[], bigint[], integer[], bigint, bigint, oid"),
+    ("seal", "integer, integer"),
+    ("verify", "bytea"),
+    ("retire", "regclass, boolean"),
+    ("freeze", ""),
+)
+
+
 def functions(layout: Layout) -> list[tuple[str, str]]:
     """Every function ``layout`` installs, as (name, argument types)."""
-    return [(layout.function, ""), (layout.key_function, ""), *HELPERS]
+    sealing = [(layout.seal_function(which), args) for which, args in SEAL_FUNCTIONS]
+    return [(layout.function, ""), (layout.key_function, ""), *HELPERS, *sealing, *SEAL_HELPERS]
 
 
 # _CASTS_NOTE. A SECURITY DEFINER function must run no code another role controls. The
@@ -809,6 +847,16 @@ $fn$;
 """
 
 
+#: Whether the engine's own maintenance is under way (MAINTENANCE_SETTING is on) and may
+#: pass: with the guard installed, only for a member of the guard function's owner (a table
+#: owner setting it gets nothing); without it, for whoever holds the privileges anyway.
+#: A template: fill ``{setting}`` and ``{schema}`` with literals.
+MAINTENANCE_ALLOWED = (
+    "current_setting({setting}, true) = 'on' AND coalesce(pg_has_role(current_user,"
+    " (SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
+    f" WHERE n.nspname = {{schema}} AND p.proname = '{PREFIX}guard_capture'), 'MEMBER'), true)"
+)
+
 # Installed only when the installing role is a superuser (CREATE EVENT TRIGGER needs it).
 # It refuses, outside the engine's own install and uninstall: dropping a capture trigger
 # (unless its table goes with it), dropping a capture function, an ALTER TABLE that leaves a
@@ -822,28 +870,30 @@ DECLARE
     _obj record;
     _refused text;
 BEGIN
-    IF current_setting({setting}, true) = 'on'
-       AND pg_has_role(current_user, (SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-                                       WHERE n.nspname = {schema} AND p.proname = {guard_name}), 'MEMBER') THEN
+    IF {maintenance_allowed} THEN
         RETURN;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
         SELECT o.object_identity INTO _refused
           FROM pg_event_trigger_dropped_objects() AS o
-         WHERE (o.object_type = 'trigger' AND starts_with(o.address_names[3], 'dpa_audit_')
+         WHERE (o.object_type = 'trigger' AND (starts_with(o.address_names[3], 'dpa_audit_')
+                                                OR starts_with(o.address_names[3], 'dpa_seal_'))
                 AND NOT EXISTS (SELECT FROM pg_event_trigger_dropped_objects() AS t
                                  WHERE t.object_type = 'table' AND t.address_names = o.address_names[1:2]))
             OR (o.object_type = 'function' AND o.address_names[1] = {schema} AND o.address_names[2] = ANY ({functions}))
+            OR (o.object_type = 'table' AND o.address_names[1] = {schema} AND o.address_names[2] = ANY ({seal_tables}))
          LIMIT 1;
     ELSE
         SELECT c.object_identity INTO _refused
           FROM pg_event_trigger_ddl_commands() AS c
          WHERE (c.classid = 'pg_class'::regclass AND EXISTS (
-                    SELECT FROM pg_trigger t WHERE t.tgrelid = c.objid AND starts_with(t.tgname, 'dpa_audit_')
+                    SELECT FROM pg_trigger t WHERE t.tgrelid = c.objid
+                       AND (starts_with(t.tgname, 'dpa_audit_') OR starts_with(t.tgname, 'dpa_seal_'))
                        AND t.tgenabled <> 'A'))
             OR (c.classid = 'pg_trigger'::regclass AND EXISTS (
                     SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
                      WHERE t.oid = c.objid AND NOT starts_with(t.tgname, 'dpa_audit_')
+                       AND NOT starts_with(t.tgname, 'dpa_seal_')
                        AND p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = {schema})
                        AND p.proname = ANY ({functions})))
          LIMIT 1;
@@ -865,10 +915,15 @@ def create_guard(schema: str) -> list[Composable]:
     statements: list[Composable] = [
         SQL(_GUARD).format(
             guard=guard,
-            guard_name=literal(GUARD_FUNCTION),
             setting=literal(MAINTENANCE_SETTING),
             schema=literal(schema),
             functions=SQL("{}::text[]").format(literal(text_array(tuple(ours)))),
+            seal_tables=SQL("{}::text[]").format(
+                literal(text_array(tuple(sorted(layout.seal_table for layout in LAYOUTS.values()))))
+            ),
+            maintenance_allowed=SQL(MAINTENANCE_ALLOWED).format(
+                setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
+            ),
         ),
         SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(guard),
     ]

@@ -17,11 +17,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, layouts
+from . import catalog, layouts, sealing
 from .errors import ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
 from .partitioning.ranges import PartitionInfo
-from .sql import SQL, Composable, Cursor, execute, ident, literal, render
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render
 
 
 class Status(enum.Enum):
@@ -73,10 +73,18 @@ def _seq_text(cursor: Cursor, layout: Layout, schema: str) -> str:
     return render(ident(schema, layout.sequence), cursor)
 
 
-def _function_digest(cursor: Cursor, layout: Layout, schema: str) -> str:
-    return _digest(
-        render(layouts.create_functions(layout, schema, _seq_text(cursor, layout, schema)), cursor)
+def _create_functions(cursor: Cursor, layout: Layout, schema: str) -> Composable:
+    """Every function of ``layout``: capture, helpers and sealing; one digest versions them all."""
+    return Composed(
+        [
+            layouts.create_functions(layout, schema, _seq_text(cursor, layout, schema)),
+            sealing.create_functions(layout, schema),
+        ]
     )
+
+
+def _function_digest(cursor: Cursor, layout: Layout, schema: str) -> str:
+    return _digest(render(_create_functions(cursor, layout, schema), cursor))
 
 
 def layout_status(
@@ -90,6 +98,11 @@ def layout_status(
         state.comment == layouts.table_comment(layout)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
         and (not layout.has_payload_gin or state.gin_index == gin_index)
+        and (
+            sealing.FREEZE_TRIGGERS <= state.seal_triggers
+            # sealing starts once a 1.0.4 upgrade has finished: backfill() adds them then
+            or backfill_pending(cursor, layout, schema)
+        )
     ):
         status = Status.INSTALLED
     else:
@@ -152,8 +165,10 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     statements.extend(layouts.create_indexes(layout, schema))
     if layout.has_payload_gin:
         statements.append(layouts.gin_index(schema, gin_index))
-    functions = layouts.create_functions(layout, schema, seq_text)
+    statements.extend(sealing.create_tables(layout, schema))
+    functions = _create_functions(cursor, layout, schema)
     statements.append(functions)
+    statements.extend(sealing.create_append_only(layout, schema))
     statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
     statements.extend(layouts.create_view(layout, schema))  # its trigger calls a helper
     statements.extend(layouts.protect_table(layout, schema))
@@ -161,6 +176,9 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     for statement in statements:
         execute(cursor, statement)
 
+    if not backfill_pending(cursor, layout, schema):
+        for statement in sealing.create_freeze(layout, schema):
+            execute(cursor, statement)
     if found.table.exists:
         _replace_legacy_triggers(cursor, layout, schema)
     if found.table.exists and not (found.table.comment or "").startswith(layouts.COMMENT_TAG):
@@ -232,6 +250,10 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
             done += max(getattr(cursor, "rowcount", 0) or 0, 0)
     for statement in layouts.finish_backfill(layout, schema, numbering, hstore):
         execute(cursor, statement)
+    # Sealing may start now: every row has its final number and values.
+    with _maintenance(cursor):
+        for statement in sealing.create_freeze(layout, schema):
+            execute(cursor, statement)
     return done
 
 
@@ -430,6 +452,14 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
         execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
     for function in (layout.function, layout.key_function):
         execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, function)))
+    for which, args in layouts.SEAL_FUNCTIONS:
+        # CASCADE: the freeze triggers go with their function.
+        execute(
+            cursor,
+            SQL("DROP FUNCTION IF EXISTS {}({}) CASCADE").format(
+                ident(schema, layout.seal_function(which)), SQL(args)
+            ),
+        )
     if not any(
         catalog.table_state(
             cursor, schema, other.table, other.function, layouts.SIMPLE_GIN_INDEX
@@ -442,7 +472,7 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor,
                 SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(ident(schema, layouts.GUARD_FUNCTION)),
             )
-        for name, args in layouts.HELPERS:
+        for name, args in (*layouts.HELPERS, *layouts.SEAL_HELPERS):
             # CASCADE: a view kept with its rows loses the trigger that refused writes to it.
             execute(
                 cursor, SQL("DROP FUNCTION IF EXISTS {}({}) CASCADE").format(ident(schema, name), SQL(args))
@@ -450,6 +480,8 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
     if drop_data:
         execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
+        for table in (layout.seal_table, layout.mark_table):
+            execute(cursor, SQL("DROP TABLE IF EXISTS {}").format(ident(schema, table)))
         execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.sequence)))
 
 

@@ -30,9 +30,16 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import catalog, privileges
+from .. import catalog, privileges, sealing
 from ..errors import ConfigurationError, PartitionError
-from ..layouts import COMMENT_TAG, DETACHED_COMMENT, PARTITION_COMMENT, Layout, create_default_partition
+from ..layouts import (
+    COMMENT_TAG,
+    DETACHED_COMMENT,
+    MAINTENANCE_SETTING,
+    PARTITION_COMMENT,
+    Layout,
+    create_default_partition,
+)
 from ..sql import SQL, Cursor, execute, ident, literal, sqlstate
 from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
@@ -184,6 +191,8 @@ class Maintainer:
                         f"(its comment is {row.comment!r}); refusing to detach or drop it"
                     )
                 table = ident(self.schema, info.partition)
+                # The chain records what its sealed rows leave behind, before they go.
+                sealing.retire(cursor, self.layout, self.schema, info.partition, drop)
                 execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(self._parent, table))
                 if drop:
                     execute(cursor, SQL("DROP TABLE {}").format(table))
@@ -193,6 +202,21 @@ class Maintainer:
             return done
 
         return self._locked(work)
+
+    def seal(
+        self, chunk_size: int = sealing.DEFAULT_CHUNK_SIZE, wait_ms: int = sealing.DEFAULT_WAIT_MS
+    ) -> sealing.Sealed:
+        """Seal the rows written since the last seal (see :mod:`partitioned_audit.sealing`).
+
+        Under the maintenance lock, so a partition never leaves while its rows are sealed.
+        """
+        return self._locked(
+            lambda cursor: sealing.seal(cursor, self.layout, self.schema, chunk_size, wait_ms)
+        )
+
+    def verify(self, expect: str | None = None) -> sealing.Verification:
+        """Recompute every seal; ``expect`` is a head digest kept outside the database."""
+        return sealing.verify(self.connection.cursor(), self.layout, self.schema, expect)
 
     def restrict(self, role: str, read: bool = False) -> privileges.Outcome:
         """Close every audit object to ``role`` and PUBLIC (see :mod:`partitioned_audit.privileges`).
@@ -225,6 +249,9 @@ class Maintainer:
                 table, self._parent
             ),
         )
+        # Sealed rows may be among them: they move unchanged, which the freeze lets through
+        # for the engine's maintenance only.
+        cursor.execute("SELECT set_config(%s, 'on', true)", [MAINTENANCE_SETTING])
         execute(
             cursor,
             SQL(
@@ -233,6 +260,7 @@ class Maintainer:
             ).format(default=default, time=time_col, lower=lower, upper=upper, table=table),
         )
         moved = max(getattr(cursor, "rowcount", 0) or 0, 0)
+        cursor.execute("SELECT set_config(%s, '', true)", [MAINTENANCE_SETTING])
         # The CHECK lets ATTACH skip scanning the new partition.
         execute(
             cursor,

@@ -1,0 +1,700 @@
+"""Tamper evidence: seal the trail in chained SHA-256 digests and verify it later.
+
+A *seal* covers the next contiguous range of event ids, cut into *chunks* of ``chunk_size``
+ids; each chunk's digest is SHA-256 over the canonical text of its rows (see
+docs/tamper-evidence.md), and each seal's own digest hashes the previous seal's digest with
+this seal's header and chunk digests. The last digest is the *head*: an operator who keeps
+it outside the database can later prove that no sealed row was changed, removed or added,
+even by a superuser who recomputed every seal.
+
+Everything is computed inside PostgreSQL by functions installed with the layout; no audit
+row travels to Python. The SQL here is pure (composed statements, no I/O) except for
+:func:`seal`, :func:`verify` and :func:`retire`, which run those functions on a cursor.
+
+Safe horizon. Event ids come from a sequence, so a transaction may hold id 100 uncommitted
+while id 101 commits. Sealing 101 and later seeing 100 commit would break the order, so a
+seal reaches only ids no open transaction can still add to. Every audit row is inserted
+through the audit table (the capture functions name it), and a transaction holds a
+ROW EXCLUSIVE lock on it from before it takes an id until it ends. So the seal reads the
+last id handed out, then the transactions holding that lock; once those have ended, every
+id up to the one read is settled, and a new snapshot sees all of them. It waits up to
+``wait_ms`` for them; if one is still open it records a *mark* (the id and the writers) and
+seals up to the newest earlier mark whose writers have all ended since.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AuditError, ConfigurationError
+from .layouts import (
+    COMMENT_TAG,
+    MAINTENANCE_ALLOWED,
+    MAINTENANCE_SETTING,
+    PREFIX,
+    SEAL_FUNCTIONS,
+    SEAL_HELPERS,
+    Layout,
+)
+from .sql import SQL, Composable, Composed, Cursor, ident, literal, render, sqlstate
+
+#: Event ids per chunk: the unit ``verify`` names when a digest differs. Chosen by
+#: measurement (docs/performance.md): larger chunks seal no faster, smaller ones grow the
+#: seal table.
+DEFAULT_CHUNK_SIZE = 1_000
+#: How long ``seal`` waits for transactions still adding audit rows before it settles for
+#: an earlier horizon.
+DEFAULT_WAIT_MS = 2_000
+#: Set (locally) by the sealing functions; the seal table refuses an INSERT without it.
+SEALING_SETTING = "partitioned_audit.sealing"
+#: The digest the first seal chains from.
+GENESIS = "00" * 32
+
+#: Triggers protecting sealed rows and the seal table; the guard keeps them in place.
+TRIGGER_PREFIX = f"{PREFIX}seal_"
+FREEZE_TRIGGER = f"{TRIGGER_PREFIX}freeze"
+FREEZE_TRUNCATE_TRIGGER = f"{TRIGGER_PREFIX}freeze_truncate"
+FREEZE_TRIGGERS = frozenset({FREEZE_TRIGGER, FREEZE_TRUNCATE_TRIGGER})
+APPEND_ONLY_TRIGGER = f"{TRIGGER_PREFIX}append_only"
+APPEND_ONLY_TRUNCATE_TRIGGER = f"{TRIGGER_PREFIX}append_only_truncate"
+
+LINK_FUNCTION, APPEND_ONLY_FUNCTION = (name for name, _ in SEAL_HELPERS)
+
+
+class SealError(AuditError):
+    """Sealing, verifying or retiring sealed rows cannot be done as asked."""
+
+
+def _names(layout: Layout, schema: str) -> dict[str, Composable]:
+    chunks, seal, verify, retire, freeze = (
+        ident(schema, layout.seal_function(which)) for which, _ in SEAL_FUNCTIONS
+    )
+    return {
+        "table": ident(schema, layout.table),
+        "table_text": literal(f"{schema}.{layout.table}"),
+        "table_reg": SQL("format('%I.%I', {}, {})::regclass").format(literal(schema), literal(layout.table)),
+        "seals": ident(schema, layout.seal_table),
+        "marks": ident(schema, layout.mark_table),
+        "event": ident(layout.event_column),
+        "chunks": chunks,
+        "seal": seal,
+        "verify": verify,
+        "retire": retire,
+        "freeze": freeze,
+        "link": ident(schema, LINK_FUNCTION),
+        "append_only": ident(schema, APPEND_ONLY_FUNCTION),
+        "default_partition": literal(layout.default_partition),
+        "sealing": literal(SEALING_SETTING),
+        "lock_key": literal(f"{COMMENT_TAG}:{schema}.{layout.table}"),
+        "genesis": SQL("decode({}, 'hex')").format(literal(GENESIS)),
+        "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
+            setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
+        ),
+        "canonical": SQL(_CANONICAL),
+        "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
+    }
+
+
+# Every function that turns rows or seals into text fixes the settings that text depends on.
+_CANONICAL = """SET search_path = pg_catalog, pg_temp SET "TimeZone" = 'UTC' SET "DateStyle" = 'ISO, YMD'
+SET "IntervalStyle" = 'postgres' SET extra_float_digits = '1'"""
+
+_TABLES = """
+CREATE TABLE IF NOT EXISTS {seals} (
+    seal_id bigint PRIMARY KEY,
+    kind text NOT NULL CHECK (kind IN ('seal', 'detach', 'drop')),
+    sealed_at timestamp with time zone NOT NULL,
+    first_event_id bigint NOT NULL,
+    last_event_id bigint NOT NULL,
+    row_count bigint NOT NULL,
+    chunk_size integer,
+    partition_name text,
+    chunk_seal bigint[] NOT NULL,
+    chunk_index integer[] NOT NULL,
+    chunk_rows bigint[] NOT NULL,
+    chunk_digest bytea[] NOT NULL,
+    chunk_partitions text[] NOT NULL,
+    previous bytea NOT NULL,
+    digest bytea NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS {marks} (
+    last_event_id bigint NOT NULL,
+    writers text[] NOT NULL,
+    taken_at timestamp with time zone NOT NULL DEFAULT now()
+);
+"""
+
+# The chain link: the previous digest, this entry's header and its chunks, one line each.
+_HELPERS = """
+CREATE OR REPLACE FUNCTION {link}(previous bytea, seal_id bigint, kind text, sealed_at timestamp with time zone,
+    first_event_id bigint, last_event_id bigint, row_count bigint, chunk_size integer, partition_name text,
+    chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[], chunk_digest bytea[], chunk_partitions text[])
+RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
+    SELECT sha256(convert_to(
+        encode(previous, 'hex') || E'\\n'
+        || ROW(seal_id, kind, sealed_at, first_event_id, last_event_id, row_count, chunk_size, partition_name)::text
+        || E'\\n'
+        || coalesce((SELECT string_agg(ROW(c.s, c.k, c.n, encode(c.d, 'hex'), c.p)::text || E'\\n', '' ORDER BY c.o)
+                       FROM unnest(chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions)
+                            WITH ORDINALITY AS c(s, k, n, d, p, o)), ''),
+        'UTF8'))
+$fn$;
+CREATE OR REPLACE FUNCTION {append_only}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF TG_OP = 'INSERT' AND current_setting({sealing}, true) = 'on' THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'partitioned_audit: % is append-only: seals are written by the sealing functions and never changed', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
+$fn$;
+"""
+
+_FUNCTIONS = (
+    # The chunks of the rows with event ids in [lo, hi] (and not in table ``exclude``): each
+    # row falls in the seal whose first id is the largest not above its id (width_bucket
+    # over ``firsts``), and in chunk (id - first) / size of it.
+    """
+CREATE OR REPLACE FUNCTION {chunks}(seal_ids bigint[], firsts bigint[], sizes integer[], lo bigint, hi bigint, exclude oid)
+RETURNS TABLE (seal_id bigint, chunk integer, row_count bigint, digest bytea, partitions text, parts oid[])
+LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
+    SELECT seal_ids[r.i], r.k, count(*),
+           sha256(convert_to(string_agg(r.line, '' ORDER BY r.id), 'UTF8')),
+           array_to_string(ARRAY(SELECT p::regclass::text FROM unnest(array_agg(DISTINCT r.part)) AS p ORDER BY 1), ' '),
+           array_agg(DISTINCT r.part)
+      FROM (SELECT w.i, ((e.{event} - firsts[w.i]) / sizes[w.i])::integer AS k, e.{event} AS id,
+                   ROW({columns})::text || E'\\n' AS line, e.tableoid AS part
+              FROM {table} e CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
+             WHERE e.{event} >= lo AND e.{event} <= hi AND e.tableoid IS DISTINCT FROM exclude) AS r
+     GROUP BY r.i, r.k
+$fn$;
+"""
+    # Refuses to change or delete a sealed row, whoever asks; creating a partition moves
+    # rows out of the DEFAULT partition under the maintenance setting, which stays allowed.
+    """
+CREATE OR REPLACE FUNCTION {freeze}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF TG_LEVEL = 'STATEMENT' THEN
+        IF EXISTS (SELECT FROM {seals} s WHERE s.kind = 'seal') AND NOT ({maintenance_allowed}) THEN
+            RAISE EXCEPTION 'partitioned_audit: TRUNCATE of % is refused: it holds sealed audit rows', TG_TABLE_NAME
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Retire old partitions with manage_partition_tables detach or drop.';
+        END IF;
+        RETURN NULL;
+    END IF;
+    IF OLD.{event} <= (SELECT s.last_event_id FROM {seals} s WHERE s.kind = 'seal' ORDER BY s.seal_id DESC LIMIT 1)
+       AND NOT (TG_OP = 'DELETE' AND TG_TABLE_NAME = {default_partition} AND ({maintenance_allowed})) THEN
+        RAISE EXCEPTION 'partitioned_audit: audit event % is sealed: % refused', OLD.{event}, TG_OP
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Sealed audit rows never change; retention detaches or drops whole partitions.';
+    END IF;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+END
+$fn$;
+"""
+    # Seals every settled row after the last seal (see the module docstring).
+    """
+CREATE OR REPLACE FUNCTION {seal}(chunk_size integer, wait_ms integer) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER {canonical} AS $fn$
+DECLARE
+    _chain bigint;
+    _previous bytea;
+    _last bigint;
+    _allocated bigint;
+    _writers text[];
+    _held text[];
+    _horizon bigint;
+    _deadline timestamp with time zone := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
+    _e {seals}%ROWTYPE;
+BEGIN
+    IF chunk_size IS NULL OR chunk_size < 1 OR wait_ms IS NULL OR wait_ms < 0 THEN
+        RAISE EXCEPTION 'partitioned_audit: seal needs a chunk size of 1 or more and a wait of 0 ms or more, got % and %', chunk_size, wait_ms
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'partitioned_audit: seal must run at READ COMMITTED (this transaction is %): an older snapshot would miss committed rows', current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext({lock_key}));
+    IF to_regclass({backfill_seq}) IS NOT NULL OR EXISTS (
+            SELECT FROM pg_attribute a WHERE a.attrelid = {table_reg} AND NOT a.attisdropped
+               AND right(a.attname, 7) = '_hstore') THEN
+        RAISE EXCEPTION 'partitioned_audit: % still has 1.0.4 rows waiting for the end of the upgrade; nothing was sealed', {table_text}
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Run migrate, which finishes it.';
+    END IF;
+    IF (SELECT q.seqcache FROM pg_sequence q WHERE q.seqrelid = {seq}::regclass) > 1 THEN
+        RAISE EXCEPTION 'partitioned_audit: sequence % caches ids, so they are not handed out in order; nothing was sealed', {seq}::regclass
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = format('ALTER SEQUENCE %s CACHE 1', {seq}::regclass);
+    END IF;
+    IF NOT EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = {table_reg} AND t.tgname = {freeze_trigger} AND t.tgenabled = 'A') THEN
+        RAISE EXCEPTION 'partitioned_audit: trigger % on % is missing or not always enabled; nothing was sealed', {freeze_trigger}, {table_text}
+            USING ERRCODE = 'object_not_in_prerequisite_state', HINT = 'Run migrate, which recreates it.';
+    END IF;
+    SELECT s.seal_id, s.digest INTO _chain, _previous FROM {seals} s ORDER BY s.seal_id DESC LIMIT 1;
+    SELECT s.last_event_id INTO _last FROM {seals} s WHERE s.kind = 'seal' ORDER BY s.seal_id DESC LIMIT 1;
+    _chain := coalesce(_chain, 0);
+    _previous := coalesce(_previous, {genesis});
+    _last := coalesce(_last, 0);
+    -- First the last id handed out, then who may still hold ids up to it.
+    _allocated := coalesce(pg_sequence_last_value({seq}::regclass), 0);
+    _writers := {writers};
+    WHILE cardinality(_writers) > 0 AND clock_timestamp() < _deadline LOOP
+        PERFORM pg_sleep(0.005);
+        _held := {writers};
+        _writers := ARRAY(SELECT w FROM unnest(_writers) AS w WHERE w = ANY (_held));
+    END LOOP;
+    IF cardinality(_writers) = 0 THEN
+        _horizon := _allocated;
+        DELETE FROM {marks};
+    ELSE
+        _held := {writers};
+        SELECT max(m.last_event_id) INTO _horizon FROM {marks} m WHERE NOT m.writers && _held;
+        DELETE FROM {marks} m WHERE m.last_event_id <= _horizon;
+        INSERT INTO {marks} (last_event_id, writers) VALUES (_allocated, _writers);
+    END IF;
+    IF _horizon IS NULL OR _horizon <= _last THEN
+        RETURN jsonb_build_object('sealed', false, 'seal_id', _chain, 'last_event_id', _last,
+                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers),
+                                  'head', CASE WHEN _chain > 0 THEN encode(_previous, 'hex') END);
+    END IF;
+    _e.seal_id := _chain + 1;
+    _e.kind := 'seal';
+    _e.sealed_at := now();
+    _e.first_event_id := _last + 1;
+    _e.last_event_id := _horizon;
+    _e.chunk_size := chunk_size;
+    SELECT coalesce(sum(c.row_count), 0), coalesce(array_agg(c.seal_id ORDER BY c.chunk), '{{}}'),
+           coalesce(array_agg(c.chunk ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.row_count ORDER BY c.chunk), '{{}}'),
+           coalesce(array_agg(c.digest ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.partitions ORDER BY c.chunk), '{{}}')
+      INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
+      FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], _e.first_event_id, _horizon, NULL) AS c;
+    _e.previous := _previous;
+    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
+                        _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
+                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
+    PERFORM set_config({sealing}, 'on', true);
+    INSERT INTO {seals} SELECT _e.*;
+    PERFORM set_config({sealing}, '', true);
+    RETURN jsonb_build_object('sealed', true, 'seal_id', _e.seal_id, 'first_event_id', _e.first_event_id,
+                              'last_event_id', _e.last_event_id, 'rows', _e.row_count,
+                              'chunks', cardinality(_e.chunk_index), 'allocated', _allocated,
+                              'waiting_for', to_jsonb(_writers), 'head', encode(_e.digest, 'hex'));
+END
+$fn$;
+"""
+    # Before retention takes a partition away: checks that its sealed rows still match
+    # their seals, then appends what the chunks it touches hold without it.
+    """
+CREATE OR REPLACE FUNCTION {retire}(part regclass, dropped boolean) RETURNS jsonb
+LANGUAGE plpgsql SECURITY DEFINER {canonical} AS $fn$
+DECLARE
+    _sealed bigint;
+    _lo bigint;
+    _hi bigint;
+    _ids bigint[];
+    _firsts bigint[];
+    _sizes integer[];
+    _bad record;
+    _e {seals}%ROWTYPE;
+BEGIN
+    SELECT s.last_event_id INTO _sealed FROM {seals} s WHERE s.kind = 'seal' ORDER BY s.seal_id DESC LIMIT 1;
+    IF _sealed IS NULL THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE format('SELECT min(%1$I), max(%1$I), count(*) FROM %2$s WHERE %1$I <= $1', {event_name}, part)
+       INTO _e.first_event_id, _e.last_event_id, _e.row_count USING _sealed;
+    IF _e.row_count = 0 THEN
+        RETURN NULL;
+    END IF;
+    SELECT array_agg(s.seal_id ORDER BY s.seal_id), array_agg(s.first_event_id ORDER BY s.seal_id),
+           array_agg(s.chunk_size ORDER BY s.seal_id)
+      INTO _ids, _firsts, _sizes FROM {seals} s WHERE s.kind = 'seal';
+    -- Whole chunks around the partition's rows.
+    _lo := _firsts[width_bucket(_e.first_event_id, _firsts)];
+    _lo := _lo + (_e.first_event_id - _lo) / _sizes[width_bucket(_e.first_event_id, _firsts)] * _sizes[width_bucket(_e.first_event_id, _firsts)];
+    -- (into the next chunk, whose rows are all past the partition's and so left out below)
+    _hi := least(_sealed, _e.last_event_id + _sizes[width_bucket(_e.last_event_id, _firsts)]);
+    -- The chunks holding a row of the partition must match their seals before any is replaced.
+    SELECT f.seal_id, f.chunk, x.n AS expected, f.row_count AS found INTO _bad
+      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
+      LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
+                                unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
+                          WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+     WHERE part = ANY (f.parts) AND (x.n IS DISTINCT FROM f.row_count OR x.d IS DISTINCT FROM f.digest)
+     LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'partitioned_audit: refusing to retire %: chunk % of seal % no longer matches its seal (% rows sealed, % found); run verify', part, _bad.chunk, _bad.seal_id, _bad.expected, _bad.found
+            USING ERRCODE = 'data_corrupted';
+    END IF;
+    -- What those chunks hold once the partition is gone.
+    SELECT array_agg(f.seal_id ORDER BY f.seal_id, f.chunk), array_agg(f.chunk ORDER BY f.seal_id, f.chunk),
+           array_agg(coalesce(r.row_count, 0) ORDER BY f.seal_id, f.chunk),
+           array_agg(coalesce(r.digest, sha256(''::bytea)) ORDER BY f.seal_id, f.chunk),
+           array_agg(coalesce(r.partitions, '') ORDER BY f.seal_id, f.chunk)
+      INTO _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
+      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
+      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _lo, _hi, part) AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
+     WHERE part = ANY (f.parts);
+    SELECT s.seal_id + 1, s.digest INTO _e.seal_id, _e.previous FROM {seals} s ORDER BY s.seal_id DESC LIMIT 1;
+    _e.kind := CASE WHEN dropped THEN 'drop' ELSE 'detach' END;
+    _e.sealed_at := now();
+    _e.partition_name := part::text;
+    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
+                        _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
+                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
+    PERFORM set_config({sealing}, 'on', true);
+    INSERT INTO {seals} SELECT _e.*;
+    PERFORM set_config({sealing}, '', true);
+    RETURN jsonb_build_object('seal_id', _e.seal_id, 'kind', _e.kind, 'partition', _e.partition_name,
+                              'first_event_id', _e.first_event_id, 'last_event_id', _e.last_event_id,
+                              'rows', _e.row_count, 'head', encode(_e.digest, 'hex'));
+END
+$fn$;
+"""
+    # Recomputes every chunk and the chain; one row per finding, then a 'summary' row.
+    # STABLE: every query in it reads the snapshot of the statement that called it.
+    """
+CREATE OR REPLACE FUNCTION {verify}(expect bytea) RETURNS TABLE (
+    kind text, seal_id bigint, first_event_id bigint, last_event_id bigint,
+    expected_rows bigint, found_rows bigint, partitions text, detail text)
+LANGUAGE plpgsql STABLE {canonical} SET work_mem = '64MB' AS $fn$
+DECLARE
+    _s record;
+    _previous bytea := {genesis};
+    _next bigint := 1;
+    _ids bigint[];
+    _firsts bigint[];
+    _sizes integer[];
+    _lasts bigint[];
+    _sealed bigint := 0;
+    _head bytea;
+    _rows bigint := 0;
+BEGIN
+    FOR _s IN SELECT * FROM {seals} ORDER BY 1 LOOP
+        IF _s.seal_id <> _next THEN
+            RETURN QUERY SELECT 'chain'::text, _s.seal_id, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
+                format('seals %s to %s are missing', _next, _s.seal_id - 1);
+        ELSIF _s.previous <> _previous THEN
+            RETURN QUERY SELECT 'chain'::text, _s.seal_id, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
+                format('seal %s does not chain from seal %s', _s.seal_id, _s.seal_id - 1);
+        END IF;
+        IF {link}(_s.previous, _s.seal_id, _s.kind, _s.sealed_at, _s.first_event_id, _s.last_event_id, _s.row_count,
+                  _s.chunk_size, _s.partition_name, _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest,
+                  _s.chunk_partitions) IS DISTINCT FROM _s.digest THEN
+            RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
+                NULL::text, format('seal %s was altered: its digest does not match its contents', _s.seal_id);
+        END IF;
+        IF _s.kind = 'seal' THEN
+            IF _s.first_event_id <> _sealed + 1 THEN
+                RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint,
+                    NULL::bigint, NULL::text, format('seal %s starts at event %s, not %s', _s.seal_id, _s.first_event_id, _sealed + 1);
+            END IF;
+            _ids := _ids || _s.seal_id;
+            _firsts := _firsts || _s.first_event_id;
+            _sizes := _sizes || _s.chunk_size;
+            _lasts := _lasts || _s.last_event_id;
+            _sealed := _s.last_event_id;
+            _rows := _rows + _s.row_count;
+        ELSE
+            _rows := _rows - _s.row_count;
+            RETURN QUERY SELECT 'retired'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                NULL::bigint, _s.partition_name,
+                format('%s rows %s by retention at %s', _s.row_count,
+                       CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at);
+        END IF;
+        _previous := _s.digest;
+        _next := _s.seal_id + 1;
+    END LOOP;
+    _head := CASE WHEN _next > 1 THEN _previous END;
+    IF expect IS NOT NULL AND NOT EXISTS (SELECT FROM {seals} s WHERE s.digest = expect) THEN
+        RETURN QUERY SELECT 'head'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
+            format('the head kept outside the database, %s, is not in the chain: the seals were rewritten or cut short', encode(expect, 'hex'));
+    END IF;
+    IF _ids IS NOT NULL THEN
+        RETURN QUERY
+        WITH expected AS (
+            SELECT DISTINCT ON (c.cs, c.k) c.cs, c.k, c.n, c.d, c.p
+              FROM {seals} s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest, s.chunk_partitions) AS c(cs, k, n, d, p)
+             ORDER BY c.cs, c.k, s.seal_id DESC
+        ), found AS (
+            SELECT * FROM {chunks}(_ids, _firsts, _sizes, _firsts[1], _sealed, NULL)
+        ), compared AS (
+            SELECT coalesce(e.cs, f.seal_id) AS cs, coalesce(e.k, f.chunk) AS k,
+                   coalesce(e.n, 0) AS n, coalesce(f.row_count, 0) AS found_n,
+                   coalesce(nullif(f.partitions, ''), e.p) AS p, e.d IS DISTINCT FROM f.digest AS differs
+              FROM expected e FULL JOIN found f ON f.seal_id = e.cs AND f.chunk = e.k
+        )
+        SELECT CASE WHEN c.found_n < c.n THEN 'removed' WHEN c.found_n > c.n THEN 'added' ELSE 'changed' END,
+               c.cs, b.lo, b.hi, c.n, c.found_n, c.p,
+               CASE WHEN c.found_n < c.n THEN format('%s of %s sealed rows are missing', c.n - c.found_n, c.n)
+                    WHEN c.found_n > c.n THEN format('%s rows more than the %s sealed', c.found_n - c.n, c.n)
+                    ELSE format('%s rows were sealed and %s are there, but their contents differ', c.n, c.found_n) END
+          FROM compared c
+          CROSS JOIN LATERAL (SELECT array_position(_ids, c.cs) AS i) AS x
+          CROSS JOIN LATERAL (SELECT _firsts[x.i] + c.k::bigint * _sizes[x.i] AS lo,
+                                     least(_lasts[x.i], _firsts[x.i] + (c.k::bigint + 1) * _sizes[x.i] - 1) AS hi) AS b
+         WHERE c.differs AND NOT (c.n = 0 AND c.found_n = 0)
+         ORDER BY b.lo;
+    END IF;
+    -- Rows with ids no seal can cover: below the first or empty.
+    RETURN QUERY
+    SELECT 'added'::text, NULL::bigint, min(e.{event}), max(e.{event}), 0::bigint, count(*),
+           string_agg(DISTINCT e.tableoid::regclass::text, ' '), format('%s rows with an event id below 1 or none', count(*))
+      FROM {table} e
+     WHERE _ids IS NOT NULL AND (e.{event} < 1 OR e.{event} IS NULL)
+    HAVING count(*) > 0;
+    RETURN QUERY SELECT 'summary'::text, _next - 1, _firsts[1], _sealed, _rows, NULL::bigint, NULL::text, encode(_head, 'hex');
+END
+$fn$;
+"""
+)
+
+
+def _writers_query(layout: Layout, schema: str) -> Composable:
+    """The transactions (other than this one) holding a write lock on the audit table."""
+    return SQL(
+        "ARRAY(SELECT DISTINCT coalesce(l.pid, 0)::text || '/' || l.virtualtransaction FROM pg_locks l"
+        " WHERE l.locktype = 'relation' AND l.granted AND l.mode <> 'AccessShareLock'"
+        " AND l.database = (SELECT d.oid FROM pg_database d WHERE d.datname = current_database())"
+        " AND l.relation = {table_reg} AND l.pid IS DISTINCT FROM pg_backend_pid())"
+    ).format(table_reg=_names(layout, schema)["table_reg"])
+
+
+def create_tables(layout: Layout, schema: str) -> list[Composable]:
+    """The seal table and the marks of earlier horizons, closed to PUBLIC."""
+    names = _names(layout, schema)
+    return [
+        SQL(_TABLES).format(**names),
+        SQL("REVOKE ALL ON {} FROM PUBLIC").format(names["seals"]),
+        SQL("REVOKE ALL ON {} FROM PUBLIC").format(names["marks"]),
+    ]
+
+
+def create_append_only(layout: Layout, schema: str) -> list[Composable]:
+    """The triggers that refuse every change to a seal, and an INSERT not made by a sealing
+    function (after :func:`create_functions`)."""
+    names = _names(layout, schema)
+    seals = names["seals"]
+    return [
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(APPEND_ONLY_TRIGGER), seals),
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals),
+        SQL(
+            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
+        ).format(ident(APPEND_ONLY_TRIGGER), seals, names["append_only"]),
+        SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
+            ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals, names["append_only"]
+        ),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(seals, ident(APPEND_ONLY_TRIGGER)),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(seals, ident(APPEND_ONLY_TRUNCATE_TRIGGER)),
+    ]
+
+
+def create_functions(layout: Layout, schema: str) -> Composable:
+    """The sealing functions of ``layout`` and the helpers they share, schema-qualified."""
+    names = _names(layout, schema)
+    names.update(
+        seq=SQL("format('%I.%I', {}, {})").format(literal(schema), literal(layout.sequence)),
+        backfill_seq=SQL("format('%I.%I', {}, {})").format(
+            literal(schema), literal(layout.backfill_sequence)
+        ),
+        writers=_writers_query(layout, schema),
+        freeze_trigger=literal(FREEZE_TRIGGER),
+        event_name=literal(layout.event_column),
+    )
+    return Composed([SQL(_HELPERS).format(**names), SQL(_FUNCTIONS).format(**names)])
+
+
+def create_freeze(layout: Layout, schema: str) -> list[Composable]:
+    """The triggers refusing to change sealed rows (cloned onto every partition) and to
+    TRUNCATE the audit table while it holds some."""
+    names = _names(layout, schema)
+    table = names["table"]
+    return [
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(FREEZE_TRIGGER), table),
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(FREEZE_TRUNCATE_TRIGGER), table),
+        SQL("CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+            ident(FREEZE_TRIGGER), table, names["freeze"]
+        ),
+        SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
+            ident(FREEZE_TRUNCATE_TRIGGER), table, names["freeze"]
+        ),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(table, ident(FREEZE_TRIGGER)),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(table, ident(FREEZE_TRUNCATE_TRIGGER)),
+    ]
+
+
+# ---------------------------------------------------------------------------------------
+# Running them
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sealed:
+    """What one ``seal`` did. ``sealed`` is False when nothing new was settled."""
+
+    sealed: bool
+    seal_id: int
+    first_event_id: int | None
+    last_event_id: int
+    rows: int
+    chunks: int
+    head: str | None
+    #: The last event id handed out when the seal looked.
+    allocated: int
+    #: Transactions still holding audit rows after the wait (``pid/virtual transaction``).
+    waiting_for: list[str]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"action": "seal", **self.__dict__}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One difference ``verify`` found (or, with kind ``retired``, one retention entry)."""
+
+    kind: str  # changed, removed, added, chain, head, retired
+    seal_id: int | None
+    first_event_id: int | None
+    last_event_id: int | None
+    expected_rows: int | None
+    found_rows: int | None
+    partitions: str | None
+    detail: str
+
+    def describe(self) -> str:
+        where = ""
+        if self.first_event_id is not None:
+            where = f" events {self.first_event_id}..{self.last_event_id}"
+        if self.partitions:
+            where += f" in {self.partitions}"
+        seal = f"seal {self.seal_id}" if self.seal_id is not None else "outside the seals"
+        return f"{self.kind}: {seal}{where}: {self.detail}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    seals: int
+    first_event_id: int | None
+    last_event_id: int
+    rows: int
+    head: str | None
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind != "retired"]
+
+    @property
+    def retired(self) -> list[Finding]:
+        return [f for f in self.findings if f.kind == "retired"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "action": "verify",
+            "ok": self.ok,
+            "seals": self.seals,
+            "first_event_id": self.first_event_id,
+            "last_event_id": self.last_event_id,
+            "rows": self.rows,
+            "head": self.head,
+            "problems": [f.__dict__ for f in self.problems],
+            "retired": [f.__dict__ for f in self.retired],
+        }
+
+
+def _function(layout: Layout, schema: str, which: str) -> Composable:
+    return ident(schema, layout.seal_function(which))
+
+
+def _call(cursor: Cursor, statement: Composable, params: list[Any]) -> Any:
+    try:
+        cursor.execute(render(statement, cursor), params)
+    except Exception as exc:
+        # The functions raise with SQLSTATEs of classes 22, 25, 42, 55 and XX001 on purpose;
+        # their message is the reason, without the driver's decoration.
+        if sqlstate(exc) in {"22023", "25000", "42501", "55000", "XX001"}:
+            raise SealError(str(exc).splitlines()[0]) from exc
+        raise
+    return cursor.fetchall()
+
+
+def _document(value: Any) -> dict[str, Any]:
+    """A jsonb result: psycopg2 may leave it as text when no loader is registered."""
+    return dict(json.loads(value) if isinstance(value, str) else value)
+
+
+def seal(
+    cursor: Cursor,
+    layout: Layout,
+    schema: str = "public",
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    wait_ms: int = DEFAULT_WAIT_MS,
+) -> Sealed:
+    """Seal every settled audit row after the last seal; see the module docstring.
+
+    Run it at READ COMMITTED, in a transaction of its own (``Maintainer.seal`` does).
+
+    Raises:
+        SealError: bad arguments, a 1.0.4 upgrade still numbering rows, a sequence that
+            caches ids, the freeze trigger missing.
+    """
+    for name, value, least in (("chunk_size", chunk_size, 1), ("wait_ms", wait_ms, 0)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigurationError(f"{name} must be an integer of at least {least}, got {value!r}")
+    statement = SQL("SELECT {}(%s, %s)").format(_function(layout, schema, "seal"))
+    result = _document(_call(cursor, statement, [chunk_size, wait_ms])[0][0])
+    return Sealed(
+        sealed=bool(result["sealed"]),
+        seal_id=int(result["seal_id"]),
+        first_event_id=result.get("first_event_id"),
+        last_event_id=int(result["last_event_id"]),
+        rows=int(result.get("rows") or 0),
+        chunks=int(result.get("chunks") or 0),
+        head=result.get("head"),
+        allocated=int(result["allocated"]),
+        waiting_for=list(result.get("waiting_for") or []),
+    )
+
+
+def parse_head(text: str) -> bytes:
+    """A head digest as ``seal`` prints it: 64 hexadecimal digits."""
+    cleaned = text.strip().lower()
+    if len(cleaned) != 64 or any(c not in "0123456789abcdef" for c in cleaned):
+        raise ConfigurationError(f"a head digest is 64 hexadecimal digits, got {text!r}")
+    return bytes.fromhex(cleaned)
+
+
+def verify(cursor: Cursor, layout: Layout, schema: str = "public", expect: str | None = None) -> Verification:
+    """Recompute every sealed chunk and the chain, in one statement (one snapshot).
+
+    Args:
+        expect: a head digest kept outside the database; the chain must contain it.
+    """
+    head = parse_head(expect) if expect is not None else None
+    statement = SQL("SELECT * FROM {}(%s)").format(_function(layout, schema, "verify"))
+    rows = _call(cursor, statement, [head])
+    findings = [Finding(*row) for row in rows if row[0] != "summary"]
+    summary = next(row for row in rows if row[0] == "summary")
+    _, seals, first, last, total, _, _, digest = summary
+    return Verification(int(seals), first, int(last), int(total), digest, findings)
+
+
+def retire(
+    cursor: Cursor, layout: Layout, schema: str, partition: str, dropped: bool
+) -> dict[str, Any] | None:
+    """Record, before ``partition`` leaves the audit table, what its sealed chunks keep.
+
+    Raises:
+        SealError: the partition's sealed rows no longer match their seals; nothing retired.
+    """
+    statement = SQL("SELECT {}(%s::regclass, %s)").format(_function(layout, schema, "retire"))
+    result = _call(cursor, statement, [render(ident(schema, partition), cursor), dropped])[0][0]
+    return None if result is None else _document(result)
