@@ -39,7 +39,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "testproject")]
 from testproject.dbserver import Server, get_server  # noqa: E402
 
 from bench.benchapp import VARIANTS  # noqa: E402
-from partitioned_audit import ADVANCED, SIMPLE, Layout, TableSpec, enable, install  # noqa: E402
+from partitioned_audit import ADVANCED, SIMPLE, Layout, TableSpec, disable, enable, install  # noqa: E402
 from partitioned_audit.partitioning.maintenance import Maintainer  # noqa: E402
 from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, PartitionInfo  # noqa: E402
 from partitioned_audit.sql import SQL, ident, literal  # noqa: E402
@@ -84,10 +84,14 @@ class Scale:
     tpcb_tx: int
     history_rows: int
     lookups: int
+    seal_rows: int
 
 
-QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200)
-FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 500)
+QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200, 200_000)
+FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 500, 1_000_000)
+SEAL_DB = "dpa_bench_seal"
+#: Chunk sizes compared once each, beside the default measured every round.
+SEAL_CHUNKS = (1_000, 10_000, 100_000)
 
 
 # -- plumbing ------------------------------------------------------------------------------
@@ -190,6 +194,7 @@ class Bench:
         self.wal: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.storage: dict[str, float] = {}
         self.history: dict[str, dict[str, float]] = {}
+        self.sealing: dict[str, dict[str, float]] = {}
         self.notes: list[str] = []
 
     # set-up
@@ -478,6 +483,85 @@ class Bench:
                 "seq_scans": float(plan.count("Seq Scan")),
             }
 
+    # tamper evidence
+
+    def measure_sealing(self) -> None:
+        """Seal and verify ``seal_rows`` audit rows per layout, all inside PostgreSQL."""
+        from partitioned_audit import sealing
+
+        n = self.scale.seal_rows
+        say(f"sealing: {n:,} audit rows per layout")
+        recreate_database(self.server, SEAL_DB, self.sync)
+        with connect(self.server, SEAL_DB) as conn:
+            run(
+                conn,
+                "CREATE TABLE sealed_row (id integer PRIMARY KEY, name text, amount numeric, at timestamptz)",
+            )
+            for layout in (SIMPLE, ADVANCED):
+                install_audit(conn, layout, "public", False, past_months=0)
+                with conn.transaction():
+                    enable(conn.cursor(), layout, TableSpec("public", "sealed_row", ("id",)))
+                for start in range(0, n, 200_000):
+                    run(
+                        conn,
+                        "INSERT INTO sealed_row SELECT g, 'name ' || g, g * 1.5, now()"
+                        " FROM generate_series(%s::int, %s::int) g",
+                        [start + 1, min(start + 200_000, n)],
+                    )
+                with conn.transaction():
+                    disable(conn.cursor(), "public", "sealed_row")
+                run(conn, "TRUNCATE sealed_row")  # unaudited now: each layout gets its own n rows
+            run(conn, "VACUUM ANALYZE")
+            for layout in (SIMPLE, ADVANCED):
+                m = Maintainer(conn, layout)
+                seals = ident("public", layout.seal_table)
+
+                def reset(seals: Any = seals) -> None:
+                    run(conn, "SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+                    run(conn, SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(seals))
+                    run(conn, SQL("TRUNCATE {}").format(seals))
+                    run(conn, SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER USER").format(seals))
+                    run(conn, "SELECT set_config('partitioned_audit.maintenance', '', false)")
+
+                seal_s, verify_s, empty_ms, chunk_s = [], [], [], {}
+                for _ in range(self.scale.rounds):
+                    reset()
+                    started = time.perf_counter()
+                    done = m.seal()
+                    seal_s.append(time.perf_counter() - started)
+                    started = time.perf_counter()
+                    assert m.verify().ok
+                    verify_s.append(time.perf_counter() - started)
+                    for _ in range(10):
+                        started = time.perf_counter()
+                        assert not m.seal().sealed
+                        empty_ms.append((time.perf_counter() - started) * 1000)
+                (seal_bytes,) = run(
+                    conn,
+                    SQL("SELECT pg_total_relation_size({}::regclass)").format(
+                        literal(f"public.{layout.seal_table}")
+                    ),
+                )[0]
+                for size in SEAL_CHUNKS:
+                    reset()
+                    started = time.perf_counter()
+                    m.seal(chunk_size=size)
+                    chunk_s[size] = time.perf_counter() - started
+                reset()
+                m.seal()
+                self.sealing[layout.name] = {
+                    "rows": float(done.rows),
+                    "seal_s": statistics.median(seal_s),
+                    "seal_max_s": max(seal_s),
+                    "verify_s": statistics.median(verify_s),
+                    "verify_max_s": max(verify_s),
+                    "empty_ms": statistics.median(empty_ms),
+                    "empty_max_ms": max(empty_ms),
+                    "seal_table_bytes": float(seal_bytes),
+                    **{f"chunk_{size}_s": seconds for size, seconds in chunk_s.items()},
+                }
+                assert sealing.DEFAULT_CHUNK_SIZE in SEAL_CHUNKS
+
     # report
 
     def describe(self) -> list[str]:
@@ -551,6 +635,24 @@ class Bench:
                 f"| {name} | {h['median_ms']:.2f} ms | {h['max_ms']:.1f} ms | {h['recent_ms']:.2f} ms |"
                 f" {h['versions']:.0f} | {h['partitions_scanned']:.0f} | {h['seq_scans']:.0f} |"
             )
+        lines += [
+            "",
+            f"Tamper evidence: sealing and verifying audit rows inside PostgreSQL, medians of"
+            f" {self.scale.rounds} rounds [max]; an empty seal is one that finds nothing new:",
+            "",
+            "| layout | rows | seal | verify | empty seal | seal table | "
+            + " | ".join(f"seal, chunks of {size:,}" for size in SEAL_CHUNKS)
+            + " |",
+            "|---|---|---|---|---|---|" + "---|" * len(SEAL_CHUNKS),
+        ]
+        for name, h in self.sealing.items():
+            lines.append(
+                f"| {name} | {h['rows']:,.0f} | {h['seal_s']:.2f} s [{h['seal_max_s']:.2f}] |"
+                f" {h['verify_s']:.2f} s [{h['verify_max_s']:.2f}] |"
+                f" {h['empty_ms']:.1f} ms [{h['empty_max_ms']:.1f}] | {h['seal_table_bytes'] / 1024:.0f} KiB | "
+                + " | ".join(f"{h[f'chunk_{size}_s']:.2f} s" for size in SEAL_CHUNKS)
+                + " |"
+            )
         lines += ["", "## Targets", "", *self.targets()]
         return "\n".join(lines)
 
@@ -606,6 +708,11 @@ class Bench:
                 2.0,
             )
         line("audit storage ≤ 250 bytes per row, simple layout", self.storage["simple"], 250)
+        for name, h in self.sealing.items():
+            per_million = 1_000_000 / h["rows"]
+            line(f"sealing 1 M audit rows < 10 s ({name}), s", h["seal_s"] * per_million, 10.0)
+            line(f"verifying 1 M audit rows < 10 s ({name}), s", h["verify_s"] * per_million, 10.0)
+            line(f"a seal finding nothing new < 50 ms ({name}), ms", h["empty_ms"], 50.0)
         adv_vs_simple = max(
             statistics.median(self.ratios(n, "advanced")) / statistics.median(self.ratios(n, "simple"))
             for n in self.times
@@ -637,6 +744,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.rounds()
     bench.measure_storage()
     bench.measure_history()
+    bench.measure_sealing()
     report = bench.report() + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
     print(report)
     if args.output:

@@ -110,7 +110,55 @@ def main() -> int:
             parts.add_row(part.name, part.bound, str(cursor.fetchone()[0]))
     console.print(parts)
     console.print(f"\n[green]{total} audit entries recorded.[/]")
-    return 0
+    return tamper_evidence()
+
+
+def tamper_evidence() -> int:
+    """Seal, verify against the kept head, then rewrite one row as a superuser and catch it."""
+    import io
+    import json
+
+    from django.core.management import CommandError, call_command
+    from django.db import connection
+
+    from django_partitioned_audit import conf
+    from partitioned_audit import sealing
+    from partitioned_audit.sql import SQL, execute, ident
+
+    console.print("\n[bold]6. tamper evidence[/]: seal the trail and keep the head outside the database")
+    out = io.StringIO()
+    call_command("manage_partition_tables", "seal", "--json", stdout=out)
+    head = json.loads(out.getvalue())["head"]
+    call_command("manage_partition_tables", "seal", stdout=sys.stdout)
+    call_command("manage_partition_tables", "verify", "--expect", head, stdout=sys.stdout)
+    layout, schema = conf.layout(), conf.audit_schema()
+    console.print(
+        "\n   A superuser steps past the guard, switches the freeze off and rewrites one payload..."
+    )
+    table = ident(schema, layout.table)
+    payload = "object_payload" if layout.name == "simple" else "row_data"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        execute(cursor, SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(table, ident(sealing.FREEZE_TRIGGER)))
+        execute(
+            cursor,
+            SQL('UPDATE {} SET {} = {} || \'{{"total": "0.01"}}\' WHERE {} = 2').format(
+                table, ident(payload), ident(payload), ident(layout.event_column)
+            ),
+        )
+        execute(
+            cursor,
+            SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(table, ident(sealing.FREEZE_TRIGGER)),
+        )
+        cursor.execute("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    console.print("   ...and verify catches it:")
+    try:
+        call_command("manage_partition_tables", "verify", "--expect", head, stdout=sys.stdout)
+    except CommandError as exc:
+        console.print(f"   [green]verify exits {exc.returncode}[/]: {exc}")
+        return 0
+    console.print("[red]verify did not notice the rewritten row[/]")
+    return 1
 
 
 if __name__ == "__main__":

@@ -44,6 +44,16 @@ def test_the_guard_is_on_where_a_superuser_installed(db):
         "ALTER TRIGGER dpa_audit_ins ON library_book RENAME TO unnoticed",
         "DROP FUNCTION dpa_simple_capture() CASCADE",
         "DROP FUNCTION dpa_check_json_casts(oid)",
+        # what keeps sealed rows and the seals from changing
+        "ALTER TABLE audit_simple DISABLE TRIGGER dpa_seal_freeze",
+        "ALTER TABLE audit_simple_default DISABLE TRIGGER dpa_seal_freeze",
+        "ALTER TABLE audit_simple ENABLE TRIGGER dpa_seal_freeze_truncate",
+        "DROP TRIGGER dpa_seal_freeze ON audit_simple",
+        "ALTER TABLE audit_simple_seal DISABLE TRIGGER dpa_seal_append_only",
+        "DROP TRIGGER dpa_seal_append_only_truncate ON audit_simple_seal",
+        "DROP TABLE audit_simple_seal",
+        "DROP FUNCTION dpa_simple_freeze() CASCADE",
+        "DROP FUNCTION dpa_simple_seal(integer, integer)",
     ],
 )
 def test_dropping_disabling_or_renaming_a_capture_object_is_refused(db, statement):
@@ -78,6 +88,18 @@ def test_a_table_owner_setting_the_bypass_is_refused_all_the_same(db):
     assert refused("ALTER TABLE library_book DISABLE TRIGGER dpa_audit_ins").startswith(
         "partitioned_audit: refusing "
     )
+    sql("RESET ROLE")
+    # The same for the owner of the audit table and the seals: the freeze stays on.
+    for table in ("audit_simple", "audit_simple_seal"):
+        sql(f"ALTER TABLE {table} OWNER TO {role}")
+    sql(f"SET LOCAL ROLE {role}")
+    sql("SELECT set_config('partitioned_audit.maintenance', 'on', true)")
+    for statement in (
+        "ALTER TABLE audit_simple DISABLE TRIGGER dpa_seal_freeze",
+        "ALTER TABLE audit_simple_seal DISABLE TRIGGER dpa_seal_append_only",
+        "DROP TABLE audit_simple_seal",
+    ):
+        assert refused(statement).startswith("partitioned_audit: refusing "), statement
     sql("RESET ROLE")
 
 

@@ -11,17 +11,41 @@ import argparse
 import json
 from typing import Any, Protocol
 
-from .errors import ConfigurationError, PartitionError
+from . import sealing
+from .errors import AuditError, ConfigurationError
 from .partitioning.maintenance import LockPolicy, Maintainer
 from .partitioning.plan import Plan, Status
 from .partitioning.ranges import GENERATORS, PartitionInfo, get_generator
 
-ACTIONS = ("list", "list-all", "simulate", "create", "check", "detach", "drop", "privileges")
+ACTIONS = (
+    "list",
+    "list-all",
+    "simulate",
+    "create",
+    "check",
+    "detach",
+    "drop",
+    "privileges",
+    "seal",
+    "verify",
+)
 DEFAULT_EXTRA_DAYS = 30
 
 
-class CheckFailed(PartitionError):
+class ActionFailed(AuditError):
+    """``check`` or ``verify`` found a problem (exit status 1); the message is the reason."""
+
+    action = "check"
+
+
+class CheckFailed(ActionFailed):
     """``check`` found coverage short; the message is the one-line reason."""
+
+
+class VerifyFailed(ActionFailed):
+    """``verify`` found sealed rows or seals that differ; the message names the first."""
+
+    action = "verify"
 
 
 class Writer(Protocol):
@@ -57,6 +81,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--yes", action="store_true", help="detach/drop: really do it, not only show the plan"
     )
     add_privilege_arguments(parser, required=False)
+    parser.add_argument(
+        "--chunk-size",
+        type=int,
+        default=sealing.DEFAULT_CHUNK_SIZE,
+        metavar="IDS",
+        help="seal: event ids per digest, the unit verify names (default %(default)s)",
+    )
+    parser.add_argument(
+        "--wait",
+        type=int,
+        default=sealing.DEFAULT_WAIT_MS,
+        metavar="MS",
+        help="seal: how long to wait for transactions still adding audit rows (default %(default)s)",
+    )
+    parser.add_argument(
+        "--expect",
+        metavar="HEAD",
+        help="verify: a head digest printed by an earlier seal and kept outside the database",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document per action")
     parser.add_argument(
         "--lock-timeout",
@@ -196,6 +239,48 @@ class _Run:
         text += f"\nRole {outcome.role} has no privilege on the audit objects and {reading}."
         self.emit(outcome.as_json(), text)
 
+    def seal(self) -> None:
+        done = self.m.seal(self.options["chunk_size"], self.options["wait"])
+        if done.sealed:
+            text = (
+                f"Sealed events {done.first_event_id}..{done.last_event_id}: {done.rows} row(s) in "
+                f"{done.chunks} chunk(s), seal {done.seal_id}."
+            )
+        else:
+            text = f"Nothing new to seal: events up to {done.last_event_id} are sealed."
+        if done.waiting_for:
+            text += (
+                f"\n{len(done.waiting_for)} transaction(s) still adding audit rows "
+                f"({', '.join(done.waiting_for)}): events after {done.last_event_id} wait for the next seal."
+            )
+        text += f"\nhead: {done.head}" if done.head else "\nNo seal yet: the trail is empty."
+        self.emit(done.as_json(), text)
+
+    def verify(self) -> None:
+        result = self.m.verify(self.options.get("expect"))
+        lines = [
+            f"retired: events {f.first_event_id}..{f.last_event_id} of {f.partitions}: {f.detail}"
+            for f in result.retired
+        ]
+        if result.ok:
+            if result.seals:
+                lines.insert(
+                    0,
+                    f"OK: {result.seals} seal(s) cover events {result.first_event_id}..{result.last_event_id}, "
+                    f"{result.rows} row(s) present; head: {result.head}",
+                )
+            else:
+                lines.insert(0, "OK: nothing is sealed yet; run seal first.")
+            if self.options.get("expect"):
+                lines.append(
+                    f"The chain contains the head kept outside the database, {self.options['expect']}."
+                )
+        else:
+            lines = [f"FAILED: {f.describe()}" for f in result.problems] + lines
+        self.emit(result.as_json(), "\n".join(lines))
+        if not result.ok:
+            raise VerifyFailed(result.problems[0].describe())
+
     def retire(self, action: str) -> None:
         days = self.options["older_than"]
         candidates = self.m.expired(days)
@@ -251,5 +336,9 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
             runner.check()
         elif action == "privileges":
             runner.privileges()
+        elif action == "seal":
+            runner.seal()
+        elif action == "verify":
+            runner.verify()
         else:
             runner.retire(action)

@@ -4,7 +4,8 @@ Example::
 
     partitioned-audit --dsn postgresql://app@db/app --layout simple create check --extra-days 30
 
-Exit status: 0 on success, 1 when ``check`` finds coverage short, 2 on any other error;
+Exit status: 0 on success, 1 when ``check`` finds coverage short or ``verify`` finds the
+sealed trail altered, 2 on any other error;
 the reason is one line on stderr.
 """
 
@@ -38,7 +39,8 @@ def connect(dsn: str) -> Any:
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(
-        prog="partitioned-audit", description="Plan, create, check and retire audit table partitions."
+        prog="partitioned-audit",
+        description="Plan, create, check and retire audit table partitions; seal and verify the trail.",
     )
     result.add_argument(
         "--dsn",
@@ -69,8 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         maintainer = Maintainer(connection, get_layout(args.layout), args.schema, policy)
         actions.run(maintainer, vars(args), sys.stdout, sys.stderr)
-    except actions.CheckFailed as exc:
-        print(f"partitioned-audit: check failed: {exc}", file=sys.stderr)
+    except actions.ActionFailed as exc:
+        print(f"partitioned-audit: {exc.action} failed: {exc}", file=sys.stderr)
         return 1
     except AuditError as exc:
         print(f"partitioned-audit: {exc}", file=sys.stderr)

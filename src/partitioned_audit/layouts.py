@@ -850,11 +850,12 @@ $fn$;
 #: Whether the engine's own maintenance is under way (MAINTENANCE_SETTING is on) and may
 #: pass: with the guard installed, only for a member of the guard function's owner (a table
 #: owner setting it gets nothing); without it, for whoever holds the privileges anyway.
-#: A template: fill ``{setting}`` and ``{schema}`` with literals.
+#: Never NULL (an unset setting reads as NULL). A template: fill ``{setting}`` and
+#: ``{schema}`` with literals.
 MAINTENANCE_ALLOWED = (
-    "current_setting({setting}, true) = 'on' AND coalesce(pg_has_role(current_user,"
+    "(coalesce(current_setting({setting}, true), '') = 'on' AND coalesce(pg_has_role(current_user,"
     " (SELECT p.proowner FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace"
-    f" WHERE n.nspname = {{schema}} AND p.proname = '{PREFIX}guard_capture'), 'MEMBER'), true)"
+    f" WHERE n.nspname = {{schema}} AND p.proname = '{PREFIX}guard_capture'), 'MEMBER'), true))"
 )
 
 # Installed only when the installing role is a superuser (CREATE EVENT TRIGGER needs it).

@@ -3,8 +3,8 @@
 The recommended set-up has two roles: the owner runs ``migrate`` and owns the audit
 objects; the application role connects at run time. :func:`apply` revokes every privilege
 the application role and ``PUBLIC`` hold on every audit object (tables, each partition,
-the DEFAULT partition, detached partitions, views, sequences, functions, a dedicated audit
-schema), grants ``SELECT`` on the read views when asked to, and then asks the server,
+the DEFAULT partition, detached partitions, views, sequences, the seal tables, functions,
+a dedicated audit schema), grants ``SELECT`` on the read views when asked to, and then asks the server,
 through ``has_*_privilege()``, whether the role can still do anything it should not, for
 instance through membership in a third role. It is idempotent: a second run changes nothing.
 
@@ -91,7 +91,13 @@ def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
         if not catalog.existing_tables(cursor, [(schema, layout.table)]):
             continue
         relations.update(
-            {layout.table: "TABLE", layout.default_partition: "TABLE", layout.sequence: "SEQUENCE"}
+            {
+                layout.table: "TABLE",
+                layout.default_partition: "TABLE",
+                layout.sequence: "SEQUENCE",
+                layout.seal_table: "TABLE",
+                layout.mark_table: "TABLE",
+            }
         )
         relations.update({row.name: "TABLE" for row in catalog.partitions(cursor, schema, layout.table)})
         relations[layout.view] = "VIEW"

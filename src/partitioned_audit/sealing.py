@@ -93,9 +93,23 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
         ),
         "canonical": SQL(_CANONICAL),
+        "append": SQL(_APPEND).format(
+            link=ident(schema, LINK_FUNCTION),
+            sealing=literal(SEALING_SETTING),
+            seals=ident(schema, layout.seal_table),
+        ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
     }
 
+
+# How the sealing functions add entry _e to the chain: its digest computed here, and the
+# setting that the seal table's trigger asks of an INSERT set for that INSERT only.
+_APPEND = """    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
+                        _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
+                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
+    PERFORM set_config({sealing}, 'on', true);
+    INSERT INTO {seals} SELECT _e.*;
+    PERFORM set_config({sealing}, '', true);"""
 
 # Every function that turns rows or seals into text fixes the settings that text depends on.
 _CANONICAL = """SET search_path = pg_catalog, pg_temp SET "TimeZone" = 'UTC' SET "DateStyle" = 'ISO, YMD'
@@ -273,12 +287,7 @@ BEGIN
       INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
       FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], _e.first_event_id, _horizon, NULL) AS c;
     _e.previous := _previous;
-    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
-                        _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
-                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
-    PERFORM set_config({sealing}, 'on', true);
-    INSERT INTO {seals} SELECT _e.*;
-    PERFORM set_config({sealing}, '', true);
+{append}
     RETURN jsonb_build_object('sealed', true, 'seal_id', _e.seal_id, 'first_event_id', _e.first_event_id,
                               'last_event_id', _e.last_event_id, 'rows', _e.row_count,
                               'chunks', cardinality(_e.chunk_index), 'allocated', _allocated,
@@ -343,12 +352,7 @@ BEGIN
     _e.kind := CASE WHEN dropped THEN 'drop' ELSE 'detach' END;
     _e.sealed_at := now();
     _e.partition_name := part::text;
-    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
-                        _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
-                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
-    PERFORM set_config({sealing}, 'on', true);
-    INSERT INTO {seals} SELECT _e.*;
-    PERFORM set_config({sealing}, '', true);
+{append}
     RETURN jsonb_build_object('seal_id', _e.seal_id, 'kind', _e.kind, 'partition', _e.partition_name,
                               'first_event_id', _e.first_event_id, 'last_event_id', _e.last_event_id,
                               'rows', _e.row_count, 'head', encode(_e.digest, 'hex'));
@@ -425,14 +429,17 @@ BEGIN
         ), compared AS (
             SELECT coalesce(e.cs, f.seal_id) AS cs, coalesce(e.k, f.chunk) AS k,
                    coalesce(e.n, 0) AS n, coalesce(f.row_count, 0) AS found_n,
-                   coalesce(nullif(f.partitions, ''), e.p) AS p, e.d IS DISTINCT FROM f.digest AS differs
+                   coalesce(nullif(f.partitions, ''), e.p) AS p, e.d IS DISTINCT FROM f.digest AS differs,
+                   CASE WHEN e.p IS DISTINCT FROM f.partitions AND e.p <> ''
+                        THEN format(' (sealed in %s)', e.p) ELSE '' END AS was
               FROM expected e FULL JOIN found f ON f.seal_id = e.cs AND f.chunk = e.k
         )
         SELECT CASE WHEN c.found_n < c.n THEN 'removed' WHEN c.found_n > c.n THEN 'added' ELSE 'changed' END,
                c.cs, b.lo, b.hi, c.n, c.found_n, c.p,
                CASE WHEN c.found_n < c.n THEN format('%s of %s sealed rows are missing', c.n - c.found_n, c.n)
                     WHEN c.found_n > c.n THEN format('%s rows more than the %s sealed', c.found_n - c.n, c.n)
-                    ELSE format('%s rows were sealed and %s are there, but their contents differ', c.n, c.found_n) END
+                    ELSE format('%s rows were sealed and %s are there, but their contents differ', c.n, c.found_n)
+               END || c.was
           FROM compared c
           CROSS JOIN LATERAL (SELECT array_position(_ids, c.cs) AS i) AS x
           CROSS JOIN LATERAL (SELECT _firsts[x.i] + c.k::bigint * _sizes[x.i] AS lo,

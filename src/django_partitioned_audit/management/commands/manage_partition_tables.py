@@ -15,7 +15,9 @@ from ...maintenance import maintainer
 
 
 class Command(BaseCommand):
-    help = "Lists, plans, creates, checks and retires the partitions of the audit table."
+    help = (
+        "Lists, plans, creates, checks and retires the partitions of the audit table; seals and verifies it."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions.add_arguments(parser)
@@ -26,7 +28,7 @@ class Command(BaseCommand):
         try:
             manager = maintainer(options["database"], actions.lock_policy(options))
             actions.run(manager, options, self.stdout, self.stderr)
-        except actions.CheckFailed as exc:
-            raise CommandError(f"check failed: {exc}", returncode=1) from exc
+        except actions.ActionFailed as exc:
+            raise CommandError(f"{exc.action} failed: {exc}", returncode=1) from exc
         except AuditError as exc:
             raise CommandError(str(exc), returncode=2) from exc

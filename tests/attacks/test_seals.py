@@ -1,0 +1,112 @@
+"""Sealed rows and the seals themselves, attacked by the application role and by the owner.
+
+The application role holds nothing on the seal tables or the sealing functions. The owner
+(an ordinary role, not a superuser) holds every privilege on its tables, yet the freeze
+refuses its UPDATE, DELETE and TRUNCATE of sealed rows, and the seal table refuses every
+change and any INSERT not made by a sealing function. What the owner can still do (take the
+triggers off its own tables) is caught by ``verify``: see tests/test_sealing.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from partitioned_audit import sealing
+from partitioned_audit.partitioning.maintenance import Maintainer
+from tests.attacks.conftest import TwoRoles, refused
+
+
+def sealed_state(setup: TwoRoles) -> tuple[Any, ...]:
+    """Seal as the owner; return (the trail, the seals, verify's head and rows)."""
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, setup.layout)
+        m.seal()
+        result = m.verify()
+        assert result.ok
+        cur = conn.cursor()
+        cur.execute(f"SELECT * FROM public.{setup.layout.seal_table} ORDER BY seal_id")
+        return setup.trail(), cur.fetchall(), result.head, result.rows
+    finally:
+        conn.close()
+
+
+def seal_attempts(setup: TwoRoles) -> list[str]:
+    seals = f"public.{setup.layout.seal_table}"
+    return [
+        f"UPDATE {seals} SET row_count = 0",
+        f"DELETE FROM {seals}",
+        f"TRUNCATE {seals}",
+        f"INSERT INTO {seals} SELECT * FROM {seals}",
+    ]
+
+
+def test_the_app_role_cannot_touch_the_seals_or_call_the_sealing_functions(two_roles: TwoRoles):
+    layout = two_roles.layout
+    before = sealed_state(two_roles)
+    app = two_roles.session(two_roles.app)
+    try:
+        for relation in (layout.seal_table, layout.mark_table):
+            for statement in (
+                f"SELECT * FROM public.{relation}",
+                f"INSERT INTO public.{relation} SELECT * FROM public.{relation}",
+                f"UPDATE public.{relation} SET last_event_id = 0",
+                f"DELETE FROM public.{relation}",
+                f"TRUNCATE public.{relation}",
+            ):
+                assert refused(app, statement).startswith("permission denied for table "), statement
+        for call in (
+            f"{layout.seal_function('seal')}(1000, 0)",
+            f"{layout.seal_function('verify')}(NULL)",
+            f"{layout.seal_function('retire')}('public.{layout.default_partition}', true)",
+            f"{layout.seal_function('chunks')}('{{1}}', '{{1}}', '{{1}}', 1, 9, NULL)",
+        ):
+            assert refused(app, f"SELECT * FROM public.{call}").startswith("permission denied for function ")
+    finally:
+        app.close()
+    assert sealed_state(two_roles)[:2] == before[:2]
+
+
+def test_the_owner_cannot_change_delete_or_truncate_sealed_rows(two_roles: TwoRoles):
+    layout = two_roles.layout
+    before = sealed_state(two_roles)
+    owner = two_roles.session(two_roles.owner)
+    try:
+        for statement in (
+            f"UPDATE public.{layout.table} SET {layout.table_column} = 'forged'",
+            f"UPDATE public.{layout.default_partition} SET {layout.table_column} = 'forged'",
+            f"DELETE FROM public.{layout.table}",
+            f"DELETE FROM public.{layout.default_partition}",
+            # the maintenance setting lets only the engine's own DEFAULT-partition moves through
+            "SELECT set_config('partitioned_audit.maintenance', 'on', true);"
+            f" UPDATE public.{layout.default_partition} SET {layout.table_column} = 'forged'",
+            f"TRUNCATE public.{layout.table}",
+        ):
+            message = refused(owner, statement)
+            assert message.startswith("partitioned_audit: ") and "refused" in message, statement
+        for statement in seal_attempts(two_roles):
+            assert refused(owner, statement).startswith(
+                f"partitioned_audit: {layout.seal_table} is append-only"
+            )
+    finally:
+        owner.close()
+    after = sealed_state(two_roles)
+    assert after[:2] == before[:2] and after[2] == before[2]
+
+
+def test_rows_written_after_a_seal_stay_writable_by_the_owner_until_the_next_seal(two_roles: TwoRoles):
+    """The freeze covers sealed rows only: the rows after the last seal are not frozen yet."""
+    layout = two_roles.layout
+    sealed_state(two_roles)
+    two_roles.run(two_roles.app, "INSERT INTO invoice VALUES (2, 20)")
+    (count,) = two_roles.run(
+        two_roles.owner,
+        f"SELECT count(*) FROM public.{layout.table} WHERE {layout.event_column} >"
+        f" (SELECT max(last_event_id) FROM public.{layout.seal_table})",
+    )[0]
+    assert count >= 1
+    assert sealing.FREEZE_TRIGGER in {
+        name
+        for (name,) in two_roles.run(None, "SELECT tgname FROM pg_trigger WHERE tgname LIKE 'dpa_seal_%'")
+    }

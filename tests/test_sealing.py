@@ -1,0 +1,662 @@
+"""Tamper evidence: seals cover every settled row, verify finds every kind of tampering.
+
+Each test works on a scratch database of its own, as the superuser (who can do anything,
+and is therefore the attacker that only ``verify`` can catch); the application and owner
+roles' view is in tests/attacks/test_seals.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from testproject.legacy104 import SIMPLE_TABLE
+
+from partitioned_audit import ADVANCED, SIMPLE, TableSpec, cli, enable, install, objects, sealing
+from partitioned_audit.errors import ConfigurationError
+from partitioned_audit.layouts import Layout
+from partitioned_audit.partitioning.maintenance import Maintainer
+from partitioned_audit.partitioning.ranges import PartitionInfo
+from partitioned_audit.sealing import SealError
+from partitioned_audit.sql import SQL, execute, ident, literal
+from tests.engine_db import connect, scratch_database
+
+LAYOUTS = pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+
+
+class Trail:
+    """One audited table ``invoice`` and the audit objects of ``layout`` in ``schema``."""
+
+    def __init__(self, dbname: str, layout: Layout, schema: str = "public") -> None:
+        self.dbname, self.layout, self.schema = dbname, layout, schema
+        self.conn = connect(dbname, autocommit=True)
+        self.m = Maintainer(self.conn, layout, schema)
+        cur = self.conn.cursor()
+        cur.execute("CREATE TABLE invoice (id int PRIMARY KEY, amount numeric, note text)")
+        cur.execute("BEGIN")
+        install(cur, layout, schema)
+        enable(cur, layout, TableSpec("public", "invoice", ("id",)), schema=schema)
+        cur.execute("COMMIT")
+
+    @property
+    def table(self) -> Any:
+        return ident(self.schema, self.layout.table)
+
+    @property
+    def event(self) -> Any:
+        return ident(self.layout.event_column)
+
+    def run(self, statement: Any, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = self.conn.cursor()
+        execute(cur, statement, params)
+        return list(cur.fetchall()) if cur.description else []
+
+    def write(self, first: int, count: int) -> None:
+        self.run(
+            "INSERT INTO invoice SELECT g, g * 1.5, 'n' || g FROM generate_series(%s::int, %s::int) g",
+            [first, first + count - 1],
+        )
+
+    def count(self, lo: int, hi: int) -> int:
+        """Audit rows with event ids in [lo, hi] (the advanced layout spends an id per statement)."""
+        return sum(lo <= i <= hi for i in self.ids())
+
+    @property
+    def default(self) -> str:
+        return f"{self.schema}.{self.layout.default_partition}"
+
+    def ids(self) -> list[int]:
+        return [i for (i,) in self.run(SQL("SELECT {} FROM {} ORDER BY 1").format(self.event, self.table))]
+
+    def tamper(self, statement: Any) -> None:
+        """As a superuser stepping past the guard and the freeze, as an attacker would."""
+        self.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        self.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(self.table, ident(sealing.FREEZE_TRIGGER)))
+        try:
+            self.run(statement)
+        finally:
+            self.run(
+                SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(
+                    self.table, ident(sealing.FREEZE_TRIGGER)
+                )
+            )
+            self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+
+    def where(self, event_id: int) -> Any:
+        return SQL("{} = {}").format(self.event, literal(event_id))
+
+
+@pytest.fixture(params=[SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def trail(request: pytest.FixtureRequest) -> Iterator[Trail]:
+    with scratch_database() as dbname:
+        t = Trail(dbname, request.param)
+        yield t
+        t.conn.close()
+
+
+def test_with_no_transaction_in_flight_a_seal_covers_every_committed_row(trail):
+    trail.write(1, 2500)
+    trail.run("UPDATE invoice SET note = 'x' WHERE id <= 10")
+    ids = trail.ids()
+    sealed = trail.m.seal(chunk_size=1000)
+    assert sealed.sealed and (sealed.first_event_id, sealed.last_event_id) == (1, max(ids))
+    assert sealed.rows == len(ids) and sealed.chunks == len({(i - 1) // 1000 for i in ids})
+    result = trail.m.verify(expect=sealed.head)
+    assert result.ok and result.rows == len(ids) and result.head == sealed.head
+    again = trail.m.seal()
+    assert not again.sealed and again.head == sealed.head  # nothing new: the chain stays
+    assert trail.run(SQL("SELECT count(*) FROM {}").format(ident(trail.schema, trail.layout.seal_table))) == [
+        (1,)
+    ]
+
+
+def test_a_transaction_open_across_seals_holds_the_horizon_and_nothing_is_sealed_out_of_order(trail):
+    trail.write(1, 10)
+    open_tx = connect(trail.dbname)
+    cur = open_tx.cursor()
+    cur.execute("INSERT INTO invoice VALUES (100, 1, 'open')")
+    execute(cur, SQL("SELECT max({}) FROM {}").format(trail.event, trail.table))
+    (held,) = cur.fetchone()
+    trail.write(11, 5)  # committed, with ids after the open transaction's
+    # Whether ids below the open transaction's are all settled cannot be seen from here:
+    # the seal records what it saw and waits for a later run.
+    first = trail.m.seal(wait_ms=50)
+    assert not first.sealed and first.waiting_for and first.allocated == max(trail.ids())
+    trail.write(20, 5)
+    second = trail.m.seal(wait_ms=0)
+    assert not second.sealed and second.allocated == max(trail.ids())
+    open_tx.commit()
+    other = connect(trail.dbname)  # a new writer, open from here on
+    other.cursor().execute("INSERT INTO invoice VALUES (200, 1, 'other')")
+    third = trail.m.seal(wait_ms=0)
+    # The first writer has ended, so what the second seal saw handed out is settled, though
+    # another writer is open now; the committed row it waited for is in, in order.
+    assert third.sealed and third.last_event_id == second.allocated and third.waiting_for
+    assert third.rows == 21
+    other.commit()
+    fourth = trail.m.seal(wait_ms=0)
+    assert fourth.sealed and fourth.last_event_id == max(trail.ids()) and fourth.rows == 1
+    result = trail.m.verify(expect=fourth.head)
+    assert result.ok and result.rows == len(trail.ids()) == 22
+    open_tx.close()
+    other.close()
+
+
+def test_a_seal_waits_briefly_for_writers_that_are_about_to_commit(trail):
+    writer = connect(trail.dbname)
+    writer.cursor().execute("INSERT INTO invoice VALUES (1, 1, 'soon')")
+    threading.Timer(0.2, writer.commit).start()
+    sealed = trail.m.seal(wait_ms=5000)
+    assert sealed.sealed and sealed.last_event_id == max(trail.ids()) and not sealed.waiting_for
+    writer.close()
+
+
+def test_an_empty_seal_changes_nothing(trail):
+    assert not trail.m.seal().sealed  # nothing written yet
+    assert trail.m.verify().ok and trail.m.verify().head is None
+    trail.write(1, 3)
+    head = trail.m.seal().head
+    for _ in range(3):
+        assert trail.m.seal().head == head
+    (count,) = trail.run(SQL("SELECT count(*) FROM {}").format(ident(trail.schema, trail.layout.seal_table)))[
+        0
+    ]
+    assert count == 1
+
+
+def test_ids_of_rolled_back_transactions_are_sealed_as_empty(trail):
+    trail.write(1, 3)
+    aborted = connect(trail.dbname)
+    aborted.cursor().execute("INSERT INTO invoice VALUES (50, 1, 'gone')")
+    aborted.rollback()
+    trail.write(4, 2)
+    sealed = trail.m.seal()
+    assert sealed.rows == 5 and sealed.last_event_id == max(trail.ids()) and trail.m.verify().ok
+    # A row forged later into the gap the rollback left is found.
+    gap = sorted(set(range(1, sealed.last_event_id + 1)) - set(trail.ids()))[0]
+    forge = SQL(
+        "INSERT INTO {t} SELECT (jsonb_populate_record(NULL::{t}, to_jsonb(a) || jsonb_build_object({name}, {gap}))).*"
+        " FROM {t} a WHERE {where}"
+    )
+    trail.tamper(
+        forge.format(
+            t=trail.table,
+            name=literal(trail.layout.event_column),
+            gap=literal(gap),
+            where=trail.where(max(trail.ids())),
+        )
+    )
+    problems = trail.m.verify().problems
+    assert [(p.kind, p.first_event_id <= gap <= p.last_event_id) for p in problems] == [("added", True)]
+
+
+# ---------------------------------------------------------------------------------------
+# Tampering, as a superuser: each kind is caught and located.
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sealed(trail: Trail) -> Trail:
+    trail.write(1, 3000)
+    trail.m.seal(chunk_size=1000)
+    assert trail.m.verify().ok
+    return trail
+
+
+def only_problem(t: Trail) -> sealing.Finding:
+    problems = t.m.verify().problems
+    assert len(problems) == 1, [p.describe() for p in problems]
+    return problems[0]
+
+
+def test_an_updated_row_is_reported_changed_with_its_chunk_and_partition(sealed):
+    payload = "object_payload" if sealed.layout is SIMPLE else "row_data"
+    sealed.tamper(
+        SQL("UPDATE {} SET {} = {} || '{{\"amount\": 0}}' WHERE {}").format(
+            sealed.table, ident(payload), ident(payload), sealed.where(1500)
+        )
+    )
+    problem = only_problem(sealed)
+    assert (problem.kind, problem.first_event_id, problem.last_event_id) == ("changed", 1001, 2000)
+    assert problem.expected_rows == problem.found_rows == sealed.count(1001, 2000)
+    assert problem.partitions == sealed.default
+
+
+def test_a_deleted_row_is_reported_removed(sealed):
+    sealed.tamper(SQL("DELETE FROM {} WHERE {}").format(sealed.table, sealed.where(2999)))
+    problem = only_problem(sealed)
+    assert (problem.kind, problem.first_event_id, problem.last_event_id) == ("removed", 2001, 3000)
+    assert (problem.expected_rows, problem.found_rows) == (
+        sealed.count(2001, 3000) + 1,
+        sealed.count(2001, 3000),
+    )
+
+
+def test_a_forged_row_in_a_sealed_range_is_reported_added(sealed):
+    sealed.tamper(
+        SQL("INSERT INTO {} SELECT * FROM {} WHERE {}").format(sealed.table, sealed.table, sealed.where(10))
+    )
+    problem = only_problem(sealed)
+    assert (problem.kind, problem.first_event_id) == ("added", 1)
+    assert problem.found_rows == problem.expected_rows + 1 == sealed.count(1, 1000)
+
+
+def test_a_row_forged_with_an_id_below_every_seal_is_reported_added(sealed):
+    sealed.tamper(
+        SQL("INSERT INTO {} SELECT * FROM {} WHERE {}").format(sealed.table, sealed.table, sealed.where(10))
+    )
+    sealed.tamper(
+        SQL("UPDATE {} SET {} = -5 WHERE ctid = (SELECT max(ctid) FROM {} WHERE {})").format(
+            sealed.table, sealed.event, sealed.table, sealed.where(10)
+        )
+    )
+    problem = only_problem(sealed)
+    assert (problem.kind, problem.first_event_id, problem.seal_id) == ("added", -5, None)
+
+
+def test_swapped_event_ids_are_reported_changed_in_both_chunks(sealed):
+    swap = SQL("UPDATE {t} SET {e} = CASE WHEN {e} = 5 THEN 2005 ELSE 5 END WHERE {e} IN (5, 2005)").format(
+        t=sealed.table, e=sealed.event
+    )
+    sealed.tamper(swap)
+    found = [(p.kind, p.first_event_id) for p in sealed.m.verify().problems]
+    assert found == [("changed", 1), ("changed", 2001)]
+
+
+def test_a_changed_timestamp_is_reported_changed_even_when_the_row_moves_partition(sealed):
+    sealed.m.create([PartitionInfo.create(sealed.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))])
+    sealed.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-15' WHERE {}").format(
+            sealed.table, ident(sealed.layout.time_column), sealed.where(42)
+        )
+    )
+    problem = only_problem(sealed)
+    assert (problem.kind, problem.first_event_id) == ("changed", 1)
+    assert f"{sealed.layout.table}_20010101_20010201" in problem.partitions
+
+
+@pytest.mark.parametrize(
+    "remove",
+    ["DROP TABLE {part}", "TRUNCATE {part}", "ALTER TABLE {table} DETACH PARTITION {part}"],
+    ids=["drop", "truncate", "detach"],
+)
+def test_a_partition_removed_without_retention_is_reported_with_its_name(trail, remove):
+    january = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
+    trail.m.create([january])
+    trail.write(1, 1500)
+    time_col = ident(trail.layout.time_column)
+    # The first 700 rows as if written in January 2001 (moving them there is the set-up).
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 700").format(trail.table, time_col, trail.event)
+    )
+    trail.m.seal(chunk_size=1000)
+    assert trail.m.verify().ok
+    sealed_rows, left = trail.count(1, 1000), trail.count(701, 1000)
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(SQL(remove).format(part=ident(trail.schema, january.partition), table=trail.table))
+    problems = trail.m.verify().problems
+    found = [(p.kind, p.first_event_id, p.expected_rows, p.found_rows, p.partitions) for p in problems]
+    assert found == [("removed", 1, sealed_rows, left, trail.default)]
+    assert f"(sealed in {trail.schema}.{january.partition} {trail.default})" in problems[0].detail
+
+
+def test_an_altered_seal_breaks_the_chain(sealed):
+    seals = ident(sealed.schema, sealed.layout.seal_table)
+    sealed.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    sealed.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, ident(sealing.APPEND_ONLY_TRIGGER)))
+    sealed.run(SQL("UPDATE {} SET row_count = row_count - 1").format(seals))
+    kinds = {p.kind for p in sealed.m.verify().problems}
+    assert kinds == {"chain"}
+
+
+def test_a_superuser_who_rewrites_rows_and_every_seal_is_caught_by_the_head_kept_outside(sealed):
+    kept = sealed.m.verify().head
+    sealed.tamper(SQL("DELETE FROM {} WHERE {}").format(sealed.table, sealed.where(7)))
+    seals = ident(sealed.schema, sealed.layout.seal_table)
+    sealed.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    sealed.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, ident(sealing.APPEND_ONLY_TRIGGER)))
+    sealed.run(SQL("DELETE FROM {}").format(seals))
+    sealed.m.seal()  # a fresh, self-consistent chain over the altered rows
+    assert sealed.m.verify().ok  # without the head, nothing to compare with
+    result = sealed.m.verify(expect=kept)
+    assert [p.kind for p in result.problems] == ["head"] and kept in result.problems[0].detail
+
+
+def test_a_chain_cut_short_is_caught_by_the_head(sealed):
+    first_seal_ends = sealed.m.verify().last_event_id
+    sealed.write(5000, 10)
+    kept = sealed.m.seal().head
+    seals = ident(sealed.schema, sealed.layout.seal_table)
+    sealed.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    sealed.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, ident(sealing.APPEND_ONLY_TRIGGER)))
+    sealed.run(SQL("DELETE FROM {} WHERE seal_id = 2").format(seals))
+    sealed.tamper(
+        SQL("DELETE FROM {} WHERE {} > {}").format(sealed.table, sealed.event, literal(first_seal_ends))
+    )
+    assert sealed.m.verify().ok
+    assert [p.kind for p in sealed.m.verify(expect=kept).problems] == ["head"]
+    # An older head is still in a longer chain: that is not a problem.
+    assert sealed.m.verify(expect=sealed.m.verify().head).ok
+
+
+# ---------------------------------------------------------------------------------------
+# Retention and the DEFAULT partition
+# ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("drop", [True, False], ids=["drop", "detach"])
+def test_retention_keeps_the_chain_and_says_what_it_removed(trail, drop):
+    old = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
+    trail.m.create([old])
+    trail.write(1, 2500)
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 1200").format(
+            trail.table, ident(trail.layout.time_column), trail.event
+        )
+    )
+    trail.m.seal(chunk_size=1000)
+    kept = trail.m.verify().head
+    moved = [i for i in trail.ids() if i <= 1200]
+    assert trail.m.detach([old], drop=drop) == [old]
+    result = trail.m.verify(expect=kept)
+    assert result.ok, [p.describe() for p in result.problems]
+    (retired,) = result.retired
+    assert (retired.first_event_id, retired.last_event_id, retired.expected_rows) == (
+        min(moved),
+        1200,
+        len(moved),
+    )
+    assert (
+        retired.partitions == f"{trail.schema}.{old.partition}"
+        and ("dropped" if drop else "detached") in retired.detail
+    )
+    assert result.rows == len(trail.ids()) == 2500 - len(moved)
+    # The chunk the partition shared with the DEFAULT partition still catches a change.
+    left = trail.count(1001, 2000)
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(1500)))
+    problem = only_problem(trail)
+    assert (problem.kind, problem.first_event_id, problem.expected_rows) == ("removed", 1001, left)
+
+
+def test_retention_refuses_a_partition_whose_sealed_rows_were_altered(trail):
+    old = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
+    trail.m.create([old])
+    trail.write(1, 100)
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 50").format(
+            trail.table, ident(trail.layout.time_column), trail.event
+        )
+    )
+    trail.m.seal()
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(3)))
+    with pytest.raises(SealError, match="no longer matches its seal"):
+        trail.m.detach([old], drop=True)
+    assert trail.run(SQL("SELECT to_regclass({})").format(literal(f"{trail.schema}.{old.partition}")))[0][0]
+
+
+def test_rows_sealed_in_the_default_partition_keep_verifying_once_create_moves_them(trail):
+    trail.write(1, 1500)
+    # Rows no partition covers wait in the DEFAULT partition (March 2001 here) and get sealed there.
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-03-05' WHERE {} <= 600").format(
+            trail.table, ident(trail.layout.time_column), trail.event
+        )
+    )
+    trail.m.seal()
+    march = PartitionInfo.create(trail.layout.table, dt.date(2001, 3, 1), dt.date(2001, 4, 1))
+    assert trail.m.create([march]).moved_rows == trail.count(1, 600)
+    result = trail.m.verify()
+    assert result.ok and result.rows == 1500
+    (where,) = trail.run(
+        SQL("SELECT DISTINCT tableoid::regclass::text FROM {} WHERE {} <= 600").format(
+            trail.table, trail.event
+        )
+    )
+    assert where == (march.partition,)
+
+
+# ---------------------------------------------------------------------------------------
+# The canonical encoding, re-implemented from docs/tamper-evidence.md
+# ---------------------------------------------------------------------------------------
+
+
+def record_text(fields: list[str | None]) -> str:
+    """PostgreSQL's text of ROW(...): a field is quoted when empty or holding a quote,
+    backslash, parenthesis, comma or white space; quotes and backslashes inside are doubled;
+    NULL is nothing at all."""
+    out = []
+    for value in fields:
+        if value is None:
+            out.append("")
+        elif value == "" or any(c in value for c in '"\\(),') or any(c.isspace() for c in value):
+            out.append('"' + value.replace("\\", "\\\\").replace('"', '""') + '"')
+        else:
+            out.append(value)
+    return "(" + ",".join(out) + ")"
+
+
+def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trail):
+    trail.write(1, 1200)
+    trail.run("UPDATE invoice SET note = E'a \"quoted\", (odd)\\\\ line\\nnext' WHERE id = 3")
+    trail.run("DELETE FROM invoice WHERE id = 4")
+    trail.m.seal(chunk_size=500)
+    trail.write(2000, 3)
+    head = trail.m.seal(chunk_size=7).head
+    conn = connect(trail.dbname, autocommit=True)
+    cur = conn.cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    # Each field as its type's output function writes it (what COPY and psql print).
+    columns = SQL(", ").join(
+        SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END").format(c=ident(c))
+        for c in trail.layout.column_names
+    )
+    execute(cur, SQL("SELECT {}, {} FROM {} ORDER BY 1").format(trail.event, columns, trail.table))
+    rows = cur.fetchall()
+    execute(
+        cur,
+        SQL(
+            "SELECT seal_id, kind, sealed_at::text, first_event_id, last_event_id, row_count, chunk_size,"
+            " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, previous, digest"
+            " FROM {} ORDER BY 1"
+        ).format(ident(trail.schema, trail.layout.seal_table)),
+    )
+    previous = bytes(32)
+    for seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, prev, digest in cur.fetchall():
+        lines = {}
+        for event_id, *fields in rows:
+            if first <= event_id <= last:
+                lines.setdefault((event_id - first) // size, []).append(record_text(fields) + "\n")
+        assert sorted(lines) == list(ks) and [len(v) for _, v in sorted(lines.items())] == list(ns)
+        for k, d in zip(ks, ds, strict=True):
+            assert hashlib.sha256("".join(lines[k]).encode()).digest() == bytes(d)
+        header = record_text([str(seal_id), kind, at, str(first), str(last), str(count), str(size), part])
+        chunk_lines = "".join(
+            record_text([str(s), str(k), str(n), bytes(d).hex(), p]) + "\n"
+            for s, k, n, d, p in zip(cs, ks, ns, ds, ps, strict=True)
+        )
+        link = hashlib.sha256(f"{previous.hex()}\n{header}\n{chunk_lines}".encode()).digest()
+        assert bytes(prev) == previous and bytes(digest) == link
+        previous = link
+    assert previous.hex() == head
+    conn.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Where it runs: any schema, upgraded 1.0.4 rows, under load, concurrently, bad input
+# ---------------------------------------------------------------------------------------
+
+
+@LAYOUTS
+def test_a_hostile_audit_schema_seals_and_verifies(layout):
+    with scratch_database() as dbname:
+        t = Trail(dbname, layout, schema='audit "trail"; x')
+        t.write(1, 50)
+        sealed = t.m.seal()
+        assert sealed.rows == 50 and t.m.verify(expect=sealed.head).ok
+        t.tamper(SQL("DELETE FROM {} WHERE {}").format(t.table, t.where(2)))
+        assert [p.kind for p in t.m.verify().problems] == ["removed"]
+        t.conn.close()
+
+
+def test_the_rows_of_an_upgraded_104_table_are_sealed_once_numbered():
+    with scratch_database() as dbname:
+        conn = connect(dbname, autocommit=True)
+        cur = conn.cursor()
+        cur.execute(SIMPLE_TABLE)
+        cur.execute(
+            "CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple FOR VALUES FROM ('2024-01-01') TO ('2024-02-01')"
+        )
+        cur.execute(
+            "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)"
+            " SELECT 'book', jsonb_build_object('id', g), timestamptz '2024-01-02' + g * interval '1 second', 1, 'I' FROM generate_series(1, 2000) g"
+        )
+        cur.execute("BEGIN")
+        install(cur, SIMPLE)
+        cur.execute("COMMIT")
+        m = Maintainer(conn, SIMPLE)
+        with pytest.raises(SealError, match="1.0.4 rows waiting"):
+            m.seal()
+        cur.execute("SELECT count(*) FROM audit_simple_seal")
+        assert cur.fetchone() == (0,)
+        objects.backfill(conn, SIMPLE)
+        sealed = m.seal()
+        assert (sealed.first_event_id, sealed.last_event_id, sealed.rows) == (1, 2000, 2000)
+        assert m.verify().ok
+        cur.execute("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        with pytest.raises(Exception, match="is sealed"):
+            cur.execute("UPDATE audit_simple SET object_payload = '{}' WHERE audit_event_id = 1")
+        conn.close()
+
+
+def test_sealing_under_writer_load_blocks_no_writer_and_misses_no_row(trail):
+    stop = threading.Event()
+    stalls: list[float] = []
+
+    def writer(offset: int) -> None:
+        conn = connect(trail.dbname, autocommit=True)
+        n = offset
+        while not stop.is_set():
+            started = time.monotonic()
+            conn.cursor().execute("INSERT INTO invoice VALUES (%s, 1, 'w')", [n])
+            stalls.append(time.monotonic() - started)
+            n += 1
+        conn.close()
+
+    threads = [threading.Thread(target=writer, args=(k * 1_000_000,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        seals = []
+        for _ in range(6):
+            time.sleep(0.2)
+            seals.append(trail.m.seal(wait_ms=200))
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    final = trail.m.seal()
+    assert final.last_event_id == max(trail.ids())
+    assert sum(s.sealed for s in seals) >= 3
+    result = trail.m.verify(expect=seals[0].head or final.head)
+    assert result.ok and result.rows == len(trail.ids())
+    print(f"\n  {len(stalls)} audited inserts during 6 seals; longest {max(stalls) * 1000:.0f} ms")
+    assert max(stalls) < 1.0  # a seal waits for writers; writers never wait for a seal
+
+
+def test_two_seals_at_once_make_one_chain(trail):
+    trail.write(1, 3000)
+    results: list[Any] = []
+
+    def run() -> None:
+        conn = connect(trail.dbname, autocommit=True)
+        results.append(Maintainer(conn, trail.layout, trail.schema).seal())
+        conn.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(r.sealed for r in results) == [False, True]
+    assert trail.m.verify().ok and trail.m.verify().rows == 3000
+
+
+def test_bad_arguments_and_states_are_refused_with_a_reason(trail):
+    trail.write(1, 5)
+    with pytest.raises(ConfigurationError, match="chunk_size"):
+        trail.m.seal(chunk_size=0)
+    with pytest.raises(ConfigurationError, match="wait_ms"):
+        trail.m.seal(wait_ms=-1)
+    with pytest.raises(ConfigurationError, match="64 hexadecimal"):
+        trail.m.verify(expect="not-a-digest")
+    conn = connect(trail.dbname)
+    cur = conn.cursor()
+    cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+    with pytest.raises(SealError, match="READ COMMITTED"):
+        sealing.seal(cur, trail.layout, trail.schema)
+    conn.rollback()
+    conn.close()
+    seq = ident(trail.schema, trail.layout.sequence)
+    trail.run(SQL("ALTER SEQUENCE {} CACHE 10").format(seq))
+    with pytest.raises(SealError, match="caches ids"):
+        trail.m.seal()
+    trail.run(SQL("ALTER SEQUENCE {} CACHE 1").format(seq))
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(SQL("DROP TRIGGER {} ON {}").format(ident(sealing.FREEZE_TRIGGER), trail.table))
+    with pytest.raises(SealError, match="missing"):
+        trail.m.seal()
+    assert (
+        objects.layout_status(trail.conn.cursor(), trail.layout, trail.schema).status
+        is objects.Status.OUTDATED
+    )
+    cur = trail.conn.cursor()
+    cur.execute("BEGIN")
+    install(cur, trail.layout, trail.schema)
+    cur.execute("COMMIT")
+    assert trail.m.seal().rows == 5
+
+
+def test_the_command_line_seals_prints_the_head_and_verify_exits_1_on_tampering(trail, capsys):
+    from django.conf import settings
+
+    dsn = settings.SERVER.dsn(trail.dbname)
+    base = ["--dsn", dsn, "--layout", trail.layout.name]
+    trail.write(1, 20)
+    assert cli.main([*base, "seal", "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["sealed"] and document["rows"] == 20
+    head = document["head"]
+    assert cli.main([*base, "verify", "--expect", head]) == 0
+    assert head in capsys.readouterr().out
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(3)))
+    assert cli.main([*base, "verify", "--expect", head]) == 1
+    captured = capsys.readouterr()
+    assert f"removed: seal 1 events 1..{max(trail.ids())} in {trail.default}" in captured.out
+    assert "verify failed" in captured.err
+
+
+@pytest.mark.django_db
+def test_manage_partition_tables_seals_and_verifies_the_project_trail():
+    from django.core.management import CommandError, call_command
+    from library.models import Book
+
+    from tests.helpers import partition_command
+
+    Book.objects.create(isbn="s1", title="sealed")
+    seal_doc, verify_doc = (
+        json.loads(line) for line in partition_command("seal", "verify", "--json").splitlines()
+    )
+    assert seal_doc["action"] == "seal" and seal_doc["sealed"] and seal_doc["rows"] >= 1
+    assert verify_doc == {**verify_doc, "ok": True, "head": seal_doc["head"], "problems": []}
+    text = partition_command("verify", "--expect", seal_doc["head"])
+    assert text.startswith("OK: 1 seal(s) cover events") and seal_doc["head"] in text
+    with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
+        call_command("manage_partition_tables", "verify", "--expect", "ab" * 32, stdout=io.StringIO())
+    assert failed.value.returncode == 1
