@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
+.PHONY: pgbouncer demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,7 +44,12 @@ test-django42: $(STAMP42)
 	DPA_DRIVER=psycopg $(VENV42)/bin/pytest
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(VENV42)/bin/pytest
 
-test: lint typecheck test-local test-embedded test-django42
+# The context tests start Debian's PgBouncer themselves; install it when it is missing.
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+		(apt-get install -y -q pgbouncer >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q pgbouncer >/dev/null))
+
+test: lint typecheck pgbouncer test-local test-embedded test-django42
 
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
 # BENCH_ARGS="--synchronous-commit on" measures with durable commits.

@@ -8,6 +8,12 @@ the same six-column table. pgbench runs the single-row scripts of both in one ru
 at random per transaction, so both see the same noise; the 200 000-row statements
 alternate, and the report gives the median of the rounds. Ratios below 1 mean this tree
 is cheaper.
+
+    python -m bench.ab --against HEAD~3 --context '{"user_id":7,"request_id":"abc"}'
+
+runs every workload with that audit context set for the session (``PGOPTIONS``), as a
+writer inside ``audit_context()`` has it set for its transaction: what reading and storing
+it costs the capture, against a commit that does not read it.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib.util
+import json
+import os
 import statistics
 import subprocess
 import sys
@@ -92,14 +100,15 @@ def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -
         execute(cur, statement)
 
 
-def pgbench(dsn: str, scripts: dict[str, str], seconds: int) -> dict[str, float]:
+def pgbench(dsn: str, scripts: dict[str, str], seconds: int, options: str = "") -> dict[str, float]:
     """Latency per transaction (µs) of each script, all run in one pgbench run."""
     directory = Path(tempfile.mkdtemp())
     args = ["pgbench", "-n", "-c", "1", "-T", str(seconds), "-r"]
     for name, text in scripts.items():
         (directory / f"{name}.sql").write_text(text)
         args += ["-f", str(directory / f"{name}.sql")]
-    out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True).stdout
+    env = {**os.environ, "PGOPTIONS": options} if options else None
+    out = subprocess.run([*args, dsn], check=True, capture_output=True, text=True, env=env).stdout
     found, current = {}, None
     for line in out.splitlines():
         if line.startswith("SQL script"):
@@ -133,7 +142,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration per round")
+    parser.add_argument("--context", help="a JSON object set as the audit context of every session")
     options = parser.parse_args()
+    session = ""
+    if options.context:
+        compact = json.dumps(json.loads(options.context), separators=(",", ":"))
+        if " " in compact:
+            raise SystemExit("--context: no spaces inside values, please (PGOPTIONS splits on them)")
+        session = f"-c {now_layouts.CONTEXT_SETTING}={compact}"
     then = layouts_of(options.against)
     with scratch_database("dpa_ab") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -160,9 +176,9 @@ def main() -> None:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 for schema in ("ab_then", "ab_now"):
                     execute(conn.cursor(), SEED.format(ident(schema, "item")))
-            for name, micros in pgbench(dsn, scripts, options.seconds).items():
+            for name, micros in pgbench(dsn, scripts, options.seconds, session).items():
                 single.setdefault(name, []).append(micros)
-            with psycopg.connect(dsn, autocommit=True) as conn:
+            with psycopg.connect(dsn, autocommit=True, options=session) as conn:
                 for order in (("ab_then", "ab_now"), ("ab_now", "ab_then")):
                     for schema in order:
                         item = ident(schema, "item")
@@ -171,7 +187,10 @@ def main() -> None:
                             start = time.perf_counter()
                             execute(conn.cursor(), statement.format(item, literal(options.rows)))
                             bulk.setdefault(f"{op} {schema}", []).append(time.perf_counter() - start)
-        print(f"{options.layout} layout, {options.rounds} rounds, against {options.against}")
+        print(
+            f"{options.layout} layout, {options.rounds} rounds, against {options.against}"
+            + (f", audit context {options.context}" if options.context else "")
+        )
         print("| workload | then | now | now / then |")
         print("|---|---|---|---|")
         for op in ("insert", "update"):

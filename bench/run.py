@@ -520,7 +520,10 @@ class Bench:
                     run(conn, "SELECT set_config('partitioned_audit.maintenance', 'on', false)")
                     run(conn, SQL("ALTER TABLE {} DISABLE TRIGGER USER").format(seals))
                     run(conn, SQL("TRUNCATE {}").format(seals))
-                    run(conn, SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER USER").format(seals))
+                    for trigger in (sealing.APPEND_ONLY_TRIGGER, sealing.APPEND_ONLY_TRUNCATE_TRIGGER):
+                        run(
+                            conn, SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(seals, ident(trigger))
+                        )
                     run(conn, "SELECT set_config('partitioned_audit.maintenance', '', false)")
 
                 seal_s, verify_s, empty_ms, chunk_s = [], [], [], {}

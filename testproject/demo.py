@@ -116,7 +116,6 @@ def main() -> int:
 def tamper_evidence() -> int:
     """Seal, verify against the kept head, then rewrite one row as a superuser and catch it."""
     import io
-    import json
 
     from django.core.management import CommandError, call_command
     from django.db import connection
@@ -127,9 +126,9 @@ def tamper_evidence() -> int:
 
     console.print("\n[bold]6. tamper evidence[/]: seal the trail and keep the head outside the database")
     out = io.StringIO()
-    call_command("manage_partition_tables", "seal", "--json", stdout=out)
-    head = json.loads(out.getvalue())["head"]
-    call_command("manage_partition_tables", "seal", stdout=sys.stdout)
+    call_command("manage_partition_tables", "seal", stdout=out)
+    sys.stdout.write(out.getvalue())
+    head = out.getvalue().rsplit("head: ", 1)[1].strip()
     call_command("manage_partition_tables", "verify", "--expect", head, stdout=sys.stdout)
     layout, schema = conf.layout(), conf.audit_schema()
     console.print(

@@ -59,3 +59,15 @@ def past_the_guard(statement: str, using: str = "default") -> None:
         sql(statement, using=using)
     finally:
         sql("SELECT set_config('partitioned_audit.maintenance', '', false)", using=using)
+
+
+def empty_trails(using: str = "default") -> None:
+    """Remove every audit row, committed: transactional tests leave theirs behind."""
+    from django_partitioned_audit.conf import ADVANCED_MANAGER  # noqa: F401 - the app is loaded
+    from partitioned_audit import ADVANCED, SIMPLE
+
+    with connections[using].cursor() as cursor:
+        for layout in (SIMPLE, ADVANCED):
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [layout.table])
+            if cursor.fetchone()[0]:
+                cursor.execute(f"TRUNCATE {layout.table}")

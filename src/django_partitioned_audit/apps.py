@@ -4,6 +4,7 @@ from typing import Any
 
 from django.apps import AppConfig
 from django.core import checks
+from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
 
@@ -28,6 +29,10 @@ class DjangoPartitionedAuditConfig(AppConfig):
         # Sent once per migrated app; sender=self runs the sync once per `migrate`, after
         # every migration of every app has been applied.
         post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")
+        from . import context
+
+        # Every new connection sends the audit context of the code that writes through it.
+        connection_created.connect(context.install, dispatch_uid="django_partitioned_audit.context")
 
 
 def _post_migrate(

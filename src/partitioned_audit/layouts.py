@@ -219,7 +219,7 @@ DECLARE
     _table text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
     _txid bigint := txid_current();
     _op text := left(TG_OP, 1);
-    _context jsonb := NULL;
+    _context jsonb := {context};
 BEGIN
     IF TG_OP = 'DELETE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
@@ -270,7 +270,7 @@ BEGIN
     INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context)
     VALUES (coalesce(TG_ARGV[5], TG_TABLE_NAME), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), txid_current(), 'U', NULL);
+            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), txid_current(), 'U', {context});
     RETURN NULL;
 END
 $fn$;
@@ -347,7 +347,7 @@ DECLARE
     _table text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
     _txid bigint := txid_current();
     _op text := left(TG_OP, 1);
-    _context jsonb := NULL;
+    _context jsonb := {context};
     _app text := current_setting('application_name');
     _addr inet := inet_client_addr();
     _port integer := inet_client_port();
@@ -442,7 +442,7 @@ BEGIN
     INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                          session_user_name, action_tstamp_tx, action_tstamp_stm,
                          action_tstamp_clk, transaction_id, application_name, client_addr,
-                         client_port, action, statement_only)
+                         client_port, action, statement_only, audit_context)
     SELECT {redact}(_old, _excluded, _masked),
            (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
                                                 THEN '"[masked]"'::jsonb ELSE e.value END)
@@ -451,7 +451,8 @@ BEGIN
            {pk_text}(_old, _pk), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
            coalesce(TG_ARGV[5], TG_TABLE_NAME), TG_RELID, session_user::text, current_timestamp,
            statement_timestamp(), clock_timestamp(), txid_current(),
-           current_setting('application_name'), inet_client_addr(), inet_client_port(), 'U', false;
+           current_setting('application_name'), inet_client_addr(), inet_client_port(), 'U', false,
+           {context};
     RETURN NULL;
 END
 $fn$;
@@ -736,6 +737,8 @@ REFUSE_WRITE = f"{PREFIX}refuse_write"
 #: The event trigger function guarding the capture objects, and its two event triggers.
 GUARD_FUNCTION = f"{PREFIX}guard_capture"
 EVENT_TRIGGERS = {"sql_drop": f"{PREFIX}guard_drop", "ddl_command_end": f"{PREFIX}guard_alter"}
+#: What a writer sets, with SET LOCAL, to have its context recorded in audit_context.
+CONTEXT_SETTING = "partitioned_audit.context"
 #: Set (by the engine, for its own install/uninstall) to let the guard's owner through.
 MAINTENANCE_SETTING = "partitioned_audit.maintenance"
 VIEW_TRIGGER = f"{PREFIX}read_only"
@@ -958,6 +961,8 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "table": ident(schema, layout.table),
         "seq": _seq_default(seq_text),
         "check_json_casts": helpers["check_json_casts"],
+        # The writer's context, read once per statement (see partitioned_audit.context).
+        "context": SQL("nullif(current_setting({}, true), '')::jsonb").format(literal(CONTEXT_SETTING)),
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }

@@ -57,3 +57,23 @@ DPA_AUDIT_TABLE_MANAGER = os.environ.get(
     "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager",
 )
 DPA_MASKED_COLUMNS = {"shop.customer": ["password"]}
+
+# The same test database through PgBouncer in transaction-pooling mode, which the context
+# tests start on this loopback port (tests/test_context_pooled.py).
+PGBOUNCER_PORT = int(os.environ.get("DPA_PGBOUNCER_PORT", "6439"))
+DATABASES["pooled"] = {
+    **DATABASES["default"],
+    "HOST": "127.0.0.1",
+    "PORT": str(PGBOUNCER_PORT),
+    # psycopg 3 prepares a query run five times; a pooler in transaction mode may then send
+    # the next run to a server connection that never saw the PREPARE.
+    "OPTIONS": {"prepare_threshold": None} if DRIVER == "psycopg" else {},
+    "TEST": {"MIRROR": "default"},
+}
+if DRIVER == "psycopg":
+    # psycopg 3's server-side binding (Django's default is client-side), on the same database.
+    DATABASES["server_binding"] = {
+        **DATABASES["default"],
+        "OPTIONS": {"server_side_binding": True},
+        "TEST": {"MIRROR": "default"},
+    }

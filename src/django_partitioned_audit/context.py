@@ -1,0 +1,174 @@
+"""Record who made each change: ``audit_context(**values)`` around the code that writes.
+
+Inside a block, every audit row written through Django gets the block's values in its
+``audit_context`` column; blocks nest (the inner value of a key wins, the outer values come
+back on exit); rows written outside any block get NULL. It works in threads and in asyncio
+tasks alike, because the values live in a :class:`contextvars.ContextVar`.
+
+How the values reach the triggers (see docs/context.md): an execute wrapper, installed on
+every PostgreSQL connection, sends ``SET LOCAL partitioned_audit.context = '...'`` through
+the same cursor just before the first write of a transaction made inside a block, and again
+only when the values change. A read never pays for it, nor does any statement outside a
+block. A write outside a transaction (autocommit) runs in a short transaction of its own,
+so the setting never outlives the statement: nothing is left on a pooled server connection.
+The wrapper never touches the application's SQL or parameters.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar
+
+from django.db import transaction
+
+from partitioned_audit.context import encode, set_local
+from partitioned_audit.sql import render
+
+__all__ = ["audit_context", "audit_job", "current_context"]
+
+_current: ContextVar[Mapping[str, Any] | None] = ContextVar("partitioned_audit_context", default=None)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_context() -> Mapping[str, Any] | None:
+    """The values of the innermost ``audit_context`` block, merged with the outer ones."""
+    return _current.get()
+
+
+class audit_context:  # noqa: N801 - used like a function, as contextlib's helpers are
+    """Record ``values`` in the audit rows written inside the block (``with`` or ``async with``).
+
+    Raises:
+        TypeError: at once, when a value is not JSON-serialisable.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        encode(values)  # fail here, not at the first write
+        self.values = values
+        self._tokens: list[Any] = []
+
+    def __enter__(self) -> Mapping[str, Any]:
+        merged = MappingProxyType({**(_current.get() or {}), **self.values})
+        self._tokens.append(_current.set(merged))
+        return merged
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        _current.reset(self._tokens.pop())
+
+    async def __aenter__(self) -> Mapping[str, Any]:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(kind, exc, tb)
+
+
+def audit_job(func: F | None = None, *, name: str | None = None) -> Any:
+    """Run a background job (a Celery task, a management command's ``handle``, any function,
+    sync or async) inside ``audit_context(job=..., job_id=...)``.
+
+    ``job`` is ``name`` or the function's dotted path; ``job_id`` is the Celery task id when
+    the function is a bound task (``self.request.id``), else a new UUID per run.
+    """
+
+    def decorate(function: F) -> F:
+        job = name or f"{function.__module__}.{function.__qualname__}"
+
+        def values(args: tuple[Any, ...]) -> dict[str, Any]:
+            request = getattr(args[0], "request", None) if args else None
+            task_id = getattr(request, "id", None)
+            return {"job": job, "job_id": task_id if isinstance(task_id, str) else uuid.uuid4().hex}
+
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                async with audit_context(**values(args)):
+                    return await function(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with audit_context(**values(args)):
+                return function(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate(func) if func is not None else decorate
+
+
+# -- the execute wrapper ---------------------------------------------------------------------
+
+#: Statements that may write an audited table. Anything else (SELECT, SHOW, SAVEPOINT, ...)
+#: goes through untouched; a function called from a SELECT that writes is the exception
+#: docs/context.md names.
+_WRITE = re.compile(r"\s*(?:\(\s*)*(?:INSERT|UPDATE|DELETE|MERGE|TRUNCATE|COPY|WITH|CALL)\b", re.IGNORECASE)
+
+
+class _Sent:
+    """Registered with ``on_commit`` when the setting was sent in a transaction: Django drops
+    it when that transaction ends and when a savepoint around it is rolled back, exactly
+    when PostgreSQL forgets a ``SET LOCAL``."""
+
+    __slots__ = ("encoded",)
+
+    def __init__(self, encoded: str | None) -> None:
+        self.encoded = encoded
+
+    def __call__(self) -> None:
+        pass
+
+
+def _sent(connection: Any) -> _Sent | None:
+    for _, func, *_ in reversed(connection.run_on_commit):
+        if isinstance(func, _Sent):
+            return func
+    return None
+
+
+def _send(connection: Any, encoded: str | None) -> None:
+    # A cursor of its own: the statement being wrapped may be an executemany, and the wrappers
+    # inside this one (debug logging, query counters) see the SET like any statement.
+    # Noted first, so that the SET passing through this wrapper is taken as already sent.
+    connection.on_commit(_Sent(encoded))
+    with connection.cursor() as cursor:
+        cursor.execute(render(set_local(encoded), cursor.cursor))
+
+
+def context_wrapper(
+    execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    connection = context["connection"]
+    values = _current.get()
+    sent = _sent(connection) if connection.in_atomic_block and connection.run_on_commit else None
+    if not values:
+        if sent is not None and sent.encoded is not None:  # a block ended inside this transaction
+            _send(connection, None)
+        return execute(sql, params, many, context)
+    if not isinstance(sql, str) or not _WRITE.match(sql):
+        return execute(sql, params, many, context)
+    encoded = encode(values)
+    if connection.in_atomic_block:
+        if sent is None or sent.encoded != encoded:
+            _send(connection, encoded)
+        return execute(sql, params, many, context)
+    with transaction.atomic(using=connection.alias):
+        _send(connection, encoded)
+        return execute(sql, params, many, context)
+
+
+def install(connection: Any, **kwargs: Any) -> None:
+    """``connection_created`` receiver: make ``context_wrapper`` the outermost wrapper."""
+    if connection.vendor == "postgresql" and context_wrapper not in connection.execute_wrappers:
+        connection.execute_wrappers.insert(0, context_wrapper)

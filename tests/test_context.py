@@ -1,0 +1,381 @@
+"""audit_context(): the values of the block reach audit_context of every row written in it,
+nested blocks merge, nothing leaks past a block, a transaction or a savepoint rollback, in
+threads and asyncio tasks, and the wrapper costs one SET LOCAL per transaction at most."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection, connections, transaction
+from library.models import Book
+
+from django_partitioned_audit.context import audit_context, audit_job, current_context
+from tests.helpers import empty_trails, sql
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trail(request: pytest.FixtureRequest, django_db_setup: None, django_db_blocker: Any) -> None:
+    """Transactional tests commit their audit rows: start each from an empty trail."""
+    if request.node.get_closest_marker("django_db"):
+        with django_db_blocker.unblock():
+            empty_trails()
+            connection.close()
+
+
+def contexts(read_model: Any, model: Any = Book) -> list[Any]:
+    """audit_context of every entry of ``model``, oldest first."""
+    return [
+        e.audit_context
+        for e in read_model.objects.filter_model(model).order_by(read_model.objects.model._meta.pk.name)
+    ]
+
+
+def by_isbn(read_model: Any) -> dict[str, Any]:
+    """isbn -> audit_context of the INSERT of that book."""
+    found = {}
+    for entry in read_model.objects.filter_model(Book).order_by(read_model._meta.pk.name):
+        if entry.object_pk is not None:  # a TRUNCATE (flush between tests) has none
+            found.setdefault(entry.object_pk, entry.audit_context)  # isbn is the primary key
+    return found
+
+
+async def close_thread_connections() -> None:
+    """The ORM's async calls run in a worker thread with connections of its own: close them,
+    or the test database cannot be dropped at the end of the run."""
+    await sync_to_async(connections.close_all)()
+
+
+class Statements:
+    """Every statement sent through ``alias`` while active, the wrapper's SET LOCAL included."""
+
+    def __init__(self, alias: str = "default") -> None:
+        self.alias, self.sent = alias, []
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.sent.append(sql)
+        return execute(sql, params, many, context)
+
+    def __enter__(self) -> Statements:
+        self._cm = connections[self.alias].execute_wrapper(self)
+        self._cm.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._cm.__exit__(*exc)
+
+    @property
+    def context_sets(self) -> list[str]:
+        return [s for s in self.sent if s.startswith("SET LOCAL")]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_wrapper_is_on_every_connection():
+    from django_partitioned_audit.context import context_wrapper
+
+    connection.ensure_connection()
+    assert connection.execute_wrappers[:1] == [context_wrapper]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_any_block_audit_context_is_null_and_no_statement_is_added(read_model):
+    with Statements() as seen:
+        Book.objects.create(isbn="1", title="a")
+        Book.objects.filter(isbn="1").update(title="b")
+    assert contexts(read_model) == [None, None]
+    assert seen.context_sets == [] and len(seen.sent) == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_autocommit_writes_inside_a_block_carry_it_and_leave_nothing_behind(read_model):
+    with audit_context(user_id=7, via="test"):
+        Book.objects.create(isbn="1", title="a")
+        assert list(Book.objects.filter(isbn="1").values_list("title", flat=True)) == ["a"]
+    Book.objects.create(isbn="2", title="b")
+    assert by_isbn(read_model) == {"1": {"user_id": 7, "via": "test"}, "2": None}
+    # The setting ended with the statement's own transaction.
+    assert sql("SELECT current_setting('partitioned_audit.context', true)") in ([(None,)], [("",)])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_nested_blocks_merge_the_inner_value_wins_and_the_outer_comes_back(read_model):
+    for prefix, block in (("a", contextlib.nullcontext), ("t", transaction.atomic)):
+        with block():
+            with audit_context(user_id=1, tenant="x"):
+                Book.objects.create(isbn=f"{prefix}1", title="outer")
+                with audit_context(user_id=2, job="j"):
+                    assert dict(current_context()) == {"user_id": 2, "tenant": "x", "job": "j"}
+                    Book.objects.create(isbn=f"{prefix}2", title="inner")
+                Book.objects.create(isbn=f"{prefix}3", title="outer again")
+            Book.objects.create(isbn=f"{prefix}4", title="after")
+    found = by_isbn(read_model)
+    for prefix in ("a", "t"):
+        assert found[f"{prefix}1"] == found[f"{prefix}3"] == {"user_id": 1, "tenant": "x"}
+        assert found[f"{prefix}2"] == {"user_id": 2, "tenant": "x", "job": "j"}
+        assert found[f"{prefix}4"] is None
+    assert current_context() is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_in_one_transaction_the_context_is_sent_once_and_again_only_when_it_changes(read_model):
+    with Statements() as seen, transaction.atomic():
+        list(Book.objects.all())  # a read inside a block sends nothing
+        with audit_context(user_id=1):
+            list(Book.objects.all())
+            for i in range(3):
+                Book.objects.create(isbn=f"b{i}", title="x")
+            with audit_context(user_id=2):
+                Book.objects.create(isbn="c", title="y")
+            Book.objects.create(isbn="d", title="z")
+        Book.objects.create(isbn="e", title="after the block, same transaction")
+    assert len(seen.context_sets) == 4  # user 1, user 2, user 1 again, none
+    found = by_isbn(read_model)
+    assert [found[k] for k in ("b0", "b1", "b2", "c", "d", "e")] == [
+        {"user_id": 1},
+        {"user_id": 1},
+        {"user_id": 1},
+        {"user_id": 2},
+        {"user_id": 1},
+        None,
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_rolled_back_savepoint_takes_its_setting_and_the_wrapper_knows(read_model):
+    with transaction.atomic(), audit_context(user_id=1):
+        try:
+            with transaction.atomic():
+                Book.objects.create(isbn="gone", title="x")  # the first SET LOCAL, in the savepoint
+                raise RuntimeError
+        except RuntimeError:
+            pass
+        Book.objects.create(isbn="kept", title="y")  # PostgreSQL forgot it: sent again
+        with audit_context(user_id=2):
+            try:
+                with transaction.atomic():
+                    Book.objects.create(isbn="gone2", title="x")
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+        Book.objects.create(isbn="kept2", title="z")
+    assert by_isbn(read_model) == {"kept": {"user_id": 1}, "kept2": {"user_id": 1}}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_threads_see_only_their_own_context(read_model):
+    errors: list[BaseException] = []
+
+    def worker(user: int) -> None:
+        try:
+            with audit_context(user_id=user):
+                for i in range(20):
+                    with transaction.atomic():
+                        Book.objects.create(isbn=f"{user}-{i}", title=str(user))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(u,)) for u in (1, 2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    found = by_isbn(read_model)
+    assert len(found) == 60 and all(
+        ctx == {"user_id": int(isbn.split("-")[0])} for isbn, ctx in found.items()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_asyncio_tasks_see_only_their_own_context(read_model):
+    async def task(user: int) -> None:
+        async with audit_context(user_id=user):
+            for i in range(5):
+                await Book.objects.acreate(isbn=f"{user}-{i}", title="async")
+                await asyncio.sleep(0)
+
+    async def main() -> None:
+        await asyncio.gather(task(1), task(2))
+        await close_thread_connections()
+
+    asyncio.run(main())
+    found = by_isbn(read_model)
+    assert len(found) == 10 and all(
+        ctx == {"user_id": int(isbn.split("-")[0])} for isbn, ctx in found.items()
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_raw_sql_executemany_and_bulk_create_inside_a_block(read_model):
+    with audit_context(user_id=5):
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO library_book (isbn, title) VALUES (%s, %s)", [("m1", "a"), ("m2", "b")]
+            )
+            cursor.execute(
+                "WITH x AS (SELECT 1) UPDATE library_book SET title = %s WHERE isbn = %s", ["c", "m1"]
+            )
+        Book.objects.bulk_create([Book(isbn="m3", title="d")])
+    assert set(map(repr, contexts(read_model))) == {repr({"user_id": 5})}
+    assert len(contexts(read_model)) == 4
+
+
+def test_values_must_be_json_serialisable():
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        audit_context(when=object())
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        audit_context(ratio=float("nan"))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_job_records_its_name_and_an_id_per_run(read_model):
+    @audit_job
+    def nightly(isbn: str) -> None:
+        Book.objects.create(isbn=isbn, title="job")
+
+    class Request:
+        id = "celery-task-id"
+
+    class Task:
+        request = Request()
+
+    @audit_job(name="reindex")
+    def bound(self: Any, isbn: str) -> None:
+        Book.objects.create(isbn=isbn, title="task")
+
+    @audit_job
+    async def async_job(isbn: str) -> None:
+        await Book.objects.acreate(isbn=isbn, title="async job")
+
+    nightly("j1")
+    nightly("j2")
+    bound(Task(), "j3")
+
+    async def run_async_job() -> None:
+        await async_job("j4")
+        await close_thread_connections()
+
+    asyncio.run(run_async_job())
+    found = by_isbn(read_model)
+    assert (
+        found["j1"]["job"]
+        == found["j2"]["job"]
+        == f"{__name__}.test_a_job_records_its_name_and_an_id_per_run.<locals>.nightly"
+    )
+    assert found["j1"]["job_id"] != found["j2"]["job_id"]
+    assert found["j3"] == {"job": "reindex", "job_id": "celery-task-id"}
+    assert found["j4"]["job"].endswith("async_job")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_writes_from_psql_or_another_service_set_it_with_set_local(read_model):
+    from tests.engine_db import connect
+
+    raw = connect(connection.settings_dict["NAME"])
+    cur = raw.cursor()
+    cur.execute('SET LOCAL partitioned_audit.context = \'{"via": "psql", "user_id": 9}\'')
+    cur.execute("INSERT INTO library_book (isbn, title) VALUES ('p1', 'x')")
+    raw.commit()
+    cur.execute("INSERT INTO library_book (isbn, title) VALUES ('p2', 'y')")  # next transaction: none
+    raw.commit()
+    cur.execute("SET LOCAL partitioned_audit.context = 'not json'")
+    with pytest.raises(Exception, match="json"):
+        cur.execute("INSERT INTO library_book (isbn, title) VALUES ('p3', 'z')")
+    raw.rollback()
+    raw.close()
+    assert by_isbn(read_model) == {"p1": {"via": "psql", "user_id": 9}, "p2": None}
+
+
+@pytest.mark.skipif(settings.DRIVER != "psycopg", reason="server-side binding is a psycopg 3 option")
+@pytest.mark.django_db(transaction=True, databases=["default", "server_binding"])
+def test_psycopg3_server_side_binding(read_model):
+    with audit_context(user_id=3):
+        Book.objects.using("server_binding").create(isbn="s1", title="x")
+        with transaction.atomic(using="server_binding"):
+            Book.objects.using("server_binding").filter(isbn="s1").update(title="y")
+    assert contexts(read_model) == [{"user_id": 3}, {"user_id": 3}]
+    assert connections["server_binding"].connection.cursor_factory.__name__ != "ClientCursor"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_middleware_records_the_request_sync_and_async(read_model, settings):
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from django_partitioned_audit.middleware import AuditContextMiddleware
+
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {
+        "ip": "META.REMOTE_ADDR",
+        "agent": lambda r: r.headers.get("User-Agent"),
+    }
+    user = User.objects.create(username="ann")
+
+    def view(request: Any) -> HttpResponse:
+        Book.objects.create(isbn=request.GET["isbn"], title="sync")
+        return HttpResponse("ok")
+
+    async def async_view(request: Any) -> HttpResponse:
+        await Book.objects.acreate(isbn=request.GET["isbn"], title="async")
+        return HttpResponse("ok")
+
+    factory = RequestFactory()
+    request = factory.post("/books/?isbn=r1", HTTP_X_REQUEST_ID="req-1", HTTP_USER_AGENT="pytest")
+    request.user = user
+    assert AuditContextMiddleware(view)(request).status_code == 200
+    request = factory.get("/books/?isbn=r2")
+    request.user = AnonymousUser()
+
+    async def auser() -> Any:
+        return user
+
+    request.auser = auser
+    request.user = user
+
+    async def handle() -> Any:
+        response = await AuditContextMiddleware(async_view)(request)
+        await close_thread_connections()
+        return response
+
+    response = asyncio.run(handle())
+    assert response.status_code == 200
+    found = by_isbn(read_model)
+    assert found["r1"] == {
+        "user_id": user.pk,
+        "username": "ann",
+        "method": "POST",
+        "path": "/books/",
+        "request_id": "req-1",
+        "ip": "127.0.0.1",
+        "agent": "pytest",
+    }
+    assert found["r2"]["method"] == "GET" and found["r2"]["user_id"] == user.pk
+    assert len(found["r2"]["request_id"]) == 32  # generated: no header
+
+
+def test_the_middleware_refuses_a_bad_extra_setting(settings):
+    from django.core.exceptions import ImproperlyConfigured
+
+    from django_partitioned_audit.middleware import AuditContextMiddleware
+
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {"ip": 42}
+    with pytest.raises(ImproperlyConfigured, match="DPA_AUDIT_CONTEXT_EXTRA\\['ip'\\]"):
+        AuditContextMiddleware(lambda r: None)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sync_to_async_carries_the_context_into_the_thread(read_model):
+    async def main() -> None:
+        async with audit_context(user_id=11):
+            await sync_to_async(Book.objects.create)(isbn="x", title="y")
+        await close_thread_connections()
+
+    asyncio.run(main())
+    assert contexts(read_model) == [{"user_id": 11}]
