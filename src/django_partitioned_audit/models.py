@@ -7,6 +7,7 @@ import enum
 import json
 import re
 import uuid
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -205,7 +206,111 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class SimpleAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
+@dataclass(frozen=True)
+class Version:
+    """One version of an object in its history (see ``history()``)."""
+
+    entry: Any  # the read model instance
+    operation: Operation
+    time: dt.datetime
+    context: dict[str, Any] | None
+    #: The row after the change (before it, for a delete), as JSON values.
+    row: dict[str, Any]
+    #: Field name (the column where no field has it) -> (old, new); None where there was no
+    #: value: every field for an INSERT (old) or a DELETE (new).
+    changes: dict[str, tuple[Any, Any]]
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    versions: list[Version]
+    #: Pass as ``after=`` for the next page; None on the last one.
+    next_after: int | None
+
+
+_OPERATIONS = {code: op for op, code in _CODES.items()}
+
+
+class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
+    """``history()``, ``as_of()`` and ``changes()``, shared by both read models."""
+
+    _time: str
+    _operation: str
+
+    def filter_object(self, model_class: type[models.Model], pk: Any) -> Any:
+        raise NotImplementedError
+
+    def filter_model(self, model_class: type[models.Model]) -> Any:
+        raise NotImplementedError
+
+    def filter_context(self, **values: Any) -> Any:
+        """Entries written inside an ``audit_context`` holding these values (jsonb ``@>``)."""
+        if not values:
+            raise TypeError("filter_context() needs at least one key=value pair")
+        return self.filter(audit_context__contains=values)
+
+    def history(self, obj: models.Model, *, after: int | None = None, limit: int = 100) -> HistoryPage:
+        """The versions of ``obj``, oldest first, ``limit`` at a time: each with its operation,
+        time, context and changed fields. ``after`` is the ``next_after`` of the previous page
+        (keyset pagination, served by the (table, key) index)."""
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        model = type(obj)
+        entries = self.filter_object(model, obj.pk).order_by("pk")
+        if after is not None:
+            entries = entries.filter(pk__gt=after)
+        found = list(entries[: limit + 1])
+        page, more = found[:limit], len(found) > limit
+        previous = None
+        if page and after is not None and page[0].needs_previous():
+            previous = self.filter_object(model, obj.pk).filter(pk__lte=after).order_by("-pk").first()
+        columns = {f.column: f.name for f in model._meta.concrete_fields}
+        versions = []
+        for entry in page:
+            changes = entry.changes_since(previous)
+            versions.append(
+                Version(
+                    entry=entry,
+                    operation=_OPERATIONS[getattr(entry, self._operation)],
+                    time=getattr(entry, self._time),
+                    context=entry.audit_context,
+                    row=entry.get_row_data(),
+                    changes={columns.get(k, k): v for k, v in changes.items()},
+                )
+            )
+            previous = entry
+        return HistoryPage(versions, page[-1].pk if more else None)
+
+    def as_of(self, model_class: type[models.Model], pk: Any, when: dt.datetime) -> models.Model | None:
+        """The row ``pk`` of ``model_class`` as it was at ``when`` (an instance typed as
+        ``get_instance()`` types it); None if it did not exist then."""
+        last = (
+            self.filter_object(model_class, pk).filter(**{f"{self._time}__lte": when}).order_by("-pk").first()
+        )
+        if last is None or last.is_delete():
+            return None
+        truncated = (
+            self.filter_model(model_class)
+            .filter(**{self._operation: "T", f"{self._time}__lte": when, "pk__gt": last.pk})
+            .exists()
+        )
+        return None if truncated else last.get_instance(model_class)
+
+    def changes(self, model_class: type[models.Model], since: dt.datetime, until: dt.datetime) -> Any:
+        """The entries of ``model_class``'s table in [since, until), oldest first; the time
+        range prunes the partitions outside it."""
+        if since > until:
+            raise ValueError(f"since ({since}) is after until ({until})")
+        return (
+            self.filter_model(model_class)
+            .filter(**{f"{self._time}__gte": since, f"{self._time}__lt": until})
+            .order_by("pk")
+        )
+
+
+class SimpleAuditEntryQuerySet(_HistoryQuerySet):
+    _time, _operation = "audit_entry_created", "audit_operation"
+
     def filter_model(self, model_class: type[models.Model]) -> SimpleAuditEntryQuerySet:
         """Entries of the table behind ``model_class``."""
         return self.filter(_table_q(model_class, "object_schema", "object_table"))
@@ -275,11 +380,25 @@ class SimpleAuditEntry(_Snapshot, models.Model):
         """The row after the change (before it, for a delete), as JSON values; empty for TRUNCATE."""
         return dict(self.object_payload or {})
 
+    def needs_previous(self) -> bool:
+        """An UPDATE stores only the row after it: its changes need the version before."""
+        return self.is_update()
+
+    def changes_since(self, previous: SimpleAuditEntry | None) -> dict[str, tuple[Any, Any]]:
+        """Column -> (old, new), from the version before (None when it is not in the trail)."""
+        row = self.get_row_data()
+        if self.is_delete():
+            return {k: (v, None) for k, v in row.items()}
+        before = {} if previous is None or self.is_insert() else previous.get_row_data()
+        return {k: (before.get(k), v) for k, v in row.items() if k not in before or before[k] != v}
+
     def _table(self) -> tuple[str, str]:
         return self.object_schema or "public", self.object_table
 
 
-class AdvancedAuditEntryQuerySet(models.QuerySet):  # type: ignore[type-arg]
+class AdvancedAuditEntryQuerySet(_HistoryQuerySet):
+    _time, _operation = "action_tstamp_tx", "action"
+
     def filter_model(self, model_class: type[models.Model]) -> AdvancedAuditEntryQuerySet:
         """Entries of the table behind ``model_class``."""
         return self.filter(_table_q(model_class, "schema_name", "table_name"))
@@ -371,6 +490,19 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         row.update(self.row_data_json or {})
         row.update(self.changed_fields_json or {})
         return row
+
+    def needs_previous(self) -> bool:
+        """The old row and the changed fields are both on the entry itself."""
+        return False
+
+    def changes_since(self, previous: AdvancedAuditEntry | None) -> dict[str, tuple[Any, Any]]:
+        """Column -> (old, new): the changed fields of an UPDATE against its old row."""
+        old = dict(self.row_data_json or {})
+        if self.is_update():
+            return {k: (old.get(k), v) for k, v in (self.changed_fields_json or {}).items()}
+        if self.is_delete():
+            return {k: (v, None) for k, v in old.items()}
+        return {k: (None, v) for k, v in old.items()}
 
     def _table(self) -> tuple[str, str]:
         return self.schema_name, self.table_name

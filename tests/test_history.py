@@ -1,0 +1,137 @@
+"""history(), as_of(), changes() and filter_context() on both read models."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from library.models import Book
+from shop.models import Customer, Order
+
+from django_partitioned_audit.context import audit_context
+from django_partitioned_audit.models import Operation
+from tests.helpers import sql
+from tests.test_read_api import explain, scanned_partitions
+
+
+def test_history_lists_every_version_with_its_changes_and_context(layout, read_model):
+    with audit_context(user_id=1):
+        book = Book.objects.create(isbn="h1", title="a")
+    book.title = "b"
+    book.save()
+    with audit_context(user_id=2, reason="typo"):
+        book.title = "c"
+        book.save()
+    Book.objects.filter(isbn="h1").delete()
+    Book.objects.create(isbn="other", title="not in this history")
+    page = read_model.objects.history(book)
+    assert page.next_after is None
+    versions = page.versions
+    assert [v.operation for v in versions] == [
+        Operation.INSERT,
+        Operation.UPDATE,
+        Operation.UPDATE,
+        Operation.DELETE,
+    ]
+    assert [v.changes for v in versions] == [
+        {"isbn": (None, "h1"), "title": (None, "a")},
+        {"title": ("a", "b")},
+        {"title": ("b", "c")},
+        {"isbn": ("h1", None), "title": ("c", None)},
+    ]
+    assert [v.context for v in versions] == [{"user_id": 1}, None, {"user_id": 2, "reason": "typo"}, None]
+    assert versions[2].row == {"isbn": "h1", "title": "c"}
+    assert all(isinstance(v.time, dt.datetime) for v in versions)
+
+
+def test_changes_are_named_by_field_and_masked_values_stay_masked(layout, read_model):
+    ann = Customer.objects.create(name="Ann", password="secret")
+    bob = Customer.objects.create(name="Bob")
+    order = Order.objects.create(customer=ann, total="1.50")
+    order.customer = bob
+    order.status = "paid"
+    order.save()
+    (_, update) = read_model.objects.history(order).versions
+    assert update.changes == {"customer": (str(ann.pk), str(bob.pk)), "status": ("new", "paid")}
+    ann.password = "other"
+    ann.save()
+    (_, changed) = read_model.objects.history(ann).versions
+    assert changed.changes in ({}, {"password": ("[masked]", "[masked]")})
+    assert "secret" not in repr(read_model.objects.history(ann))
+
+
+def test_history_pages_by_keyset_and_a_page_starting_with_an_update_knows_its_old_values(layout, read_model):
+    book = Book.objects.create(isbn="p", title="0")
+    for i in range(1, 26):
+        book.title = str(i)
+        book.save()
+    pages, after = [], None
+    while True:
+        page = read_model.objects.history(book, after=after, limit=10)
+        pages.append(page.versions)
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert [len(p) for p in pages] == [10, 10, 6]
+    flat = [v for p in pages for v in p]
+    assert [v.changes["title"] for v in flat[1:]] == [(str(i - 1), str(i)) for i in range(1, 26)]
+    assert len({v.entry.pk for v in flat}) == 26
+    with pytest.raises(ValueError, match="limit"):
+        read_model.objects.history(book, limit=0)
+
+
+def test_history_reads_through_the_object_index(layout, read_model):
+    book = Book.objects.create(isbn="i", title="x")
+    qs = read_model.objects.filter_object(Book, book.pk).order_by("pk")
+    plan = explain(qs[:101])
+    scans = [line for line in plan.splitlines() if "Scan" in line]
+    assert scans and all("Index Scan" in line and "object_pk_idx" in line for line in scans), plan
+
+
+@pytest.mark.django_db(transaction=True)
+def test_as_of_returns_the_row_as_it_was_then(layout, read_model):
+    book = Book.objects.create(isbn="t1", title="first")
+    book.title = "second"
+    book.save()
+    Book.objects.filter(isbn="t1").delete()
+    insert, update, delete = read_model.objects.history(book).versions
+    assert insert.time < update.time < delete.time  # one transaction each
+    assert read_model.objects.as_of(Book, "t1", insert.time - dt.timedelta(microseconds=1)) is None
+    as_inserted = read_model.objects.as_of(Book, "t1", insert.time)
+    assert isinstance(as_inserted, Book) and as_inserted.title == "first"
+    assert read_model.objects.as_of(Book, "t1", update.time).title == "second"
+    assert read_model.objects.as_of(Book, "t1", delete.time) is None
+    # A TRUNCATE of the table ends every row's life too.
+    Book.objects.create(isbn="t2", title="kept until the truncate")
+    sql("TRUNCATE library_book CASCADE")
+    (created,) = read_model.objects.history(Book(isbn="t2")).versions
+    truncate = (
+        read_model.objects.filter_model(Book).filter_operation(Operation.TRUNCATE).order_by("-pk").first()
+    )
+    assert read_model.objects.as_of(Book, "t2", created.time).title == "kept until the truncate"
+    assert read_model.objects.as_of(Book, "t2", getattr(truncate, read_model._time)) is None
+
+
+def test_changes_reads_only_the_partitions_of_its_range(layout, read_model):
+    Book.objects.create(isbn="c1", title="x")
+    now = dt.datetime.now(dt.UTC)
+    since, until = now - dt.timedelta(minutes=1), now + dt.timedelta(minutes=1)
+    found = list(read_model.objects.changes(Book, since, until))
+    assert [e.object_pk for e in found if e.object_pk == "c1"] == ["c1"]
+    plan = explain(read_model.objects.changes(Book, since, until))
+    # Two minutes around now lie in one monthly partition (or two, at a month's turn).
+    assert 1 <= len(scanned_partitions(plan)) <= 2, plan
+    with pytest.raises(ValueError, match="after until"):
+        read_model.objects.changes(Book, until, since)
+
+
+def test_filter_context_finds_the_writes_of_one_user(layout, read_model):
+    with audit_context(user_id=7, path="/a"):
+        Book.objects.create(isbn="u7", title="x")
+    with audit_context(user_id=8):
+        Book.objects.create(isbn="u8", title="y")
+    Book.objects.create(isbn="none", title="z")
+    assert [e.object_pk for e in read_model.objects.filter_context(user_id=7)] == ["u7"]
+    assert read_model.objects.filter_model(Book).filter_context(user_id=8).count() == 1
+    with pytest.raises(TypeError, match="key=value"):
+        read_model.objects.filter_context()
