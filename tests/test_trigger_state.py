@@ -9,7 +9,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from library.models import Book
 
-from django_partitioned_audit.checks import check_capture_triggers
+from django_partitioned_audit.checks import check_capture_triggers, check_unregistered_triggers
 from django_partitioned_audit.models import SimpleAuditEntry
 from tests.helpers import past_the_guard, sql
 
@@ -108,3 +108,29 @@ def test_a_long_reader_of_the_trail_holds_up_partitions_but_not_trigger_repairs(
         ensure_current_and_next()
         sql("TRUNCATE audit_simple")
     assert len(attached_partitions()) == 3  # the current and next month, and the DEFAULT
+
+
+def w023() -> list[str]:
+    return [
+        m.msg for m in check_unregistered_triggers(databases=["default"]) if m.id == "partitioned_audit.W023"
+    ]
+
+
+def test_a_model_taken_out_of_the_list_keeps_its_triggers_and_a_warning_names_its_table(db, monkeypatch):
+    from django.apps import apps
+
+    config = apps.get_app_config("library")
+    assert w023() == []
+    kept = tuple(name for name in config.trigger_audit_models if name != "Book")
+    monkeypatch.setattr(config, "trigger_audit_models", kept)
+    warnings = w023()
+    assert [w.split(" has ")[0] for w in warnings] == ["Table public.library_book on database 'default'"]
+    Book.objects.create(isbn="1", title="a")  # still audited: the triggers are still there
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+    assert len(trigger_states()) == 5
+
+    monkeypatch.setattr(config, "audit_disabled", ("Loan", "Book"))
+    hints = [m.hint for m in check_unregistered_triggers(databases=["default"])]
+    assert len(hints) == 1 and "migrate" in hints[0]
+    call_command("migrate", verbosity=0)
+    assert trigger_states() == {} and w023() == []

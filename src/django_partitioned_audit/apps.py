@@ -19,6 +19,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
             check_partition_coverage,
             check_registration,
             check_settings,
+            check_unregistered_triggers,
         )
 
         checks.register(check_settings)
@@ -26,6 +27,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
         # Reads the database, so it runs with `check --database` and `migrate`, not at every start.
         checks.register(check_partition_coverage, checks.Tags.database)
         checks.register(check_capture_triggers, checks.Tags.database)
+        checks.register(check_unregistered_triggers, checks.Tags.database)
         # Sent once per migrated app; sender=self runs the sync once per `migrate`, after
         # every migration of every app has been applied.
         post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")

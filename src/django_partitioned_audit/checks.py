@@ -97,6 +97,54 @@ def check_capture_triggers(
     return errors
 
 
+def check_unregistered_triggers(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """W023: a table keeps capture triggers though no model registers it (database check).
+
+    Taking a model out of ``trigger_audit_models`` leaves its triggers in place: its writes
+    are still audited, but nothing repairs the triggers any more. Putting it in
+    ``audit_disabled`` is how auditing is turned off.
+    """
+    from django.db import connections
+
+    from partitioned_audit import catalog
+
+    from .registry import split_table
+
+    try:
+        reg = registration()
+    except ImproperlyConfigured:
+        return []
+    registered = {split_table(m._meta.db_table) for m in reg.enabled}
+    disabled = {split_table(m._meta.db_table) for m in reg.disabled}
+    warnings: list[checks.CheckMessage] = []
+    for using in _audited_databases(databases):
+        with connections[using].cursor() as cursor:
+            found = {(t.schema, t.table) for t in catalog.audit_triggers(cursor)}
+            # A partitioned table's triggers are on each of its partitions as well.
+            covered = {p for parts in catalog.partitions_of(cursor, registered).values() for p in parts}
+        for schema, table in sorted(found - registered - covered):
+            if (schema, table) in disabled:
+                hint = "Run `python manage.py migrate`, which drops the triggers of audit_disabled models."
+            else:
+                hint = (
+                    "Put the model in its app's audit_disabled and run `python manage.py migrate` to "
+                    "stop auditing it, or back in trigger_audit_models to keep it; a table audited "
+                    "outside Django can silence this check with SILENCED_SYSTEM_CHECKS."
+                )
+            warnings.append(
+                checks.Warning(
+                    f"Table {schema}.{table} on database {using!r} has capture triggers, but no "
+                    "model lists it in trigger_audit_models: its writes are still audited, and "
+                    "nothing repairs its triggers any more.",
+                    hint=hint,
+                    id="partitioned_audit.W023",
+                )
+            )
+    return warnings
+
+
 def check_partition_coverage(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
