@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: pgbouncer demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
+.PHONY: pgbouncer chromium screenshots demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,7 +49,16 @@ pgbouncer:
 	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
 		(apt-get install -y -q pgbouncer >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q pgbouncer >/dev/null))
 
-test: lint typecheck pgbouncer test-local test-embedded test-django42
+# The admin's browser test drives Debian's Chromium through Playwright (no browser download).
+chromium:
+	@test -x /usr/bin/chromium || \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null))
+
+# Regenerates the pictures of docs/admin.md from the browser test.
+screenshots: $(STAMP) chromium
+	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
+
+test: lint typecheck pgbouncer chromium test-local test-embedded test-django42
 
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
 # BENCH_ARGS="--synchronous-commit on" measures with durable commits.

@@ -1,17 +1,199 @@
-"""Read-only admin for the audit entries (1.0.4 shipped ``TriggerAuditEntryAdmin``)."""
+"""The read-only audit admin, and ``AuditHistoryAdminMixin`` for a project's own admins.
+
+The active layout's read model is registered on ``admin.site`` when ``django.contrib.admin``
+is installed and ``DPA_ADMIN`` is not False. Nobody can add, change or delete an entry
+through it, superusers included: the admin offers no such view, and the database refuses
+the writes anyway where the application role is not the owner (docs/security.md).
+
+The list never counts the whole trail: the paginator takes the planner's estimate above a
+few thousand rows, and the filters and the search go through indexed lookups (the table and
+key through the (table, key) B-tree, the time through partition pruning).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from typing import Any
 
 from django.contrib import admin
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import Q
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.template.loader import render_to_string
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
+from django.utils import timezone
+from django.utils.functional import cached_property
+
+from . import conf
+from .models import _OPERATIONS, AdvancedAuditEntry, SimpleAuditEntry, _candidates, entry_model
+from .registry import registration
+
+__all__ = ["AuditEntryAdmin", "AuditHistoryAdminMixin", "EstimatedCountPaginator", "register"]
+
+TEMPLATES = "admin/django_partitioned_audit"
 
 
-class TriggerAuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Lists audit entries; nobody can add, change or delete them from the admin."""
+class EstimatedCountPaginator(Paginator):
+    """Counts exactly below ``exact_below`` rows; above, takes the planner's estimate, since
+    ``count(*)`` over a large trail would read every partition it selects."""
 
-    list_display = ("audit_entry_created", "object_table", "audit_operation")
-    list_filter = ("object_table", "audit_operation")
+    exact_below = 10_000
+
+    @cached_property
+    def count(self) -> int:  # type: ignore[override]
+        queryset = self.object_list.order_by()  # type: ignore[attr-defined]
+        try:
+            sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
+        except EmptyResultSet:
+            return 0
+        with connections[queryset.db].cursor() as cursor:
+            cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)  # Django's own SQL, bound values
+            plan = cursor.fetchone()[0]
+        if isinstance(plan, str):
+            plan = json.loads(plan)
+        estimate = int(plan[0]["Plan"]["Plan Rows"])
+        return queryset.count() if estimate < self.exact_below else estimate  # type: ignore[no-any-return]
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the admin shows it: text as is, the rest as JSON, no value as a dash."""
+    if value is None:
+        return "—"
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def changes_rows(changes: dict[str, tuple[Any, Any]]) -> list[tuple[str, str, str]]:
+    return [(field, _shown(old), _shown(new)) for field, (old, new) in changes.items()]
+
+
+def who(context: dict[str, Any] | None) -> str:
+    """A one-line summary of an audit context: the user, else the job, else its keys."""
+    if not context:
+        return "—"
+    for key in ("username", "user_id", "job"):
+        if context.get(key) not in (None, ""):
+            return _shown(context[key])
+    return ", ".join(f"{k}={_shown(v)}" for k, v in sorted(context.items()))
+
+
+class _TextFilter(admin.SimpleListFilter):
+    """A list filter with a text box instead of links."""
+
+    template = f"{TEMPLATES}/text_filter.html"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [("", "")]  # never shown; the filter is displayed only when it has lookups
+
+    def choices(self, changelist: Any) -> Iterator[dict[str, Any]]:
+        others = QueryDict(changelist.get_query_string(remove=[self.parameter_name, "p"])[1:])
+        yield {
+            "parameter": self.parameter_name,
+            "value": self.value() or "",
+            "hidden": [(k, v) for k, values in others.lists() for v in values],
+            "clear": changelist.get_query_string(remove=[self.parameter_name]),
+        }
+
+
+class UserFilter(_TextFilter):
+    """Entries written inside an ``audit_context`` whose ``user_id`` or ``username`` is the
+    value typed (jsonb containment on ``audit_context``)."""
+
+    title = "user (id or name)"
+    parameter_name = "user"
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = (self.value() or "").strip()
+        if not value:
+            return queryset
+        wanted = Q(audit_context__contains={"username": value})
+        for candidate in _candidates(value):
+            wanted |= Q(audit_context__contains={"user_id": candidate})
+        return queryset.filter(wanted)
+
+
+class TableFilter(admin.SimpleListFilter):
+    """The registered models, by label: the choices come from the registration, not from a
+    ``SELECT DISTINCT`` over the trail."""
+
+    title = "table"
+    parameter_name = "model"
+
+    def _models(self) -> dict[str, Any]:
+        return {m._meta.label_lower: m for m in registration().enabled}
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            (label, f"{m._meta.db_table} ({m._meta.label})") for label, m in sorted(self._models().items())
+        ]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        if self.value() is None:
+            return queryset
+        model = self._models().get(self.value())  # type: ignore[arg-type]
+        return queryset.none() if model is None else queryset.filter_model(model)
+
+
+class OperationFilter(admin.SimpleListFilter):
+    title = "operation"
+    parameter_name = "operation"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return [(code, op.name.capitalize()) for code, op in _OPERATIONS.items()]
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        code = self.value()
+        if code is None:
+            return queryset
+        if code not in _OPERATIONS:
+            return queryset.none()
+        return queryset.filter_operation(_OPERATIONS[code])
+
+
+class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only list and detail of the audit entries of either layout."""
+
+    list_display = ("entry_id", "when", "table", "operation", "key", "user")
+    list_display_links = ("entry_id",)
+    list_filter: tuple[Any, ...] = (TableFilter, OperationFilter, UserFilter)
+    search_fields = ("object_pk",)  # shows the search box; get_search_results does the search
+    search_help_text = (
+        "The key of the changed row, exactly as stored (e.g. 42, or [1, 2] for a composite key)."
+    )
+    show_full_result_count = False
+    paginator = EstimatedCountPaginator
+    list_per_page = 50
+    actions: Any = ()
+    detail_fields: tuple[str, ...] = ("entry_id", "when", "table", "operation", "key")
+
+    def get_list_filter(self, request: Any) -> Any:
+        return (*self.list_filter, (self.model._time, admin.DateFieldListFilter))
+
+    def get_ordering(self, request: Any) -> Any:
+        return ("-pk",)
+
+    def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
+        return [
+            (None, {"fields": self.detail_fields}),
+            ("Who", {"fields": ("context",)}),
+            ("What changed", {"fields": ("changes",)}),
+            ("The row after the change (before it, for a delete)", {"fields": ("row",)}),
+        ]
+
+    def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
+        return self.detail_fields + ("context", "changes", "row")
+
+    def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
+        key = search_term.strip()
+        if not key:
+            return queryset, False
+        return queryset.filter_key(key, registration().enabled), False
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False
@@ -21,3 +203,150 @@ class TriggerAuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="id", ordering="pk")
+    def entry_id(self, entry: Any) -> Any:
+        return entry.pk
+
+    @admin.display(description="time")
+    def when(self, entry: Any) -> str:
+        return timezone.localtime(getattr(entry, entry._time)).isoformat(sep=" ", timespec="microseconds")
+
+    @admin.display(description="table")
+    def table(self, entry: Any) -> str:
+        return ".".join(entry._table())
+
+    @admin.display(description="operation")
+    def operation(self, entry: Any) -> str:
+        return entry.get_operation().name  # type: ignore[no-any-return]
+
+    @admin.display(description="key")
+    def key(self, entry: Any) -> str:
+        return entry.object_pk or "—"
+
+    @admin.display(description="user")
+    def user(self, entry: Any) -> str:
+        return who(entry.audit_context)
+
+    @admin.display(description="context")
+    def context(self, entry: Any) -> str:
+        rows = [(k, _shown(v)) for k, v in sorted((entry.audit_context or {}).items())]
+        return render_to_string(f"{TEMPLATES}/context.html", {"rows": rows})
+
+    @admin.display(description="changes")
+    def changes(self, entry: Any) -> str:
+        return render_to_string(f"{TEMPLATES}/changes.html", {"rows": changes_rows(entry.changes())})
+
+    @admin.display(description="row")
+    def row(self, entry: Any) -> str:
+        rows = [(k, _shown(v)) for k, v in entry.get_row_data().items()]
+        return render_to_string(f"{TEMPLATES}/context.html", {"rows": rows})
+
+
+class SimpleAuditEntryAdmin(AuditEntryAdmin):
+    pass
+
+
+class AdvancedAuditEntryAdmin(AuditEntryAdmin):
+    detail_fields = (
+        *AuditEntryAdmin.detail_fields,
+        "session_user_name",
+        "application_name",
+        "client_addr",
+        "transaction_id",
+        "query",
+    )
+
+    @admin.display(description="query")
+    def query(self, entry: AdvancedAuditEntry) -> str:
+        return entry.get_client_query() or "—"
+
+
+#: 1.0.4's name for the audit admin.
+TriggerAuditEntryAdmin = SimpleAuditEntryAdmin
+
+_ADMINS: dict[type, type[AuditEntryAdmin]] = {
+    SimpleAuditEntry: SimpleAuditEntryAdmin,
+    AdvancedAuditEntry: AdvancedAuditEntryAdmin,
+}
+
+
+class AuditHistoryAdminMixin:
+    """Adds an "Audit history" button to each change page of a ``ModelAdmin``, opening the
+    object's versions, oldest first, with a field-by-field diff, ``audit_history_per_page``
+    at a time (keyset pages over the (table, key) index).
+
+    Seeing it takes the view (or change) permission on the object and the view permission
+    on the active layout's audit entry model.
+    """
+
+    change_form_template = f"{TEMPLATES}/change_form_with_history.html"
+    audit_history_template = f"{TEMPLATES}/audit_history.html"
+    audit_history_per_page = 50
+
+    def get_urls(self) -> list[URLPattern]:
+        opts = self.model._meta  # type: ignore[attr-defined]
+        view = self.admin_site.admin_view(self.audit_history_view)  # type: ignore[attr-defined]
+        name = f"{opts.app_label}_{opts.model_name}_audit_history"
+        # Before the ModelAdmin's own patterns: the last of them catches every "<id>/...".
+        return [path("<path:object_id>/audit-history/", view, name=name), *super().get_urls()]  # type: ignore[misc]
+
+    def audit_history_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        model_admin: Any = self
+        entries = entry_model()
+        obj = model_admin.get_object(request, unquote(object_id))
+        if obj is None:
+            return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)  # type: ignore[no-any-return]
+        entries_opts = entries._meta
+        if not model_admin.has_view_or_change_permission(request, obj) or not request.user.has_perm(
+            f"{entries_opts.app_label}.view_{entries_opts.model_name}"
+        ):
+            raise PermissionDenied
+        after = request.GET.get("after")
+        if after is not None and not after.isdigit():
+            raise Http404("No such page of the audit history.")
+        page = entries.objects.using(obj._state.db).history(
+            obj, after=int(after) if after else None, limit=self.audit_history_per_page
+        )
+        versions = [
+            {
+                "version": v,
+                "who": who(v.context),
+                "context": sorted((v.context or {}).items()),
+                "rows": changes_rows(v.changes),
+            }
+            for v in page.versions
+        ]
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": f"Audit history: {obj}",
+            "subtitle": None,
+            "opts": model_admin.opts,
+            "object": obj,
+            "versions": versions,
+            "next_after": page.next_after,
+            "paged": after is not None,
+            "entries_opts": entries_opts,
+            "entries_registered": model_admin.admin_site.is_registered(entries),
+        }
+        request.current_app = model_admin.admin_site.name
+        return TemplateResponse(request, self.audit_history_template, context)
+
+
+def register(site: admin.AdminSite | None = None) -> type | None:
+    """Register the active layout's read model on ``site`` (``admin.site`` by default) unless
+    ``DPA_ADMIN`` is False or it is registered already; returns the model registered."""
+    site = site or admin.site
+    if not conf.admin_enabled():
+        return None
+    model = entry_model()
+    if site.is_registered(model):
+        return None
+    site.register(model, _ADMINS[model])
+    return model
+
+
+try:
+    register()
+except ImproperlyConfigured:
+    pass  # a wrong DPA_* setting: the system check partitioned_audit.E010 says which

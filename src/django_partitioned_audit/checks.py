@@ -25,6 +25,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         conf.layout,
         conf.audit_schema,
         conf.payload_gin_index,
+        conf.admin_enabled,
         conf.excluded_columns,
         conf.masked_columns,
         conf.time_range_generator_name,

@@ -72,6 +72,15 @@ def payload_gin_index() -> bool:
     return value
 
 
+def admin_enabled() -> bool:
+    """``DPA_ADMIN``: register the read-only audit admin when ``django.contrib.admin`` is
+    installed (default ``True``)."""
+    value = _get("DPA_ADMIN", True)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"DPA_ADMIN must be True or False, got {value!r}. See {DOCS}.")
+    return value
+
+
 def _column_map(name: str) -> dict[str, tuple[str, ...]]:
     value = _get(name, {})
     if not isinstance(value, dict) or not all(

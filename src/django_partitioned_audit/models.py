@@ -7,6 +7,7 @@ import enum
 import json
 import re
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -109,12 +110,30 @@ class _Snapshot:
     _key: str
     #: The partition key: with it the entry is read from its own partition only.
     _time: str
+    _operation: str
 
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
 
     def is_truncate(self) -> bool:
         raise NotImplementedError
+
+    def get_operation(self) -> Operation:
+        return _OPERATIONS[getattr(self, self._operation)]
+
+    def needs_previous(self) -> bool:
+        raise NotImplementedError
+
+    def previous(self) -> Any:
+        raise NotImplementedError
+
+    def changes_since(self, previous: Any) -> dict[str, tuple[Any, Any]]:
+        raise NotImplementedError
+
+    def changes(self) -> dict[str, tuple[Any, Any]]:
+        """Column -> (old, new) of this change, reading the version before when the layout
+        does not keep the old values on the entry (one indexed query)."""
+        return self.changes_since(self.previous() if self.needs_previous() else None)
 
     def get_instance(self, model: type[models.Model] | None = None) -> models.Model | None:
         """The row after the change (before it, for a delete) as an instance of its model,
@@ -236,12 +255,27 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
     _time: str
     _operation: str
+    _schema_field: str
+    _table_field: str
 
-    def filter_object(self, model_class: type[models.Model], pk: Any) -> Any:
-        raise NotImplementedError
+    def _of_table(self, model_class: type[models.Model]) -> Q:
+        return _table_q(model_class, self._schema_field, self._table_field)
 
     def filter_model(self, model_class: type[models.Model]) -> Any:
-        raise NotImplementedError
+        """Entries of the table behind ``model_class``."""
+        return self.filter(self._of_table(model_class))
+
+    def filter_object(self, model_class: type[models.Model], pk: Any) -> Any:
+        """Entries of one row, by primary key; served by the (table, pk) index."""
+        return self.filter(self._of_table(model_class), object_pk=_pk_text(pk))
+
+    def filter_key(self, key: str, model_classes: Iterable[type[models.Model]]) -> Any:
+        """Entries whose key, as stored in ``object_pk``, is ``key``, in any of the tables of
+        ``model_classes``; one probe of the (table, pk) index per table."""
+        tables = Q(pk__in=[])
+        for model_class in model_classes:
+            tables |= self._of_table(model_class)
+        return self.filter(tables, object_pk=key)
 
     def filter_context(self, **values: Any) -> Any:
         """Entries written inside an ``audit_context`` holding these values (jsonb ``@>``)."""
@@ -271,7 +305,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             versions.append(
                 Version(
                     entry=entry,
-                    operation=_OPERATIONS[getattr(entry, self._operation)],
+                    operation=entry.get_operation(),
                     time=getattr(entry, self._time),
                     context=entry.audit_context,
                     row=entry.get_row_data(),
@@ -310,14 +344,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
 class SimpleAuditEntryQuerySet(_HistoryQuerySet):
     _time, _operation = "audit_entry_created", "audit_operation"
-
-    def filter_model(self, model_class: type[models.Model]) -> SimpleAuditEntryQuerySet:
-        """Entries of the table behind ``model_class``."""
-        return self.filter(_table_q(model_class, "object_schema", "object_table"))
-
-    def filter_object(self, model_class: type[models.Model], pk: Any) -> SimpleAuditEntryQuerySet:
-        """Entries of one row, by primary key; served by the (table, pk) index."""
-        return self.filter(_table_q(model_class, "object_schema", "object_table"), object_pk=_pk_text(pk))
+    _schema_field, _table_field = "object_schema", "object_table"
 
     def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:
         """Entries whose payload has these values; ``id=42`` and ``id="42"`` both match."""
@@ -340,7 +367,7 @@ class SimpleAuditEntry(_Snapshot, models.Model):
     _row_sql = "v.object_payload"
     _view = "audit_simple_view"
     _key = "id"
-    _time = "audit_entry_created"
+    _time, _operation = "audit_entry_created", "audit_operation"
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
@@ -384,6 +411,21 @@ class SimpleAuditEntry(_Snapshot, models.Model):
         """An UPDATE stores only the row after it: its changes need the version before."""
         return self.is_update()
 
+    def previous(self) -> SimpleAuditEntry | None:
+        """The version of the same row just before this one, through the (table, key) index."""
+        return (
+            type(self)
+            .objects.using(self._state.db)
+            .filter(
+                object_table=self.object_table,
+                object_schema=self.object_schema,
+                object_pk=self.object_pk,
+                id__lt=self.id,
+            )
+            .order_by("-id")
+            .first()
+        )
+
     def changes_since(self, previous: SimpleAuditEntry | None) -> dict[str, tuple[Any, Any]]:
         """Column -> (old, new), from the version before (None when it is not in the trail)."""
         row = self.get_row_data()
@@ -398,14 +440,7 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
 class AdvancedAuditEntryQuerySet(_HistoryQuerySet):
     _time, _operation = "action_tstamp_tx", "action"
-
-    def filter_model(self, model_class: type[models.Model]) -> AdvancedAuditEntryQuerySet:
-        """Entries of the table behind ``model_class``."""
-        return self.filter(_table_q(model_class, "schema_name", "table_name"))
-
-    def filter_object(self, model_class: type[models.Model], pk: Any) -> AdvancedAuditEntryQuerySet:
-        """Entries of one row, by primary key; served by the (table, pk) index."""
-        return self.filter(_table_q(model_class, "schema_name", "table_name"), object_pk=_pk_text(pk))
+    _schema_field, _table_field = "schema_name", "table_name"
 
     def filter_payload(self, **kwargs: Any) -> AdvancedAuditEntryQuerySet:
         """Entries whose new value (changed fields, else the row) matches each key."""
@@ -432,7 +467,7 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
     _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
     _view = "logged_actions_view"
     _key = "event_id"
-    _time = "action_tstamp_tx"
+    _time, _operation = "action_tstamp_tx", "action"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"
@@ -495,6 +530,10 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         """The old row and the changed fields are both on the entry itself."""
         return False
 
+    def previous(self) -> None:
+        """Not needed: the entry holds the old row (see ``needs_previous()``)."""
+        return None
+
     def changes_since(self, previous: AdvancedAuditEntry | None) -> dict[str, tuple[Any, Any]]:
         """Column -> (old, new): the changed fields of an UPDATE against its old row."""
         old = dict(self.row_data_json or {})
@@ -523,3 +562,8 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
             .first()
         )
         return first
+
+
+def entry_model() -> type[SimpleAuditEntry] | type[AdvancedAuditEntry]:
+    """The read model of the layout ``DPA_AUDIT_TABLE_MANAGER`` chooses."""
+    return AdvancedAuditEntry if conf.layout().name == "advanced" else SimpleAuditEntry

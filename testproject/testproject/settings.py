@@ -20,6 +20,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "django.contrib.staticfiles",
     "django_partitioned_audit",
     "shop.apps.ShopConfig",
     "library.apps.LibraryConfig",
@@ -29,7 +30,10 @@ MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "django_partitioned_audit.middleware.AuditContextMiddleware",
 ]
+ROOT_URLCONF = "testproject.urls"
+STATIC_URL = "static/"
 
 TEMPLATES = [
     {

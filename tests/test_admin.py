@@ -1,0 +1,232 @@
+"""The audit admin: registered for the active layout, filters and search that use the
+indexes, a detail page with the diff, the per-object history, and no write for anyone."""
+
+from __future__ import annotations
+
+import re
+import types
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import path, reverse
+from library.admin import BookAdmin
+from library.models import Book
+from shop.admin import CustomerAdmin, OrderAdmin
+from shop.models import Customer, Order
+
+from django_partitioned_audit import admin as audit_admin
+from django_partitioned_audit.checks import check_settings
+from django_partitioned_audit.context import audit_context
+from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
+from tests.test_read_api import explain
+
+
+@pytest.fixture
+def site(layout: str, settings: Any) -> admin.AdminSite:
+    """An admin site of its own, built for the layout under test, as the project's URLconf."""
+    site = admin.AdminSite(name="admin")
+    audit_admin.register(site)
+    site.register(Book, BookAdmin)
+    site.register(Customer, CustomerAdmin)
+    site.register(Order, OrderAdmin)
+    urls = types.ModuleType("audit_admin_test_urls")
+    urls.urlpatterns = [path("admin/", site.urls)]  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = urls
+    return site
+
+
+DIFF_ROW = re.compile(
+    r'<th scope="row">([^<]*)</th><td class="dpa-old"[^>]*>([^<]*)</td><td class="dpa-new"[^>]*>([^<]*)</td>'
+)
+
+
+def diff(html: str) -> list[tuple[str, str, str]]:
+    """The (field, old, new) rows of the diff tables in a page."""
+    return DIFF_ROW.findall(html)
+
+
+def entries_url(read_model: Any, view: str = "changelist", *args: Any) -> str:
+    return reverse(f"admin:django_partitioned_audit_{read_model._meta.model_name}_{view}", args=args)
+
+
+def listed(response: Any) -> list[Any]:
+    assert response.status_code == 200, response.status_code
+    return list(response.context["cl"].result_list)
+
+
+@pytest.fixture
+def book_story(layout: str) -> Book:
+    """A book written by alice in a request, renamed by bob, and another one by a job."""
+    with audit_context(user_id=7, username="alice"):
+        book = Book.objects.create(isbn="111", title="Dune")
+    with audit_context(user_id=8, username="bob"):
+        book.title = "Dune Messiah"
+        book.save()
+    with audit_context(job="import", job_id="j-1"):
+        Book.objects.create(isbn="222", title="Emma")
+    return book
+
+
+def test_the_active_layouts_model_is_registered_and_a_setting_turns_it_off(settings, db):
+    assert admin.site.is_registered(SimpleAuditEntry)  # the test project's default layout
+    assert audit_admin.register(admin.AdminSite()) is SimpleAuditEntry
+    settings.DPA_AUDIT_TABLE_MANAGER = (
+        "django_partitioned_audit.audit_table.advanced_audit_table_manager.AdvancedAuditTableManager"
+    )
+    other = admin.AdminSite()
+    assert audit_admin.register(other) is AdvancedAuditEntry
+    assert not other.is_registered(SimpleAuditEntry)
+    assert audit_admin.register(other) is None  # once only
+    settings.DPA_ADMIN = False
+    off = admin.AdminSite()
+    assert audit_admin.register(off) is None and off._registry == {}
+
+
+def test_a_wrong_admin_setting_is_reported(settings):
+    settings.DPA_ADMIN = "yes"
+    errors = [e for e in check_settings() if e.id == "partitioned_audit.E010"]
+    assert len(errors) == 1 and "DPA_ADMIN must be True or False, got 'yes'" in errors[0].msg
+
+
+def test_the_list_filters_by_table_operation_user_and_time(site, read_model, book_story, admin_client):
+    url = entries_url(read_model)
+    everything = listed(admin_client.get(url))
+    assert [(e.object_pk, e.get_operation().name) for e in everything] == [
+        ("222", "INSERT"),
+        ("111", "UPDATE"),
+        ("111", "INSERT"),
+    ]  # newest first
+    assert [e.object_pk for e in listed(admin_client.get(url, {"operation": "U"}))] == ["111"]
+    assert {e.object_pk for e in listed(admin_client.get(url, {"model": "library.book"}))} == {"111", "222"}
+    assert listed(admin_client.get(url, {"model": "shop.order"})) == []
+    assert [e.object_pk for e in listed(admin_client.get(url, {"user": "alice"}))] == ["111"]
+    assert [e.get_operation().name for e in listed(admin_client.get(url, {"user": "8"}))] == ["UPDATE"]
+    assert listed(admin_client.get(url, {"user": "nobody"})) == []
+    time = read_model._time
+    first = min(getattr(e, time) for e in everything)
+    assert len(listed(admin_client.get(url, {f"{time}__gte": first.isoformat()}))) == 3
+    assert listed(admin_client.get(url, {f"{time}__lt": first.isoformat()})) == []
+    page = admin_client.get(url, {"operation": "U"}).content.decode()
+    assert 'name="user"' in page and "By user (id or name)" in page  # the text filter is shown
+    assert "bob" in page  # the user column
+
+
+def test_search_finds_the_entries_of_one_key_through_the_object_index(
+    site, read_model, book_story, admin_client
+):
+    found = listed(admin_client.get(entries_url(read_model), {"q": "222"}))
+    assert [(e.object_pk, e.audit_context["job"]) for e in found] == [("222", "import")]
+    assert listed(admin_client.get(entries_url(read_model), {"q": "333"})) == []
+    model_admin = site._registry[read_model]
+    queryset, _ = model_admin.get_search_results(None, read_model.objects.all(), "111")
+    plan = explain(queryset)
+    scans = [line for line in plan.splitlines() if "Scan" in line and "Bitmap Heap" not in line]
+    assert scans and all("object_pk_idx" in line for line in scans), plan
+
+
+def test_the_detail_page_shows_the_context_and_the_old_and_new_values(
+    site, read_model, book_story, admin_client
+):
+    update = [e for e in read_model.objects.filter_object(Book, "111") if e.is_update()][0]
+    page = admin_client.get(entries_url(read_model, "change", update.pk)).content.decode()
+    assert diff(page) == [("title", "Dune", "Dune Messiah")]  # the unchanged isbn is not listed
+    assert '<th scope="row">username</th><td>bob</td>' in page
+    insert = read_model.objects.filter_object(Book, "222").get()
+    page = admin_client.get(entries_url(read_model, "change", insert.pk)).content.decode()
+    assert sorted(diff(page)) == [("isbn", "—", "222"), ("title", "—", "Emma")]
+    assert '<th scope="row">job_id</th><td>j-1</td>' in page
+
+
+def test_nobody_adds_changes_or_deletes_an_entry_through_the_admin(
+    site, read_model, book_story, admin_client
+):
+    before = [(e.pk, e.get_row_data()) for e in read_model.objects.order_by("pk")]
+    entry = read_model.objects.order_by("pk").first()
+    assert admin_client.get(entries_url(read_model, "add")).status_code == 403
+    assert admin_client.post(entries_url(read_model, "add"), {"object_pk": "x"}).status_code == 403
+    change = entries_url(read_model, "change", entry.pk)
+    page = admin_client.get(change).content.decode()
+    assert 'name="_save"' not in page and "deletelink" not in page  # a view, not a form
+    assert admin_client.post(change, {"object_pk": "forged"}).status_code == 403
+    delete = entries_url(read_model, "delete", entry.pk)
+    assert admin_client.get(delete).status_code == 403
+    assert admin_client.post(delete, {"post": "yes"}).status_code == 403
+    changelist = admin_client.get(entries_url(read_model))
+    assert "delete_selected" not in changelist.content.decode()
+    admin_client.post(
+        entries_url(read_model),
+        {"action": "delete_selected", "_selected_action": [entry.pk], "post": "yes", "index": 0},
+    )
+    assert [(e.pk, e.get_row_data()) for e in read_model.objects.order_by("pk")] == before
+
+
+def test_the_change_page_links_to_the_history_which_shows_each_diff(
+    site, read_model, book_story, admin_client
+):
+    change = admin_client.get(reverse("admin:library_book_change", args=["111"])).content.decode()
+    history_url = reverse("admin:library_book_audit_history", args=["111"])
+    assert f'href="{history_url}"' in change and "Audit history" in change
+    page = admin_client.get(history_url).content.decode()
+    rows = page.split('class="dpa-version"')[1:]
+    assert len(rows) == 2 and "INSERT" in rows[0] and "UPDATE" in rows[1]
+    assert "alice" in rows[0] and "bob" in rows[1]
+    assert diff(rows[1]) == [("title", "Dune", "Dune Messiah")]
+    assert sorted(diff(rows[0])) == [("isbn", "—", "111"), ("title", "—", "Dune")]
+    assert "Emma" not in page  # another object's history
+
+
+def test_the_history_pages_by_keyset(site, read_model, admin_client, monkeypatch):
+    monkeypatch.setattr(BookAdmin, "audit_history_per_page", 2)
+    book = Book.objects.create(isbn="5", title="v0")
+    for n in range(1, 5):
+        book.title = f"v{n}"
+        book.save()
+    url = reverse("admin:library_book_audit_history", args=["5"])
+    titles, next_url, pages = [], url, 0
+    while next_url:
+        response = admin_client.get(next_url)
+        pages += 1
+        titles += [new for field, _, new in diff(response.content.decode()) if field == "title"]
+        after = response.context["next_after"]
+        next_url = f"{url}?after={after}" if after else None
+    assert pages == 3 and titles == ["v0", "v1", "v2", "v3", "v4"]
+    assert admin_client.get(url, {"after": "x"}).status_code == 404
+    missing = admin_client.get(reverse("admin:library_book_audit_history", args=["nope"]))
+    assert missing.status_code == 302  # the admin's "does not exist" redirect
+
+
+def test_the_history_needs_view_permission_on_the_object_and_on_the_entries(
+    site, read_model, book_story, client
+):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    client.force_login(staff)
+    history = reverse("admin:library_book_audit_history", args=["111"])
+    assert client.get(entries_url(read_model)).status_code == 403
+    assert client.get(history).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_book"))
+    staff = User.objects.get(pk=staff.pk)  # permissions are cached on the instance
+    client.force_login(staff)
+    assert client.get(history).status_code == 403  # not yet allowed to read the trail
+    staff.user_permissions.add(Permission.objects.get(codename=f"view_{read_model._meta.model_name}"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert client.get(history).status_code == 200
+    assert client.get(entries_url(read_model)).status_code == 200
+    assert client.get(entries_url(read_model, "add")).status_code == 403
+
+
+def test_the_list_counts_a_large_trail_by_the_planners_estimate(site, read_model, book_story, monkeypatch):
+    queryset = read_model.objects.order_by("-pk")
+    exact = audit_admin.EstimatedCountPaginator(queryset, 50)
+    with CaptureQueriesContext(connection) as queries:
+        assert exact.count == 3
+    assert any("COUNT(*)" in q["sql"] for q in queries.captured_queries)
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "exact_below", 0)
+    estimated = audit_admin.EstimatedCountPaginator(queryset, 50)
+    with CaptureQueriesContext(connection) as queries:
+        assert isinstance(estimated.count, int) and estimated.count >= 1
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["EXPLAIN"]
+    assert audit_admin.EstimatedCountPaginator(read_model.objects.filter(pk__in=[]), 50).count == 0
