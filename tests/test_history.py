@@ -133,5 +133,16 @@ def test_filter_context_finds_the_writes_of_one_user(layout, read_model):
     Book.objects.create(isbn="none", title="z")
     assert [e.object_pk for e in read_model.objects.filter_context(user_id=7)] == ["u7"]
     assert read_model.objects.filter_model(Book).filter_context(user_id=8).count() == 1
+    assert [e.object_pk for e in read_model.objects.filter_context(user_id="7", path="/a")] == ["u7"]
+    assert read_model.objects.filter_context(user_id=7, path="/b").count() == 0
     with pytest.raises(TypeError, match="key=value"):
         read_model.objects.filter_context()
+
+
+def test_filter_context_reads_through_the_partial_context_index(layout, read_model):
+    with audit_context(user_id=7):
+        Book.objects.create(isbn="u7", title="x")
+    plan = explain(read_model.objects.filter_context(user_id=7).order_by("-pk")[:50])
+    scans = [line for line in plan.splitlines() if "Scan" in line and "Bitmap Heap" not in line]
+    # Partitions name their copies of the index after the column: <partition>_audit_context_idx.
+    assert scans and all("Bitmap Index Scan" in line and "audit_context_idx" in line for line in scans), plan

@@ -278,10 +278,18 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(tables, object_pk=key)
 
     def filter_context(self, **values: Any) -> Any:
-        """Entries written inside an ``audit_context`` holding these values (jsonb ``@>``)."""
+        """Entries written inside an ``audit_context`` holding these values, by containment
+        (``@>``), which the partial GIN index on ``audit_context`` serves. A number or a
+        boolean also matches its text (``user_id=7`` finds ``"7"``), and the reverse."""
         if not values:
             raise TypeError("filter_context() needs at least one key=value pair")
-        return self.filter(audit_context__contains=values)
+        qs = self
+        for key, value in values.items():
+            wanted = Q(pk__in=[])
+            for candidate in _candidates(value):
+                wanted |= Q(audit_context__contains={key: candidate})
+            qs = qs.filter(wanted)
+        return qs
 
     def history(self, obj: models.Model, *, after: int | None = None, limit: int = 100) -> HistoryPage:
         """The versions of ``obj``, oldest first, ``limit`` at a time: each with its operation,

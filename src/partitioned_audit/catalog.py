@@ -36,7 +36,8 @@ class TableState:
     comment: str | None
     column_types: dict[str, str]
     function_comment: str | None
-    gin_index: bool
+    #: The names of the table's indexes.
+    indexes: frozenset[str]
     #: The table's own triggers named ``dpa_seal_*`` that fire in every session.
     seal_triggers: frozenset[str] = frozenset()
 
@@ -58,8 +59,8 @@ def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
     return [TriggerInfo(*row) for row in cursor.fetchall()]
 
 
-def table_state(cursor: Cursor, schema: str, table: str, function: str, gin_index: str) -> TableState:
-    """The audit table's comment and column types, the capture function's comment, the GIN index."""
+def table_state(cursor: Cursor, schema: str, table: str, function: str) -> TableState:
+    """The audit table's comment, column types and indexes, the capture function's comment."""
     cursor.execute(
         """
         SELECT c.oid IS NOT NULL,
@@ -70,8 +71,8 @@ def table_state(cursor: Cursor, schema: str, table: str, function: str, gin_inde
                (SELECT obj_description(p.oid, 'pg_proc')
                   FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace pn ON pn.oid = p.pronamespace
                  WHERE pn.nspname = %(schema)s AND p.proname = %(function)s AND p.pronargs = 0),
-               EXISTS (SELECT 1 FROM pg_catalog.pg_class i JOIN pg_catalog.pg_namespace ins ON ins.oid = i.relnamespace
-                        WHERE ins.nspname = %(schema)s AND i.relname = %(gin)s AND i.relkind IN ('i', 'I')),
+               ARRAY(SELECT i.relname::text FROM pg_catalog.pg_index x JOIN pg_catalog.pg_class i ON i.oid = x.indexrelid
+                      WHERE x.indrelid = c.oid),
                ARRAY(SELECT t.tgname::text FROM pg_catalog.pg_trigger t
                       WHERE t.tgrelid = c.oid AND t.tgparentid = 0 AND t.tgenabled = 'A'
                         AND starts_with(t.tgname::text, %(seal_prefix)s))
@@ -83,17 +84,21 @@ def table_state(cursor: Cursor, schema: str, table: str, function: str, gin_inde
             "schema": schema,
             "table": table,
             "function": function,
-            "gin": gin_index,
             "seal_prefix": f"{PREFIX}seal_",
         },
     )
-    exists, comment, columns, function_comment, gin, seal_triggers = cursor.fetchone()
+    exists, comment, columns, function_comment, indexes, seal_triggers = cursor.fetchone()
     if isinstance(columns, str):  # psycopg2 without a jsonb loader in some set-ups
         import json
 
         columns = json.loads(columns)
     return TableState(
-        bool(exists), comment, dict(columns or {}), function_comment, bool(gin), frozenset(seal_triggers)
+        bool(exists),
+        comment,
+        dict(columns or {}),
+        function_comment,
+        frozenset(indexes),
+        frozenset(seal_triggers),
     )
 
 

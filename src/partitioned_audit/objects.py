@@ -91,13 +91,14 @@ def layout_status(
     cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False
 ) -> LayoutStatus:
     """Report whether ``layout``'s objects in ``schema`` are INSTALLED, OUTDATED or MISSING."""
-    state = catalog.table_state(cursor, schema, layout.table, layout.function, layouts.SIMPLE_GIN_INDEX)
+    state = catalog.table_state(cursor, schema, layout.table, layout.function)
     if not state.exists:
         status = Status.MISSING
     elif (
         state.comment == layouts.table_comment(layout)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
-        and (not layout.has_payload_gin or state.gin_index == gin_index)
+        and layout.context_index in state.indexes
+        and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
             sealing.FREEZE_TRIGGERS <= state.seal_triggers
             # sealing starts once a 1.0.4 upgrade has finished: backfill() adds them then
@@ -461,9 +462,7 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
             ),
         )
     if not any(
-        catalog.table_state(
-            cursor, schema, other.table, other.function, layouts.SIMPLE_GIN_INDEX
-        ).function_comment
+        catalog.table_state(cursor, schema, other.table, other.function).function_comment
         for other in LAYOUTS.values()
         if other is not layout
     ):
