@@ -7,6 +7,7 @@ STAMP := $(VENV)/.installed
 .PHONY: pgbouncer chromium screenshots demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
+	@echo "Setting up $(VENV): Django, both PostgreSQL drivers, an embedded PostgreSQL 18 and the test tools (first run only, a minute or two)..."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'

@@ -15,6 +15,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
 os.environ["DPA_DB_NAME"] = "dpa_demo"
 
 from rich.console import Console  # noqa: E402
+from rich.markup import escape  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 console = Console(width=140)
@@ -24,6 +25,11 @@ def fresh_database() -> None:
     """Drop and create ``dpa_demo`` through the maintenance database."""
     from testproject.dbserver import apply_driver_switch, get_server
 
+    console.print(
+        "This demo drops and re-creates its own database, [bold]dpa_demo[/], and touches no other.\n"
+        "Server: $DATABASE_URL if set, else 127.0.0.1:5432 if it answers, else an embedded "
+        "PostgreSQL 18 (its first start runs initdb: about 10 seconds)..."
+    )
     apply_driver_switch()
     server = get_server()
     import django
@@ -42,14 +48,48 @@ def fresh_database() -> None:
     console.rule(f"[bold]django-partitioned-audit demo[/] on {server.origin} server")
 
 
+def db_now() -> object:
+    """The database's clock: the trail is stamped by it, not by this process's."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        return cursor.fetchone()[0]
+
+
+def show(value: object) -> str:
+    return "∅" if value is None else str(value)
+
+
+def describe_context(context: dict | None) -> str:
+    if not context:
+        return "no context"
+    return " ".join(f"{k}={v}" for k, v in context.items() if v is not None)
+
+
+def describe_changes(entry: object) -> str:
+    """The changed fields of an UPDATE; the row of an INSERT or DELETE."""
+    changes = entry.changes()  # type: ignore[attr-defined]
+    if entry.is_update():  # type: ignore[attr-defined]
+        return ", ".join(f"{f}: {show(old)} → {show(new)}" for f, (old, new) in changes.items())
+    side = 0 if entry.is_delete() else 1  # type: ignore[attr-defined]
+    return ", ".join(f"{f}={show(pair[side])}" for f, pair in changes.items())
+
+
 def main() -> int:
     fresh_database()
+    from django.contrib.auth.models import User
     from django.core.management import call_command
     from django.db import connection, transaction
+    from django.db.models.functions import Now
+    from django.http import HttpResponse
+    from django.test import RequestFactory
     from library.models import Book, Weird
     from shop.models import Customer, Order
 
     from django_partitioned_audit import conf
+    from django_partitioned_audit.context import audit_job
+    from django_partitioned_audit.middleware import AuditContextMiddleware
     from django_partitioned_audit.models import SimpleAuditEntry
     from partitioned_audit import catalog
     from partitioned_audit.sql import SQL, execute, ident
@@ -64,31 +104,61 @@ def main() -> int:
     call_command("manage_partition_tables", "list", stdout=sys.stdout)
     call_command("manage_partition_tables", "create", "check", "--extra-days=90", stdout=sys.stdout)
 
-    console.print("\n[bold]3. writes[/]: ORM, raw SQL, bulk_create and one QuerySet.update() over many rows")
-    with transaction.atomic():
-        ann = Customer.objects.create(name="Ann", password="pbkdf2_sha256$870000$salt$hash")
-        order = Order.objects.create(customer=ann, total="19.90", tags=["gift"], data={"note": "ring twice"})
-        order.status = "paid"
-        order.save()
-        Book.objects.bulk_create(Book(isbn=f"978-{i:04d}", title=f"Volume {i}") for i in range(500))
-        Weird.objects.create(select=1, label="quoted names work")
-    changed = Book.objects.filter(isbn__lt="978-0250").update(title="Reprinted")
-    with connection.cursor() as cursor:
-        cursor.execute("UPDATE shop_order SET total = total * 2 WHERE id = %s", [order.pk])
-        cursor.execute("DELETE FROM library_book WHERE isbn = %s", ["978-0499"])
-    order.delete()
-    console.print(f"   QuerySet.update() changed {changed} books in one statement")
+    console.print(
+        "\n[bold]3. writes[/], each with who made it: a request through AuditContextMiddleware, "
+        "a job under @audit_job, and psql with one SET LOCAL line"
+    )
+    ada = User.objects.create_user("ada", password="demo-only")
+    when = {}
 
-    console.print("\n[bold]4. the audit trail[/] (read model SimpleAuditEntry; books summarised)")
-    table = Table("id", "table", "op", "object_pk", "payload")
+    def checkout(request: object) -> HttpResponse:  # a view: runs inside the middleware's context
+        customer = Customer.objects.create(name="Ann", password="pbkdf2_sha256$870000$salt$hash")
+        placed = Order.objects.create(
+            customer=customer, total="19.90", tags=["gift"], data={"note": "ring twice"}
+        )
+        return HttpResponse(str(placed.pk))
+
+    request = RequestFactory().post("/shop/checkout/", headers={"X-Request-ID": "req-7f3a"})
+    request.user = ada
+    order = Order.objects.get(pk=int(AuditContextMiddleware(checkout)(request).content))
+    when["placed"] = db_now()
+
+    @audit_job(name="billing.capture_payment")
+    def capture_payment(order_id: int) -> None:
+        Order.objects.filter(pk=order_id).update(status="paid", placed_at=Now())
+
+    capture_payment(order.pk)
+    when["paid"] = db_now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        # What a DBA or another service runs; no Django involved.
+        line = """SET LOCAL partitioned_audit.context = '{"source": "psql", "dba": "carol", "ticket": "OPS-42"}'"""
+        console.print(f"   psql> [cyan]{line};[/]")
+        cursor.execute(line)
+        cursor.execute(
+            "UPDATE shop_order SET total = total * 2, status = 'refunded' WHERE id = %s", [order.pk]
+        )
+    Book.objects.bulk_create(Book(isbn=f"978-{i:04d}", title=f"Volume {i}") for i in range(500))
+    changed = Book.objects.filter(isbn__lt="978-0250").update(title="Reprinted")
+    Weird.objects.create(select=1, label="quoted names work")
+    order_id = order.pk
+    order.delete()
+    order = Order(pk=order_id)  # what is left of it: its key, and its history
+    console.print(
+        f"   bulk_create of 500 books, QuerySet.update() of {changed} in one statement, the order deleted"
+    )
+
+    console.print("\n[bold]4. the audit trail[/]: who made each change and what changed (books summarised)")
+    table = Table("id", "table", "op", "key", "who")
+    table.add_column("what changed (old → new)", overflow="fold")
     entries = SimpleAuditEntry.objects.exclude(object_table="library_book").order_by("id")
     for entry in entries:
         table.add_row(
             str(entry.id),
             entry.object_table,
             entry.audit_operation,
-            (entry.object_pk or "")[:12],
-            str(entry.get_row_data())[:80],
+            (entry.object_pk or "")[:8],
+            escape(describe_context(entry.audit_context)),
+            escape(describe_changes(entry)),
         )
     console.print(table)
     books = SimpleAuditEntry.objects.filter_model(Book)
@@ -100,6 +170,29 @@ def main() -> int:
     if total == 0:
         console.print("[red]no audit entries were recorded[/]")
         return 1
+
+    console.print(f"\n[bold]   history()[/] of order {order.pk}, oldest first:")
+    for version in SimpleAuditEntry.objects.history(order).versions:
+        changes = ", ".join(
+            f"{f}: {show(old)} → {show(new)}"
+            for f, (old, new) in version.changes.items()
+            if (old, new) != (None, None)
+        )
+        console.print(
+            f"   {version.operation.name:<6} by {escape(describe_context(version.context))}: {escape(changes)}"
+        )
+    for moment in ("placed", "paid"):
+        then = SimpleAuditEntry.objects.as_of(Order, order.pk, when[moment])
+        console.print(
+            f"   [bold]as_of()[/] just after it was {moment}: status={then.status!r} total={then.total}"  # type: ignore[union-attr]
+        )
+    console.print(
+        f"   [bold]as_of()[/] now: {SimpleAuditEntry.objects.as_of(Order, order.pk, db_now())} (deleted)"
+    )
+    mine = SimpleAuditEntry.objects.filter_context(username="ada").count()
+    console.print(
+        f"   [bold]filter_context(username='ada')[/]: {mine} entries, through the partial GIN index"
+    )
 
     console.print("\n[bold]5. partitions[/] of the audit table")
     call_command("manage_partition_tables", "list-all", stdout=sys.stdout)
