@@ -25,7 +25,7 @@ from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
 
@@ -302,18 +302,21 @@ class AuditHistoryAdminMixin:
             f"{entries_opts.app_label}.view_{entries_opts.model_name}"
         ):
             raise PermissionDenied
-        after = request.GET.get("after")
-        if after is not None and not after.isdigit():
-            raise Http404("No such page of the audit history.")
-        page = entries.objects.using(obj._state.db).history(
-            obj, after=int(after) if after else None, limit=self.audit_history_per_page
-        )
+        after = request.GET.get("after") or None
+        try:  # both layouts' tables, where a switch of layout left the other one
+            page = entries.objects.using(obj._state.db).history(
+                obj, after=after, limit=self.audit_history_per_page, all_layouts=True
+            )
+        except ValueError as exc:
+            raise Http404("No such page of the audit history.") from exc
+        site = model_admin.admin_site
         versions = [
             {
                 "version": v,
                 "who": who(v.context),
                 "context": sorted((v.context or {}).items()),
                 "rows": changes_rows(v.changes),
+                "url": _entry_url(site, v.entry),
             }
             for v in page.versions
         ]
@@ -326,11 +329,17 @@ class AuditHistoryAdminMixin:
             "versions": versions,
             "next_after": page.next_after,
             "paged": after is not None,
-            "entries_opts": entries_opts,
-            "entries_registered": model_admin.admin_site.is_registered(entries),
         }
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, self.audit_history_template, context)
+
+
+def _entry_url(site: admin.AdminSite, entry: Any) -> str | None:
+    """The entry's detail page, where its model is registered on ``site``."""
+    if not site.is_registered(type(entry)):
+        return None
+    opts = entry._meta
+    return reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_change", args=[entry.pk])
 
 
 def register(site: admin.AdminSite | None = None) -> type | None:

@@ -6,6 +6,7 @@ import datetime as dt
 
 from django.db import DEFAULT_DB_ALIAS, connections
 
+from partitioned_audit.layouts import Layout
 from partitioned_audit.partitioning.maintenance import Created, LockPolicy, Maintainer
 from partitioned_audit.partitioning.plan import today_utc
 from partitioned_audit.partitioning.ranges import get_generator
@@ -13,15 +14,18 @@ from partitioned_audit.partitioning.ranges import get_generator
 from . import conf
 
 
-def maintainer(using: str = DEFAULT_DB_ALIAS, policy: LockPolicy | None = None) -> Maintainer:
-    """A :class:`Maintainer` on the DB-API connection behind ``connections[using]``.
+def maintainer(
+    using: str = DEFAULT_DB_ALIAS, policy: LockPolicy | None = None, layout: Layout | None = None
+) -> Maintainer:
+    """A :class:`Maintainer` on the DB-API connection behind ``connections[using]``, for the
+    table of ``layout`` (default: the active one; another is a table kept after a switch).
 
     Outside ``atomic`` the connection is in autocommit mode and each change commits at once;
     inside, the changes join the surrounding transaction.
     """
     wrapper = connections[using]
     wrapper.ensure_connection()
-    return Maintainer(wrapper.connection, conf.layout(), conf.audit_schema(), policy)
+    return Maintainer(wrapper.connection, layout or conf.layout(), conf.audit_schema(), policy)
 
 
 def ensure_current_and_next(

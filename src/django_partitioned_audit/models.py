@@ -111,12 +111,18 @@ class _Snapshot:
     #: The partition key: with it the entry is read from its own partition only.
     _time: str
     _operation: str
+    _statement_time: str
 
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
 
     def is_truncate(self) -> bool:
         raise NotImplementedError
+
+    def merge_key(self) -> tuple[dt.datetime, dt.datetime]:
+        """Where the entry falls among the entries of another table: its transaction's start,
+        then its statement's (a transaction's entries share the first)."""
+        return getattr(self, self._time), getattr(self, self._statement_time)
 
     def get_operation(self) -> Operation:
         return _OPERATIONS[getattr(self, self._operation)]
@@ -244,10 +250,54 @@ class Version:
 class HistoryPage:
     versions: list[Version]
     #: Pass as ``after=`` for the next page; None on the last one.
-    next_after: int | None
+    next_after: int | str | None
 
 
 _OPERATIONS = {code: op for op, code in _CODES.items()}
+
+
+def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list[Version]:
+    """``page``'s entries as versions, each compared with the one before it."""
+    columns = {f.column: f.name for f in model._meta.concrete_fields}
+    versions = []
+    for entry in page:
+        changes = entry.changes_since(previous)
+        versions.append(
+            Version(
+                entry=entry,
+                operation=entry.get_operation(),
+                time=getattr(entry, entry._time),
+                context=entry.audit_context,
+                row=entry.get_row_data(),
+                changes={columns.get(k, k): v for k, v in changes.items()},
+            )
+        )
+        previous = entry
+    return versions
+
+
+def _parse_cursor(after: Any) -> dict[str, int]:
+    """``"simple:12,advanced:40"``: the last version read from each table, in the order the
+    tables were last read."""
+    if after is None:
+        return {}
+    positions: dict[str, int] = {}
+    for part in after.split(",") if isinstance(after, str) else [None]:
+        name, _, pk = (part or "").partition(":")
+        if name not in ("simple", "advanced") or not pk.isdigit():
+            raise ValueError(
+                f"after must be the next_after of a history(all_layouts=True) page, got {after!r}"
+            )
+        positions[name] = int(pk)
+    return positions
+
+
+def _view_exists(entries: Any, using: str | None) -> bool:
+    from django.db import connections
+
+    with connections[using or "default"].cursor() as cursor:
+        cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [entries._meta.db_table])
+        return bool(cursor.fetchone()[0])
 
 
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
@@ -291,12 +341,29 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             qs = qs.filter(wanted)
         return qs
 
-    def history(self, obj: models.Model, *, after: int | None = None, limit: int = 100) -> HistoryPage:
+    def history(
+        self,
+        obj: models.Model,
+        *,
+        after: int | str | None = None,
+        limit: int = 100,
+        all_layouts: bool = False,
+    ) -> HistoryPage:
         """The versions of ``obj``, oldest first, ``limit`` at a time: each with its operation,
         time, context and changed fields. ``after`` is the ``next_after`` of the previous page
-        (keyset pagination, served by the (table, key) index)."""
+        (keyset pagination, served by the (table, key) index).
+
+        ``all_layouts=True`` also reads the table of the other layout where it exists (kept
+        after a switch of ``DPA_AUDIT_TABLE_MANAGER``): one history across both tables,
+        merged by time, each table's versions in their own order. Its ``next_after`` is a
+        text cursor holding the position in each table.
+        """
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
+        if all_layouts:
+            return self._merged_history(obj, after, limit)
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
+            raise ValueError(f"after must be the next_after of a page, an integer, got {after!r}")
         model = type(obj)
         entries = self.filter_object(model, obj.pk).order_by("pk")
         if after is not None:
@@ -306,22 +373,45 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         previous = None
         if page and after is not None and page[0].needs_previous():
             previous = self.filter_object(model, obj.pk).filter(pk__lte=after).order_by("-pk").first()
-        columns = {f.column: f.name for f in model._meta.concrete_fields}
-        versions = []
-        for entry in page:
-            changes = entry.changes_since(previous)
-            versions.append(
-                Version(
-                    entry=entry,
-                    operation=entry.get_operation(),
-                    time=getattr(entry, self._time),
-                    context=entry.audit_context,
-                    row=entry.get_row_data(),
-                    changes={columns.get(k, k): v for k, v in changes.items()},
-                )
-            )
-            previous = entry
-        return HistoryPage(versions, page[-1].pk if more else None)
+        return HistoryPage(_versions(model, page, previous), page[-1].pk if more else None)
+
+    def _merged_history(self, obj: models.Model, after: Any, limit: int) -> HistoryPage:
+        model = type(obj)
+        positions = _parse_cursor(after)
+        sources = {
+            entries._layout: entries.objects.using(self.db)  # type: ignore[attr-defined]
+            for entries in (SimpleAuditEntry, AdvancedAuditEntry)
+            if entries is self.model or _view_exists(entries, self.db)
+        }
+        if set(positions) - set(sources):
+            raise ValueError(f"after={after!r} names a layout whose table is not in this database")
+        streams = {}
+        for name, manager in sources.items():
+            entries = manager.filter_object(model, obj.pk).order_by("pk")
+            if name in positions:
+                entries = entries.filter(pk__gt=positions[name])
+            streams[name] = list(entries[: limit + 1])
+        merged: list[tuple[str, Any]] = []
+        heads = dict.fromkeys(streams, 0)
+        while len(merged) < limit + 1:
+            ready = [(streams[n][i].merge_key(), n) for n, i in heads.items() if i < len(streams[n])]
+            if not ready:
+                break
+            _, name = min(ready)
+            merged.append((name, streams[name][heads[name]]))
+            heads[name] += 1
+        page, more = merged[:limit], len(merged) > limit
+        previous = None
+        if page and positions and page[0][1].needs_previous():
+            last = next(reversed(positions))  # the cursor lists the last version's table last
+            previous = sources[last].filter(pk=positions[last]).first()
+        cursor = None
+        if more:
+            for name, entry in page:
+                positions.pop(name, None)
+                positions[name] = entry.pk
+            cursor = ",".join(f"{name}:{pk}" for name, pk in positions.items())
+        return HistoryPage(_versions(model, [entry for _, entry in page], previous), cursor)
 
     def as_of(self, model_class: type[models.Model], pk: Any, when: dt.datetime) -> models.Model | None:
         """The row ``pk`` of ``model_class`` as it was at ``when`` (an instance typed as
@@ -376,6 +466,8 @@ class SimpleAuditEntry(_Snapshot, models.Model):
     _view = "audit_simple_view"
     _key = "id"
     _time, _operation = "audit_entry_created", "audit_operation"
+    _layout = "simple"
+    _statement_time = "audit_entry_created_statement_timestamp"
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
@@ -476,6 +568,8 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
     _view = "logged_actions_view"
     _key = "event_id"
     _time, _operation = "action_tstamp_tx", "action"
+    _layout = "advanced"
+    _statement_time = "action_tstamp_stm"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"

@@ -62,6 +62,7 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
         status = objects.install(cursor, layout, schema, conf.payload_gin_index())
         if status is not objects.Status.INSTALLED:
             say(f"  Audit objects ({layout.name} layout, schema {schema}): {status.value}, now installed")
+        changed = False
         tables = [split_table(m._meta.db_table) for m in (*enabled, *disabled)]
         existing_tables = catalog.existing_tables(cursor, tables)
         facts = objects.table_facts(cursor, layout, schema, existing_tables)
@@ -71,11 +72,15 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
                 say(f"  Auditing {model._meta.label} postponed: table {spec.table!r} does not exist yet")
                 continue
             if objects.enable(cursor, layout, spec, schema, facts):
+                changed = True
                 say(f"  Enabled auditing for {model._meta.label} (table {spec.table!r})")
         for model in disabled:
             table_schema, table = split_table(model._meta.db_table)
             if objects.disable(cursor, table_schema, table, facts):
                 say(f"  Disabled auditing for {model._meta.label} (table {table!r})")
+        if status is not objects.Status.INSTALLED or changed:
+            for kept in objects.kept_tables(cursor, layout, schema):
+                say(_kept_message(kept, using))
     with connections[using].cursor() as cursor:
         pending = objects.backfill_pending(cursor, layout, schema)
     if pending:  # a 1.0.4 table: number its rows in batches, writers going on meanwhile
@@ -92,3 +97,22 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
         return
     for info in created.partitions:
         say(f"  Created partition {info.partition}")
+
+
+def _kept_message(kept: objects.KeptTable, using: str) -> str:
+    """What became of the table of the layout ``migrate`` switched away from."""
+    name = kept.layout.name
+    model = "AdvancedAuditEntry" if name == "advanced" else "SimpleAuditEntry"
+    rows = "its rows" if kept.has_rows else "no rows"
+    writing = (
+        "nothing writes to it any more"
+        if kept.writers == 0
+        else f"{kept.writers} trigger(s) still write to it until their tables are registered again"
+    )
+    return (
+        f"  The {name} layout's table {kept.schema}.{kept.layout.table} is kept, with {rows} in "
+        f"{kept.partitions} partition(s); {writing}. Read it with {model} (or "
+        f"history(obj, all_layouts=True)); retire it with `manage_partition_tables drop --layout {name} "
+        f"--older-than DAYS --yes`{'' if using == 'default' else f' --database {using}'}. "
+        "See docs/upgrading.md, switching layouts."
+    )

@@ -484,6 +484,41 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
         execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.sequence)))
 
 
+@dataclass(frozen=True)
+class KeptTable:
+    """The table of a layout that is not the active one, kept with its rows."""
+
+    layout: Layout
+    schema: str
+    partitions: int
+    has_rows: bool
+    #: Triggers that still write to it (none once ``enable()`` moved them all).
+    writers: int
+
+
+def kept_tables(cursor: Cursor, active: Layout, schema: str = "public") -> list[KeptTable]:
+    """The audit tables of the other layouts that exist in ``schema``: after a switch of
+    layout their rows stay, readable through their views, and nothing writes to them."""
+    found = []
+    for layout in LAYOUTS.values():
+        if layout is active or not catalog.table_state(cursor, schema, layout.table, layout.function).exists:
+            continue
+        parts = catalog.partitions(cursor, schema, layout.table)
+        execute(cursor, SQL("SELECT EXISTS (SELECT FROM {})").format(ident(schema, layout.table)))
+        has_rows = bool(cursor.fetchone()[0])
+        cursor.execute(
+            """
+            SELECT count(*) FROM pg_catalog.pg_trigger t
+              JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+             WHERE n.nspname = %s AND p.proname = %s AND t.tgparentid = 0
+            """,
+            [schema, layout.function],
+        )
+        found.append(KeptTable(layout, schema, len(parts), has_rows, int(cursor.fetchone()[0])))
+    return found
+
+
 def check_schema_name(schema: str) -> str:
     if not isinstance(schema, str) or not schema or len(schema.encode()) > 63:
         raise ConfigurationError(f"audit schema must be a non-empty name of at most 63 bytes, got {schema!r}")

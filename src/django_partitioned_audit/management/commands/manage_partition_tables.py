@@ -9,6 +9,7 @@ from django.db import DEFAULT_DB_ALIAS
 
 from partitioned_audit import actions
 from partitioned_audit.errors import AuditError
+from partitioned_audit.layouts import LAYOUTS
 
 from ... import conf
 from ...maintenance import maintainer
@@ -23,10 +24,22 @@ class Command(BaseCommand):
         actions.add_arguments(parser)
         parser.set_defaults(time_range_generator=conf.time_range_generator_name())
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
+        parser.add_argument(
+            "--layout",
+            choices=sorted(LAYOUTS),
+            help="the table of this layout instead of the active one: one kept after a switch of "
+            "DPA_AUDIT_TABLE_MANAGER, to list, verify or retire its partitions",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            manager = maintainer(options["database"], actions.lock_policy(options))
+            layout = LAYOUTS[options["layout"]] if options.get("layout") else None
+            if layout is not None and layout is not conf.layout() and "create" in options["actions"]:
+                raise CommandError(
+                    f"create: nothing writes to the {layout.name} layout's table any more; "
+                    "it needs no new partition"
+                )
+            manager = maintainer(options["database"], actions.lock_policy(options), layout)
             actions.run(manager, options, self.stdout, self.stderr)
         except actions.ActionFailed as exc:
             raise CommandError(f"{exc.action} failed: {exc}", returncode=1) from exc
