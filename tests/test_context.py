@@ -379,3 +379,27 @@ def test_sync_to_async_carries_the_context_into_the_thread(read_model):
 
     asyncio.run(main())
     assert contexts(read_model) == [{"user_id": 11}]
+
+
+def test_a_statement_stores_its_context_once_and_every_row_shows_it(read_model, layout):
+    """The first row of a statement holds the context; the others hold a reference to it,
+    which the view resolves, in the same transaction, past a savepoint and a second block."""
+    from partitioned_audit.layouts import LAYOUTS
+
+    table = LAYOUTS[layout]
+    with transaction.atomic():
+        with audit_context(user_id=1):
+            Book.objects.bulk_create([Book(isbn=f"a{i}", title="x") for i in range(50)])
+        with audit_context(user_id=2):
+            Book.objects.filter(isbn__startswith="a").update(title="y")
+        Book.objects.create(isbn="none", title="z")
+    stored = sql(
+        f"SELECT jsonb_typeof(audit_context), count(*) FROM {table.table}"  # noqa: S608 - a constant
+        " GROUP BY 1 ORDER BY 1"
+    )
+    assert stored == [("number", 98), ("object", 2), (None, 1)]
+    shown = [(e.get_operation().name, e.audit_context) for e in read_model.objects.filter_model(Book)]
+    assert shown.count(("INSERT", {"user_id": 1})) == 50
+    assert shown.count(("UPDATE", {"user_id": 2})) == 50
+    assert shown.count(("INSERT", None)) == 1
+    assert read_model.objects.filter_context(user_id=2).count() == 50

@@ -21,7 +21,6 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Q
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -112,10 +111,9 @@ class UserFilter(_TextFilter):
         value = (self.value() or "").strip()
         if not value:
             return queryset
-        wanted = Q(audit_context__contains={"username": value})
-        for candidate in _candidates(value):
-            wanted |= Q(audit_context__contains={"user_id": candidate})
-        return queryset.filter(wanted)
+        return queryset.filter_context_any(
+            [[{"username": value}, *({"user_id": candidate} for candidate in _candidates(value))]]
+        )
 
 
 class TableFilter(admin.SimpleListFilter):

@@ -14,6 +14,7 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Q
+from django.db.models.expressions import RawSQL
 
 from . import conf
 from .registry import split_table
@@ -305,6 +306,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
     _time: str
     _operation: str
+    _txid: str
     _schema_field: str
     _table_field: str
 
@@ -333,13 +335,44 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         boolean also matches its text (``user_id=7`` finds ``"7"``), and the reverse."""
         if not values:
             raise TypeError("filter_context() needs at least one key=value pair")
-        qs = self
-        for key, value in values.items():
-            wanted = Q(pk__in=[])
-            for candidate in _candidates(value):
-                wanted |= Q(audit_context__contains={key: candidate})
-            qs = qs.filter(wanted)
-        return qs
+        return self.filter_context_any(
+            [[{key: candidate} for candidate in _candidates(value)] for key, value in values.items()]
+        )
+
+    def filter_context_any(self, conditions: list[list[dict[str, Any]]]) -> Any:
+        """Entries whose context contains, for each list of ``conditions``, one of its
+        objects (``[[{"username": "ann"}, {"user_id": 7}]]``: written by ann or by user 7).
+
+        A statement's context is on its first row, which the partial GIN index finds; the
+        statement's other rows are then read by their transaction and its time (partition
+        pruning, the BRIN on time), and kept where their own context, as the view shows it,
+        matches too (a transaction may have run several contexts).
+        """
+        from django.db import connections
+
+        from partitioned_audit.layouts import context_heads, get_layout
+        from partitioned_audit.sql import render
+
+        if not conditions or not all(conditions):
+            raise TypeError("filter_context_any() needs at least one non-empty list of conditions")
+        layout, schema = get_layout(self.model._layout), conf.audit_schema()
+        shown = Q()
+        for alternatives in conditions:
+            either = Q(pk__in=[])
+            for alternative in alternatives:
+                either |= Q(audit_context__contains=alternative)
+            shown &= either
+        params = [json.dumps(a) for alternatives in conditions for a in alternatives]
+        shape = [len(alternatives) for alternatives in conditions]
+        with connections[self.db or "default"].cursor() as cursor:
+            txid, time = (
+                render(context_heads(layout, schema, column, shape), cursor)
+                for column in (layout.txid_column, layout.time_column)
+            )
+        return self.filter(
+            shown,
+            **{f"{self._txid}__in": RawSQL(txid, params), f"{self._time}__in": RawSQL(time, params)},
+        )
 
     def history(
         self,
@@ -441,7 +474,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
 
 class SimpleAuditEntryQuerySet(_HistoryQuerySet):
-    _time, _operation = "audit_entry_created", "audit_operation"
+    _time, _operation, _txid = "audit_entry_created", "audit_operation", "audit_txid_current"
     _schema_field, _table_field = "object_schema", "object_table"
 
     def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:
@@ -539,7 +572,7 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
 
 class AdvancedAuditEntryQuerySet(_HistoryQuerySet):
-    _time, _operation = "action_tstamp_tx", "action"
+    _time, _operation, _txid = "action_tstamp_tx", "action", "transaction_id"
     _schema_field, _table_field = "schema_name", "table_name"
 
     def filter_payload(self, **kwargs: Any) -> AdvancedAuditEntryQuerySet:

@@ -104,6 +104,8 @@ class Layout:
     event_column: str
     #: Column holding the audited table's name, first key of the history index.
     table_column: str
+    #: Column holding the writer's transaction id (``txid_current()``).
+    txid_column: str
     function: str
     columns: str
     view_columns: str
@@ -145,6 +147,10 @@ class Layout:
     @property
     def context_index(self) -> str:
         return f"{self.table}_context_gin"
+
+    @property
+    def context_head_index(self) -> str:
+        return f"{self.table}_context_head"
 
     @property
     def time_index(self) -> str:
@@ -201,7 +207,7 @@ _SIMPLE_COLUMNS = """
 _SIMPLE_VIEW_COLUMNS = """
     audit_event_id AS id, object_table, object_payload, audit_entry_created,
     audit_entry_created_statement_timestamp, audit_txid_current, audit_operation,
-    object_schema, object_pk, audit_context
+    object_schema, object_pk, {context}
 """
 
 # plpgsql wants a transition table's name written out, so each branch has its own INSERT.
@@ -226,13 +232,23 @@ DECLARE
     _context jsonb := {context};
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context)
-        SELECT _table, _schema,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _context
-          FROM (SELECT to_jsonb(t.*) AS j FROM dpa_old AS t) AS r;
+        IF _context IS NULL THEN
+            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+                   _txid, _op
+              FROM (SELECT to_jsonb(t.*) AS j FROM dpa_old AS t) AS r;
+        ELSE  -- the context on the statement's first row, a reference to it on the others
+            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation, audit_context)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {context_ref} END
+              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM dpa_old AS t) AS r;
+        END IF;
     ELSIF TG_OP = 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
@@ -244,13 +260,23 @@ BEGIN
                   AND a.audit_txid_current = _txid AND a.audit_operation = 'T'
                   AND a.audit_entry_created_statement_timestamp = statement_timestamp());
     ELSE
-        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context)
-        SELECT _table, _schema,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _context
-          FROM (SELECT to_jsonb(t.*) AS j FROM dpa_new AS t) AS r;
+        IF _context IS NULL THEN
+            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+                   _txid, _op
+              FROM (SELECT to_jsonb(t.*) AS j FROM dpa_new AS t) AS r;
+        ELSE  -- the context on the statement's first row, a reference to it on the others
+            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation, audit_context)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {context_ref} END
+              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM dpa_new AS t) AS r;
+        END IF;
     END IF;
     RETURN NULL;
 END
@@ -287,6 +313,7 @@ SIMPLE = Layout(
     time_column="audit_entry_created",
     event_column="audit_event_id",
     table_column="object_table",
+    txid_column="audit_txid_current",
     function=f"{PREFIX}simple_capture",
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
@@ -328,7 +355,7 @@ _ADVANCED_VIEW_COLUMNS = """
     action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr,
     client_port, client_query, action, row_data, changed_fields, statement_only,
     row_data AS row_data_json, changed_fields AS changed_fields_json,
-    object_pk, statement_id, audit_context
+    object_pk, statement_id, {context}
 """
 
 # INSERT and DELETE write one row per row of their transition table, with the query text on
@@ -370,7 +397,7 @@ BEGIN
                _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
-               false, _stmt, _context
+               false, _stmt, CASE WHEN r.n = 1 OR _context IS NULL THEN _context ELSE {context_ref} END
           FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
                   FROM dpa_new AS t) AS r;
     ELSIF TG_OP = 'DELETE' THEN
@@ -383,7 +410,7 @@ BEGIN
                _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
-               false, _stmt, _context
+               false, _stmt, CASE WHEN r.n = 1 OR _context IS NULL THEN _context ELSE {context_ref} END
           FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
                   FROM dpa_old AS t) AS r;
     ELSIF TG_OP = 'UPDATE' THEN
@@ -396,7 +423,8 @@ BEGIN
                _schema, _table, TG_RELID, session_user::text,
                current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN row_number() OVER () = 1 THEN _query END, _op,
-               false, _stmt, _context
+               false, _stmt,
+               CASE WHEN _context IS NULL OR row_number() OVER () = 1 THEN _context ELSE {context_ref} END
           FROM (
                 SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
                        n.j AS new_j,
@@ -469,6 +497,7 @@ ADVANCED = Layout(
     time_column="action_tstamp_tx",
     event_column="event_id",
     table_column="table_name",
+    txid_column="transaction_id",
     function=f"{PREFIX}advanced_capture",
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
@@ -648,12 +677,14 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
     """B-tree for the history of one object; BRIN on time and on the event id, which cost
     next to nothing to maintain (both grow with every row) and serve a time range and the
     lookup of one entry by id (``.get(pk=)``, ``get_instance()``); a partial GIN on the
-    audit context, for ``filter_context()``.
+    audit context, for ``filter_context()``, and a B-tree that finds a statement's first row
+    from the others (the view's ``audit_context``).
 
-    The context index is ``jsonb_path_ops`` (it serves ``@>`` only, at 60 % of the default
-    operator class's size and half its write cost) and leaves out rows without a context,
-    so a write outside any ``audit_context`` block pays nothing for it (measured in
-    docs/context.md).
+    Both hold only the rows that carry a context themselves, one per statement: the others
+    refer to their statement's first row (``CONTEXT_REF``), so a bulk statement pays for one
+    index entry, and a write outside any ``audit_context`` block for none. The GIN is
+    ``jsonb_path_ops``: it serves ``@>`` only, at 60 % of the default operator class's size
+    and half its write cost (measured in docs/context.md).
 
     The B-tree key is (table, pk) without the time: the versions of one object then share
     one deduplicated key, so the index is smaller and cheaper to write; partition pruning
@@ -670,9 +701,15 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
             ident(layout.event_index), ident(schema, layout.table), ident(layout.event_column)
         ),
         SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (audit_context jsonb_path_ops)"
-            " WHERE audit_context IS NOT NULL"
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (audit_context jsonb_path_ops) WHERE "
+            + CONTEXT_HEAD
         ).format(ident(layout.context_index), ident(schema, layout.table)),
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, {}) WHERE " + CONTEXT_HEAD).format(
+            ident(layout.context_head_index),
+            ident(schema, layout.table),
+            ident(layout.txid_column),
+            ident(layout.event_column),
+        ),
     ]
 
 
@@ -714,6 +751,43 @@ def comment_table(layout: Layout, schema: str) -> Composable:
 # ---------------------------------------------------------------------------------------
 
 
+#: What the capture stores in ``audit_context`` of every row of a statement but the first,
+#: when the statement was written inside a context: the first row holds the context itself.
+CONTEXT_REF = "0"
+#: The rows holding a context themselves (a statement's first row): the predicate of the
+#: two partial indexes on them.
+CONTEXT_HEAD = "jsonb_typeof(audit_context) = 'object'"
+
+
+def resolved_context(layout: Layout, schema: str) -> Composable:
+    """``audit_context`` as the view shows it: the row's own, or for a row that refers to
+    its statement's first row, that row's: the nearest row before it in its transaction
+    holding a context (through the partial head index; its time prunes the partitions)."""
+    return SQL(
+        "CASE WHEN jsonb_typeof(a.audit_context) = 'number' THEN ("
+        "SELECT h.audit_context FROM {table} AS h"
+        " WHERE h.{txid} = a.{txid} AND h.{time} = a.{time} AND h.{event} < a.{event}"
+        " AND jsonb_typeof(h.audit_context) = 'object'"
+        " ORDER BY h.{event} DESC LIMIT 1) ELSE a.audit_context END AS audit_context"
+    ).format(
+        table=ident(schema, layout.table),
+        txid=ident(layout.txid_column),
+        time=ident(layout.time_column),
+        event=ident(layout.event_column),
+    )
+
+
+def context_heads(layout: Layout, schema: str, column: str, shape: list[int]) -> Composable:
+    """``column`` of the rows holding a context that contains, for each entry of ``shape``,
+    one of that many jsonb values (bound parameters, in order): served by the partial GIN."""
+    if not shape or min(shape) < 1:
+        raise ValueError(f"context_heads() needs at least one condition, each with a value: {shape!r}")
+    conditions = " AND ".join("(" + " OR ".join(["audit_context @> %s::jsonb"] * n) + ")" for n in shape)
+    return SQL("SELECT {} FROM {} WHERE " + CONTEXT_HEAD + " AND " + conditions).format(
+        ident(column), ident(schema, layout.table)
+    )
+
+
 def create_view(layout: Layout, schema: str) -> list[Composable]:
     """The read view, refusing every write.
 
@@ -726,8 +800,8 @@ def create_view(layout: Layout, schema: str) -> list[Composable]:
     return [
         # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
         SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL("CREATE VIEW {} AS SELECT " + layout.view_columns + " FROM {}").format(
-            view, ident(schema, layout.table)
+        SQL("CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a").format(
+            view=view, table=ident(schema, layout.table), context=resolved_context(layout, schema)
         ),
         SQL(
             "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
@@ -977,6 +1051,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "check_json_casts": helpers["check_json_casts"],
         # The writer's context, read once per statement (see partitioned_audit.context).
         "context": SQL("nullif(current_setting({}, true), '')::jsonb").format(literal(CONTEXT_SETTING)),
+        "context_ref": SQL("{}::jsonb").format(literal(CONTEXT_REF)),
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }

@@ -97,7 +97,7 @@ def layout_status(
     elif (
         state.comment == layouts.table_comment(layout)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
-        and layout.context_index in state.indexes
+        and {layout.context_index, layout.context_head_index} <= state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
             sealing.FREEZE_TRIGGERS <= state.seal_triggers
