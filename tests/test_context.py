@@ -403,3 +403,18 @@ def test_a_statement_stores_its_context_once_and_every_row_shows_it(read_model, 
     assert shown.count(("UPDATE", {"user_id": 2})) == 50
     assert shown.count(("INSERT", None)) == 1
     assert read_model.objects.filter_context(user_id=2).count() == 50
+
+
+@pytest.mark.parametrize("value", ["0", "42", '"carol"', "[1, 2]", "true"])
+def test_a_context_set_by_hand_that_is_not_an_object_is_kept_wrapped(read_model, value):
+    """Only an object marks a statement's first row; a number there would read as a
+    reference to another row's context."""
+    import json
+
+    with transaction.atomic():
+        sql("""SELECT set_config('partitioned_audit.context', '{"user_id": 1}', true)""")
+        Book.objects.create(isbn="before", title="x")  # a first row holding an object
+        sql("SELECT set_config('partitioned_audit.context', %s, true)", [value])
+        Book.objects.create(isbn="by-hand", title="y")
+    entry = read_model.objects.filter_object(Book, "by-hand").get()
+    assert entry.audit_context == {"value": json.loads(value)}

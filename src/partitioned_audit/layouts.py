@@ -820,6 +820,7 @@ HELPERS = (
     (f"{PREFIX}redact", "jsonb, text[], text[]"),
     (f"{PREFIX}check_json_casts", "oid"),
     (f"{PREFIX}refuse_write", ""),
+    (f"{PREFIX}context_object", "jsonb"),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
 #: The event trigger function guarding the capture objects, and its two event triggers.
@@ -927,6 +928,12 @@ BEGIN
     END IF;
     RETURN true;
 END
+$fn$;
+-- The context as a JSON object: a statement's first row holds an object, and its other rows
+-- a number that refers to it, so a context set by hand as another JSON value is wrapped.
+CREATE OR REPLACE FUNCTION {context_object}(c jsonb) RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+    SELECT CASE WHEN c IS NULL OR jsonb_typeof(c) = 'object' THEN c ELSE jsonb_build_object('value', c) END
 $fn$;
 CREATE OR REPLACE FUNCTION {refuse_write}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -1050,7 +1057,9 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "seq": _seq_default(seq_text),
         "check_json_casts": helpers["check_json_casts"],
         # The writer's context, read once per statement (see partitioned_audit.context).
-        "context": SQL("nullif(current_setting({}, true), '')::jsonb").format(literal(CONTEXT_SETTING)),
+        "context": SQL("{}(nullif(current_setting({}, true), '')::jsonb)").format(
+            helpers["context_object"], literal(CONTEXT_SETTING)
+        ),
         "context_ref": SQL("{}::jsonb").format(literal(CONTEXT_REF)),
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
