@@ -353,7 +353,26 @@ def register(site: admin.AdminSite | None = None) -> type | None:
     return model
 
 
-try:
-    register()
-except ImproperlyConfigured:
-    pass  # a wrong DPA_* setting: the system check partitioned_audit.E010 says which
+def register_default() -> None:
+    """Register on ``admin.site`` unless the project registered the model itself.
+
+    When ``django.contrib.admin`` comes first in ``INSTALLED_APPS`` (as ``startproject``
+    puts it), its autodiscovery imports every ``admin`` module before this app is ready:
+    the registration then waits for this app's ``ready()``, so a project's own
+    ``admin.site.register(SimpleAuditEntry, ...)``, as 1.0.4 projects have, wins. Otherwise
+    it happens here, when autodiscovery imports this module.
+    """
+    try:
+        register()
+    except ImproperlyConfigured:
+        pass  # a wrong DPA_* setting: the system check partitioned_audit.E010 says which
+
+
+def _app_ready() -> bool:
+    from django.apps import apps
+
+    return bool(getattr(apps.get_app_config("django_partitioned_audit"), "is_ready", False))
+
+
+if _app_ready():
+    register_default()

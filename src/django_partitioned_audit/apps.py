@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import sys
 from typing import Any
 
-from django.apps import AppConfig
+from django.apps import AppConfig, apps
 from django.core import checks
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
@@ -35,6 +36,12 @@ class DjangoPartitionedAuditConfig(AppConfig):
 
         # Every new connection sends the audit context of the code that writes through it.
         connection_created.connect(context.install, dispatch_uid="django_partitioned_audit.context")
+        self.is_ready = True
+        if apps.is_installed("django.contrib.admin") and "django_partitioned_audit.admin" in sys.modules:
+            # Autodiscovery ran first and imported every admin module: see register_default().
+            from .admin import register_default
+
+            register_default()
 
 
 def _post_migrate(
