@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: pgbouncer chromium screenshots demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
+.PHONY: pgbouncer chromium screenshots compat demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): Django, both PostgreSQL drivers, an embedded PostgreSQL 18 and the test tools (first run only, a minute or two)..."
@@ -17,8 +17,8 @@ demo: $(STAMP)
 	$(BIN)/python testproject/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests testproject bench
-	$(BIN)/ruff format --check src tests testproject bench
+	$(BIN)/ruff check src tests testproject bench compat
+	$(BIN)/ruff format --check src tests testproject bench compat
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -60,6 +60,11 @@ screenshots: $(STAMP) chromium
 	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
 
 test: lint typecheck pgbouncer chromium test-local test-embedded test-django42
+
+# 1.0.4's own test suite, from its sdist on PyPI, unmodified, against this package.
+compat: $(STAMP)
+	$(BIN)/python -m pip install --quiet requests
+	$(BIN)/python compat/run104.py
 
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
 # BENCH_ARGS="--synchronous-commit on" measures with durable commits.
