@@ -410,11 +410,15 @@ def test_104_partition_manager_import_paths_still_work(db):
         MonthlyTimeRangeGenerator as Monthly,
     )
 
-    assert BasePartitionManager is PartitionManager
-    manager = PartitionManager(time_range_generator=Monthly(), extra_days=70)
+    assert issubclass(PartitionManager, BasePartitionManager)
+    with pytest.warns(DeprecationWarning, match="use django_partitioned_audit.maintenance.maintainer"):
+        manager = PartitionManager(time_range_generator=Monthly(), extra_days=70)
     plan = manager.generate_plan()
     assert plan.status is Status.MISSING_NEXT and len(plan.existing_partitions) == 2
     manager.create_partitions(plan.partitions_to_create)
     assert manager.generate_plan().status is Status.OK
-    with pytest.raises(ValueError, match="extra_days must be zero or more, got -3"):
+    with (
+        pytest.raises(ValueError, match="extra_days must be zero or more, got -3"),
+        pytest.warns(DeprecationWarning),
+    ):
         PartitionManager(Monthly(), extra_days=-3)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any, ClassVar
 
 from partitioned_audit import catalog, layouts, objects
 from partitioned_audit.layouts import Layout, TableSpec
+from partitioned_audit.partitioning.ranges import TimeRange
+from partitioned_audit.sql import SQL, ident, render
+
+from ..compat import deprecated
 
 DEFAULT_IMPL = "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager"
 
@@ -46,6 +51,36 @@ class AuditTableManager:
 
     def disable_audit_for_table(self, cursor: Any, table_name: str, schema: str = "public") -> None:
         objects.disable(cursor, schema, table_name)
+
+    def generate_create_partition(
+        self, partition_name: str, partitioned_table: str, from_date: dt.date, to_date: dt.date
+    ) -> tuple[str, list[Any]]:
+        """``CREATE TABLE <partition> PARTITION OF <table>`` for ``[from_date, to_date)``, and
+        its bounds as parameters: 00:00 UTC of each day, whatever the session's time zone."""
+        deprecated(
+            "AuditTableManager.generate_create_partition()",
+            "django_partitioned_audit.maintenance.maintainer().create([PartitionInfo])",
+        )
+        return self._create_partition_sql(partition_name, partitioned_table, from_date, to_date)
+
+    def _create_partition_sql(
+        self, partition_name: str, partitioned_table: str, from_date: dt.date, to_date: dt.date
+    ) -> tuple[str, list[Any]]:
+        bounds = TimeRange(from_date, to_date)
+        statement = SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (%s) TO (%s);").format(
+            ident(partition_name), ident(partitioned_table)
+        )
+        return render(statement), [bounds.lower, bounds.upper]
+
+    def drop_all(self, cursor: Any) -> None:
+        """Remove the layout: every capture trigger, the functions, the view, the table with
+        its partitions and its seals. Its rows are lost."""
+        from .. import conf
+
+        deprecated(
+            "AuditTableManager.drop_all()", "partitioned_audit.uninstall(cursor, layout, drop_data=True)"
+        )
+        objects.uninstall(cursor, self.layout, conf.audit_schema(), drop_data=True)
 
     def get_triggers(self, cursor: Any) -> list[list[str]]:
         """Table and name of every audit trigger."""

@@ -1,53 +1,36 @@
-"""1.0.4's ``PartitionManager``, now a thin layer over the engine's planner and maintainer."""
+"""1.0.4's ``PartitionManager``: plans with the engine's planner, which never loops (1.0.4's
+``generate_plan`` did, forever, when the newest partition lay past the days to cover)."""
 
 from __future__ import annotations
 
-import datetime as dt
+from partitioned_audit.partitioning.plan import plan
+from partitioned_audit.partitioning.ranges import TimeRange
 
-from partitioned_audit.partitioning.plan import Plan, today_utc
-from partitioned_audit.partitioning.ranges import PartitionInfo, TimeRangeGenerator
-
-from ..maintenance import maintainer
-
-DEFAULT_EXTRA_DAYS = 30
+from .partition_info import PartitionInfo
+from .partition_manager_base import DEFAULT_EXTRA_DAYS, BasePartitionManager
+from .partition_manager_plan import Plan
 
 
-class PartitionManager:
-    """Plan and create partitions of the configured audit table (1.0.4's constructor).
+class PartitionManager(BasePartitionManager):
+    def generate_partition_info_for_current_period(self) -> PartitionInfo:
+        current = self._time_range_generator.generate_partition_info_for_current_period(self.today)
+        return PartitionInfo.create(self._partitioned_table, current.from_date, current.to_date)
 
-    Args:
-        time_range_generator: e.g. ``MonthlyTimeRangeGenerator()``.
-        extra_days: days after today that must be covered.
-        audit_manager: accepted for compatibility; the layout comes from the settings.
-        now: the current time (timezone-aware); defaults to now in UTC.
-    """
-
-    default_extra_days = DEFAULT_EXTRA_DAYS
-
-    def __init__(
-        self,
-        time_range_generator: TimeRangeGenerator,
-        extra_days: int = DEFAULT_EXTRA_DAYS,
-        audit_manager: object | None = None,
-        using: str = "default",
-        now: dt.datetime | None = None,
-    ) -> None:
-        if extra_days < 0:
-            raise ValueError(f"extra_days must be zero or more, got {extra_days}")
-        self._time_range_generator = time_range_generator
-        self._extra_days = extra_days
-        self._now = now
-        self._maintainer = maintainer(using)
-
-    @property
-    def today(self) -> dt.date:
-        return today_utc(self._now)
-
-    def get_existing_partitions(self) -> list[PartitionInfo]:
-        return self._maintainer.existing()
+    def new_partition(self, previous: PartitionInfo) -> PartitionInfo:
+        following = self._time_range_generator.new_partition(TimeRange(previous.from_date, previous.to_date))
+        return PartitionInfo.create(previous.partitioned_table, following.from_date, following.to_date)
 
     def generate_plan(self) -> Plan:
-        return self._maintainer.plan(self._time_range_generator, self._extra_days, self._now)
+        """The partitions to create so that ``extra_days`` days after today are covered."""
+        existing = list(self.get_existing_partitions())
+        found = plan(
+            self._partitioned_table, existing, self.today, self._extra_days, self._time_range_generator
+        )
+        return Plan(
+            existing_partitions=existing,
+            partitions_to_create=[PartitionInfo.of_engine(p) for p in found.partitions_to_create],
+            status=found.status,
+        )
 
-    def create_partitions(self, partitions: list[PartitionInfo]) -> None:
-        self._maintainer.create(partitions)
+
+__all__ = ["DEFAULT_EXTRA_DAYS", "BasePartitionManager", "PartitionManager"]

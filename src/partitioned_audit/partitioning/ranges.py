@@ -110,7 +110,9 @@ class MonthlyTimeRangeGenerator(TimeRangeGenerator):
         return TimeRange(start, _add_month(start))
 
     def new_partition(self, previous: TimeRange) -> TimeRange:
-        return TimeRange(previous.to_date, _add_month(previous.to_date))
+        """From where ``previous`` ends to the 1st of the next month, as 1.0.4: a range that
+        ends mid-month is followed by the rest of that month, and the next ones are whole."""
+        return TimeRange(previous.to_date, _add_month(previous.to_date.replace(day=1)))
 
 
 class _FixedStep(TimeRangeGenerator):
