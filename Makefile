@@ -59,7 +59,7 @@ chromium:
 screenshots: $(STAMP) chromium
 	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
 
-test: lint typecheck pgbouncer chromium test-local test-embedded test-django42
+test: lint typecheck pgbouncer chromium test-local test-embedded test-django42 compat
 
 # 1.0.4's own test suite, from its sdist on PyPI, unmodified, against this package.
 compat: $(STAMP)

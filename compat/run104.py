@@ -45,6 +45,31 @@ DATABASES = {{
 '''
 
 
+#: The 1.0.4 tests that cannot pass, by (module, test), each named in docs/upgrading.md
+#: with the 2.0 behaviour it contradicts, and the passes it fails in.
+BOTH = ("simple", "advanced")
+KNOWN_FAILURES = {
+    ("test_audit_events_select", "test_filter_model"): ("simple",),
+    ("test_audit_events_select", "test_filter_payload"): ("simple",),
+    ("test_audit_events_select", "test_filter_by_primary_key"): ("simple",),
+    ("test_audit_events_select", "test_filter_operation"): ("simple",),
+    ("test_concurrent", "test_concurrent_modifications"): ("simple",),
+    ("test_non_standard_pk", "test_pk_named_product_id"): ("simple",),
+    ("test_non_standard_pk", "test_pk_is_uuid"): ("simple",),
+    ("test_two_apps", "test_audit_two_app_with_same_model_names"): BOTH,
+    ("test_partition_manager_base", "test_get_existing_partitions_when_no_partitions"): BOTH,
+    ("test_audit_table_manager", "test_audit_table_manager"): BOTH,
+    ("test_audit_events_deletion", "test_delete_audit_entries_fail"): BOTH,
+    ("test_partition_info", "test_generate_create_partition"): BOTH,
+    ("test_partition_manager_create", "test_create_second_long_partition_fails"): BOTH,
+    ("test_management_commands", "test_manage_partition_tables_create_monthly"): BOTH,
+    ("test_management_commands", "test_manage_partition_tables_create_weekly"): BOTH,
+    ("test_management_commands", "test_manage_partition_tables_create_daily"): BOTH,
+    ("test_management_commands", "test_manage_partition_tables_create_twice"): BOTH,
+    ("test_signals", "test_signals"): ("simple",),
+}
+
+
 def sdist() -> Path:
     unpacked = WORK / SDIST
     if not unpacked.exists():
@@ -80,7 +105,8 @@ def prepare(source: Path) -> Path:
     return run
 
 
-def one_pass(run: Path, name: str, manager: str | None) -> tuple[int, int]:
+def one_pass(run: Path, name: str, manager: str | None) -> tuple[int, int, set[tuple[str, str]]]:
+    """(passed, failed, the failing tests by module and name) of one pass."""
     env = {k: v for k, v in os.environ.items() if k != "DPA_AUDIT_TABLE_MANAGER"}
     if manager:
         env["DPA_AUDIT_TABLE_MANAGER"] = manager
@@ -92,23 +118,12 @@ def one_pass(run: Path, name: str, manager: str | None) -> tuple[int, int]:
     report = run / f"{name}.xml"
     subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "no:cacheprovider",
-            "-q",
-            "--tb=line",
-            "--continue-on-collection-errors",
-            "-o",
-            "DJANGO_SETTINGS_MODULE=compat104_settings",
-            f"--junitxml={report}",
-            "./tests/",
+            sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "--tb=no",
+            "--continue-on-collection-errors", "-o", "DJANGO_SETTINGS_MODULE=compat104_settings",
+            f"--junitxml={report}", "./tests/",
         ],
-        cwd=run,
-        env=env,
-        check=False,
-    )
+        cwd=run, env=env, check=False,
+    )  # fmt: skip
     suite = ET.parse(report).getroot()
     suite = suite if suite.tag == "testsuite" else suite[0]
     total, failures, errors, skipped = (
@@ -116,15 +131,29 @@ def one_pass(run: Path, name: str, manager: str | None) -> tuple[int, int]:
     )
     failed = failures + errors
     print(f"1.0.4 suite, {name} pass: {total - failed - skipped} passed, {failed} failed, {skipped} skipped")
-    return total - failed - skipped, failed
+    failing = {
+        (case.get("classname", "").rsplit(".", 1)[-1], case.get("name", "").split("[")[0])
+        for case in suite.iter("testcase")
+        if case.find("failure") is not None or case.find("error") is not None
+    }
+    return total - failed - skipped, failed, failing
 
 
 def main() -> int:
     run = prepare(sdist())
-    results = [one_pass(run, "advanced", ADVANCED), one_pass(run, "simple", None)]
-    passed, failed = (sum(r[i] for r in results) for i in (0, 1))
+    unexpected, passed, failed = [], 0, 0
+    for name, manager in (("advanced", ADVANCED), ("simple", None)):
+        ok, ko, failing = one_pass(run, name, manager)
+        passed, failed = passed + ok, failed + ko
+        known = {test for test, passes in KNOWN_FAILURES.items() if name in passes}
+        unexpected += [f"{name} pass: {m}::{t} failed" for m, t in sorted(failing - known)]
+        unexpected += [
+            f"{name} pass: {m}::{t} passes now; update docs/upgrading.md" for m, t in sorted(known - failing)
+        ]
     print(f"1.0.4 suite, both passes: {passed} passed, {failed} failed")
-    return 0
+    for line in unexpected:
+        print(f"UNEXPECTED: {line}")
+    return 1 if unexpected else 0
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 from partitioned_audit import catalog, layouts, objects
 from partitioned_audit.layouts import Layout, TableSpec
 from partitioned_audit.partitioning.ranges import TimeRange
-from partitioned_audit.sql import SQL, ident, render
+from partitioned_audit.sql import quote_ident
 
 from ..compat import deprecated
 
@@ -67,10 +67,11 @@ class AuditTableManager:
         self, partition_name: str, partitioned_table: str, from_date: dt.date, to_date: dt.date
     ) -> tuple[str, list[Any]]:
         bounds = TimeRange(from_date, to_date)
-        statement = SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM (%s) TO (%s);").format(
-            ident(partition_name), ident(partitioned_table)
-        )
-        return render(statement), [bounds.lower, bounds.upper]
+        partition, parent = quote_ident(partition_name), quote_ident(partitioned_table)
+        return f"CREATE TABLE {partition} PARTITION OF {parent} FOR VALUES FROM (%s) TO (%s);", [
+            bounds.lower,
+            bounds.upper,
+        ]
 
     def drop_all(self, cursor: Any) -> None:
         """Remove the layout: every capture trigger, the functions, the view, the table with
