@@ -37,6 +37,8 @@ def test_each_entry_point_warns_and_names_its_replacement():
     info = PartitionInfo.create("t", dt.date(2024, 1, 1), dt.date(2024, 2, 1))
     with pytest.warns(DeprecationWarning, match=r"generate_create_partition\(\).*maintainer\(\)\.create"):
         info.generate_create_partition()
+    with pytest.warns(DeprecationWarning, match=r"Plan is 1\.0\.4's API.*partitioning\.plan\.plan\(\)"):
+        Plan()
 
 
 def test_planning_touches_no_database_and_reads_only_today_and_the_existing_partitions():
@@ -157,3 +159,20 @@ def test_the_104_post_migrate_handler_and_helpers_run_the_sync(db):
     signals.audit_run_post_migrate(Config(), verbosity=0, using="default")
     Book.objects.create(isbn="s", title="x")
     assert SimpleAuditEntry.objects.filter_model(Book).count() == 1
+
+
+def test_the_104_manager_disables_and_enables_a_tables_auditing(db):
+    from tests.test_trigger_state import trigger_states
+
+    audit = AuditTableManager.get_implementation()
+    with connection.cursor() as cursor:
+        with pytest.warns(
+            DeprecationWarning, match=r"disable_audit_for_table\(\).*partitioned_audit\.disable"
+        ):
+            audit.disable_audit_for_table(cursor, "library_book")
+        assert trigger_states() == {}
+        Book.objects.create(isbn="quiet", title="x")
+        with pytest.warns(DeprecationWarning, match=r"enable_audit_for_table\(\).*partitioned_audit\.enable"):
+            audit.enable_audit_for_table(cursor, "library_book")
+    Book.objects.create(isbn="heard", title="y")
+    assert [e.object_pk for e in SimpleAuditEntry.objects.filter_model(Book)] == ["heard"]

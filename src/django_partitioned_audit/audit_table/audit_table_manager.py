@@ -41,15 +41,26 @@ class AuditTableManager:
     def create_partitioned_table(self, cursor: Any) -> None:
         from .. import conf
 
+        deprecated(
+            "AuditTableManager.create_partitioned_table()", "partitioned_audit.install(cursor, layout)"
+        )
+
         objects.install(cursor, self.layout, conf.audit_schema(), conf.payload_gin_index())
 
     def enable_audit_for_table(self, cursor: Any, table_name: str, schema: str = "public") -> None:
         from .. import conf
 
+        deprecated(
+            "AuditTableManager.enable_audit_for_table()", "partitioned_audit.enable(cursor, layout, spec)"
+        )
+
         pk = catalog.primary_key(cursor, schema, table_name)
         objects.enable(cursor, self.layout, TableSpec(schema, table_name, pk), schema=conf.audit_schema())
 
     def disable_audit_for_table(self, cursor: Any, table_name: str, schema: str = "public") -> None:
+        deprecated(
+            "AuditTableManager.disable_audit_for_table()", "partitioned_audit.disable(cursor, schema, table)"
+        )
         objects.disable(cursor, schema, table_name)
 
     def generate_create_partition(

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from partitioned_audit.partitioning.plan import Status
 
+from ..compat import deprecated
 from .partition_info import PartitionInfo
 
 
@@ -20,6 +21,11 @@ class Plan:
     existing_partitions: list[PartitionInfo] = field(default_factory=list)
     partitions_to_create: list[PartitionInfo] = field(default_factory=list)
     status: Status | None = None
+
+    def __post_init__(self) -> None:
+        deprecated(
+            "partition_manager_plan.Plan", "partitioned_audit.partitioning.plan.plan(), which returns a Plan"
+        )
 
     @property
     def sorted_existing(self) -> list[PartitionInfo]:
