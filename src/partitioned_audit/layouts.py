@@ -210,9 +210,34 @@ _SIMPLE_VIEW_COLUMNS = """
     object_schema, object_pk, {context}
 """
 
+
+def _simple_rows(transition: str) -> str:
+    """The simple capture's INSERT of a transition table's rows: without a context, or with
+    it on the statement's first row and a reference to it (``CONTEXT_REF``) on the others."""
+    return f"""        IF _context IS NULL THEN
+            INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {{pk_text}}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
+                   _txid, _op
+              FROM (SELECT to_jsonb(t.*) AS j FROM {transition} AS t) AS r;
+        ELSE  -- the context on the statement's first row, a reference to it on the others
+            INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
+                                 audit_txid_current, audit_operation, audit_context)
+            SELECT _table, _schema,
+                   coalesce(r.j ->> _pk1, {{pk_text}}(r.j, _pk)),
+                   CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
+                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {{context_ref}} END
+              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {transition} AS t) AS r;
+        END IF;
+"""
+
+
 # plpgsql wants a transition table's name written out, so each branch has its own INSERT.
 # _casts_checked: see _CASTS_NOTE.
-_SIMPLE_CAPTURE = """
+_SIMPLE_CAPTURE = (
+    """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -232,24 +257,9 @@ DECLARE
     _context jsonb := {context};
 BEGIN
     IF TG_OP = 'DELETE' THEN
-        IF _context IS NULL THEN
-            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation)
-            SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-                   _txid, _op
-              FROM (SELECT to_jsonb(t.*) AS j FROM dpa_old AS t) AS r;
-        ELSE  -- the context on the statement's first row, a reference to it on the others
-            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation, audit_context)
-            SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {context_ref} END
-              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM dpa_old AS t) AS r;
-        END IF;
-    ELSIF TG_OP = 'TRUNCATE' THEN
+"""
+    + _simple_rows("dpa_old")
+    + """    ELSIF TG_OP = 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
         SELECT _table, _schema, NULL, NULL, _txid, _op, _context
@@ -260,28 +270,14 @@ BEGIN
                   AND a.audit_txid_current = _txid AND a.audit_operation = 'T'
                   AND a.audit_entry_created_statement_timestamp = statement_timestamp());
     ELSE
-        IF _context IS NULL THEN
-            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation)
-            SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-                   _txid, _op
-              FROM (SELECT to_jsonb(t.*) AS j FROM dpa_new AS t) AS r;
-        ELSE  -- the context on the statement's first row, a reference to it on the others
-            INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation, audit_context)
-            SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {context_ref} END
-              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM dpa_new AS t) AS r;
-        END IF;
-    END IF;
+"""
+    + _simple_rows("dpa_new")
+    + """    END IF;
     RETURN NULL;
 END
 $fn$;
 """
+)
 
 # Fires per row, only for an UPDATE that names a key column and changes the key (Django's
 # save() never names it): the statement's capture files the change under the new key, this
