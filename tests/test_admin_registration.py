@@ -58,3 +58,20 @@ def test_with_the_admin_listed_after_this_app_a_second_registration_is_refused()
     """Documented in docs/admin.md: autodiscovery then imports this app's admin first."""
     done = registered([*BASE, "django_partitioned_audit", "django.contrib.admin", "own_admin"])
     assert done.returncode != 0 and "AlreadyRegistered" in done.stderr
+
+
+def test_without_the_admin_app_importing_the_mixin_registers_nothing():
+    code = SETUP.format(apps=[*BASE, "django_partitioned_audit"]).replace(
+        "print(type(admin.site._registry[SimpleAuditEntry]).__name__)",
+        # admin.site itself needs the admin app: registering on it at import would raise
+        "import django_partitioned_audit.admin\nprint('imported')",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": f"{ROOT / 'testproject'}:{ROOT}"},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "imported"

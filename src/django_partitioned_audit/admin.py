@@ -362,6 +362,10 @@ def register_default() -> None:
     ``admin.site.register(SimpleAuditEntry, ...)``, as 1.0.4 projects have, wins. Otherwise
     it happens here, when autodiscovery imports this module.
     """
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.admin"):
+        return  # the mixin imported from a project without the admin app
     try:
         register()
     except ImproperlyConfigured:
