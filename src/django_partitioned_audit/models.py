@@ -285,7 +285,7 @@ def _parse_cursor(after: Any) -> dict[str, int]:
     positions: dict[str, int] = {}
     for part in after.split(",") if isinstance(after, str) else [None]:
         name, _, pk = (part or "").partition(":")
-        if name not in ("simple", "advanced") or not pk.isdigit():
+        if name not in read_models() or not pk.isdigit():
             raise ValueError(
                 f"after must be the next_after of a history(all_layouts=True) page, got {after!r}"
             )
@@ -412,8 +412,8 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         model = type(obj)
         positions = _parse_cursor(after)
         sources = {
-            entries._layout: entries.objects.using(self.db)  # type: ignore[attr-defined]
-            for entries in (SimpleAuditEntry, AdvancedAuditEntry)
+            name: entries.objects.using(self.db)  # type: ignore[attr-defined]
+            for name, entries in read_models().items()
             if entries is self.model or _view_exists(entries, self.db)
         }
         if set(positions) - set(sources):
@@ -699,6 +699,11 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         return first
 
 
+def read_models() -> dict[str, type[SimpleAuditEntry] | type[AdvancedAuditEntry]]:
+    """Each layout's read model, by layout name."""
+    return {model._layout: model for model in (SimpleAuditEntry, AdvancedAuditEntry)}
+
+
 def entry_model() -> type[SimpleAuditEntry] | type[AdvancedAuditEntry]:
     """The read model of the layout ``DPA_AUDIT_TABLE_MANAGER`` chooses."""
-    return AdvancedAuditEntry if conf.layout().name == "advanced" else SimpleAuditEntry
+    return read_models()[conf.layout().name]

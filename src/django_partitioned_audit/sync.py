@@ -101,8 +101,10 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
 
 def _kept_message(kept: objects.KeptTable, using: str) -> str:
     """What became of the table of the layout ``migrate`` switched away from."""
+    from .models import read_models
+
     name = kept.layout.name
-    model = "AdvancedAuditEntry" if name == "advanced" else "SimpleAuditEntry"
+    model = read_models()[name].__name__
     rows = "its rows" if kept.has_rows else "no rows"
     writing = (
         "nothing writes to it any more"

@@ -59,6 +59,20 @@ def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
     return [TriggerInfo(*row) for row in cursor.fetchall()]
 
 
+def triggers_calling(cursor: Cursor, schema: str, function: str) -> int:
+    """How many triggers (clones on partitions aside) call ``schema.function``."""
+    cursor.execute(
+        """
+        SELECT count(*) FROM pg_catalog.pg_trigger t
+          JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+          JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+         WHERE n.nspname = %s AND p.proname = %s AND t.tgparentid = 0
+        """,
+        [schema, function],
+    )
+    return int(cursor.fetchone()[0])
+
+
 def table_state(cursor: Cursor, schema: str, table: str, function: str) -> TableState:
     """The audit table's comment, column types and indexes, the capture function's comment."""
     cursor.execute(

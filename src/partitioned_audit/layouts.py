@@ -763,8 +763,8 @@ def resolved_context(layout: Layout, schema: str) -> Composable:
         "CASE WHEN jsonb_typeof(a.audit_context) = 'number' THEN ("
         "SELECT h.audit_context FROM {table} AS h"
         " WHERE h.{txid} = a.{txid} AND h.{time} = a.{time} AND h.{event} < a.{event}"
-        " AND jsonb_typeof(h.audit_context) = 'object'"
-        " ORDER BY h.{event} DESC LIMIT 1) ELSE a.audit_context END AS audit_context"
+        # Unqualified, audit_context is the head's here: the predicate of the head index.
+        " AND " + CONTEXT_HEAD + " ORDER BY h.{event} DESC LIMIT 1) ELSE a.audit_context END AS audit_context"
     ).format(
         table=ident(schema, layout.table),
         txid=ident(layout.txid_column),

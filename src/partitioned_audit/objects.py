@@ -506,16 +506,8 @@ def kept_tables(cursor: Cursor, active: Layout, schema: str = "public") -> list[
         parts = catalog.partitions(cursor, schema, layout.table)
         execute(cursor, SQL("SELECT EXISTS (SELECT FROM {})").format(ident(schema, layout.table)))
         has_rows = bool(cursor.fetchone()[0])
-        cursor.execute(
-            """
-            SELECT count(*) FROM pg_catalog.pg_trigger t
-              JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
-              JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
-             WHERE n.nspname = %s AND p.proname = %s AND t.tgparentid = 0
-            """,
-            [schema, layout.function],
-        )
-        found.append(KeptTable(layout, schema, len(parts), has_rows, int(cursor.fetchone()[0])))
+        writers = catalog.triggers_calling(cursor, schema, layout.function)
+        found.append(KeptTable(layout, schema, len(parts), has_rows, writers))
     return found
 
 
