@@ -377,3 +377,68 @@ def test_the_104_advanced_upgrade_converts_hstore_without_a_rewrite(autocommit):
     )
     assert converted == [({"id": "1", "title": "old"}, {"title": "new"})]  # hstore held text
     assert rows(cur, "SELECT count(*) FROM logged_actions WHERE row_data IS NULL") == [(0,)]
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+@pytest.mark.parametrize("context", [None, '{"user_id": 7}'], ids=["no context", "context"])
+def test_each_row_is_converted_to_jsonb_once_per_image(conn, layout, context):
+    """to_jsonb() calls the cast to json of a column's type (for a type that is neither
+    composite nor an array); a cast that counts its calls counts the conversions, which a
+    flattened subquery would double (once for the key, once for the payload)."""
+    cur = conn.cursor()
+    install(cur, layout)
+    cur.execute("CREATE SEQUENCE conversions")
+    cur.execute("CREATE TYPE counted AS ENUM ('a', 'b')")
+    cur.execute(
+        "CREATE FUNCTION counted_json(counted) RETURNS json LANGUAGE sql VOLATILE"
+        " AS $$ SELECT json_build_object('v', $1::text, 'n', nextval('public.conversions')) $$"
+    )
+    cur.execute("CREATE CAST (counted AS json) WITH FUNCTION counted_json(counted)")
+    cur.execute("CREATE TABLE tally (id int PRIMARY KEY, c counted)")
+    enable(cur, layout, TableSpec("public", "tally", ("id",)))
+    if context:
+        cur.execute("SELECT set_config('partitioned_audit.context', %s, true)", [context])
+
+    def conversions_of(statement: str) -> int:
+        (before,) = rows(cur, "SELECT nextval('conversions')")[0]
+        cur.execute(statement)
+        (after,) = rows(cur, "SELECT nextval('conversions')")[0]
+        return after - before - 1
+
+    assert conversions_of("INSERT INTO tally SELECT g, 'a' FROM generate_series(1, 3) g") == 3
+    assert conversions_of("DELETE FROM tally WHERE id = 3") == 1
+    # An UPDATE converts the new image, and in the advanced layout the old one too.
+    assert conversions_of("UPDATE tally SET c = 'b'") == (2 if layout is SIMPLE else 4)
+
+
+def capture_plans(conn: Any, statement: str) -> list[str]:
+    """The plans auto_explain reports for the statements ``statement`` runs inside triggers."""
+    found: list[str] = []
+    if hasattr(conn, "add_notice_handler"):  # psycopg 3
+        conn.add_notice_handler(lambda diag: found.append(diag.message_primary or ""))
+    cur = conn.cursor()
+    cur.execute("LOAD 'auto_explain'")
+    cur.execute("SET auto_explain.log_min_duration = 0")
+    cur.execute("SET auto_explain.log_nested_statements = on")
+    cur.execute("SET client_min_messages = log")
+    cur.execute(statement)
+    cur.execute("RESET client_min_messages")
+    found += getattr(conn, "notices", [])  # psycopg2
+    return [plan for plan in found if "INSERT INTO" in plan and "logged_actions" in plan]
+
+
+def test_a_bulk_update_after_single_row_updates_pairs_rows_without_a_nested_loop(conn):
+    """plpgsql keeps the capture's plans for the session. Made while every UPDATE changed one
+    row, an inner join pairing OLD and NEW is a nested loop, reused for a later bulk UPDATE:
+    quadratic in its rows. The capture joins so that no plan can be a nested loop."""
+    cur = conn.cursor()
+    install(cur, ADVANCED)
+    cur.execute("CREATE TABLE item (id int PRIMARY KEY, n int)")
+    enable(cur, ADVANCED, TableSpec("public", "item", ("id",)))
+    cur.execute("INSERT INTO item SELECT g, 0 FROM generate_series(1, 300) g")
+    for i in range(1, 21):  # past plpgsql's five custom plans: the generic plan is in use
+        cur.execute("UPDATE item SET n = n + 1 WHERE id = %s", [i])
+    plans = capture_plans(conn, "UPDATE item SET n = n + 1")
+    assert len(plans) == 1, plans
+    assert "Full Join" in plans[0] and "Nested Loop" not in plans[0], plans[0]
+    assert rows(cur, "SELECT count(*) FROM logged_actions WHERE action = 'U'") == [(320,)]
