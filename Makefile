@@ -69,9 +69,11 @@ compat: $(STAMP)
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
 # BENCH_ARGS="--synchronous-commit on" measures with durable commits.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run --output bench/results-full.md $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python -m bench.run --quick --output bench/results-quick.md $(BENCH_ARGS)
 
 clean:

@@ -1,0 +1,172 @@
+"""Where the capture's time goes, measured inside the server.
+
+    python -m bench.inside simple          # or advanced; --rounds 7 --bulk 20000
+
+The shipped capture function of a layout against edited copies of it, each auditing its
+own copy of the six-column table, and two references: the table unaudited, and a
+row trigger copying the row's typed columns into an unpartitioned table with three B-trees
+(what django-pghistory does). A ``DO`` loop runs 2,000 single-row INSERTs, UPDATEs and
+DELETEs in one transaction, so the client round trip and the commit drop out; then one
+statement of ``--bulk`` rows each. The report gives µs added to the unaudited table: per
+statement, the minimum of the rounds (the least disturbed run); per row of the bulk
+statements, the median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import time
+
+from bench.run import ROW_COLUMNS, connect, get_server, install_audit, recreate_database, run
+from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable
+from partitioned_audit.layouts import drop_guard
+from partitioned_audit.sql import SQL, ident
+
+DB = "dpa_bench_inside"
+LOOP = 2_000
+
+#: Edits of the shipped function by case: (text in it, replacement), applied in order.
+EDITS: dict[str, list[tuple[str, str]]] = {
+    "returns right after its declarations": [
+        ("BEGIN\n    IF TG_OP", "BEGIN\n    RETURN NULL;\n    IF TG_OP")
+    ],
+    "without SET search_path": [(" SET search_path TO 'pg_catalog', 'pg_temp'\n", "")],
+    "into an unpartitioned table, no index": [("INSERT INTO {table}", "INSERT INTO public.sink_plain")],
+    "into an unpartitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_btree")],
+    "into a partitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_part")],
+}
+
+TYPED_COPY = """
+CREATE TABLE typed_events (pgh_id bigserial PRIMARY KEY, pgh_created_at timestamptz NOT NULL,
+                           pgh_label text NOT NULL, pgh_obj_id bigint, pgh_context_id uuid,
+                           id bigint, account integer, amount numeric(12, 2), note text,
+                           created timestamptz, flag boolean);
+CREATE INDEX ON typed_events (pgh_obj_id);
+CREATE INDEX ON typed_events (pgh_context_id);
+CREATE FUNCTION typed_copy() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE r t_typed_copy;
+BEGIN
+    r := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    INSERT INTO typed_events (pgh_created_at, pgh_label, pgh_obj_id, id, account, amount, note, created, flag)
+    VALUES (now(), lower(TG_OP), r.id, r.id, r.account, r.amount, r.note, r.created, r.flag);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER typed AFTER INSERT OR UPDATE OR DELETE ON t_typed_copy
+    FOR EACH ROW EXECUTE FUNCTION typed_copy();
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("layout", choices=["simple", "advanced"])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--bulk", type=int, default=20_000)
+    args = parser.parse_args()
+    layout = SIMPLE if args.layout == "simple" else ADVANCED
+    server = get_server()
+    recreate_database(server, DB, "off")
+    conn = connect(server, DB)
+    install_audit(conn, layout, "public", False, past_months=0)
+    for statement in drop_guard():  # the copies' triggers are swapped in by hand below
+        run(conn, statement)
+    for sink in ("sink_plain", "sink_btree"):
+        run(
+            conn, SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(ident(sink), ident(layout.table))
+        )
+    run(
+        conn,
+        SQL("CREATE TABLE sink_part (LIKE {} INCLUDING DEFAULTS) PARTITION BY RANGE ({})").format(
+            ident(layout.table), ident(layout.time_column)
+        ),
+    )
+    run(conn, "CREATE TABLE sink_part_default PARTITION OF sink_part DEFAULT")
+    for sink in ("sink_btree", "sink_part"):
+        run(conn, SQL("CREATE INDEX ON {} ({}, object_pk)").format(ident(sink), ident(layout.table_column)))
+    shipped = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.function}"])[0][0]
+    table_ref = f'"public"."{layout.table}"'
+    cases = ["unaudited", "shipped", *EDITS, "typed_copy"]
+    for n, case in enumerate(cases):
+        table = f"t_{case}" if case == "typed_copy" else f"t_{n}"
+        run(conn, SQL("CREATE TABLE {} (" + ROW_COLUMNS + ")").format(ident(table)))
+        if case == "typed_copy":
+            run(conn, TYPED_COPY)
+        elif case != "unaudited":
+            enable(conn.cursor(), layout, TableSpec("public", table, ("id",)))
+        if case in EDITS:
+            function = f"{layout.function}_{n}"
+            text = shipped.replace(f"public.{layout.function}()", f"public.{function}()")
+            for old, new in EDITS[case]:
+                old = old.replace("{table}", table_ref)
+                assert old in text, (case, old)
+                text = text.replace(old, new)
+            run(conn, text)
+            for (definition,) in run(
+                conn,
+                "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass"
+                " AND tgname LIKE 'dpa_audit_%%' AND tgname <> 'dpa_audit_key'",
+                [table],
+            ):
+                name = re.search(r"CREATE TRIGGER (\S+)", definition)[1]  # type: ignore[index]
+                run(conn, SQL("DROP TRIGGER {} ON {}").format(ident(name), ident(table)))
+                edited = re.sub(
+                    rf"FUNCTION (public\.)?{layout.function}\(", f"FUNCTION public.{function}(", definition
+                )
+                run(conn, edited)
+    tables = {case: (f"t_{case}" if case == "typed_copy" else f"t_{n}") for n, case in enumerate(cases)}
+    loops = {
+        "I": "INSERT INTO {t} (account, amount, note, created, flag) VALUES (i, 12.34, 'benchmark row', now(), true);",
+        "U": "UPDATE {t} SET amount = amount + 1 WHERE id = i;",
+        "D": "DELETE FROM {t} WHERE id = i;",
+    }
+    bulks = {
+        "I": "INSERT INTO {t} (account, amount, note, created, flag)"
+        " SELECT mod(i, 1000), 12.34, 'benchmark row', now(), true FROM generate_series(1, %s) AS i",
+        "U": "UPDATE {t} SET amount = amount + 1",
+        "D": "DELETE FROM {t}",
+    }
+    spent: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for case in cases[r % len(cases) :] + cases[: r % len(cases)]:
+            t = tables[case]
+            for op, body in loops.items():
+                with conn.transaction():
+                    started = time.perf_counter()
+                    run(conn, f"DO $$ BEGIN FOR i IN 1..{LOOP} LOOP {body.format(t=t)} END LOOP; END $$")
+                    spent.setdefault((case, "1" + op), []).append(
+                        (time.perf_counter() - started) / LOOP * 1e6
+                    )
+            run(conn, f"TRUNCATE {t} RESTART IDENTITY")
+            # A new session: plpgsql's cached plans of the loops must not serve the bulk statements.
+            conn.close()
+            conn = connect(server, DB)
+            for op, statement in bulks.items():
+                started = time.perf_counter()
+                run(conn, statement.format(t=t), [args.bulk] if op == "I" else None)
+                spent.setdefault((case, "B" + op), []).append(
+                    (time.perf_counter() - started) / args.bulk * 1e6
+                )
+            run(conn, f"TRUNCATE {t} RESTART IDENTITY")
+        # Every round writes into empty audit tables.
+        run(
+            conn,
+            SQL("TRUNCATE {}, sink_plain, sink_btree, sink_part, typed_events").format(ident(layout.table)),
+        )
+    keys = ["1I", "1U", "1D", "BI", "BU", "BD"]
+    print(f"{layout.name}: µs added to the unaudited table, per statement of one row (min of {args.rounds})")
+    print(f"and per row of one {args.bulk:,}-row statement (median)\n")
+    print("| case | " + " | ".join(("one row " if k[0] == "1" else "bulk ") + k[1] for k in keys) + " |")
+    print("|---|" + "---|" * len(keys))
+    for case in cases[1:]:
+        cells = []
+        for k in keys:
+            pick = min if k[0] == "1" else statistics.median
+            cells.append(f"{pick(spent[case, k]) - pick(spent['unaudited', k]):.1f}")
+        print(f"| {case} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
