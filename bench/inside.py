@@ -36,7 +36,15 @@ EDITS: dict[str, list[tuple[str, str]]] = {
     "into an unpartitioned table, no index": [("INSERT INTO {table}", "INSERT INTO public.sink_plain")],
     "into an unpartitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_btree")],
     "into a partitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_part")],
+    "into a partitioned table, the shipped indexes but the BRINs": [
+        ("INSERT INTO {table}", "INSERT INTO public.sink_no_brin")
+    ],
+    "into a partitioned table, the shipped indexes but the partial ones": [
+        ("INSERT INTO {table}", "INSERT INTO public.sink_no_partial")
+    ],
 }
+#: The partitioned copies of the audit table with some of its indexes, by the indexes left out.
+SINKS = {"sink_no_brin": " USING brin ", "sink_no_partial": " WHERE "}
 
 TYPED_COPY = """
 CREATE TABLE typed_events (pgh_id bigserial PRIMARY KEY, pgh_created_at timestamptz NOT NULL,
@@ -86,6 +94,23 @@ def main() -> None:
     run(conn, "CREATE TABLE sink_part_default PARTITION OF sink_part DEFAULT")
     for sink in ("sink_btree", "sink_part"):
         run(conn, SQL("CREATE INDEX ON {} ({}, object_pk)").format(ident(sink), ident(layout.table_column)))
+    indexes = run(
+        conn, "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' AND tablename = %s", [layout.table]
+    )
+    for sink, left_out in SINKS.items():
+        run(
+            conn,
+            SQL("CREATE TABLE {} (LIKE sink_part INCLUDING DEFAULTS) PARTITION BY RANGE ({})").format(
+                ident(sink), ident(layout.time_column)
+            ),
+        )
+        run(
+            conn, SQL("CREATE TABLE {} PARTITION OF {} DEFAULT").format(ident(f"{sink}_default"), ident(sink))
+        )
+        for (definition,) in indexes:
+            if left_out not in definition:
+                body = definition.split(" USING ", 1)[1]
+                run(conn, SQL("CREATE INDEX ON {} USING " + body).format(ident(sink)))
     shipped = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.function}"])[0][0]
     table_ref = f'"public"."{layout.table}"'
     cases = ["unaudited", "shipped", *EDITS, "typed_copy"]
@@ -153,7 +178,9 @@ def main() -> None:
         # Every round writes into empty audit tables.
         run(
             conn,
-            SQL("TRUNCATE {}, sink_plain, sink_btree, sink_part, typed_events").format(ident(layout.table)),
+            SQL("TRUNCATE {}, sink_plain, sink_btree, sink_part, typed_events, " + ", ".join(SINKS)).format(
+                ident(layout.table)
+            ),
         )
     keys = ["1I", "1U", "1D", "BI", "BU", "BD"]
     print(f"{layout.name}: µs added to the unaudited table, per statement of one row (min of {args.rounds})")

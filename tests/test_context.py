@@ -102,6 +102,45 @@ def test_autocommit_writes_inside_a_block_carry_it_and_leave_nothing_behind(read
     assert sql("SELECT current_setting('partitioned_audit.context', true)") in ([(None,)], [("",)])
 
 
+@pytest.mark.django_db(transaction=True, databases="__all__")
+@pytest.mark.parametrize("alias", ["default", *(["server_binding"] if settings.DRIVER == "psycopg" else [])])
+def test_an_autocommit_write_carries_its_set_local_and_adds_no_round_trip(read_model, alias):
+    """With a driver that binds on the client, the SET LOCAL rides in front of the write, in
+    one query string run as one implicit transaction: Django stays in autocommit, no BEGIN,
+    SET or COMMIT of its own. psycopg 3's server-side binding refuses two statements in one
+    query: there the write gets a short transaction of its own. Results and row counts are
+    the statement's either way, and a % in a value survives with and without parameters."""
+    db = connections[alias]
+    autocommit_seen = []
+
+    def watch(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        autocommit_seen.append(db.get_autocommit())
+        return execute(sql, params, many, context)
+
+    books = Book.objects.using(alias)
+    with audit_context(path="/search?q=100%", user_id=9), db.execute_wrapper(watch):
+        with Statements(alias) as seen:
+            book = books.create(isbn="p1", title="a")  # INSERT ... RETURNING
+            assert books.filter(isbn="p1").update(title="b") == 1
+            with db.cursor() as cursor:
+                cursor.execute("UPDATE library_book SET title = 'c' WHERE isbn = 'p1'")
+                assert cursor.rowcount == 1
+                cursor.execute(
+                    "UPDATE library_book SET title = %s WHERE isbn = %s RETURNING title", ["d", "p1"]
+                )
+                assert cursor.fetchall() == [("d",)]
+    assert book.pk == "p1"
+    expected = {"path": "/search?q=100%", "user_id": 9}
+    assert contexts(read_model) == [expected] * 4
+    alone = [s for s in seen.context_sets if ";" not in s]  # a SET LOCAL sent by itself
+    if alias == "default":
+        assert alone == [] and len(seen.sent) == len(seen.context_sets) == 4
+        assert autocommit_seen == [True] * 4
+    else:
+        assert len(alone) == len(seen.sent) - len(alone) == 4 and False in autocommit_seen
+    assert sql("SELECT current_setting('partitioned_audit.context', true)") in ([(None,)], [("",)])
+
+
 @pytest.mark.django_db(transaction=True)
 def test_nested_blocks_merge_the_inner_value_wins_and_the_outer_comes_back(read_model):
     for prefix, block in (("a", contextlib.nullcontext), ("t", transaction.atomic)):

@@ -9,9 +9,12 @@ How the values reach the triggers (see docs/context.md): an execute wrapper, ins
 every PostgreSQL connection, sends ``SET LOCAL partitioned_audit.context = '...'`` through
 the same cursor just before the first write of a transaction made inside a block, and again
 only when the values change. A read never pays for it, nor does any statement outside a
-block. A write outside a transaction (autocommit) runs in a short transaction of its own,
-so the setting never outlives the statement: nothing is left on a pooled server connection.
-The wrapper never touches the application's SQL or parameters.
+block. A write outside a transaction (autocommit) carries the ``SET LOCAL`` in front of
+itself, in the same query string, which PostgreSQL runs as one implicit transaction: no
+round trip is added, and the setting ends with the statement, so nothing is left on a
+pooled server connection. Where the driver binds parameters on the server (psycopg 3's
+``server_side_binding``, which refuses two statements in one query) and for an
+``executemany``, the write runs in a short transaction of its own instead.
 """
 
 from __future__ import annotations
@@ -163,9 +166,32 @@ def context_wrapper(
         if sent is None or sent.encoded != encoded:
             _send(connection, encoded)
         return execute(sql, params, many, context)
+    cursor = context["cursor"].cursor
+    if not many and _binds_on_client(cursor):
+        prefix = render(set_local(encoded), cursor) + "; "
+        if params is not None:  # the driver formats the query: a % of the value stays one
+            prefix = prefix.replace("%", "%%")
+        result = execute(prefix + sql, params, many, context)
+        if not _is_psycopg2(cursor):
+            cursor.nextset()  # psycopg 3 stands on the first result, the SET's: move on to the statement's
+        return result
     with transaction.atomic(using=connection.alias):
         _send(connection, encoded)
         return execute(sql, params, many, context)
+
+
+def _binds_on_client(cursor: Any) -> bool:
+    """Whether ``cursor`` merges the parameters into the query text, which may then hold
+    two statements: psycopg2's always, psycopg 3's client-side binding cursors."""
+    if _is_psycopg2(cursor):
+        return True
+    import psycopg
+
+    return isinstance(cursor, psycopg.ClientCursor)
+
+
+def _is_psycopg2(cursor: Any) -> bool:
+    return type(cursor).__module__.startswith("psycopg2")
 
 
 def install(connection: Any, **kwargs: Any) -> None:
