@@ -223,57 +223,69 @@ def _simple_rows(transition: str) -> str:
             INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
                                  audit_txid_current, audit_operation)
             SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {{pk_text}}(r.j, _pk)),
+                   coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
                    CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
                    _txid, _op
-              FROM (SELECT to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
+              FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
         ELSE  -- the context on the statement's first row, a reference to it on the others
             INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
                                  audit_txid_current, audit_operation, audit_context)
             SELECT _table, _schema,
-                   coalesce(r.j ->> _pk1, {{pk_text}}(r.j, _pk)),
+                   coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
                    CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-                   _txid, _op, CASE WHEN r.n = 1 THEN _context ELSE {{context_ref}} END
-              FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n FROM {transition} AS t) AS r;
+                   _txid, _op, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _context ELSE {{context_ref}} END
+              FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
+                      FROM {transition} AS t) AS r;
         END IF;
 """
 
 
+# _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
+# DEFINER) but under the caller's search_path: a SET search_path clause would cost about
+# 5 us per call (docs/performance.md). So every name in them and in the helpers they
+# inline is schema-qualified: pg_catalog.f() for functions, pg_catalog.t for types that are
+# not SQL keywords, OPERATOR(pg_catalog.op) for operators, and no construct that looks an
+# operator up by name (IS DISTINCT FROM, NULLIF, JOIN ... USING, simple CASE). The
+# transition tables need no schema: PostgreSQL finds them before any table.
+# tests/attacks/test_search_path.py shadows each of them for the caller.
 # plpgsql wants a transition table's name written out, so each branch has its own INSERT.
 # _casts_checked: see _CASTS_NOTE.
 _SIMPLE_CAPTURE = (
     """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-    _pk text[] := TG_ARGV[0]::text[];
-    _excluded text[] := TG_ARGV[1]::text[];
-    _masked text[] := TG_ARGV[2]::text[];
-    _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
-    _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
+    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+    _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
+                      AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
+    _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
     -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
     -- non-built-in type of the table belongs to the audit owner or a superuser.
-    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
+    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
     -- A partition's trigger files its rows under the audited (root) table.
-    _schema text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
-    _table text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
-    _txid bigint := txid_current();
-    _op text := left(TG_OP, 1);
-    _context jsonb := {context};
+    _schema pg_catalog.text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
+    _table pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
+    _txid bigint := pg_catalog.txid_current();
+    _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
+    _context pg_catalog.jsonb := {context};
 BEGIN
-    IF TG_OP = 'DELETE' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
 """
     + _simple_rows("dpa_old")
-    + """    ELSIF TG_OP = 'TRUNCATE' THEN
+    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
         SELECT _table, _schema, NULL, NULL, _txid, _op, _context
          WHERE TG_ARGV[5] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
-                WHERE a.object_table = _table AND a.object_pk IS NULL AND a.object_schema = _schema
-                  AND a.audit_txid_current = _txid AND a.audit_operation = 'T'
-                  AND a.audit_entry_created_statement_timestamp = statement_timestamp());
+                WHERE a.object_table OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
+                  AND a.object_schema OPERATOR(pg_catalog.=) _schema
+                  AND a.audit_txid_current OPERATOR(pg_catalog.=) _txid
+                  AND a.audit_operation OPERATOR(pg_catalog.=) 'T'
+                  AND a.audit_entry_created_statement_timestamp OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
     ELSE
 """
     + _simple_rows("dpa_new")
@@ -289,19 +301,20 @@ $fn$;
 # files it under the old one too, so the history of either key shows it.
 _SIMPLE_KEY_CAPTURE = """
 CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-    _pk text[] := TG_ARGV[0]::text[];
-    _excluded text[] := TG_ARGV[1]::text[];
-    _masked text[] := TG_ARGV[2]::text[];
-    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
-    _old jsonb := to_jsonb(OLD);
-    _new jsonb := to_jsonb(NEW);
+    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
+    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
+    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
+    _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
 BEGIN
     INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context)
     VALUES (coalesce(TG_ARGV[5], TG_TABLE_NAME), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), txid_current(), 'U', {context});
+            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), pg_catalog.txid_current(), 'U',
+            {context});
     RETURN NULL;
 END
 $fn$;
@@ -366,83 +379,92 @@ _ADVANCED_VIEW_COLUMNS = """
 # PostgreSQL runs a full join only as a hash or merge join. A session's cached plan for this
 # INSERT may have been made for a one-row UPDATE, and an inner join planned then is a nested
 # loop, which pairs the rows of a later bulk UPDATE in quadratic time (5 000 rows: 53 s
-# instead of 0.4 s).
+# instead of 0.4 s). Every name is qualified: see _QUALIFIED_NOTE. A changed field is one
+# whose old value is missing or not equal: the new value of jsonb_each() is never NULL.
 _ADVANCED_CAPTURE = """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-    _pk text[] := TG_ARGV[0]::text[];
-    _excluded text[] := TG_ARGV[1]::text[];
-    _masked text[] := TG_ARGV[2]::text[];
-    _plain boolean := cardinality(_excluded) = 0 AND cardinality(_masked) = 0;
-    _pk1 text := CASE WHEN cardinality(_pk) = 1 THEN _pk[1] END;
+    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
+    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+    _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
+                      AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
+    _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
     -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
     -- non-built-in type of the table belongs to the audit owner or a superuser.
-    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
+    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
     -- A partition's trigger files its rows under the audited (root) table.
-    _schema text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
-    _table text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
-    _txid bigint := txid_current();
-    _op text := left(TG_OP, 1);
-    _context jsonb := {context};
-    _app text := current_setting('application_name');
-    _addr inet := inet_client_addr();
-    _port integer := inet_client_port();
+    _schema pg_catalog.text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
+    _table pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
+    _txid bigint := pg_catalog.txid_current();
+    _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
+    _context pg_catalog.jsonb := {context};
+    _app pg_catalog.text := pg_catalog.current_setting('application_name');
+    _addr pg_catalog.inet := pg_catalog.inet_client_addr();
+    _port integer := pg_catalog.inet_client_port();
     -- The query text carries the values it writes: never keep it for tables with
     -- excluded or masked columns.
-    _query text := CASE WHEN _plain THEN current_query() END;
-    _stmt bigint := nextval({seq});
+    _query pg_catalog.text := CASE WHEN _plain THEN pg_catalog.current_query() END;
+    _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
-    IF TG_OP = 'INSERT' THEN
+    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
                              action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                              application_name, client_addr, client_port, client_query, action,
                              statement_only, statement_id, audit_context)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::text,
-               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
-               false, _stmt, CASE WHEN r.n = 1 OR _context IS NULL THEN _context ELSE {context_ref} END
-          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
+               false, _stmt,
+               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {context_ref} END
+          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                   FROM dpa_new AS t) AS r;
-    ELSIF TG_OP = 'DELETE' THEN
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
                              action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                              application_name, client_addr, client_port, client_query, action,
                              statement_only, statement_id, audit_context)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               coalesce(r.j ->> _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::text,
-               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n = 1 THEN _query END, _op,
-               false, _stmt, CASE WHEN r.n = 1 OR _context IS NULL THEN _context ELSE {context_ref} END
-          FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
+               false, _stmt,
+               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {context_ref} END
+          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                   FROM dpa_old AS t) AS r;
-    ELSIF TG_OP = 'UPDATE' THEN
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
         INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                              session_user_name, action_tstamp_tx, action_tstamp_stm,
                              action_tstamp_clk, transaction_id, application_name, client_addr,
                              client_port, client_query, action, statement_only, statement_id,
                              audit_context)
-        SELECT d.old_j, d.changed, coalesce(d.new_j ->> _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID, session_user::text,
-               current_timestamp, statement_timestamp(), clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN row_number() OVER () = 1 THEN _query END, _op,
-               false, _stmt,
-               CASE WHEN _context IS NULL OR row_number() OVER () = 1 THEN _context ELSE {context_ref} END
+        SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
+               _op, false, _stmt,
+               CASE WHEN _context IS NULL OR pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1
+                    THEN _context ELSE {context_ref} END
           FROM (
                 SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
                        n.j AS new_j,
-                       (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
-                                                            THEN '"[masked]"'::jsonb ELSE e.value END)
-                          FROM jsonb_each(n.j) AS e
-                         WHERE NOT e.key = ANY (_excluded)
-                           AND (o.j -> e.key) IS DISTINCT FROM e.value) AS changed
-                  FROM (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
+                       (SELECT pg_catalog.jsonb_object_agg(
+                                   e.key,
+                                   CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
+                                             AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
+                                        THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
+                          FROM pg_catalog.jsonb_each(n.j) AS e
+                         WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
+                           AND ((o.j OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE
+                       ) AS changed
+                  FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                           FROM dpa_old AS t) AS o
-                  FULL JOIN (SELECT to_jsonb(t.*) AS j, row_number() OVER () AS n
-                               FROM dpa_new AS t) AS n USING (n)
+                  FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
+                               FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
                 OFFSET 0  -- else the changed fields are computed twice: for WHERE and for the row
                ) AS d
          WHERE d.changed IS NOT NULL;
@@ -451,15 +473,17 @@ BEGIN
                              action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
                              client_addr, client_port, client_query, action, statement_only,
                              statement_id, audit_context)
-        SELECT _schema, _table, TG_RELID, session_user::text, current_timestamp,
-               statement_timestamp(), clock_timestamp(), _txid, _app, _addr, _port,
+        SELECT _schema, _table, TG_RELID, session_user::pg_catalog.text, current_timestamp,
+               pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
                _query, _op, true, _stmt, _context
          WHERE TG_ARGV[5] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
-                WHERE a.table_name = _table AND a.object_pk IS NULL AND a.schema_name = _schema
-                  AND a.transaction_id = _txid AND a.action = 'T'
-                  AND a.action_tstamp_stm = statement_timestamp());
+                WHERE a.table_name OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
+                  AND a.schema_name OPERATOR(pg_catalog.=) _schema
+                  AND a.transaction_id OPERATOR(pg_catalog.=) _txid
+                  AND a.action OPERATOR(pg_catalog.=) 'T'
+                  AND a.action_tstamp_stm OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
     END IF;
     RETURN NULL;
 END
@@ -469,29 +493,33 @@ $fn$;
 # As _SIMPLE_KEY_CAPTURE: the statement's capture files the change under the new key.
 _ADVANCED_KEY_CAPTURE = """
 CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-    _pk text[] := TG_ARGV[0]::text[];
-    _excluded text[] := TG_ARGV[1]::text[];
-    _masked text[] := TG_ARGV[2]::text[];
-    _casts_checked boolean := TG_ARGV[3] = 't' OR {check_json_casts}(TG_RELID);
-    _old jsonb := to_jsonb(OLD);
-    _new jsonb := to_jsonb(NEW);
+    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
+    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
+    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
+    _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
 BEGIN
     INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                          session_user_name, action_tstamp_tx, action_tstamp_stm,
                          action_tstamp_clk, transaction_id, application_name, client_addr,
                          client_port, action, statement_only, audit_context)
     SELECT {redact}(_old, _excluded, _masked),
-           (SELECT jsonb_object_agg(e.key, CASE WHEN e.key = ANY (_masked) AND e.value <> 'null'::jsonb
-                                                THEN '"[masked]"'::jsonb ELSE e.value END)
-              FROM jsonb_each(_new) AS e
-             WHERE NOT e.key = ANY (_excluded) AND (_old -> e.key) IS DISTINCT FROM e.value),
+           (SELECT pg_catalog.jsonb_object_agg(
+                       e.key,
+                       CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
+                                 AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
+                            THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
+              FROM pg_catalog.jsonb_each(_new) AS e
+             WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
+               AND ((_old OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE),
            {pk_text}(_old, _pk), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
-           coalesce(TG_ARGV[5], TG_TABLE_NAME), TG_RELID, session_user::text, current_timestamp,
-           statement_timestamp(), clock_timestamp(), txid_current(),
-           current_setting('application_name'), inet_client_addr(), inet_client_port(), 'U', false,
-           {context};
+           coalesce(TG_ARGV[5], TG_TABLE_NAME), TG_RELID, session_user::pg_catalog.text, current_timestamp,
+           pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), pg_catalog.txid_current(),
+           pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
+           pg_catalog.inet_client_port(), 'U', false, {context};
     RETURN NULL;
 END
 $fn$;
@@ -876,20 +904,24 @@ def functions(layout: Layout) -> list[tuple[str, str]]:
 # untrusted role owns. A column added later changes the trigger's digest: the database
 # check reports it and migrate recomputes the argument.
 _HELPERS = """
+-- dpa_pk_text, dpa_redact and dpa_context_object are inlined into the capture functions,
+-- under the caller's search_path: every name is qualified (see _QUALIFIED_NOTE).
 CREATE OR REPLACE FUNCTION {pk_text}(j jsonb, pk text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT CASE WHEN cardinality(pk) = 1 THEN j ->> pk[1]
-                ELSE (SELECT jsonb_agg(j -> k ORDER BY o) FROM unnest(pk) WITH ORDINALITY AS u(k, o))::text
+    SELECT CASE WHEN pg_catalog.cardinality(pk) OPERATOR(pg_catalog.=) 1 THEN j OPERATOR(pg_catalog.->>) pk[1]
+                ELSE (SELECT pg_catalog.jsonb_agg(j OPERATOR(pg_catalog.->) k ORDER BY o)
+                        FROM pg_catalog.unnest(pk) WITH ORDINALITY AS u(k, o))::pg_catalog.text
            END
 $fn$;
 CREATE OR REPLACE FUNCTION {redact}(j jsonb, excluded text[], masked text[]) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT (j - excluded) || coalesce(
-        (SELECT jsonb_object_agg(k, CASE WHEN j -> k = 'null'::jsonb THEN 'null'::jsonb
-                                         ELSE '"[masked]"'::jsonb END)
-           FROM unnest(masked) AS k
-          WHERE j ? k AND NOT k = ANY (excluded)),
-        '{{}}'::jsonb)
+    SELECT (j OPERATOR(pg_catalog.-) excluded) OPERATOR(pg_catalog.||) coalesce(
+        (SELECT pg_catalog.jsonb_object_agg(
+                    k, CASE WHEN (j OPERATOR(pg_catalog.->) k) OPERATOR(pg_catalog.=) 'null'::pg_catalog.jsonb
+                            THEN 'null'::pg_catalog.jsonb ELSE '"[masked]"'::pg_catalog.jsonb END)
+           FROM pg_catalog.unnest(masked) AS k
+          WHERE j OPERATOR(pg_catalog.?) k AND NOT k OPERATOR(pg_catalog.=) ANY (excluded)),
+        '{{}}'::pg_catalog.jsonb)
 $fn$;
 CREATE OR REPLACE FUNCTION {check_json_casts}(rel oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
@@ -940,7 +972,8 @@ $fn$;
 -- a number that refers to it, so a context set by hand as another JSON value is wrapped.
 CREATE OR REPLACE FUNCTION {context_object}(c jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
-    SELECT CASE WHEN c IS NULL OR jsonb_typeof(c) = 'object' THEN c ELSE jsonb_build_object('value', c) END
+    SELECT CASE WHEN c IS NULL OR pg_catalog.jsonb_typeof(c) OPERATOR(pg_catalog.=) 'object' THEN c
+                ELSE pg_catalog.jsonb_build_object('value', c) END
 $fn$;
 CREATE OR REPLACE FUNCTION {refuse_write}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -1061,13 +1094,14 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "function": ident(schema, layout.function),
         "key_function": ident(schema, layout.key_function),
         "table": ident(schema, layout.table),
-        "seq": _seq_default(seq_text),
+        "seq": SQL("{}::pg_catalog.regclass").format(literal(seq_text)),
         "check_json_casts": helpers["check_json_casts"],
         # The writer's context, read once per statement (see partitioned_audit.context).
-        "context": SQL("{}(nullif(current_setting({}, true), '')::jsonb)").format(
-            helpers["context_object"], literal(CONTEXT_SETTING)
-        ),
-        "context_ref": SQL("{}::jsonb").format(literal(CONTEXT_REF)),
+        "context": SQL(
+            "{f}(CASE WHEN pg_catalog.current_setting({s}, true) OPERATOR(pg_catalog.=) '' THEN NULL"
+            " ELSE pg_catalog.current_setting({s}, true)::pg_catalog.jsonb END)"
+        ).format(f=helpers["context_object"], s=literal(CONTEXT_SETTING)),
+        "context_ref": SQL("{}::pg_catalog.jsonb").format(literal(CONTEXT_REF)),
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }
