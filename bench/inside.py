@@ -32,7 +32,9 @@ EDITS: dict[str, list[tuple[str, str]]] = {
     "returns right after its declarations": [
         ("BEGIN\n    IF TG_OP", "BEGIN\n    RETURN NULL;\n    IF TG_OP")
     ],
-    "without SET search_path": [(" SET search_path TO 'pg_catalog', 'pg_temp'\n", "")],
+    "with SET search_path (the first design)": [
+        (" SECURITY DEFINER\n", " SECURITY DEFINER\n SET search_path TO 'pg_catalog', 'pg_temp'\n")
+    ],
     "into an unpartitioned table, no index": [("INSERT INTO {table}", "INSERT INTO public.sink_plain")],
     "into an unpartitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_btree")],
     "into a partitioned table, one B-tree": [("INSERT INTO {table}", "INSERT INTO public.sink_part")],

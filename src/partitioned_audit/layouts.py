@@ -241,8 +241,8 @@ def _simple_rows(transition: str) -> str:
 
 
 # _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
-# DEFINER) but under the caller's search_path: a SET search_path clause would cost about
-# 5 us per call (docs/performance.md). So every name in them and in the helpers they
+# DEFINER) but under the caller's search_path: a SET search_path clause would cost 1-5 us
+# per call (docs/performance.md). So every name in them and in the helpers they
 # inline is schema-qualified: pg_catalog.f() for functions, pg_catalog.t for types that are
 # not SQL keywords, OPERATOR(pg_catalog.op) for operators, and no construct that looks an
 # operator up by name (IS DISTINCT FROM, NULLIF, JOIN ... USING, simple CASE). The
@@ -250,12 +250,9 @@ def _simple_rows(transition: str) -> str:
 # tests/attacks/test_search_path.py shadows each of them for the caller.
 # plpgsql wants a transition table's name written out, so each branch has its own INSERT.
 # _casts_checked: see _CASTS_NOTE.
-_SIMPLE_CAPTURE = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+#: The declarations both statement captures open with: the trigger's arguments and what a
+#: statement shares with all its rows.
+_CAPTURE_DECLARATIONS = """    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
     _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
     _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
     _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
@@ -270,7 +267,16 @@ DECLARE
     _txid bigint := pg_catalog.txid_current();
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
     _context pg_catalog.jsonb := {context};
-BEGIN
+"""
+
+_SIMPLE_CAPTURE = (
+    """
+CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER AS $fn$
+DECLARE
+"""
+    + _CAPTURE_DECLARATIONS
+    + """BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
 """
     + _simple_rows("dpa_old")
@@ -299,7 +305,8 @@ $fn$;
 # Fires per row, only for an UPDATE that names a key column and changes the key (Django's
 # save() never names it): the statement's capture files the change under the new key, this
 # files it under the old one too, so the history of either key shows it.
-_SIMPLE_KEY_CAPTURE = """
+#: How both key captures open: the trigger's arguments, the row before and after.
+_KEY_CAPTURE_HEAD = """
 CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
@@ -310,7 +317,10 @@ DECLARE
     _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
     _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
 BEGIN
-    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+"""
+_SIMPLE_KEY_CAPTURE = (
+    _KEY_CAPTURE_HEAD
+    + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context)
     VALUES (coalesce(TG_ARGV[5], TG_TABLE_NAME), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
             {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), pg_catalog.txid_current(), 'U',
@@ -319,6 +329,7 @@ BEGIN
 END
 $fn$;
 """
+)
 
 SIMPLE = Layout(
     name="simple",
@@ -372,6 +383,7 @@ _ADVANCED_VIEW_COLUMNS = """
     object_pk, statement_id, {context}
 """
 
+
 # INSERT and DELETE write one row per row of their transition table, with the query text on
 # the first. UPDATE pairs the n-th rows of OLD and NEW: PostgreSQL fills both in step, one
 # pair per updated row, so they belong together even when the key itself changed. Both have
@@ -381,26 +393,32 @@ _ADVANCED_VIEW_COLUMNS = """
 # loop, which pairs the rows of a later bulk UPDATE in quadratic time (5 000 rows: 53 s
 # instead of 0.4 s). Every name is qualified: see _QUALIFIED_NOTE. A changed field is one
 # whose old value is missing or not equal: the new value of jsonb_each() is never NULL.
-_ADVANCED_CAPTURE = """
+def _advanced_rows(transition: str) -> str:
+    """The advanced capture's INSERT of the rows of an INSERT or a DELETE, as they are."""
+    return f"""        INSERT INTO {{table}} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
+                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
+                             application_name, client_addr, client_port, client_query, action,
+                             statement_only, statement_id, audit_context)
+        SELECT CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
+               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
+               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
+               false, _stmt,
+               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {{context_ref}} END
+          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
+                  FROM {transition} AS t) AS r;
+"""
+
+
+_ADVANCED_CAPTURE = (
+    """
 CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
-    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
-                      AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
-    _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
-    -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
-    -- non-built-in type of the table belongs to the audit owner or a superuser.
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
-    -- A partition's trigger files its rows under the audited (root) table.
-    _schema pg_catalog.text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
-    _table pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
-    _txid bigint := pg_catalog.txid_current();
-    _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
-    _context pg_catalog.jsonb := {context};
-    _app pg_catalog.text := pg_catalog.current_setting('application_name');
+"""
+    + _CAPTURE_DECLARATIONS
+    + """    _app pg_catalog.text := pg_catalog.current_setting('application_name');
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
     _port integer := pg_catalog.inet_client_port();
     -- The query text carries the values it writes: never keep it for tables with
@@ -409,34 +427,12 @@ DECLARE
     _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
-                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
-                             application_name, client_addr, client_port, client_query, action,
-                             statement_only, statement_id, audit_context)
-        SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
-               false, _stmt,
-               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {context_ref} END
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                  FROM dpa_new AS t) AS r;
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
-                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
-                             application_name, client_addr, client_port, client_query, action,
-                             statement_only, statement_id, audit_context)
-        SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
-               false, _stmt,
-               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {context_ref} END
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                  FROM dpa_old AS t) AS r;
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
+"""
+    + _advanced_rows("dpa_new")
+    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+"""
+    + _advanced_rows("dpa_old")
+    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
         INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                              session_user_name, action_tstamp_tx, action_tstamp_stm,
                              action_tstamp_clk, transaction_id, application_name, client_addr,
@@ -489,20 +485,12 @@ BEGIN
 END
 $fn$;
 """
+)
 
 # As _SIMPLE_KEY_CAPTURE: the statement's capture files the change under the new key.
-_ADVANCED_KEY_CAPTURE = """
-CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
-    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
-    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
-    _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
-BEGIN
-    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
+_ADVANCED_KEY_CAPTURE = (
+    _KEY_CAPTURE_HEAD
+    + """    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                          session_user_name, action_tstamp_tx, action_tstamp_stm,
                          action_tstamp_clk, transaction_id, application_name, client_addr,
                          client_port, action, statement_only, audit_context)
@@ -524,6 +512,7 @@ BEGIN
 END
 $fn$;
 """
+)
 
 ADVANCED = Layout(
     name="advanced",
