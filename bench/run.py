@@ -292,7 +292,8 @@ class Bench:
         for audit in AUDIT.values():  # each variant has its own audit table
             if audit is not None:
                 install_audit(self.conn, *audit, past_months=11)
-        rows = self.scale.pgbench_tx * 3 * self.scale.rounds
+        # Rows each round deletes: 1 and 2 clients, and for a context variant its paired run.
+        rows = self.scale.pgbench_tx * 5 * self.scale.rounds
         self.update_pool = 100_000
         for variant in VARIANTS:
             for prefix in PREFIXES:

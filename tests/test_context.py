@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from library.models import Book
 
 from django_partitioned_audit.context import audit_context, audit_job, current_context
@@ -106,10 +106,12 @@ def test_autocommit_writes_inside_a_block_carry_it_and_leave_nothing_behind(read
 @pytest.mark.parametrize("alias", ["default", *(["server_binding"] if settings.DRIVER == "psycopg" else [])])
 def test_an_autocommit_write_carries_its_set_local_and_adds_no_round_trip(read_model, alias):
     """With a driver that binds on the client, the SET LOCAL rides in front of the write, in
-    one query string run as one implicit transaction: Django stays in autocommit, no BEGIN,
-    SET or COMMIT of its own. psycopg 3's server-side binding refuses two statements in one
-    query: there the write gets a short transaction of its own. Results and row counts are
-    the statement's either way, and a % in a value survives with and without parameters."""
+    one query string run as one implicit transaction. psycopg 3's server-side binding refuses
+    two statements in one query: there BEGIN, the SET LOCAL, the write and COMMIT go out in
+    one pipeline. Either way Django stays in autocommit and no statement of the wrapper's
+    own is sent; results and row counts are the statement's, a % in a value survives with
+    and without parameters, and a failing write raises Django's error and leaves no
+    transaction open."""
     db = connections[alias]
     autocommit_seen = []
 
@@ -129,15 +131,22 @@ def test_an_autocommit_write_carries_its_set_local_and_adds_no_round_trip(read_m
                     "UPDATE library_book SET title = %s WHERE isbn = %s RETURNING title", ["d", "p1"]
                 )
                 assert cursor.fetchall() == [("d",)]
-    assert book.pk == "p1"
+                cursor.executemany(
+                    "INSERT INTO library_book (isbn, title) VALUES (%s, %s)", [("m1", "x"), ("m2", "y")]
+                )
+            with pytest.raises(IntegrityError):
+                books.create(isbn="p1", title="again")
+    assert book.pk == "p1" and books.get(isbn="p1").title == "d"
     expected = {"path": "/search?q=100%", "user_id": 9}
-    assert contexts(read_model) == [expected] * 4
-    alone = [s for s in seen.context_sets if ";" not in s]  # a SET LOCAL sent by itself
-    if alias == "default":
-        assert alone == [] and len(seen.sent) == len(seen.context_sets) == 4
-        assert autocommit_seen == [True] * 4
+    assert contexts(read_model) == [expected] * 6
+    assert len(seen.sent) == 6 and autocommit_seen == [True] * 6
+    # In front of the write where the driver binds on the client (psycopg2's executemany
+    # too); in psycopg 3's pipeline the SET LOCAL goes to the driver beside the writes.
+    prefixed = [s for s in seen.sent if s.startswith("SET LOCAL") and "; " in s]
+    if alias == "server_binding":
+        assert seen.context_sets == []
     else:
-        assert len(alone) == len(seen.sent) - len(alone) == 4 and False in autocommit_seen
+        assert len(prefixed) == len(seen.context_sets) == (6 if settings.DRIVER == "psycopg2" else 5)
     assert sql("SELECT current_setting('partitioned_audit.context', true)") in ([(None,)], [("",)])
 
 

@@ -12,9 +12,10 @@ only when the values change. A read never pays for it, nor does any statement ou
 block. A write outside a transaction (autocommit) carries the ``SET LOCAL`` in front of
 itself, in the same query string, which PostgreSQL runs as one implicit transaction: no
 round trip is added, and the setting ends with the statement, so nothing is left on a
-pooled server connection. Where the driver binds parameters on the server (psycopg 3's
-``server_side_binding``, which refuses two statements in one query) and for an
-``executemany``, the write runs in a short transaction of its own instead.
+pooled server connection. Where psycopg 3 binds parameters on the server
+(``server_side_binding``, which refuses two statements in one query), and for psycopg 3's
+``executemany``, ``BEGIN``, the ``SET LOCAL``, the writes and ``COMMIT`` go out in one
+pipeline, which costs no round trip either.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
-
-from django.db import transaction
 
 from partitioned_audit.context import encode, set_local
 from partitioned_audit.sql import render
@@ -167,7 +166,8 @@ def context_wrapper(
             _send(connection, encoded)
         return execute(sql, params, many, context)
     cursor = context["cursor"].cursor
-    if not many and _binds_on_client(cursor):
+    # psycopg2's executemany runs the (prefixed) statement once per row.
+    if _is_psycopg2(cursor) or (not many and _binds_on_client(cursor)):
         prefix = render(set_local(encoded), cursor) + "; "
         if params is not None:  # the driver formats the query: a % of the value stays one
             prefix = prefix.replace("%", "%%")
@@ -175,16 +175,33 @@ def context_wrapper(
         if not _is_psycopg2(cursor):
             cursor.nextset()  # psycopg 3 stands on the first result, the SET's: move on to the statement's
         return result
-    with transaction.atomic(using=connection.alias):
-        _send(connection, encoded)
-        return execute(sql, params, many, context)
+    return _pipelined(connection, cursor, encoded, lambda: execute(sql, params, many, context))
+
+
+def _pipelined(connection: Any, cursor: Any, encoded: str, write: Callable[[], Any]) -> Any:
+    """psycopg 3 binding on the server, or its ``executemany``: ``BEGIN``, the ``SET LOCAL``,
+    the write and ``COMMIT`` go out in one pipeline, answered together, so they cost the
+    write's own round trip. A failed write's error is Django's, raised when the pipeline is
+    answered; its transaction is then rolled back."""
+    from psycopg.pq import TransactionStatus
+
+    raw = cursor.connection
+    try:
+        with connection.wrap_database_errors, raw.pipeline():
+            raw.execute("BEGIN")
+            raw.execute(render(set_local(encoded), cursor))
+            result = write()
+            raw.execute("COMMIT")
+    except Exception:
+        if raw.info.transaction_status != TransactionStatus.IDLE:  # the write failed: end its transaction
+            raw.execute("ROLLBACK")
+        raise
+    return result
 
 
 def _binds_on_client(cursor: Any) -> bool:
-    """Whether ``cursor`` merges the parameters into the query text, which may then hold
-    two statements: psycopg2's always, psycopg 3's client-side binding cursors."""
-    if _is_psycopg2(cursor):
-        return True
+    """Whether a psycopg 3 cursor merges the parameters into the query text, which may then
+    hold two statements (psycopg2's always does)."""
     import psycopg
 
     return isinstance(cursor, psycopg.ClientCursor)
