@@ -22,7 +22,7 @@ import time
 from bench.run import ROW_COLUMNS, connect, get_server, install_audit, recreate_database, run
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable
 from partitioned_audit.layouts import drop_guard
-from partitioned_audit.sql import SQL, ident
+from partitioned_audit.sql import SQL, ident, literal, render
 
 DB = "dpa_bench_inside"
 LOOP = 2_000
@@ -114,10 +114,12 @@ def main() -> None:
                 body = definition.split(" USING ", 1)[1]
                 run(conn, SQL("CREATE INDEX ON {} USING " + body).format(ident(sink)))
     shipped = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.function}"])[0][0]
-    table_ref = f'"public"."{layout.table}"'
+    table_ref = render(ident("public", layout.table))  # as the engine wrote it into the function
     cases = ["unaudited", "shipped", *EDITS, "typed_copy"]
+    # Each case's copy of the table; TYPED_COPY names its own.
+    tables = {case: "t_typed_copy" if case == "typed_copy" else f"t_{n}" for n, case in enumerate(cases)}
     for n, case in enumerate(cases):
-        table = f"t_{case}" if case == "typed_copy" else f"t_{n}"
+        table = tables[case]
         run(conn, SQL("CREATE TABLE {} (" + ROW_COLUMNS + ")").format(ident(table)))
         if case == "typed_copy":
             run(conn, TYPED_COPY)
@@ -143,7 +145,6 @@ def main() -> None:
                     rf"FUNCTION (public\.)?{layout.function}\(", f"FUNCTION public.{function}(", definition
                 )
                 run(conn, edited)
-    tables = {case: (f"t_{case}" if case == "typed_copy" else f"t_{n}") for n, case in enumerate(cases)}
     loops = {
         "I": "INSERT INTO {t} (account, amount, note, created, flag) VALUES (i, 12.34, 'benchmark row', now(), true);",
         "U": "UPDATE {t} SET amount = amount + 1 WHERE id = i;",
@@ -158,30 +159,43 @@ def main() -> None:
     spent: dict[tuple[str, str], list[float]] = {}
     for r in range(args.rounds):
         for case in cases[r % len(cases) :] + cases[: r % len(cases)]:
-            t = tables[case]
+            t = ident(tables[case])
             for op, body in loops.items():
+                loop = SQL("DO $$ BEGIN FOR i IN 1..{} LOOP {} END LOOP; END $$").format(
+                    literal(LOOP), SQL(body).format(t=t)
+                )
                 with conn.transaction():
                     started = time.perf_counter()
-                    run(conn, f"DO $$ BEGIN FOR i IN 1..{LOOP} LOOP {body.format(t=t)} END LOOP; END $$")
+                    run(conn, loop)
                     spent.setdefault((case, "1" + op), []).append(
                         (time.perf_counter() - started) / LOOP * 1e6
                     )
-            run(conn, f"TRUNCATE {t} RESTART IDENTITY")
+            run(conn, SQL("TRUNCATE {} RESTART IDENTITY").format(t))
             # A new session: plpgsql's cached plans of the loops must not serve the bulk statements.
             conn.close()
             conn = connect(server, DB)
             for op, statement in bulks.items():
                 started = time.perf_counter()
-                run(conn, statement.format(t=t), [args.bulk] if op == "I" else None)
+                run(conn, SQL(statement).format(t=t), [args.bulk] if op == "I" else None)
                 spent.setdefault((case, "B" + op), []).append(
                     (time.perf_counter() - started) / args.bulk * 1e6
                 )
-            run(conn, f"TRUNCATE {t} RESTART IDENTITY")
+            run(conn, SQL("TRUNCATE {} RESTART IDENTITY").format(t))
         # Every round writes into empty audit tables.
         run(
             conn,
-            SQL("TRUNCATE {}, sink_plain, sink_btree, sink_part, typed_events, " + ", ".join(SINKS)).format(
-                ident(layout.table)
+            SQL("TRUNCATE {}").format(
+                SQL(", ").join(
+                    ident(name)
+                    for name in (
+                        layout.table,
+                        "sink_plain",
+                        "sink_btree",
+                        "sink_part",
+                        "typed_events",
+                        *SINKS,
+                    )
+                )
             ),
         )
     keys = ["1I", "1U", "1D", "BI", "BU", "BD"]
