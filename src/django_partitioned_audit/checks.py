@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from django.core import checks
@@ -50,16 +51,41 @@ def _audited_databases(databases: Any) -> list[str]:
     ]
 
 
+def running_migrate() -> bool:
+    """Whether these checks run from the ``migrate`` command (or a subclass of it).
+
+    Django runs the database checks before ``migrate``. What ``migrate`` itself repairs (a
+    missing, outdated or disabled capture trigger) must not stop it: that would leave
+    ``--skip-checks`` as the only way to apply a new registration or a newly masked column,
+    while the old triggers keep recording in clear. Django passes the checks no word of the
+    command that runs them, so the call stack is asked.
+    """
+    from django.core.management.commands.migrate import Command as Migrate
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        if isinstance(frame.f_locals.get("self"), Migrate):
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
 def check_capture_triggers(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """E021: a registered model's table lacks a capture trigger, or one is disabled (database check)."""
+    """E021: a registered model's table lacks a capture trigger, or one is disabled (database check).
+
+    Silent while ``migrate`` runs, which repairs exactly this (see :func:`running_migrate`);
+    ``check --database`` still reports it and exits non-zero.
+    """
     from django.db import connections, router
 
     from partitioned_audit import catalog, objects
 
     from .registry import split_table, table_spec
 
+    if running_migrate():
+        return []
     try:
         layout, schema = conf.layout(), conf.audit_schema()
         enabled = registration().enabled
