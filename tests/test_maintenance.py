@@ -296,8 +296,9 @@ def test_cli_create_check_list_and_drop(database, conn, capsys):
 def test_cli_errors_are_one_line(database, capsys):
     assert cli(database, "--layout=advanced", "list") == 2
     assert capsys.readouterr().err == (
-        "partitioned-audit: audit table public.logged_actions does not exist; install the audit objects "
-        "first (python manage.py migrate, or partitioned_audit.install())\n"
+        "partitioned-audit: the advanced layout is not installed here: audit table public.logged_actions "
+        "does not exist; install the audit objects first (python manage.py migrate, or "
+        "partitioned_audit.install())\n"
     )
     assert main(["--dsn", "postgresql://127.0.0.1:1/none", "list"]) == 2
     assert capsys.readouterr().err.startswith("partitioned-audit: cannot connect: ")

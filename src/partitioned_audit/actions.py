@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import sealing
-from .errors import AuditError, ConfigurationError
+from .errors import AuditError, ConfigurationError, DatabaseProblem, one_line
 from .partitioning.maintenance import LockPolicy, Maintainer
 from .partitioning.plan import Plan, Status
 from .partitioning.ranges import GENERATORS, PartitionInfo, get_generator
+from .sql import database_error
 
 ACTIONS = (
     "list",
@@ -33,7 +35,10 @@ DEFAULT_EXTRA_DAYS = 30
 
 
 class ActionFailed(AuditError):
-    """``check`` or ``verify`` found a problem (exit status 1); the message is the reason."""
+    """``check`` or ``verify`` found a problem (exit status 1); the message is the reason.
+
+    The commands print it once, as the last line on stderr: ``<action> failed: <reason>``.
+    """
 
     action = "check"
 
@@ -156,8 +161,12 @@ class _Run:
         self.m, self.options, self.stdout, self.stderr = maintainer, options, stdout, stderr
         self.json = bool(options.get("json"))
 
-    def emit(self, document: dict[str, Any], text: str) -> None:
-        self.stdout.write((json.dumps(document) if self.json else text) + "\n")
+    def emit(self, document: dict[str, Any], text: str, quiet: bool = False) -> None:
+        """Write ``document`` with ``--json``, else ``text`` (nothing when ``quiet``)."""
+        if self.json:
+            self.stdout.write(json.dumps(document) + "\n")
+        elif not quiet:
+            self.stdout.write(text + "\n")
 
     def warn(self, problems: list[str]) -> None:
         if not self.json:
@@ -184,11 +193,18 @@ class _Run:
             render_table(["table_name", "from_date", "to_date"], sorted(rows)),
         )
 
-    def plan_table(self, plan: Plan) -> str:
+    def plan_table(self, plan: Plan, created: Sequence[PartitionInfo] | None = None) -> str:
+        """1.0.4's table of a plan; after ``create``, what it created is marked so."""
         mark = "⚠" if plan.status is Status.MISSING_CURRENT else "❌"
         rows = [[p.partition, str(p.from_date), str(p.to_date), "✓ exists"] for p in plan.existing_partitions]
+        done = {p.partition for p in created or ()}
         rows += [
-            [p.partition, str(p.from_date), str(p.to_date), f"{mark} to create"]
+            [
+                p.partition,
+                str(p.from_date),
+                str(p.to_date),
+                "✓ created" if p.partition in done else f"{mark} to create",
+            ]
             for p in plan.partitions_to_create
         ]
         return render_table(["table_name", "from_date", "to_date", "status"], sorted(rows))
@@ -203,19 +219,30 @@ class _Run:
             "to_create": [_as_json(p) for p in plan.partitions_to_create],
             "problems": plan.problems,
         }
-        text = self.plan_table(plan)
-        if apply:
-            created = self.m.create(plan.partitions_to_create)
-            document.update(created=[_as_json(p) for p in created.partitions], moved_rows=created.moved_rows)
-            if created.partitions:
-                text += (
-                    f"\nCreated {len(created.partitions)} partition(s); "
-                    f"moved {created.moved_rows} row(s) out of the default partition."
-                )
-            else:
-                text += "\nAll required partitions exist."
+        problems = plan.problems
+        if not apply:
+            self.emit(document, self.plan_table(plan))
+            self.warn(problems)
+            return
+        created = self.m.create(plan.partitions_to_create)
+        # Report the state the run left behind: what it created, and only the problems
+        # that remain once it did (a gap it filled is no longer one).
+        problems = self.m.plan(generator, self.options["extra_days"]).problems
+        document.update(
+            created=[_as_json(p) for p in created.partitions],
+            moved_rows=created.moved_rows,
+            problems=problems,
+        )
+        text = self.plan_table(plan, created.partitions)
+        if created.partitions:
+            text += (
+                f"\nCreated {len(created.partitions)} partition(s); "
+                f"moved {created.moved_rows} row(s) out of the default partition."
+            )
+        else:
+            text += "\nAll required partitions exist."
         self.emit(document, text)
-        self.warn(plan.problems)
+        self.warn(problems)
 
     def check(self) -> None:
         result = self.m.check(self.options["extra_days"])
@@ -227,7 +254,9 @@ class _Run:
                 "covered_until": str(result.covered_until) if result.covered_until else None,
                 "default_rows": result.default_rows,
             },
-            f"OK: {result.reason}" if result.ok else f"FAILED: {result.reason}",
+            f"OK: {result.reason}",
+            # A failure is printed once, by the command, as the error it exits with.
+            quiet=not result.ok,
         )
         if not result.ok:
             raise CheckFailed(result.reason)
@@ -275,11 +304,14 @@ class _Run:
                 lines.append(
                     f"The chain contains the head kept outside the database, {self.options['expect']}."
                 )
-        else:
-            lines = [f"FAILED: {f.describe()}" for f in result.problems] + lines
-        self.emit(result.as_json(), "\n".join(lines))
+        elif len(result.problems) > 1:
+            # The first finding is the error the command exits with; the others are listed.
+            lines = [f"also: {f.describe()}" for f in result.problems[1:]] + lines
+        self.emit(result.as_json(), "\n".join(lines), quiet=not lines)
         if not result.ok:
-            raise VerifyFailed(result.problems[0].describe())
+            more = len(result.problems) - 1
+            suffix = f" (and {more} more finding(s) listed above)" if more else ""
+            raise VerifyFailed(result.problems[0].describe() + suffix)
 
     def retire(self, action: str) -> None:
         days = self.options["older_than"]
@@ -313,8 +345,9 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
     """Run ``options["actions"]`` in order.
 
     Raises:
-        CheckFailed: ``check`` found coverage short (the caller exits non-zero).
-        AuditError: bad options or a maintenance failure, with a readable message.
+        ActionFailed: ``check`` found coverage short or ``verify`` an altered trail (exit 1).
+        AuditError: the action could not tell: bad options, the audit objects not installed,
+            a privilege missing, the connection lost (exit 2); the message is one line.
     """
     if options["extra_days"] < 0:
         raise ConfigurationError(f"--extra-days must be zero or more, got {options['extra_days']}")
@@ -328,17 +361,28 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
         raise ConfigurationError("privileges needs --app-role ROLE")
     runner = _Run(maintainer, options, stdout, stderr)
     for action in options["actions"]:
-        if action in ("list", "list-all"):
-            runner.list(list_all=action == "list-all")
-        elif action in ("simulate", "create"):
-            runner.simulate_or_create(apply=action == "create")
-        elif action == "check":
-            runner.check()
-        elif action == "privileges":
-            runner.privileges()
-        elif action == "seal":
-            runner.seal()
-        elif action == "verify":
-            runner.verify()
-        else:
-            runner.retire(action)
+        try:
+            _run_one(runner, action)
+        except AuditError:
+            raise
+        except Exception as exc:
+            if not database_error(exc):
+                raise
+            # Not installed, no permission, the connection lost: the action could not tell.
+            raise DatabaseProblem(f"{action}: {one_line(exc)}") from exc
+
+
+def _run_one(runner: _Run, action: str) -> None:
+    if action in ("list", "list-all"):
+        runner.list(list_all=action == "list-all")
+    elif action in ("simulate", "create"):
+        runner.simulate_or_create(apply=action == "create")
+    elif action in ("detach", "drop"):
+        runner.retire(action)
+    else:
+        {
+            "check": runner.check,
+            "privileges": runner.privileges,
+            "seal": runner.seal,
+            "verify": runner.verify,
+        }[action]()

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import actions
-from .errors import AuditError
+from .errors import AuditError, one_line
 from .layouts import LAYOUTS, get_layout
 from .objects import check_schema_name
 from .partitioning.maintenance import Maintainer
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"partitioned-audit: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # the driver's connection error, whichever driver it is
-        print(f"partitioned-audit: cannot connect: {str(exc).strip()}", file=sys.stderr)
+        print(f"partitioned-audit: cannot connect: {one_line(exc)}", file=sys.stderr)
         return 2
     try:
         maintainer = Maintainer(connection, get_layout(args.layout), args.schema, policy)

@@ -1,5 +1,7 @@
 """Exceptions raised by the engine."""
 
+from __future__ import annotations
+
 
 class AuditError(Exception):
     """Base class of every error the engine raises on purpose."""
@@ -11,3 +13,14 @@ class ConfigurationError(AuditError):
 
 class PartitionError(AuditError):
     """Partitions cannot be planned or changed as asked."""
+
+
+class DatabaseProblem(AuditError):
+    """The server refused or failed a statement (objects missing, no privilege, connection
+    lost): the action could not tell; the message is the server's first line."""
+
+
+def one_line(exc: BaseException) -> str:
+    """A driver's error as one line: its lines (message, DETAIL, hint) joined by spaces."""
+    text = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    return text or type(exc).__name__

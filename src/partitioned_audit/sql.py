@@ -91,3 +91,16 @@ def sqlstate(exc: BaseException | None) -> str | None:
             return str(code)
         exc = exc.__cause__
     return None
+
+
+def database_error(exc: BaseException | None) -> bool:
+    """Whether ``exc`` is a driver's error (psycopg, psycopg2, or Django's wrapper of one).
+
+    Follows ``__cause__`` as :func:`sqlstate` does; connection failures, which carry no
+    SQLSTATE, count too.
+    """
+    while exc is not None:
+        if any(cls.__module__.split(".")[0] in ("psycopg", "psycopg2") for cls in type(exc).__mro__):
+            return True
+        exc = exc.__cause__
+    return False

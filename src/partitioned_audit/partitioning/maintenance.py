@@ -110,14 +110,22 @@ class Maintainer:
     def catalog_rows(self) -> list[catalog.PartitionRow]:
         """Every partition of the audit table, including the DEFAULT one and foreign names."""
         rows = catalog.partitions(self.connection.cursor(), self.schema, self.layout.table)
-        if not rows and not catalog.existing_tables(
-            self.connection.cursor(), [(self.schema, self.layout.table)]
-        ):
-            raise PartitionError(
-                f"audit table {self.table} does not exist; install the audit objects first "
-                "(python manage.py migrate, or partitioned_audit.install())"
-            )
+        if not rows:
+            self.require_installed()
         return rows
+
+    def require_installed(self) -> None:
+        """Raise a readable error when this layout's audit table is not in ``schema``.
+
+        Raises:
+            PartitionError: naming the layout, the table, and how to install it.
+        """
+        if not catalog.existing_tables(self.connection.cursor(), [(self.schema, self.layout.table)]):
+            raise PartitionError(
+                f"the {self.layout.name} layout is not installed here: audit table {self.table} "
+                "does not exist; install the audit objects first (python manage.py migrate, or "
+                "partitioned_audit.install())"
+            )
 
     def existing(self, owned_only: bool = False) -> list[PartitionInfo]:
         """Partitions named ``<table>_<YYYYMMDD>_<YYYYMMDD>``; with ``owned_only``, only ours."""
@@ -210,12 +218,14 @@ class Maintainer:
 
         Under the maintenance lock, so a partition never leaves while its rows are sealed.
         """
+        self.require_installed()
         return self._locked(
             lambda cursor: sealing.seal(cursor, self.layout, self.schema, chunk_size, wait_ms)
         )
 
     def verify(self, expect: str | None = None) -> sealing.Verification:
         """Recompute every seal; ``expect`` is a head digest kept outside the database."""
+        self.require_installed()
         return sealing.verify(self.connection.cursor(), self.layout, self.schema, expect)
 
     def restrict(self, role: str, read: bool = False) -> privileges.Outcome:
@@ -224,6 +234,7 @@ class Maintainer:
         Runs under the maintenance lock, so it never interleaves with a partition being
         created, and in one transaction: on an error nothing was changed.
         """
+        self.require_installed()
         return self._locked(lambda cursor: privileges.apply(cursor, self.layout, self.schema, role, read))
 
     # -- internals ----------------------------------------------------------------------

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.db import DEFAULT_DB_ALIAS
+from django.db import DEFAULT_DB_ALIAS, Error
 
 from partitioned_audit import actions
-from partitioned_audit.errors import AuditError
+from partitioned_audit.errors import AuditError, one_line
 from partitioned_audit.layouts import LAYOUTS
 
 from ... import conf
@@ -32,16 +33,21 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        """Exit status: 0 done (intact, covered), 1 ``check`` or ``verify`` found a problem,
+        2 could not tell (bad arguments, not installed, no privilege, no connection)."""
         try:
             layout = LAYOUTS[options["layout"]] if options.get("layout") else None
             if layout is not None and layout is not conf.layout() and "create" in options["actions"]:
                 raise CommandError(
                     f"create: nothing writes to the {layout.name} layout's table any more; "
-                    "it needs no new partition"
+                    "it needs no new partition",
+                    returncode=2,
                 )
             manager = maintainer(options["database"], actions.lock_policy(options), layout)
             actions.run(manager, options, self.stdout, self.stderr)
         except actions.ActionFailed as exc:
             raise CommandError(f"{exc.action} failed: {exc}", returncode=1) from exc
-        except AuditError as exc:
+        except (AuditError, ImproperlyConfigured) as exc:
             raise CommandError(str(exc), returncode=2) from exc
+        except Error as exc:  # Django's wrapper of a driver error, e.g. the server is down
+            raise CommandError(f"database {options['database']!r}: {one_line(exc)}", returncode=2) from exc
