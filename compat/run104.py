@@ -49,14 +49,8 @@ DATABASES = {{
 #: with the 2.0 behaviour it contradicts, and the passes it fails in.
 BOTH = ("simple", "advanced")
 KNOWN_FAILURES = {
-    ("test_audit_events_select", "test_filter_model"): ("simple",),
-    ("test_audit_events_select", "test_filter_payload"): ("simple",),
-    ("test_audit_events_select", "test_filter_by_primary_key"): ("simple",),
-    ("test_audit_events_select", "test_filter_operation"): ("simple",),
-    ("test_concurrent", "test_concurrent_modifications"): ("simple",),
     ("test_non_standard_pk", "test_pk_named_product_id"): ("simple",),
     ("test_non_standard_pk", "test_pk_is_uuid"): ("simple",),
-    ("test_two_apps", "test_audit_two_app_with_same_model_names"): BOTH,
     ("test_partition_manager_base", "test_get_existing_partitions_when_no_partitions"): BOTH,
     ("test_audit_table_manager", "test_audit_table_manager"): BOTH,
     ("test_audit_events_deletion", "test_delete_audit_entries_fail"): BOTH,

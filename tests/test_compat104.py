@@ -31,7 +31,7 @@ def manager(**kwargs):
     return PartitionManager(time_range_generator=MonthlyTimeRangeGenerator(), **kwargs)
 
 
-def test_each_entry_point_warns_and_names_its_replacement():
+def test_each_entry_point_warns_and_names_its_replacement(db):
     with pytest.warns(DeprecationWarning, match=r"PartitionManager is 1\.0\.4's API.*maintainer\(using\)"):
         manager()
     info = PartitionInfo.create("t", dt.date(2024, 1, 1), dt.date(2024, 2, 1))

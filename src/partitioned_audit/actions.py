@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import sealing
 from .errors import AuditError, ConfigurationError, DatabaseProblem, one_line
-from .partitioning.maintenance import LockPolicy, Maintainer
+from .partitioning.maintenance import Created, LockPolicy, Maintainer
 from .partitioning.plan import Plan, Status
 from .partitioning.ranges import GENERATORS, PartitionInfo, get_generator
 from .sql import database_error
@@ -193,21 +192,25 @@ class _Run:
             render_table(["table_name", "from_date", "to_date"], sorted(rows)),
         )
 
-    def plan_table(self, plan: Plan, created: Sequence[PartitionInfo] | None = None) -> str:
-        """1.0.4's table of a plan; after ``create``, what it created is marked so."""
+    def plan_table(self, plan: Plan, created: Created | None = None) -> str:
+        """1.0.4's table of a plan; after ``create``, the state it left each partition in."""
         mark = "⚠" if plan.status is Status.MISSING_CURRENT else "❌"
         rows = [[p.partition, str(p.from_date), str(p.to_date), "✓ exists"] for p in plan.existing_partitions]
-        done = {p.partition for p in created or ()}
         rows += [
-            [
-                p.partition,
-                str(p.from_date),
-                str(p.to_date),
-                "✓ created" if p.partition in done else f"{mark} to create",
-            ]
+            [p.partition, str(p.from_date), str(p.to_date), self._state(p, mark, created)]
             for p in plan.partitions_to_create
         ]
         return render_table(["table_name", "from_date", "to_date", "status"], sorted(rows))
+
+    @staticmethod
+    def _state(info: PartitionInfo, mark: str, created: Created | None) -> str:
+        if created is None:
+            return f"{mark} to create"
+        if info.partition in created.covered:
+            return f"✓ covered by {', '.join(created.covered[info.partition])}"
+        if any(p.partition == info.partition for p in created.partitions):
+            return "✓ created"
+        return "✓ exists"  # a concurrent run made it meanwhile
 
     def simulate_or_create(self, apply: bool) -> None:
         generator = get_generator(self.options["time_range_generator"])
@@ -233,7 +236,7 @@ class _Run:
             moved_rows=created.moved_rows,
             problems=problems,
         )
-        text = self.plan_table(plan, created.partitions)
+        text = self.plan_table(plan, created)
         if created.partitions:
             text += (
                 f"\nCreated {len(created.partitions)} partition(s); "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from typing import Any, ClassVar
 
 from partitioned_audit import catalog, layouts, objects
@@ -11,6 +12,8 @@ from partitioned_audit.partitioning.ranges import TimeRange
 from partitioned_audit.sql import quote_ident
 
 from ..compat import deprecated
+
+logger = logging.getLogger("django_partitioned_audit")
 
 DEFAULT_IMPL = "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager"
 
@@ -67,7 +70,16 @@ class AuditTableManager:
         self, partition_name: str, partitioned_table: str, from_date: dt.date, to_date: dt.date
     ) -> tuple[str, list[Any]]:
         """``CREATE TABLE <partition> PARTITION OF <table>`` for ``[from_date, to_date)``, and
-        its bounds as parameters: 00:00 UTC of each day, whatever the session's time zone."""
+        its bounds as parameters: 00:00 UTC of each day, whatever the session's time zone.
+
+        When existing partitions already hold the whole range (a 1.0.4 test fixture creating
+        ``[today, today + 2 days)`` after ``migrate`` made this month's), the statement
+        creates an empty table of that name that is not a partition, so the fixture's own
+        ``DROP TABLE`` afterwards still works, and rows keep going to the covering partition.
+
+        Raises:
+            PartitionError: existing partitions hold only part of the range.
+        """
         deprecated(
             "AuditTableManager.generate_create_partition()",
             "django_partitioned_audit.maintenance.maintainer().create([PartitionInfo])",
@@ -79,6 +91,14 @@ class AuditTableManager:
     ) -> tuple[str, list[Any]]:
         bounds = TimeRange(from_date, to_date)
         partition, parent = quote_ident(partition_name), quote_ident(partitioned_table)
+        holders = _covering_partitions(partition_name, partitioned_table, bounds)
+        if holders:
+            logger.warning(
+                "%s: not created, its range is covered by %s; an empty table of that name stands in",
+                partition_name,
+                ", ".join(holders),
+            )
+            return f"CREATE TABLE IF NOT EXISTS {partition} (LIKE {parent});", []
         return f"CREATE TABLE {partition} PARTITION OF {parent} FOR VALUES FROM (%s) TO (%s);", [
             bounds.lower,
             bounds.upper,
@@ -100,3 +120,35 @@ class AuditTableManager:
 
 
 __all__ = ["DEFAULT_IMPL", "AuditTableManager", "layouts"]
+
+
+def _covering_partitions(partition: str, partitioned_table: str, bounds: TimeRange) -> list[str]:
+    """The partitions of ``partitioned_table`` (on the search path) holding all of ``bounds``.
+
+    Raises:
+        PartitionError: some partition holds only part of it.
+    """
+    from django.db import connection
+
+    from partitioned_audit.errors import PartitionError
+    from partitioned_audit.partitioning.maintenance import covering, overlapping
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT n.nspname FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE c.oid = pg_catalog.to_regclass(%s)",
+            [quote_ident(partitioned_table)],
+        )
+        found = cursor.fetchone()
+        if found is None:
+            return []  # CREATE TABLE ... PARTITION OF says the table does not exist
+        # A partition of that very name is not a cover: creating it again must fail as before.
+        rows = [r for r in catalog.partitions(cursor, found[0], partitioned_table) if r.name != partition]
+    holders = covering(bounds.lower, bounds.upper, rows)
+    clash = overlapping(bounds.lower, bounds.upper, rows)
+    if clash and not holders:
+        raise PartitionError(
+            f"{partition} ({bounds.lower} .. {bounds.upper}) would overlap partition {clash[0].name} "
+            f"({clash[0].bound}), which holds part of its range"
+        )
+    return [row.name for row in holders]

@@ -27,7 +27,7 @@ import datetime as dt
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import catalog, privileges, sealing
@@ -71,8 +71,15 @@ class LockPolicy:
 
 @dataclass(frozen=True)
 class Created:
+    """What :meth:`Maintainer.create` did.
+
+    ``covered`` maps each partition asked for whose whole range existing partitions already
+    hold (nothing was created for it) to the names of those partitions.
+    """
+
     partitions: list[PartitionInfo]
     moved_rows: int
+    covered: dict[str, list[str]] = field(default_factory=dict)
 
 
 class Maintainer:
@@ -162,7 +169,14 @@ class Maintainer:
         """Create ``partitions``, skipping any a concurrent run made meanwhile.
 
         Rows of their ranges leave the DEFAULT partition for them, in the same transaction.
-        A missing DEFAULT partition is recreated first.
+        A missing DEFAULT partition is recreated first. A partition whose whole range
+        existing partitions already hold is not created: ``Created.covered`` names them
+        (1.0.4 projects' test fixtures create ``[today, today + 2 days)`` after ``migrate``
+        made this month's partition).
+
+        Raises:
+            PartitionError: a partition would hold part of an existing one's range; nothing
+                was created.
         """
 
         def work(cursor: Cursor) -> Created:
@@ -170,12 +184,27 @@ class Maintainer:
             if not any(row.is_default for row in present.values()):
                 execute(cursor, create_default_partition(self.layout, self.schema))
                 privileges.match_parent(cursor, self.schema, self.layout.default_partition, self.layout.table)
-            made, moved = [], 0
+            made, moved, covered = [], 0, {}
             for info in partitions:
-                if info.partition not in present:
-                    moved += self._create_one(cursor, info, snapped_bounds(info, present.values()))
-                    made.append(info)
-            return Created(made, moved)
+                if info.partition in present:
+                    continue
+                holders = covering(info.time_range.lower, info.time_range.upper, present.values())
+                if holders:
+                    covered[info.partition] = [row.name for row in holders]
+                    continue
+                bounds = snapped_bounds(info, present.values())
+                clash = overlapping(*bounds, present.values())
+                if clash:
+                    raise PartitionError(
+                        f"{self.schema}.{info.partition} ({bounds[0]} .. {bounds[1]}) would overlap "
+                        f"partition {self.schema}.{clash[0].name} ({clash[0].bound}), which holds part "
+                        "of its range; choose a range that ends where existing partitions begin "
+                        "(list-all shows them)"
+                    )
+                moved += self._create_one(cursor, info, bounds)
+                present[info.partition] = catalog.PartitionRow(info.partition, "", False, None, *bounds)
+                made.append(info)
+            return Created(made, moved, covered)
 
         return self._locked(work)
 
@@ -331,6 +360,35 @@ class Maintainer:
 #: How far a neighbour's real bound may be from a new partition's UTC bound and still be
 #: taken as the same boundary: more than any time zone offset, less than a partition.
 SNAP = dt.timedelta(hours=26)
+_EARLIEST = dt.datetime.min.replace(tzinfo=dt.UTC)
+_LATEST = dt.datetime.max.replace(tzinfo=dt.UTC)
+
+
+def _span(row: catalog.PartitionRow) -> tuple[dt.datetime, dt.datetime]:
+    """A non-default partition's range; MINVALUE and MAXVALUE as the ends of time."""
+    return row.lower or _EARLIEST, row.upper or _LATEST
+
+
+def overlapping(
+    lower: dt.datetime, upper: dt.datetime, rows: Iterable[catalog.PartitionRow]
+) -> list[catalog.PartitionRow]:
+    """The partitions among ``rows`` holding part of ``[lower, upper)``, earliest first."""
+    spans = [(row, *_span(row)) for row in rows if not row.is_default]
+    return [row for row, low, high in sorted(spans, key=lambda s: s[1]) if low < upper and lower < high]
+
+
+def covering(
+    lower: dt.datetime, upper: dt.datetime, rows: Iterable[catalog.PartitionRow]
+) -> list[catalog.PartitionRow]:
+    """The partitions that together hold all of ``[lower, upper)`` with no gap, else []."""
+    found = overlapping(lower, upper, rows)
+    reach = lower
+    for row in found:
+        low, high = _span(row)
+        if low > reach:
+            return []
+        reach = max(reach, high)
+    return found if found and reach >= upper else []
 
 
 def snapped_bounds(
