@@ -149,7 +149,9 @@ class _Snapshot:
 
         PostgreSQL turns the stored JSON back into the table's row type, so nothing is lost
         on the way through Python floats or strings. Excluded and masked columns come back
-        as ``None``. The instance is a snapshot: do not ``save()`` it.
+        as ``None``. A virtual ``GeneratedField`` (``db_persist=False``), which the trail
+        does not record (see docs/reading.md), is left unloaded, as Django leaves a deferred
+        field: never set from the trail. The instance is a snapshot: do not ``save()`` it.
 
         Args:
             model: the model of the audited table; found from the table name when omitted.
@@ -189,7 +191,7 @@ class _Snapshot:
         # What a queryset does with a row: each field's converters, then Model.from_db(),
         # which takes the values in the order of the model's concrete fields.
         found = dict(zip(columns, row, strict=True))
-        fields = [f for f in model._meta.concrete_fields if f.column in found]
+        fields = [f for f in model._meta.concrete_fields if f.column in found and not _virtual(f)]
         values = []
         for field in fields:
             value = found[field.column]
@@ -199,6 +201,12 @@ class _Snapshot:
                 value = converter(value, expression, connection)
             values.append(value)
         return model.from_db(using, [f.attname for f in fields], values)
+
+
+def _virtual(field: models.Field[Any, Any]) -> bool:
+    """Whether ``field`` is a virtual generated column (``GeneratedField(db_persist=False)``,
+    Django 5.0+), which a trigger reads as NULL and the trail leaves out."""
+    return bool(getattr(field, "generated", False)) and not getattr(field, "db_persist", True)
 
 
 def _pk_text(value: Any) -> str:

@@ -207,6 +207,31 @@ def trusted_types(
     return {(row[0], row[1]): bool(row[2]) for row in cursor.fetchall()}
 
 
+def virtual_columns(
+    cursor: Cursor, tables: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[str, ...]]:
+    """For each (schema, table), its virtual generated columns (PostgreSQL 18's default
+    kind of ``GENERATED ALWAYS AS``, ``attgenerated = 'v'``) in column order; an empty
+    tuple for a table without any, as every table before 18. Missing tables are left out."""
+    names = list(tables)
+    if not names:
+        return {}
+    cursor.execute(
+        """
+        SELECT w.schema, w.name,
+               ARRAY(SELECT a.attname::text FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                        AND a.attgenerated = 'v'
+                      ORDER BY a.attnum)
+          FROM unnest(%s::text[], %s::text[]) AS w(schema, name)
+          JOIN pg_catalog.pg_namespace n ON n.nspname = w.schema
+          JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = w.name
+        """,
+        [[s for s, _ in names], [t for _, t in names]],
+    )
+    return {(row[0], row[1]): tuple(row[2]) for row in cursor.fetchall()}
+
+
 def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of the (schema, table) pairs exist as ordinary or partitioned tables."""
     if not names:

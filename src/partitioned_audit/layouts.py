@@ -55,6 +55,10 @@ class TableSpec:
         excluded: columns left out of the audit payload (updates touching only these are
             not recorded by the advanced layout).
         masked: columns whose value is replaced by ``"[masked]"`` (NULL stays null).
+        virtual: the table's virtual generated columns (PostgreSQL 18), which a trigger
+            reads as NULL whatever their value: left out of the payload as excluded columns
+            are, and nothing else (the advanced layout keeps the query text, which holds
+            none of their values). :func:`objects.enable` finds them from the catalog.
         trusted_types: every non-built-in type of the table (and inside its types) belongs to
             the audit owner or a superuser, so no other role can give it a cast to json
             (see _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
@@ -66,6 +70,7 @@ class TableSpec:
     excluded: tuple[str, ...] = ()
     masked: tuple[str, ...] = ()
     trusted_types: bool = False
+    virtual: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
@@ -79,6 +84,20 @@ class TableSpec:
         """
         columns = [literal(text_array(cols)) for cols in (self.pk, self.excluded, self.masked)]
         return [*columns, literal("t" if self.trusted_types else "f")]
+
+    def row_trigger_args(self, partition: bool) -> list[Composable]:
+        """The arguments of a trigger that records rows: :meth:`trigger_args`, then the
+        table its rows are filed under (``TG_ARGV[4]``, ``[5]``: always on a partition), then
+        the virtual columns (``TG_ARGV[6]``), only for a table having some. Such a table's
+        own triggers then name it in ``TG_ARGV[4]``, ``[5]`` too: the same table as
+        ``TG_TABLE_SCHEMA``, ``TG_TABLE_NAME``. An ordinary table's triggers keep four
+        arguments."""
+        args = self.trigger_args()
+        if partition or self.virtual:
+            args += [literal(self.schema), literal(self.table)]
+        if self.virtual:
+            args.append(literal(text_array(self.virtual)))
+        return args
 
 
 def text_array(values: tuple[str, ...]) -> str:
@@ -250,24 +269,41 @@ def _simple_rows(transition: str) -> str:
 # tests/attacks/test_search_path.py shadows each of them for the caller.
 # plpgsql wants a transition table's name written out, so each branch has its own INSERT.
 # _casts_checked: see _CASTS_NOTE.
+# _VIRTUAL_NOTE. PostgreSQL 18 computes a virtual generated column when a query reads the
+# table; a trigger's NEW and OLD and its transition tables hold NULL in its place, whatever
+# its value. Recording that NULL would read as data, and computing the value here would run
+# the table owner's expression with the audit owner's rights, a parse and a plan per
+# statement: so the capture leaves these columns out, as excluded ones. A table having some
+# passes them as TG_ARGV[6] (see TableSpec.row_trigger_args); an ordinary table's triggers
+# pass no such argument and its captures pay one NULL test per statement. enable() finds
+# them in the catalog, and a virtual column added (or dropped) later changes the triggers'
+# digest: the database check reports it and migrate recreates them.
+#: How every capture reads the excluded columns: with the virtual ones when there are any.
+_EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[6] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
+                                        ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[6]::pg_catalog.text[]) END;
+"""
 #: The declarations both statement captures open with: the trigger's arguments and what a
 #: statement shares with all its rows.
-_CAPTURE_DECLARATIONS = """    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
-    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+_CAPTURE_DECLARATIONS = (
+    """    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
+"""
+    + _EXCLUDED_DECLARATION
+    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
     _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
                       AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
     _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
     -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
     -- non-built-in type of the table belongs to the audit owner or a superuser.
     _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
-    -- A partition's trigger files its rows under the audited (root) table.
+    -- A partition's trigger files its rows under the audited (root) table; a table with
+    -- virtual columns names itself (TableSpec.row_trigger_args).
     _schema pg_catalog.text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
     _table pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
     _txid bigint := pg_catalog.txid_current();
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
     _context pg_catalog.jsonb := {context};
 """
+)
 
 _SIMPLE_CAPTURE = (
     """
@@ -306,18 +342,21 @@ $fn$;
 # save() never names it): the statement's capture files the change under the new key, this
 # files it under the old one too, so the history of either key shows it.
 #: How both key captures open: the trigger's arguments, the row before and after.
-_KEY_CAPTURE_HEAD = """
+_KEY_CAPTURE_HEAD = (
+    """
 CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
     _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-    _excluded pg_catalog.text[] := TG_ARGV[1]::pg_catalog.text[];
-    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
+"""
+    + _EXCLUDED_DECLARATION
+    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
     _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
     _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
     _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
 BEGIN
 """
+)
 _SIMPLE_KEY_CAPTURE = (
     _KEY_CAPTURE_HEAD
     + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
@@ -422,8 +461,11 @@ DECLARE
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
     _port integer := pg_catalog.inet_client_port();
     -- The query text carries the values it writes: never keep it for tables with
-    -- excluded or masked columns.
-    _query pg_catalog.text := CASE WHEN _plain THEN pg_catalog.current_query() END;
+    -- excluded or masked columns. It holds no value of a virtual column (TG_ARGV[6]).
+    _query pg_catalog.text := CASE WHEN _plain OR (TG_ARGV[6] IS NOT NULL
+                                                   AND pg_catalog.cardinality(TG_ARGV[1]::pg_catalog.text[]) OPERATOR(pg_catalog.=) 0
+                                                   AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0)
+                                   THEN pg_catalog.current_query() END;
     _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
@@ -1148,6 +1190,8 @@ def create_triggers(
     args = spec.trigger_args()
     if partition is not None:
         args += [literal(spec.schema), literal(spec.table)]
+    # A TRUNCATE records no row: its trigger takes no virtual columns (_VIRTUAL_NOTE).
+    row_args = spec.row_trigger_args(partition is not None)
     statements: list[Composable] = []
     for operation, name in layout.triggers().items():
         tables = [
@@ -1165,7 +1209,7 @@ def create_triggers(
                 target=target,
                 referencing=referencing,
                 function=ident(schema, layout.function),
-                args=SQL(", ").join(args),
+                args=SQL(", ").join(row_args if layout.transition_tables[operation] else args),
             )
         )
         statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
@@ -1184,7 +1228,7 @@ def create_triggers(
                 new=new,
                 function=ident(schema, layout.key_function),
                 # Its clones on partitions have the same arguments: name the table they file under.
-                args=SQL(", ").join([*spec.trigger_args(), literal(spec.schema), literal(spec.table)]),
+                args=SQL(", ").join(spec.row_trigger_args(partition=True)),
             ),
             SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(KEY_TRIGGER)),
         ]

@@ -301,16 +301,20 @@ class TableFacts:
     triggers: list[catalog.TriggerInfo]
     partitions: Partitions
     trusted_types: dict[tuple[str, str], bool]
+    #: The virtual generated columns of each table (PostgreSQL 18), left out of the trail.
+    virtual: dict[tuple[str, str], tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 def table_facts(cursor: Cursor, layout: Layout, schema: str, tables: Iterable[tuple[str, str]]) -> TableFacts:
-    """The triggers, partitions and type ownership of ``tables``, in three queries."""
+    """The triggers, partitions, type ownership and virtual columns of ``tables``, in four
+    queries."""
     tables = list(tables)
     function = render(SQL("{}()").format(ident(schema, layout.function)), cursor)
     return TableFacts(
         catalog.audit_triggers(cursor),
         catalog.partitions_of(cursor, tables),
         catalog.trusted_types(cursor, tables, function),
+        catalog.virtual_columns(cursor, tables),
     )
 
 
@@ -332,8 +336,11 @@ def _on(existing: Iterable[catalog.TriggerInfo], table: tuple[str, str]) -> dict
 
 
 def _as_found(spec: TableSpec, facts: TableFacts) -> TableSpec:
-    """``spec`` with what the catalog says about its types."""
-    return dataclasses.replace(spec, trusted_types=facts.trusted_types.get((spec.schema, spec.table), False))
+    """``spec`` with what the catalog says about its types and its virtual columns."""
+    table = (spec.schema, spec.table)
+    return dataclasses.replace(
+        spec, trusted_types=facts.trusted_types.get(table, False), virtual=facts.virtual.get(table, ())
+    )
 
 
 def enable(
@@ -348,7 +355,8 @@ def enable(
 
     A trigger that was disabled (or set to fire only on a replica or origin) is recreated.
     Partitions attached later get theirs at the next call (``migrate``); until then the
-    database check ``E021`` reports them. ``spec.trusted_types`` is taken from the catalog.
+    database check ``E021`` reports them. ``spec.trusted_types`` and ``spec.virtual`` are
+    taken from the catalog.
 
     Args:
         facts: from :func:`table_facts` for many tables at once, to save three queries
