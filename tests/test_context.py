@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import sys
 import threading
 from typing import Any
@@ -574,8 +575,141 @@ def test_the_middleware_refuses_a_bad_extra_setting(settings):
     from django_partitioned_audit.middleware import AuditContextMiddleware
 
     settings.DPA_AUDIT_CONTEXT_EXTRA = {"ip": 42}
-    with pytest.raises(ImproperlyConfigured, match="DPA_AUDIT_CONTEXT_EXTRA\\['ip'\\]"):
+    with pytest.raises(ImproperlyConfigured) as raised:
         AuditContextMiddleware(lambda r: None)
+    assert str(raised.value) == (
+        "DPA_AUDIT_CONTEXT_EXTRA['ip'] must be a dotted path such as 'META.REMOTE_ADDR' or a "
+        "callable taking the request, got 42. See docs/settings.md."
+    )
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {"uid": "usr.id"}
+    with pytest.raises(ImproperlyConfigured) as raised:
+        AuditContextMiddleware(lambda r: None)
+    assert str(raised.value) == (
+        "DPA_AUDIT_CONTEXT_EXTRA['uid'] = 'usr.id' can never give a value: a request has no "
+        "attribute 'usr', and 'usr.id' is not the dotted path of a callable (No module named 'usr')."
+    )
+
+
+def test_extra_keys_that_can_never_give_a_value_are_check_errors(settings):
+    """What can be known at check time: a path whose first step no request has, a dotted
+    path that cannot be imported or does not name a callable. A key missing from a real
+    request (META.NOPE) can only be known at run time."""
+    from django.core import checks
+
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {
+        "ip": "META.REMOTE_ADDR",
+        "later": "META.NOPE",
+        "user": "user.pk",
+        "session": "session.session_key",
+        "lang": "django.utils.translation.get_language_from_request",
+        "agent": lambda request: request.headers.get("User-Agent"),
+        "uid": "usr.id",
+        "nope": "NOPE.x",
+        "tenant": "shop.audit.tenant_of",
+        "version": "django.VERSION",
+    }
+    settings.DPA_REQUEST_ID_HEADER = ""
+    hint = (
+        "Start a path into the request with one of its attributes (META, GET, headers, path, "
+        "method, user, session, ...), or give a callable taking the request, or its dotted "
+        "path. See docs/settings.md."
+    )
+    found = [m for m in checks.run_checks() if m.id.startswith("partitioned_audit.")]
+    assert found == [
+        checks.Error(
+            "DPA_REQUEST_ID_HEADER must be a header name, got ''. See docs/settings.md.",
+            id="partitioned_audit.E010",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['uid'] = 'usr.id' can never give a value: a request has no "
+            "attribute 'usr', and 'usr.id' is not the dotted path of a callable (No module named 'usr').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['nope'] = 'NOPE.x' can never give a value: a request has no "
+            "attribute 'NOPE', and 'NOPE.x' is not the dotted path of a callable (No module named 'NOPE').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['tenant'] = 'shop.audit.tenant_of' can never give a value: a "
+            "request has no attribute 'shop', and 'shop.audit.tenant_of' is not the dotted path of a "
+            "callable (No module named 'shop.audit').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['version'] = 'django.VERSION' can never give a value: a request "
+            "has no attribute 'django', and 'django.VERSION' names a tuple, not a callable.",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+    ]
+    settings.DPA_REQUEST_ID_HEADER = "X-Request-ID"
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {"ip": "META.REMOTE_ADDR"}
+    assert [m for m in checks.run_checks() if m.id.startswith("partitioned_audit.")] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_extra_key_a_request_lacks_is_null_and_logged_once_per_process(read_model, settings, caplog):
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from django_partitioned_audit import middleware
+
+    middleware._warned.clear()  # another test of this process may have logged these keys
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {
+        "ip": "META.NOPE",
+        "agent": "headers.User-Agent",
+        "lang": "django.utils.translation.get_language_from_request",
+        "email": "user.email",
+        "tenant": "session.tenant",
+    }
+
+    def view(request: Any) -> HttpResponse:
+        Book.objects.create(isbn=request.GET["isbn"], title="x")
+        return HttpResponse("ok")
+
+    handler = middleware.AuditContextMiddleware(view)
+    factory = RequestFactory()
+    for isbn in ("r1", "r2", "r3"):
+        request = factory.get(
+            f"/?isbn={isbn}", HTTP_USER_AGENT="pytest", HTTP_X_REQUEST_ID=isbn, HTTP_ACCEPT_LANGUAGE="de"
+        )
+        request.user = AnonymousUser()
+        request.session = SessionStore()
+        request.session["tenant"] = "acme"
+        with caplog.at_level(logging.WARNING, logger="django_partitioned_audit"):
+            handler(request)
+    expected = {
+        "user_id": None,
+        "username": None,
+        "method": "GET",
+        "path": "/",
+        "ip": None,
+        "agent": "pytest",
+        "lang": "de",
+        "email": None,
+        "tenant": "acme",
+    }
+    assert by_isbn(read_model) == {isbn: {**expected, "request_id": isbn} for isbn in ("r1", "r2", "r3")}
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "django_partitioned_audit.middleware",
+            "WARNING",
+            "DPA_AUDIT_CONTEXT_EXTRA['ip'] = 'META.NOPE': the request has no 'NOPE' in 'META', so "
+            "'ip' is recorded as null. Logged once per process.",
+        ),
+        (
+            "django_partitioned_audit.middleware",
+            "WARNING",
+            "DPA_AUDIT_CONTEXT_EXTRA['email'] = 'user.email': the request has no 'email' in "
+            "'user', so 'email' is recorded as null. Logged once per process.",
+        ),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -18,6 +18,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
     def ready(self) -> None:
         from .checks import (
             check_capture_triggers,
+            check_context_extra,
             check_partition_coverage,
             check_registration,
             check_settings,
@@ -25,6 +26,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
         )
 
         checks.register(check_settings)
+        checks.register(check_context_extra)
         checks.register(check_registration)
         # Reads the database, so it runs with `check --database` and `migrate`, not at every start.
         checks.register(check_partition_coverage, checks.Tags.database)
