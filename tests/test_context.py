@@ -139,12 +139,14 @@ def test_the_context_wraps_statements_only_inside_a_block(read_model):
     from django_partitioned_audit.models import SimpleAuditEntry
 
     connection.ensure_connection()
+    connections["other"].close()  # its next connection is opened inside the block
     probes = {alias: Probe() for alias in ("default", "other")}
     with contextlib.ExitStack() as stack:
         for alias, probe in probes.items():
             stack.enter_context(connections[alias].execute_wrapper(probe))
         Book.objects.create(isbn="before", title="x")
         with audit_context(user_id=1):
+            assert connections["other"].connection is None
             Book.objects.create(isbn="in", title="x")
             with audit_context(job="j"):
                 Book.objects.create(isbn="nested", title="x")
