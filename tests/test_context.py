@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
+import sys
 import threading
 from typing import Any
 
@@ -74,12 +77,172 @@ class Statements:
         return [s for s in self.sent if s.startswith("SET LOCAL")]
 
 
-@pytest.mark.django_db(transaction=True)
-def test_the_wrapper_is_on_every_connection():
+def under_context_wrapper() -> bool:
+    """Whether the statement being executed goes through ``context_wrapper``."""
     from django_partitioned_audit.context import context_wrapper
 
+    frame = sys._getframe()
+    while frame is not None:
+        if frame.f_code is context_wrapper.__code__:
+            return True
+        frame = frame.f_back  # type: ignore[assignment]
+    return False
+
+
+class Probe:
+    """An application's execute wrapper: notes (params, under context_wrapper) per statement."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[Any, bool]] = []
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        self.seen.append((params, under_context_wrapper()))
+        return execute(sql, params, many, context)
+
+    def wrapped(self, value: str) -> set[bool]:
+        """Whether the statements bound to ``value`` went through context_wrapper."""
+        return {under for params, under in self.seen if params and value in params}
+
+
+def wrappers_of_every_alias() -> dict[str, list[Any]]:
+    return {alias: list(connections[alias].execute_wrappers) for alias in connections}
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_a_connection_holds_only_the_applications_own_wrappers():
+    """Django's ExecuteWrapperTests.test_wrapper_connection_specific, with the app installed
+    and both connections open."""
     connection.ensure_connection()
-    assert connection.execute_wrappers[:1] == [context_wrapper]
+    connections["other"].ensure_connection()
+    calls = []
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        calls.append(sql)
+        return execute(sql, params, many, context)
+
+    with connections["other"].execute_wrapper(wrapper):
+        assert connections["other"].execute_wrappers == [wrapper]
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    assert calls == []
+    assert connection.execute_wrappers == []
+    assert connections["other"].execute_wrappers == []
+
+
+@pytest.mark.django_db(transaction=True, databases=["default", "other"])
+def test_the_context_wraps_statements_only_inside_a_block(read_model):
+    """Outside any block no statement goes through context_wrapper; inside one, every
+    statement of every alias does, nested blocks, a connection opened inside the block and a
+    block left by an exception included; after each block no wrapper of the context is left."""
+    from shop.models import Customer
+
+    from django_partitioned_audit.models import SimpleAuditEntry
+
+    connection.ensure_connection()
+    connections["other"].close()  # its next connection is opened inside the block
+    probes = {alias: Probe() for alias in ("default", "other")}
+    with contextlib.ExitStack() as stack:
+        for alias, probe in probes.items():
+            stack.enter_context(connections[alias].execute_wrapper(probe))
+        Book.objects.create(isbn="before", title="x")
+        with audit_context(user_id=1):
+            assert connections["other"].connection is None
+            Book.objects.create(isbn="in", title="x")
+            with audit_context(job="j"):
+                Book.objects.create(isbn="nested", title="x")
+            inside = Customer.objects.using("other").create(name="opened inside the block")
+        assert wrappers_of_every_alias() == {
+            alias: [probes[alias]] if alias in probes else [] for alias in connections
+        }
+        with pytest.raises(RuntimeError), audit_context(user_id=2):
+            Book.objects.create(isbn="raised", title="x")
+            raise RuntimeError
+        Book.objects.create(isbn="after", title="x")
+        after = Customer.objects.using("other").create(name="after")
+    assert wrappers_of_every_alias() == {alias: [] for alias in connections}
+    default, other = probes["default"], probes["other"]
+    assert [default.wrapped(isbn) for isbn in ("before", "in", "nested", "raised", "after")] == [
+        {False},
+        {True},
+        {True},
+        {True},
+        {False},
+    ]
+    assert (other.wrapped("opened inside the block"), other.wrapped("after")) == ({True}, {False})
+    assert by_isbn(read_model) == {
+        "before": None,
+        "in": {"user_id": 1},
+        "nested": {"user_id": 1, "job": "j"},
+        "raised": {"user_id": 2},
+        "after": None,
+    }
+    pks = [str(inside.pk), str(after.pk)]
+    on_other = SimpleAuditEntry.objects.using("other").filter(object_pk__in=pks)  # migrate's layout
+    assert {e.object_pk: e.audit_context for e in on_other} == {
+        str(inside.pk): {"user_id": 1},
+        str(after.pk): None,
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_context_reaches_other_threads_and_tasks_and_nothing_is_left_there(read_model):
+    """The ORM's async calls run in a worker thread whose connection was opened before the
+    block; a thread started with a copy of the context opens its own inside the block; a
+    task without a block, at the same time, writes without the wrapper."""
+    probe = Probe()
+    left: dict[str, Any] = {}
+
+    def in_the_worker() -> None:
+        connection.ensure_connection()  # opened outside any block
+        connection.execute_wrappers.append(probe)
+
+    def leave_the_worker() -> None:
+        left["worker"] = list(connection.execute_wrappers)
+        connection.execute_wrappers.remove(probe)
+        connections.close_all()
+
+    async def with_a_block() -> None:
+        async with audit_context(user_id=1):
+            await Book.objects.acreate(isbn="task in", title="x")
+            await asyncio.sleep(0)
+            await Book.objects.acreate(isbn="task in 2", title="x")
+
+    async def without() -> None:
+        await asyncio.sleep(0)
+        await Book.objects.acreate(isbn="task out", title="x")
+
+    async def main() -> None:
+        await sync_to_async(in_the_worker)()
+        await asyncio.gather(with_a_block(), without())
+        await sync_to_async(leave_the_worker)()
+
+    asyncio.run(main())
+
+    def in_a_thread() -> None:
+        try:
+            with connection.execute_wrapper(probe):
+                Book.objects.create(isbn="thread", title="x")
+            left["thread"] = wrappers_of_every_alias()
+        finally:
+            connection.close()
+
+    with audit_context(user_id=2):
+        thread = threading.Thread(target=contextvars.copy_context().run, args=(in_a_thread,))
+        thread.start()
+        thread.join()
+    assert left == {"worker": [probe], "thread": {alias: [] for alias in connections}}
+    assert [probe.wrapped(isbn) for isbn in ("task in", "task in 2", "task out", "thread")] == [
+        {True},
+        {True},
+        {False},
+        {True},
+    ]
+    assert by_isbn(read_model) == {
+        "task in": {"user_id": 1},
+        "task in 2": {"user_id": 1},
+        "task out": None,
+        "thread": {"user_id": 2},
+    }
 
 
 @pytest.mark.django_db(transaction=True)
@@ -414,8 +577,141 @@ def test_the_middleware_refuses_a_bad_extra_setting(settings):
     from django_partitioned_audit.middleware import AuditContextMiddleware
 
     settings.DPA_AUDIT_CONTEXT_EXTRA = {"ip": 42}
-    with pytest.raises(ImproperlyConfigured, match="DPA_AUDIT_CONTEXT_EXTRA\\['ip'\\]"):
+    with pytest.raises(ImproperlyConfigured) as raised:
         AuditContextMiddleware(lambda r: None)
+    assert str(raised.value) == (
+        "DPA_AUDIT_CONTEXT_EXTRA['ip'] must be a dotted path such as 'META.REMOTE_ADDR' or a "
+        "callable taking the request, got 42. See docs/settings.md."
+    )
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {"uid": "usr.id"}
+    with pytest.raises(ImproperlyConfigured) as raised:
+        AuditContextMiddleware(lambda r: None)
+    assert str(raised.value) == (
+        "DPA_AUDIT_CONTEXT_EXTRA['uid'] = 'usr.id' can never give a value: a request has no "
+        "attribute 'usr', and 'usr.id' is not the dotted path of a callable (No module named 'usr')."
+    )
+
+
+def test_extra_keys_that_can_never_give_a_value_are_check_errors(settings):
+    """What can be known at check time: a path whose first step no request has, a dotted
+    path that cannot be imported or does not name a callable. A key missing from a real
+    request (META.NOPE) can only be known at run time."""
+    from django.core import checks
+
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {
+        "ip": "META.REMOTE_ADDR",
+        "later": "META.NOPE",
+        "user": "user.pk",
+        "session": "session.session_key",
+        "lang": "django.utils.translation.get_language_from_request",
+        "agent": lambda request: request.headers.get("User-Agent"),
+        "uid": "usr.id",
+        "nope": "NOPE.x",
+        "tenant": "shop.audit.tenant_of",
+        "version": "django.VERSION",
+    }
+    settings.DPA_REQUEST_ID_HEADER = ""
+    hint = (
+        "Start a path into the request with one of its attributes (META, GET, headers, path, "
+        "method, user, session, ...), or give a callable taking the request, or its dotted "
+        "path. See docs/settings.md."
+    )
+    found = [m for m in checks.run_checks() if m.id.startswith("partitioned_audit.")]
+    assert found == [
+        checks.Error(
+            "DPA_REQUEST_ID_HEADER must be a header name, got ''. See docs/settings.md.",
+            id="partitioned_audit.E010",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['uid'] = 'usr.id' can never give a value: a request has no "
+            "attribute 'usr', and 'usr.id' is not the dotted path of a callable (No module named 'usr').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['nope'] = 'NOPE.x' can never give a value: a request has no "
+            "attribute 'NOPE', and 'NOPE.x' is not the dotted path of a callable (No module named 'NOPE').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['tenant'] = 'shop.audit.tenant_of' can never give a value: a "
+            "request has no attribute 'shop', and 'shop.audit.tenant_of' is not the dotted path of a "
+            "callable (No module named 'shop.audit').",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+        checks.Error(
+            "DPA_AUDIT_CONTEXT_EXTRA['version'] = 'django.VERSION' can never give a value: a request "
+            "has no attribute 'django', and 'django.VERSION' names a tuple, not a callable.",
+            hint=hint,
+            id="partitioned_audit.E011",
+        ),
+    ]
+    settings.DPA_REQUEST_ID_HEADER = "X-Request-ID"
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {"ip": "META.REMOTE_ADDR"}
+    assert [m for m in checks.run_checks() if m.id.startswith("partitioned_audit.")] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_extra_key_a_request_lacks_is_null_and_logged_once_per_process(read_model, settings, caplog):
+    from django.contrib.auth.models import AnonymousUser
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.http import HttpResponse
+    from django.test import RequestFactory
+
+    from django_partitioned_audit import middleware
+
+    middleware._warned.clear()  # another test of this process may have logged these keys
+    settings.DPA_AUDIT_CONTEXT_EXTRA = {
+        "ip": "META.NOPE",
+        "agent": "headers.User-Agent",
+        "lang": "django.utils.translation.get_language_from_request",
+        "email": "user.email",
+        "tenant": "session.tenant",
+    }
+
+    def view(request: Any) -> HttpResponse:
+        Book.objects.create(isbn=request.GET["isbn"], title="x")
+        return HttpResponse("ok")
+
+    handler = middleware.AuditContextMiddleware(view)
+    factory = RequestFactory()
+    for isbn in ("r1", "r2", "r3"):
+        request = factory.get(
+            f"/?isbn={isbn}", HTTP_USER_AGENT="pytest", HTTP_X_REQUEST_ID=isbn, HTTP_ACCEPT_LANGUAGE="de"
+        )
+        request.user = AnonymousUser()
+        request.session = SessionStore()
+        request.session["tenant"] = "acme"
+        with caplog.at_level(logging.WARNING, logger="django_partitioned_audit"):
+            handler(request)
+    expected = {
+        "user_id": None,
+        "username": None,
+        "method": "GET",
+        "path": "/",
+        "ip": None,
+        "agent": "pytest",
+        "lang": "de",
+        "email": None,
+        "tenant": "acme",
+    }
+    assert by_isbn(read_model) == {isbn: {**expected, "request_id": isbn} for isbn in ("r1", "r2", "r3")}
+    assert [(r.name, r.levelname, r.getMessage()) for r in caplog.records] == [
+        (
+            "django_partitioned_audit.middleware",
+            "WARNING",
+            "DPA_AUDIT_CONTEXT_EXTRA['ip'] = 'META.NOPE': the request has no 'NOPE' in 'META', so "
+            "'ip' is recorded as null. Logged once per process.",
+        ),
+        (
+            "django_partitioned_audit.middleware",
+            "WARNING",
+            "DPA_AUDIT_CONTEXT_EXTRA['email'] = 'user.email': the request has no 'email' in "
+            "'user', so 'email' is recorded as null. Logged once per process.",
+        ),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.apps import AppConfig, apps
 from django.core import checks
+from django.db import connections
 from django.db.backends.signals import connection_created
 from django.db.models.signals import post_migrate
 
@@ -17,6 +18,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
     def ready(self) -> None:
         from .checks import (
             check_capture_triggers,
+            check_context_extra,
             check_partition_coverage,
             check_registration,
             check_settings,
@@ -24,6 +26,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
         )
 
         checks.register(check_settings)
+        checks.register(check_context_extra)
         checks.register(check_registration)
         # Reads the database, so it runs with `check --database` and `migrate`, not at every start.
         checks.register(check_partition_coverage, checks.Tags.database)
@@ -34,8 +37,13 @@ class DjangoPartitionedAuditConfig(AppConfig):
         post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")
         from . import context
 
-        # Every new connection sends the audit context of the code that writes through it.
+        # Statements run inside an audit_context block, on any connection, send its values;
+        # the others are left alone. Connections opened before now (by an app readied
+        # earlier) are covered too.
         connection_created.connect(context.install, dispatch_uid="django_partitioned_audit.context")
+        for connection in connections.all(initialized_only=True):
+            if connection.connection is not None:
+                context.install(connection)
         self.is_ready = True
         if apps.is_installed("django.contrib.admin") and "django_partitioned_audit.admin" in sys.modules:
             # Autodiscovery ran first and imported every admin module: see register_default().

@@ -31,11 +31,30 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         conf.masked_columns,
         conf.time_range_generator_name,
         conf.min_coverage_days,
+        conf.request_id_header,
+        conf.audit_context_extra_setting,
     ):
         try:
             accessor()
         except ImproperlyConfigured as exc:
             errors.append(checks.Error(str(exc), id="partitioned_audit.E010"))
+    return errors
+
+
+def check_context_extra(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E011: an entry of ``DPA_AUDIT_CONTEXT_EXTRA`` that can never give a value: a path whose
+    first step no request has, a dotted path that cannot be imported or is not a callable.
+    A key that a given request lacks is only known at run time: the middleware logs it."""
+    try:
+        extra = conf.audit_context_extra_setting()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    errors: list[checks.CheckMessage] = []
+    for key, source in extra.items():
+        try:
+            conf.context_extra_source(key, source)
+        except conf.UnusableContextExtra as exc:
+            errors.append(checks.Error(str(exc), hint=conf.CONTEXT_EXTRA_HINT, id="partitioned_audit.E011"))
     return errors
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
@@ -139,3 +142,107 @@ def min_coverage_days() -> int:
             f"DPA_MIN_COVERAGE_DAYS must be an integer >= 0, got {value!r}. See {DOCS}."
         )
     return value
+
+
+DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def request_id_header() -> str:
+    """``DPA_REQUEST_ID_HEADER``: the request header whose value ``AuditContextMiddleware``
+    records as ``request_id`` (default ``"X-Request-ID"``; a new UUID when a request lacks it)."""
+    value = _get("DPA_REQUEST_ID_HEADER", DEFAULT_REQUEST_ID_HEADER)
+    if not isinstance(value, str) or not value:
+        raise ImproperlyConfigured(f"DPA_REQUEST_ID_HEADER must be a header name, got {value!r}. See {DOCS}.")
+    return value
+
+
+#: What a request has besides the attributes of ``HttpRequest`` itself: the WSGI and ASGI
+#: handlers' ``environ`` and ``scope``, and what Django's middleware add.
+_ADDED_TO_REQUESTS = frozenset({"environ", "scope", "user", "session", "site", "LANGUAGE_CODE"})
+
+CONTEXT_EXTRA_HINT = (
+    "Start a path into the request with one of its attributes (META, GET, headers, path, "
+    f"method, user, session, ...), or give a callable taking the request, or its dotted path. See {DOCS}."
+)
+
+
+class UnusableContextExtra(ImproperlyConfigured):
+    """An entry of ``DPA_AUDIT_CONTEXT_EXTRA`` that can never give a value (check ``E011``)."""
+
+    def __init__(self, key: str, path: str, reason: str) -> None:
+        super().__init__(f"DPA_AUDIT_CONTEXT_EXTRA[{key!r}] = {path!r} can never give a value: {reason}.")
+        self.key = key
+
+
+@functools.cache
+def request_attributes() -> frozenset[str]:
+    """The first steps a path of ``DPA_AUDIT_CONTEXT_EXTRA`` may take: the data attributes of
+    ``HttpRequest`` (its methods give no value) and ``_ADDED_TO_REQUESTS``."""
+    from django.http import HttpRequest
+
+    names = {
+        name
+        for name in dir(HttpRequest())
+        if not name.startswith("_")
+        and not inspect.isfunction(inspect.getattr_static(HttpRequest, name, None))
+    }
+    return frozenset(names | _ADDED_TO_REQUESTS)
+
+
+def audit_context_extra_setting() -> dict[str, Any]:
+    """``DPA_AUDIT_CONTEXT_EXTRA`` as given, its shape checked: context key to a dotted path
+    (str) or a callable taking the request (default ``{}``). See :func:`audit_context_extra`."""
+    extra = _get("DPA_AUDIT_CONTEXT_EXTRA", {}) or {}
+    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
+        raise ImproperlyConfigured(
+            "DPA_AUDIT_CONTEXT_EXTRA must map context keys to dotted request paths or callables, "
+            f"got {extra!r}. See {DOCS}."
+        )
+    for key, source in extra.items():
+        if not (callable(source) or (isinstance(source, str) and source)):
+            raise ImproperlyConfigured(
+                f"DPA_AUDIT_CONTEXT_EXTRA[{key!r}] must be a dotted path such as 'META.REMOTE_ADDR'"
+                f" or a callable taking the request, got {source!r}. See {DOCS}."
+            )
+    return extra
+
+
+def context_extra_source(key: str, source: Any) -> Callable[[Any], Any] | tuple[str, ...]:
+    """What one entry of ``DPA_AUDIT_CONTEXT_EXTRA`` reads: a callable taking the request, or
+    the steps of a path into the request.
+
+    A string whose first step is an attribute of the request (:func:`request_attributes`)
+    is a path into it (``"META.REMOTE_ADDR"``, ``"user.pk"``); any other string is the
+    dotted path of a callable (``"myapp.audit.tenant_of"``).
+
+    Raises:
+        UnusableContextExtra: a string that is neither.
+    """
+    if callable(source):
+        return source  # type: ignore[no-any-return]
+    steps = tuple(source.split("."))
+    if steps[0] in request_attributes():
+        return steps
+    not_a_step = f"a request has no attribute {steps[0]!r}, and {source!r}"
+    try:
+        found = import_string(source)
+    except ImportError as exc:
+        raise UnusableContextExtra(
+            key, source, f"{not_a_step} is not the dotted path of a callable ({exc})"
+        ) from exc
+    if not callable(found):
+        raise UnusableContextExtra(
+            key, source, f"{not_a_step} names a {type(found).__name__}, not a callable"
+        )
+    return found  # type: ignore[no-any-return]
+
+
+def audit_context_extra() -> dict[str, Callable[[Any], Any] | tuple[str, ...]]:
+    """``DPA_AUDIT_CONTEXT_EXTRA``: keys ``AuditContextMiddleware`` adds to each request's
+    context, each read by a callable taking the request or a path into it (default ``{}``).
+
+    Raises:
+        ImproperlyConfigured: a value of the wrong type, or an entry that can never give a
+            value (:class:`UnusableContextExtra`).
+    """
+    return {key: context_extra_source(key, source) for key, source in audit_context_extra_setting().items()}

@@ -5,11 +5,12 @@ Inside a block, every audit row written through Django gets the block's values i
 back on exit); rows written outside any block get NULL. It works in threads and in asyncio
 tasks alike, because the values live in a :class:`contextvars.ContextVar`.
 
-How the values reach the triggers (see docs/context.md): an execute wrapper, installed on
-every PostgreSQL connection, sends ``SET LOCAL partitioned_audit.context = '...'`` through
-the same cursor just before the first write of a transaction made inside a block, and again
-only when the values change. A read never pays for it, nor does any statement outside a
-block. A write outside a transaction (autocommit) carries the ``SET LOCAL`` in front of
+How the values reach the triggers (see docs/context.md): an execute wrapper wraps the
+statements run inside a block, and those only, whatever the thread, task or connection that
+runs them. It sends ``SET LOCAL partitioned_audit.context = '...'`` through the same cursor
+just before the first write of a transaction made inside a block, and again only when the
+values change. A read never pays for it, and a statement outside a block does not go
+through it. A write outside a transaction (autocommit) carries the ``SET LOCAL`` in front of
 itself, in the same query string, which PostgreSQL runs as one implicit transaction: no
 round trip is added, and the setting ends with the statement, so nothing is left on a
 pooled server connection. Where psycopg 3 binds parameters on the server
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
@@ -148,20 +150,28 @@ def _send(connection: Any, encoded: str | None) -> None:
         cursor.execute(render(set_local(encoded), cursor.cursor))
 
 
+def _stale(connection: Any) -> bool:
+    """Whether the connection's transaction still holds a block's setting, though the block ended."""
+    if not (connection.in_atomic_block and connection.run_on_commit):
+        return False
+    sent = _sent(connection)
+    return sent is not None and sent.encoded is not None
+
+
 def context_wrapper(
     execute: Callable[..., Any], sql: str, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
     connection = context["connection"]
     values = _current.get()
-    sent = _sent(connection) if connection.in_atomic_block and connection.run_on_commit else None
     if not values:
-        if sent is not None and sent.encoded is not None:  # a block ended inside this transaction
+        if _stale(connection):  # a block ended inside this transaction
             _send(connection, None)
         return execute(sql, params, many, context)
     if not isinstance(sql, str) or not _WRITE.match(sql):
         return execute(sql, params, many, context)
     encoded = encode(values)
     if connection.in_atomic_block:
+        sent = _sent(connection) if connection.run_on_commit else None
         if sent is None or sent.encoded != encoded:
             _send(connection, encoded)
         return execute(sql, params, many, context)
@@ -211,7 +221,37 @@ def _is_psycopg2(cursor: Any) -> bool:
     return type(cursor).__module__.startswith("psycopg2")
 
 
+class _ExecuteWrappers(list[Any]):
+    """``connection.execute_wrappers`` of a PostgreSQL connection: the application's own
+    wrappers, kept as Django keeps them, with ``context_wrapper`` added, outermost, to the
+    chain Django builds for each statement (``reversed(execute_wrappers)`` in
+    ``CursorWrapper._execute_with_wrappers``) when, and only when, the code running the
+    statement is inside an ``audit_context`` block, or its transaction still holds the
+    setting of a block that ended.
+
+    Deciding per statement, rather than adding the wrapper to the list when a block starts,
+    covers every place the block's values reach through the ``ContextVar``: the ORM's async
+    calls run in a worker thread with connections of their own, threads run with a copy of
+    the context, connections opened inside the block. The list itself never holds the
+    wrapper, so outside a block a connection's wrappers are the application's alone.
+    """
+
+    __slots__ = ("connection",)
+
+    def __init__(self, connection: Any, wrappers: list[Any]) -> None:
+        super().__init__(wrappers)
+        self.connection = connection
+
+    def __reversed__(self) -> Iterator[Any]:
+        own = super().__reversed__()
+        if _current.get() or _stale(self.connection):
+            return itertools.chain(own, (context_wrapper,))
+        return own
+
+
 def install(connection: Any, **kwargs: Any) -> None:
-    """``connection_created`` receiver: make ``context_wrapper`` the outermost wrapper."""
-    if connection.vendor == "postgresql" and context_wrapper not in connection.execute_wrappers:
-        connection.execute_wrappers.insert(0, context_wrapper)
+    """``connection_created`` receiver, also run once on the connections open when the app
+    is ready: statements run inside a block go through ``context_wrapper``."""
+    if connection.vendor == "postgresql" and not isinstance(connection.execute_wrappers, _ExecuteWrappers):
+        # A copy: an execute_wrapper() block open now pops its wrapper from the new list.
+        connection.execute_wrappers = _ExecuteWrappers(connection, connection.execute_wrappers)

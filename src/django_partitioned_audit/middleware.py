@@ -5,46 +5,68 @@ handled (sync or async view) gets ``user_id``, ``username``, ``method``, ``path`
 ``request_id`` in ``audit_context``: the id comes from the header named by
 ``DPA_REQUEST_ID_HEADER`` (default ``X-Request-ID``) when the client or a proxy sent one,
 else a new UUID. ``DPA_AUDIT_CONTEXT_EXTRA`` adds keys: a mapping of key to the dotted path
-of an attribute of the request (``"META.REMOTE_ADDR"``) or to a callable taking the request.
+of an attribute of the request (``"META.REMOTE_ADDR"``), to a callable taking the request, or
+to the dotted path of one. An entry that can never give a value is a system check error
+(``partitioned_audit.E011``) and the middleware refuses it; a path a request does not have
+records null, and the first time it happens for a key the process logs a warning naming it.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.contrib.sessions.backends.base import SessionBase
 
+from . import conf
 from .context import audit_context
 
-DEFAULT_REQUEST_ID_HEADER = "X-Request-ID"
+logger = logging.getLogger(__name__)
+
+DEFAULT_REQUEST_ID_HEADER = conf.DEFAULT_REQUEST_ID_HEADER
+
+_MISSING = object()
+
+#: (key, path) of the DPA_AUDIT_CONTEXT_EXTRA entries whose lookup failed and was logged.
+_warned: set[tuple[str, str]] = set()
+_warned_lock = threading.Lock()
 
 
-def _extra() -> dict[str, Any]:
-    extra = getattr(settings, "DPA_AUDIT_CONTEXT_EXTRA", {}) or {}
-    if not isinstance(extra, dict) or not all(isinstance(k, str) for k in extra):
-        raise ImproperlyConfigured(
-            f"DPA_AUDIT_CONTEXT_EXTRA must map context keys to dotted request paths or callables, got {extra!r}"
-        )
-    for key, source in extra.items():
-        if not (callable(source) or (isinstance(source, str) and source)):
-            raise ImproperlyConfigured(
-                f"DPA_AUDIT_CONTEXT_EXTRA[{key!r}] must be a dotted path such as 'META.REMOTE_ADDR'"
-                f" or a callable taking the request, got {source!r}"
-            )
-    return extra
-
-
-def _lookup(request: Any, path: str) -> Any:
+def _lookup(request: Any, key: str, steps: tuple[str, ...]) -> Any:
+    """Follow ``steps`` from the request: attributes, and keys of mappings (META, GET,
+    headers) and of the session. A step the request does not have gives None, logged once
+    per process."""
     value = request
-    for part in path.split("."):
-        value = value.get(part) if isinstance(value, dict) else getattr(value, part, None)
-        if value is None:
+    for depth, step in enumerate(steps):
+        if isinstance(value, Mapping | SessionBase):
+            value = value[step] if step in value else _MISSING
+        else:
+            value = getattr(value, step, _MISSING)
+        if value is _MISSING:
+            _warn_once(key, steps, depth)
             return None
     return value
+
+
+def _warn_once(key: str, steps: tuple[str, ...], depth: int) -> None:
+    path = ".".join(steps)
+    with _warned_lock:
+        if (key, path) in _warned:
+            return
+        _warned.add((key, path))
+    where = f"no {steps[depth]!r} in {'.'.join(steps[:depth])!r}" if depth else f"no attribute {steps[0]!r}"
+    logger.warning(
+        "DPA_AUDIT_CONTEXT_EXTRA[%r] = %r: the request has %s, so %r is recorded as null. "
+        "Logged once per process.",
+        key,
+        path,
+        where,
+        key,
+    )
 
 
 def _loaded_user(request: Any) -> Any:
@@ -59,10 +81,8 @@ class AuditContextMiddleware:
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
         self.get_response = get_response
-        self.header = getattr(settings, "DPA_REQUEST_ID_HEADER", DEFAULT_REQUEST_ID_HEADER)
-        if not isinstance(self.header, str) or not self.header:
-            raise ImproperlyConfigured(f"DPA_REQUEST_ID_HEADER must be a header name, got {self.header!r}")
-        self.extra = _extra()
+        self.header = conf.request_id_header()
+        self.extra = conf.audit_context_extra()
         self.is_async = iscoroutinefunction(get_response)
         if self.is_async:
             markcoroutinefunction(self)
@@ -92,6 +112,6 @@ class AuditContextMiddleware:
             "request_id": request.headers.get(self.header) or uuid.uuid4().hex,
         }
         for key, source in self.extra.items():
-            value = source(request) if callable(source) else _lookup(request, source)
+            value = source(request) if callable(source) else _lookup(request, key, source)
             values[key] = value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
         return values
