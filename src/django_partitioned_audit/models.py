@@ -128,6 +128,23 @@ class _Snapshot:
     def get_operation(self) -> Operation:
         return _OPERATIONS[getattr(self, self._operation)]
 
+    def __str__(self) -> str:
+        """What happened to which row, and when: ``UPDATE of shop.Order 1, 2026-12-06 09:24:20``
+        (the model's label where an installed model has the table, the time in the current
+        time zone)."""
+        from django.utils import timezone
+
+        schema, table = self._table()
+        try:
+            what = _model_for_table(schema, table)._meta.label
+        except LookupError:
+            what = f"{schema}.{table}"
+        key = "" if self.object_pk is None else f" {self.object_pk}"  # type: ignore[attr-defined]
+        when = getattr(self, self._time)
+        if timezone.is_aware(when):
+            when = timezone.localtime(when)
+        return f"{self.get_operation().name} of {what}{key}, {when:%Y-%m-%d %H:%M:%S}"
+
     def needs_previous(self) -> bool:
         raise NotImplementedError
 
@@ -664,9 +681,6 @@ class SimpleAuditEntry(_Snapshot, models.Model):
         ordering = ("id",)
         verbose_name_plural = "simple audit entries"
 
-    def __str__(self) -> str:
-        return f"{self.__class__.__name__} {self.object_table} {self.audit_operation}"
-
     def is_insert(self) -> bool:
         return self.audit_operation == "I"
 
@@ -782,9 +796,6 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         db_table = conf.read_model_table("logged_actions_view")
         ordering = ("event_id",)
         verbose_name_plural = "advanced audit entries"
-
-    def __str__(self) -> str:
-        return f"{self.__class__.__name__} {self.table_name} {self.action}"
 
     def is_insert(self) -> bool:
         return self.action == "I"
