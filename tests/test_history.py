@@ -206,3 +206,10 @@ def test_changes_are_typed_by_the_models_fields(layout, read_model):
     assert old.utcoffset() == dt.timedelta(0) and new.tzinfo is not None  # aware datetimes
     assert delete.changes["total"] == (Decimal("20.00"), None)
     assert delete.changes["tags"] == ([], None) and delete.changes["quantity"] == (None, None)
+
+
+def test_a_value_that_no_longer_fits_its_column_keeps_its_json_value(layout, read_model):
+    Book.objects.create(isbn="ty", title="not a number")
+    sql("ALTER TABLE library_book ALTER COLUMN title TYPE integer USING 7")
+    (insert,) = read_model.objects.history(Book, "ty")
+    assert insert.changes == {"isbn": (None, "ty"), "title": (None, "not a number")}

@@ -267,9 +267,10 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
     masked = list(table_spec(model).masked)
     for read_model, found in by_model.items():
         statement = SQL(
-            "SELECT v.{key}, (jsonb_populate_record(NULL::{table}, coalesce({old}, '{{}}') - %s::text[])).*,"
-            " (jsonb_populate_record(NULL::{table}, ({row}) - %s::text[])).*"
-            " FROM {view} AS v WHERE v.{key} = ANY(%s) AND v.{time} = ANY(%s)"
+            "SELECT v.{key}, b.*, a.* FROM {view} AS v"
+            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, coalesce({old}, '{{}}') - %s::text[]) AS b"
+            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, ({row}) - %s::text[]) AS a"
+            " WHERE v.{key} = ANY(%s) AND v.{time} = ANY(%s)"
         ).format(
             key=ident(read_model._key),
             table=ident(schema, table),
