@@ -3,8 +3,10 @@ indexes, a detail page with the diff, the per-object history, and no write for a
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import types
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -21,7 +23,7 @@ from shop.models import Customer, Order
 from django_partitioned_audit import admin as audit_admin
 from django_partitioned_audit.checks import check_settings
 from django_partitioned_audit.context import audit_context
-from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
+from django_partitioned_audit.models import AdvancedAuditEntry, Operation, SimpleAuditEntry
 from tests.test_read_api import explain
 
 
@@ -230,3 +232,118 @@ def test_the_list_counts_a_large_trail_by_the_planners_estimate(site, read_model
         assert isinstance(estimated.count, int) and estimated.count >= 1
     assert [q["sql"].split()[0] for q in queries.captured_queries] == ["EXPLAIN"]
     assert audit_admin.EstimatedCountPaginator(read_model.objects.filter(pk__in=[]), 50).count == 0
+
+
+def versions_of(page: str) -> list[str]:
+    """The rows of the history table, one string each."""
+    return page.split('class="dpa-version"')[1:]
+
+
+@pytest.fixture
+def deleted_order(layout: str) -> Order:
+    """An order placed, paid and deleted: its history outlives it."""
+    order = Order.objects.create(customer=Customer.objects.create(name="Ann"), total=Decimal("19.90"))
+    order.status = "paid"
+    order.total = Decimal("24.90")
+    order.save()
+    Order.objects.filter(pk=order.pk).delete()
+    return order
+
+
+def test_the_history_of_a_deleted_object_is_shown(site, read_model, deleted_order, admin_client):
+    url = reverse("admin:shop_order_audit_history", args=[deleted_order.pk])
+    response = admin_client.get(url)
+    assert response.status_code == 200
+    page = response.content.decode()
+    rows = versions_of(page)
+    assert [r.split("<td>")[2].split("</td>")[0] for r in rows] == ["INSERT", "UPDATE", "DELETE"]
+    assert diff(rows[1]) == [("total", "19.90", "24.90"), ("status", "new", "paid")]
+    assert f"<h1>Audit history: order {deleted_order.pk} (deleted)</h1>" in page
+    change = reverse("admin:shop_order_change", args=[deleted_order.pk])
+    assert f'href="{change}"' not in page  # no change page to go to any more
+    never = admin_client.get(reverse("admin:shop_order_audit_history", args=[deleted_order.pk + 1]))
+    assert never.status_code == 302  # neither the object nor any trace of it: as before
+
+
+def test_the_history_of_a_deleted_object_needs_the_same_permissions(site, read_model, deleted_order, client):
+    staff = User.objects.create_user("staff", password="pw", is_staff=True)
+    url = reverse("admin:shop_order_audit_history", args=[deleted_order.pk])
+    client.force_login(staff)
+    assert client.get(url).status_code == 403
+    staff.user_permissions.add(Permission.objects.get(codename="view_order"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert client.get(url).status_code == 403  # not yet allowed to read the trail
+    staff.user_permissions.add(Permission.objects.get(codename=f"view_{read_model._meta.model_name}"))
+    client.force_login(User.objects.get(pk=staff.pk))
+    assert client.get(url).status_code == 200
+    client.logout()
+    assert client.get(url).status_code == 302  # to the login page
+    assert client.get(url)["Location"].startswith(reverse("admin:login"))
+
+
+def test_each_entry_links_to_its_objects_history_and_while_it_exists_its_change_page(
+    site, read_model, admin_client
+):
+    kept = Order.objects.create(customer=Customer.objects.create(name="Ann"))
+    gone = Order.objects.create(customer=kept.customer)
+    Order.objects.filter(pk=gone.pk).delete()
+    history = {o.pk: reverse("admin:shop_order_audit_history", args=[o.pk]) for o in (kept, gone)}
+    change = {o.pk: reverse("admin:shop_order_change", args=[o.pk]) for o in (kept, gone)}
+    for order in (kept, gone):
+        entry = read_model.objects.filter_object(Order, order.pk).order_by("pk").first()
+        page = admin_client.get(entries_url(read_model, "change", entry.pk)).content.decode()
+        assert f'href="{history[order.pk]}"' in page
+        assert (f'href="{change[order.pk]}"' in page) is (order is kept)
+    response = admin_client.get(entries_url(read_model), {"model": "shop.order"})
+    listed(response)
+    page = response.content.decode()
+    assert all(f'href="{url}"' in page for url in history.values())
+    assert f'href="{change[kept.pk]}"' in page and f'href="{change[gone.pk]}"' not in page
+
+
+def test_the_entry_page_is_titled_with_what_happened_to_which_object_and_when(site, read_model, admin_client):
+    order = Order.objects.create(customer=Customer.objects.create(name="Ann"))
+    order.status = "paid"
+    order.save()
+    update = read_model.objects.filter_object(Order, order.pk).filter_operation(Operation.UPDATE).get()
+    when = getattr(update, read_model._time).astimezone(dt.UTC)  # the project's TIME_ZONE
+    title = f"UPDATE of shop.Order {order.pk}, {when:%Y-%m-%d %H:%M:%S}"
+    assert str(update) == title
+    page = admin_client.get(entries_url(read_model, "change", update.pk)).content.decode()
+    assert f"<h1>{title}</h1>" in page and f"<title>{title} |" in page
+    assert "SimpleAuditEntry" not in page and "AdvancedAuditEntry" not in page
+
+
+def test_the_admin_shows_values_typed_by_the_models_fields(site, read_model, admin_client):
+    placed = dt.datetime(2026, 12, 6, 9, 24, 20, tzinfo=dt.UTC)
+    order = Order.objects.create(
+        customer=Customer.objects.create(name="Ann"), total=Decimal("19.90"), placed_at=placed
+    )
+    order.total = Decimal("20.00")
+    order.save()
+    update = read_model.objects.filter_object(Order, order.pk).filter_operation(Operation.UPDATE).get()
+    page = admin_client.get(entries_url(read_model, "change", update.pk)).content.decode()
+    assert diff(page) == [("total", "19.90", "20.00")]
+    history = admin_client.get(reverse("admin:shop_order_audit_history", args=[order.pk])).content.decode()
+    insert, changed = versions_of(history)
+    assert ("total", "—", "19.90") in diff(insert)
+    assert ("placed_at", "—", "2026-12-06 09:24:20+00:00") in diff(insert)
+    assert diff(changed) == [("total", "19.90", "20.00")]
+
+
+def test_a_save_that_changed_nothing_shows_as_such(site, read_model, layout, admin_client):
+    book = Book.objects.create(isbn="333", title="Dune")
+    book.save()  # recorded by the simple layout only: the advanced one skips it
+    page = admin_client.get(reverse("admin:library_book_audit_history", args=["333"])).content.decode()
+    rows = versions_of(page)
+    unchanged = (
+        '<p class="dpa-unchanged" style="color: var(--body-quiet-color, #666);">saved, no field changed</p>'
+    )
+    if layout == "simple":
+        assert len(rows) == 2 and diff(rows[1]) == [] and unchanged in rows[1]
+        update = read_model.objects.filter_object(Book, "333").filter_operation(Operation.UPDATE).get()
+        detail = admin_client.get(entries_url(read_model, "change", update.pk)).content.decode()
+        assert unchanged in detail
+    else:
+        assert len(rows) == 1
+    assert unchanged not in rows[0]

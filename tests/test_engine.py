@@ -442,3 +442,26 @@ def test_a_bulk_update_after_single_row_updates_pairs_rows_without_a_nested_loop
     assert len(plans) == 1, plans
     assert "Full Join" in plans[0] and "Nested Loop" not in plans[0], plans[0]
     assert rows(cur, "SELECT count(*) FROM logged_actions WHERE action = 'U'") == [(320,)]
+
+
+def test_skip_unchanged_ignores_excluded_columns_and_works_on_partitions(conn):
+    """TableSpec.skip_unchanged: an UPDATE of excluded columns only, or of nothing, leaves
+    no simple row, on the table and on a partition written directly."""
+    cur = conn.cursor()
+    install(cur, SIMPLE)
+    cur.execute(
+        "CREATE TABLE item (id int, name text, seen timestamptz, PRIMARY KEY (id)) PARTITION BY RANGE (id);"
+        " CREATE TABLE item_low PARTITION OF item FOR VALUES FROM (0) TO (100);"
+        " INSERT INTO item VALUES (1, 'a', now()), (2, 'b', now())"
+    )
+    enable(cur, SIMPLE, TableSpec("public", "item", ("id",), excluded=("seen",), skip_unchanged=True))
+    cur.execute("UPDATE item SET seen = now() + interval '1 day'")  # excluded only
+    cur.execute("UPDATE item SET name = name")  # nothing
+    cur.execute("UPDATE item SET name = 'c' WHERE id = 2")
+    cur.execute("UPDATE item_low SET name = name, seen = now()")  # the partition's own trigger
+    cur.execute("UPDATE item_low SET name = 'd' WHERE id = 1")
+    assert rows(
+        cur,
+        "SELECT object_table, object_pk, object_payload FROM audit_simple"
+        " WHERE audit_operation = 'U' ORDER BY audit_event_id",
+    ) == [("item", "2", {"id": 2, "name": "c"}), ("item", "1", {"id": 1, "name": "d"})]

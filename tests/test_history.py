@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 from library.models import Book
@@ -52,7 +53,7 @@ def test_changes_are_named_by_field_and_masked_values_stay_masked(layout, read_m
     order.status = "paid"
     order.save()
     (_, update) = read_model.objects.history(order).versions
-    assert update.changes == {"customer": (str(ann.pk), str(bob.pk)), "status": ("new", "paid")}
+    assert update.changes == {"customer": (ann.pk, bob.pk), "status": ("new", "paid")}  # typed: UUIDs
     ann.password = "other"
     ann.save()
     (_, changed) = read_model.objects.history(ann).versions
@@ -154,3 +155,61 @@ def test_filter_context_reads_statement_heads_then_their_rows_by_index(layout, r
     heads = [line for line in plan.splitlines() if "audit_context_idx" in line or f"_{txid[:8]}" in line]
     rows = [line for line in plan.splitlines() if "Index Scan on" in line and f"{time}_idx" in line]
     assert heads and rows, plan
+
+
+def test_a_page_iterates_counts_and_indexes_its_versions(layout, read_model):
+    book = Book.objects.create(isbn="it", title="a")
+    book.title = "b"
+    book.save()
+    page = read_model.objects.history(book)
+    assert len(page) == 2
+    assert [v.operation for v in page] == [Operation.INSERT, Operation.UPDATE]
+    assert page[0] is page.versions[0] and page[-1].changes == {"title": ("a", "b")}
+    assert [v.changes for v in page[1:]] == [{"title": ("a", "b")}]
+    assert list(read_model.objects.history(Book(isbn="never"))) == []
+
+
+def test_the_history_of_a_deleted_row_is_read_by_model_and_key(layout, read_model):
+    book = Book.objects.create(isbn="gone", title="a")
+    Book.objects.filter(isbn="gone").delete()
+    page = read_model.objects.history(Book, "gone")
+    assert [v.operation for v in page] == [Operation.INSERT, Operation.DELETE]
+    assert [v.entry.pk for v in page] == [v.entry.pk for v in read_model.objects.history(book)]
+    assert len(read_model.objects.history(Book, "gone", all_layouts=True)) == 2
+    with pytest.raises(TypeError) as raised:
+        read_model.objects.history(Book)
+    assert str(raised.value) == "history(Book, pk): the key of the row is missing"
+    with pytest.raises(TypeError) as raised:
+        read_model.objects.history(book, "gone")
+    assert str(raised.value) == (
+        "history(obj) takes an instance alone, or history(Model, pk) a model and a key; got Book and 'gone'"
+    )
+
+
+def test_changes_are_typed_by_the_models_fields(layout, read_model):
+    ann = Customer.objects.create(name="Ann")
+    placed = dt.datetime(2026, 12, 6, 9, 24, 20, tzinfo=dt.UTC)
+    order = Order.objects.create(customer=ann, total=Decimal("19.90"), placed_at=placed)
+    order.total = Decimal("20.00")
+    order.placed_at = placed + dt.timedelta(hours=1)
+    order.save()
+    Order.objects.filter(pk=order.pk).delete()
+    insert, update, delete = read_model.objects.history(Order, order.pk)
+    assert insert.changes["total"] == (None, Decimal("19.90"))
+    assert str(insert.changes["total"][1]) == "19.90"  # the scale of the column, not 19.9
+    assert insert.changes["customer"] == (None, ann.pk)  # a UUID, as the field gives it
+    assert update.changes == {
+        "total": (Decimal("19.90"), Decimal("20.00")),
+        "placed_at": (placed, placed + dt.timedelta(hours=1)),
+    }
+    old, new = update.changes["placed_at"]
+    assert old.utcoffset() == dt.timedelta(0) and new.tzinfo is not None  # aware datetimes
+    assert delete.changes["total"] == (Decimal("20.00"), None)
+    assert delete.changes["tags"] == ([], None) and delete.changes["quantity"] == (None, None)
+
+
+def test_a_value_that_no_longer_fits_its_column_keeps_its_json_value(layout, read_model):
+    Book.objects.create(isbn="ty", title="not a number")
+    sql("ALTER TABLE library_book ALTER COLUMN title TYPE integer USING 7")
+    (insert,) = read_model.objects.history(Book, "ty")
+    assert insert.changes == {"isbn": (None, "ty"), "title": (None, "not a number")}

@@ -12,25 +12,37 @@ key through the (table, key) B-tree, the time through partition pruning).
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.utils import unquote
-from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import NoReverseMatch, URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.functional import cached_property
+from django.utils.html import format_html_join
 
 from . import conf
-from .models import _OPERATIONS, AdvancedAuditEntry, SimpleAuditEntry, _candidates, entry_model
-from .registry import registration
+from .models import (
+    _OPERATIONS,
+    AdvancedAuditEntry,
+    Operation,
+    SimpleAuditEntry,
+    _candidates,
+    _model_for_table,
+    entry_model,
+)
+from .registry import registration, table_spec
 
 __all__ = ["AuditEntryAdmin", "AuditHistoryAdminMixin", "EstimatedCountPaginator", "register"]
 
@@ -60,16 +72,85 @@ class EstimatedCountPaginator(Paginator):
 
 
 def _shown(value: Any) -> str:
-    """A JSON value as the admin shows it: text as is, the rest as JSON, no value as a dash."""
+    """A value as the admin shows it: text as is, a decimal with its scale (``19.90``), a
+    datetime in the current time zone, bytes as PostgreSQL's hex, the rest as JSON, no value
+    as a dash."""
     if value is None:
         return "—"
     if isinstance(value, str):
         return value
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    if isinstance(value, dt.datetime):
+        return (timezone.localtime(value) if timezone.is_aware(value) else value).isoformat(sep=" ")
+    if isinstance(value, Decimal | dt.date | dt.time | dt.timedelta | uuid.UUID):
+        return str(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "\\x" + bytes(value).hex()
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=_shown)
 
 
 def changes_rows(changes: dict[str, tuple[Any, Any]]) -> list[tuple[str, str, str]]:
     return [(field, _shown(old), _shown(new)) for field, (old, new) in changes.items()]
+
+
+def _render_changes(operation: Operation, changes: dict[str, tuple[Any, Any]]) -> str:
+    """The diff table; an UPDATE that changed no field (a ``save()`` of an unchanged
+    object, which the simple layout records) says so."""
+    rows = changes_rows(changes)
+    unchanged = not rows and operation is Operation.UPDATE
+    return render_to_string(f"{TEMPLATES}/changes.html", {"rows": rows, "unchanged": unchanged})
+
+
+def _object_model(entry: Any) -> type | None:
+    """The model of the entry's table, where an installed model has it and one column keys it."""
+    try:
+        model = _model_for_table(*entry._table())
+    except LookupError:
+        return None
+    if entry.object_pk is None or len(table_spec(model).pk) != 1:
+        return None  # a composite key's URL is not the stored key's text
+    return model
+
+
+def _object_urls(site: admin.AdminSite, entry: Any) -> tuple[str | None, str | None]:
+    """(audit history, change page) of the entry's object on ``site``: the history where the
+    model's admin has one, the change page while the object exists (``_dpa_exists``)."""
+    model = _object_model(entry)
+    if model is None or not site.is_registered(model):
+        return None, None
+    opts, key = model._meta, quote(entry.object_pk)
+    try:
+        history = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_audit_history", args=[key])
+    except NoReverseMatch:
+        history = None  # its ModelAdmin has no AuditHistoryAdminMixin
+    change = None
+    if getattr(entry, "_dpa_exists", False):
+        change = reverse(f"{site.name}:{opts.app_label}_{opts.model_name}_change", args=[key])
+    return history, change
+
+
+def _mark_existing(site: admin.AdminSite, request: Any, entries: Any) -> None:
+    """Set ``_dpa_exists`` on each entry whose object exists and the user's admin queryset
+    shows: one query per model of ``entries``."""
+    keys: dict[Any, dict[Any, list[Any]]] = {}
+    for entry in entries:
+        model = _object_model(entry)
+        if model is None or not site.is_registered(model):
+            continue
+        try:
+            key = model._meta.pk.to_python(entry.object_pk)
+        except ValidationError:
+            continue
+        keys.setdefault(model, {}).setdefault(key, []).append(entry)
+    for model, by_key in keys.items():
+        found = set(
+            site._registry[model]
+            .get_queryset(request)
+            .filter(pk__in=list(by_key))
+            .values_list("pk", flat=True)
+        )
+        for key, marked in by_key.items():
+            for entry in marked:
+                entry._dpa_exists = key in found
 
 
 def who(context: dict[str, Any] | None) -> str:
@@ -157,7 +238,7 @@ class OperationFilter(admin.SimpleListFilter):
 class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Read-only list and detail of the audit entries of either layout."""
 
-    list_display = ("entry_id", "when", "table", "operation", "key", "user")
+    list_display = ("entry_id", "when", "table", "operation", "key", "user", "object_links")
     list_display_links = ("entry_id",)
     list_filter: tuple[Any, ...] = (TableFilter, OperationFilter, UserFilter)
     search_fields = ("object_pk",)  # shows the search box; get_search_results does the search
@@ -168,7 +249,7 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     paginator = EstimatedCountPaginator
     list_per_page = 50
     actions: Any = ()
-    detail_fields: tuple[str, ...] = ("entry_id", "when", "table", "operation", "key")
+    detail_fields: tuple[str, ...] = ("entry_id", "when", "table", "operation", "key", "object_links")
 
     def get_list_filter(self, request: Any) -> Any:
         return (*self.list_filter, (self.model._time, admin.DateFieldListFilter))
@@ -192,6 +273,29 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         if not key:
             return queryset, False
         return queryset.filter_key(key, registration().enabled), False
+
+    def get_changelist(self, request: Any, **kwargs: Any) -> Any:
+        site = self.admin_site
+
+        class AuditChangeList(super().get_changelist(request, **kwargs)):  # type: ignore[misc]
+            def get_results(self, request: Any) -> None:
+                super().get_results(request)
+                _mark_existing(site, request, self.result_list)
+
+        return AuditChangeList
+
+    def get_object(self, request: Any, object_id: str, from_field: Any = None) -> Any:
+        entry = super().get_object(request, object_id, from_field)
+        if entry is not None:
+            _mark_existing(self.admin_site, request, [entry])
+        return entry
+
+    def render_change_form(self, request: Any, context: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        # Titled with what the entry records ("UPDATE of shop.Order 1, 2026-12-06 09:24:20"),
+        # not with the read model's name.
+        if kwargs.get("obj") is not None:
+            context.update(title=str(kwargs["obj"]), subtitle=None)
+        return super().render_change_form(request, context, *args, **kwargs)
 
     def has_add_permission(self, request: Any, obj: Any = None) -> bool:
         return False
@@ -231,9 +335,21 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         rows = [(k, _shown(v)) for k, v in sorted((entry.audit_context or {}).items())]
         return render_to_string(f"{TEMPLATES}/context.html", {"rows": rows})
 
+    @admin.display(description="object")
+    def object_links(self, entry: Any) -> str:
+        history, change = _object_urls(self.admin_site, entry)
+        links = [(url, label) for url, label in ((history, "audit history"), (change, "change")) if url]
+        if not links:
+            return "—"
+        return format_html_join(" · ", '<a href="{}">{}</a>', links)
+
     @admin.display(description="changes")
     def changes(self, entry: Any) -> str:
-        return render_to_string(f"{TEMPLATES}/changes.html", {"rows": changes_rows(entry.changes())})
+        try:  # typed by the model's fields, as the object's history shows them
+            changes = entry.version().changes
+        except LookupError:  # no installed model has the table: its JSON values
+            changes = entry.changes()
+        return _render_changes(entry.get_operation(), changes)
 
     @admin.display(description="row")
     def row(self, entry: Any) -> str:
@@ -290,23 +406,39 @@ class AuditHistoryAdminMixin:
         return [path("<path:object_id>/audit-history/", view, name=name), *super().get_urls()]  # type: ignore[misc]
 
     def audit_history_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The object's versions; for a deleted object, those the trail keeps (then they are
+        needed most), read by key. Only an object with no row and no history redirects, as
+        the admin does for a missing object."""
         model_admin: Any = self
         entries = entry_model()
+        opts = model_admin.opts
         obj = model_admin.get_object(request, unquote(object_id))
-        if obj is None:
-            return model_admin._get_obj_does_not_exist_redirect(request, model_admin.opts, object_id)  # type: ignore[no-any-return]
         entries_opts = entries._meta
         if not model_admin.has_view_or_change_permission(request, obj) or not request.user.has_perm(
             f"{entries_opts.app_label}.view_{entries_opts.model_name}"
         ):
             raise PermissionDenied
+        if obj is not None:
+            key, using = obj.pk, obj._state.db
+        else:
+            try:
+                key = opts.pk.to_python(unquote(object_id))
+            except ValidationError:
+                key = None
+            using = model_admin.get_queryset(request).db
         after = request.GET.get("after") or None
         try:  # both layouts' tables, where a switch of layout left the other one
-            page = entries.objects.using(obj._state.db).history(
-                obj, after=after, limit=self.audit_history_per_page, all_layouts=True
+            page = entries.objects.using(using).history(
+                self.model,
+                key,
+                after=after,
+                limit=self.audit_history_per_page,
+                all_layouts=True,  # type: ignore[attr-defined]
             )
         except ValueError as exc:
             raise Http404("No such page of the audit history.") from exc
+        if obj is None and (key is None or (not page.versions and after is None)):
+            return model_admin._get_obj_does_not_exist_redirect(request, opts, object_id)  # type: ignore[no-any-return]
         site = model_admin.admin_site
         versions = [
             {
@@ -314,16 +446,19 @@ class AuditHistoryAdminMixin:
                 "who": who(v.context),
                 "context": sorted((v.context or {}).items()),
                 "rows": changes_rows(v.changes),
+                "unchanged": not v.changes and v.operation is Operation.UPDATE,
                 "url": _entry_url(site, v.entry),
             }
             for v in page.versions
         ]
+        shown = obj if obj is not None else f"{opts.verbose_name} {unquote(object_id)} (deleted)"
         context = {
             **model_admin.admin_site.each_context(request),
-            "title": f"Audit history: {obj}",
+            "title": f"Audit history: {shown}",
             "subtitle": None,
-            "opts": model_admin.opts,
+            "opts": opts,
             "object": obj,
+            "object_id": unquote(object_id),
             "versions": versions,
             "next_after": page.next_after,
             "paged": after is not None,

@@ -75,6 +75,19 @@ def payload_gin_index() -> bool:
     return value
 
 
+def skip_unchanged_updates() -> bool:
+    """``DPA_SKIP_UNCHANGED_UPDATES``: the simple layout records no UPDATE that changed no
+    column (excluded ones aside), as the advanced layout never does (default ``False``: every
+    UPDATE is recorded, as 1.0.4 did). A change takes effect at the next ``migrate``, which
+    reinstalls the capture triggers."""
+    value = _get("DPA_SKIP_UNCHANGED_UPDATES", False)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(
+            f"DPA_SKIP_UNCHANGED_UPDATES must be True or False, got {value!r}. See {DOCS}."
+        )
+    return value
+
+
 def admin_enabled() -> bool:
     """``DPA_ADMIN``: register the read-only audit admin when ``django.contrib.admin`` is
     installed (default ``True``)."""

@@ -7,10 +7,10 @@ import enum
 import json
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, overload
 
 from django.db import models
 from django.db.models import Q
@@ -128,6 +128,23 @@ class _Snapshot:
     def get_operation(self) -> Operation:
         return _OPERATIONS[getattr(self, self._operation)]
 
+    def __str__(self) -> str:
+        """What happened to which row, and when: ``UPDATE of shop.Order 1, 2026-12-06 09:24:20``
+        (the model's label where an installed model has the table, the time in the current
+        time zone)."""
+        from django.utils import timezone
+
+        schema, table = self._table()
+        try:
+            what = _model_for_table(schema, table)._meta.label
+        except LookupError:
+            what = f"{schema}.{table}"
+        key = "" if self.object_pk is None else f" {self.object_pk}"  # type: ignore[attr-defined]
+        when = getattr(self, self._time)
+        if timezone.is_aware(when):
+            when = timezone.localtime(when)
+        return f"{self.get_operation().name} of {what}{key}, {when:%Y-%m-%d %H:%M:%S}"
+
     def needs_previous(self) -> bool:
         raise NotImplementedError
 
@@ -188,19 +205,102 @@ class _Snapshot:
             columns = [c[0] for c in cursor.description or ()]
         if row is None:
             return None
-        # What a queryset does with a row: each field's converters, then Model.from_db(),
-        # which takes the values in the order of the model's concrete fields.
-        found = dict(zip(columns, row, strict=True))
-        fields = [f for f in model._meta.concrete_fields if f.column in found and not _virtual(f)]
-        values = []
-        for field in fields:
-            value = found[field.column]
-            expression = field.get_col(model._meta.db_table)
-            converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
-            for converter in converters:
-                value = converter(value, expression, connection)
-            values.append(value)
-        return model.from_db(using, [f.attname for f in fields], values)
+        # Model.from_db() takes the values in the order of the model's concrete fields.
+        typed = _converted(model, connection, dict(zip(columns, row, strict=True)))
+        fields = [f for f in model._meta.concrete_fields if f.column in typed]
+        return model.from_db(using, [f.attname for f in fields], [typed[f.column] for f in fields])
+
+    #: SQL for the row before an UPDATE, where the entry holds it (else NULL: the version
+    #: before holds it).
+    _old_row_sql = "NULL::jsonb"
+
+    def version(self, model: type[models.Model] | None = None) -> Version:
+        """This entry as a :class:`Version` of its row: its changes typed as in ``history()``
+        (one query, two for an UPDATE of the simple layout, which reads the version before).
+
+        Args:
+            model: the model of the audited table; found from the table name when omitted.
+        """
+        schema, table = self._table()
+        model = model or _model_for_table(schema, table)
+        return _versions(model, [self], self.previous() if self.needs_previous() else None)[0]
+
+
+def _converted(model: type[models.Model], connection: Any, found: dict[str, Any]) -> dict[str, Any]:
+    """Column -> value of a row read from the database, as a queryset types it: each
+    field's converters (``from_db_value``), for the columns of ``found`` the model has.
+    A virtual generated column is left out: the trail has no value of it (see :func:`_virtual`)."""
+    typed = {}
+    for field in model._meta.concrete_fields:
+        if field.column not in found or _virtual(field):
+            continue
+        value = found[field.column]
+        expression = field.get_col(model._meta.db_table)
+        converters = connection.ops.get_db_converters(expression) + field.get_db_converters(connection)
+        for converter in converters:
+            value = converter(value, expression, connection)
+        typed[field.column] = value
+    return typed
+
+
+_Typed = dict[tuple[type, Any], tuple[dict[str, Any], dict[str, Any]]]
+
+
+def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
+    """(read model, entry pk) -> (the row before, the row after) of each entry, typed by
+    ``model``'s fields as ``get_instance()`` types a row: PostgreSQL turns the JSON back
+    into the table's row type (exact numerics, timestamps), then each field's converters.
+    One query per read model. The row before is empty where the entry does not hold it.
+
+    A value that no longer fits its column (its type changed since) leaves the rows of
+    that read model untyped (empty), rather than failing the whole history.
+    """
+    from django.db import DatabaseError, connections, transaction
+
+    from partitioned_audit.sql import SQL, ident, render
+
+    from .registry import table_spec
+
+    typed: _Typed = {}
+    by_model: dict[Any, list[Any]] = {}
+    for entry in entries:
+        if not entry.is_truncate():
+            by_model.setdefault(type(entry), []).append(entry)
+    schema, table = split_table(model._meta.db_table)
+    masked = list(table_spec(model).masked)
+    for read_model, found in by_model.items():
+        statement = SQL(
+            "SELECT v.{key}, b.*, a.* FROM {view} AS v"
+            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, coalesce({old}, '{{}}') - %s::text[]) AS b"
+            " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, ({row}) - %s::text[]) AS a"
+            " WHERE v.{key} = ANY(%s) AND v.{time} = ANY(%s)"
+        ).format(
+            key=ident(read_model._key),
+            table=ident(schema, table),
+            old=SQL(read_model._old_row_sql),
+            row=SQL(read_model._row_sql),
+            view=ident(conf.audit_schema(), read_model._view),
+            time=ident(read_model._time),
+        )
+        using = found[0]._state.db or "default"
+        connection = connections[using]
+        params = [masked, masked, [e.pk for e in found], list({getattr(e, e._time) for e in found})]
+        try:
+            with transaction.atomic(using), connection.cursor() as cursor:
+                cursor.execute(render(statement, cursor), params)
+                rows = cursor.fetchall()
+                columns = [c[0] for c in cursor.description or ()][1:]
+        except DatabaseError:
+            continue
+        half = len(columns) // 2
+        for pk, *values in rows:
+            before = dict(zip(columns[:half], values[:half], strict=True))
+            after = dict(zip(columns[half:], values[half:], strict=True))
+            typed[read_model, pk] = (
+                _converted(model, connection, before),
+                _converted(model, connection, after),
+            )
+    return typed
 
 
 def _virtual(field: models.Field[Any, Any]) -> bool:
@@ -250,27 +350,65 @@ class Version:
     context: dict[str, Any] | None
     #: The row after the change (before it, for a delete), as JSON values.
     row: dict[str, Any]
-    #: Field name (the column where no field has it) -> (old, new); None where there was no
-    #: value: every field for an INSERT (old) or a DELETE (new).
+    #: Field name (the column where no field has it) -> (old, new), typed by the model's
+    #: fields as ``get_instance()`` types them (a ``DecimalField`` gives ``Decimal("19.90")``,
+    #: a ``DateTimeField`` an aware datetime); None where there was no value: every field
+    #: for an INSERT (old) or a DELETE (new).
     changes: dict[str, tuple[Any, Any]]
 
 
 @dataclass(frozen=True)
 class HistoryPage:
+    """One page of an object's history: iterate it, index it or take its ``len()`` as the
+    list of its ``versions``."""
+
     versions: list[Version]
     #: Pass as ``after=`` for the next page; None on the last one.
     next_after: int | str | None
+
+    def __iter__(self) -> Iterator[Version]:
+        return iter(self.versions)
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    @overload
+    def __getitem__(self, index: int) -> Version: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Version]: ...
+
+    def __getitem__(self, index: int | slice) -> Version | list[Version]:
+        return self.versions[index]
 
 
 _OPERATIONS = {code: op for op, code in _CODES.items()}
 
 
 def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list[Version]:
-    """``page``'s entries as versions, each compared with the one before it."""
+    """``page``'s entries as versions, each compared with the one before it, their changes
+    typed by ``model``'s fields (see ``_typed_rows()``). Masked values stay ``"[masked]"``,
+    and a column the model no longer has keeps its JSON value."""
+    from .registry import table_spec
+
     columns = {f.column: f.name for f in model._meta.concrete_fields}
+    masked = set(table_spec(model).masked)
+    typed = _typed_rows(model, [*page, *([previous] if previous is not None else [])])
+    nothing: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
     versions = []
     for entry in page:
         changes = entry.changes_since(previous)
+        before, after = typed.get((type(entry), entry.pk), nothing)
+        if entry.is_delete():
+            before = after  # the row of a delete is the row before it
+        elif entry.is_update() and entry.needs_previous() and previous is not None:
+            before = typed.get((type(previous), previous.pk), nothing)[1]
+
+        def value(column: str, raw: Any, row: dict[str, Any]) -> Any:
+            if raw is None or column in masked or column not in row:
+                return raw
+            return row[column]
+
         versions.append(
             Version(
                 entry=entry,
@@ -278,7 +416,10 @@ def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list
                 time=getattr(entry, entry._time),
                 context=entry.audit_context,
                 row=entry.get_row_data(),
-                changes={columns.get(k, k): v for k, v in changes.items()},
+                changes={
+                    columns.get(k, k): (value(k, old, before), value(k, new, after))
+                    for k, (old, new) in changes.items()
+                },
             )
         )
         previous = entry
@@ -299,6 +440,24 @@ def _parse_cursor(after: Any) -> dict[str, int]:
             )
         positions[name] = int(pk)
     return positions
+
+
+_NO_KEY: Any = object()
+
+
+def _model_and_key(obj: Any, pk: Any) -> tuple[type[models.Model], Any]:
+    """(model, key) of ``history(obj)`` or ``history(Model, pk)``."""
+    if isinstance(obj, type) and issubclass(obj, models.Model):
+        if pk is _NO_KEY:
+            raise TypeError(f"history({obj.__name__}, pk): the key of the row is missing")
+        return obj, pk
+    if isinstance(obj, models.Model) and pk is _NO_KEY:
+        return type(obj), obj.pk
+    shown = type(obj).__name__ if isinstance(obj, models.Model) else repr(obj)
+    raise TypeError(
+        "history(obj) takes an instance alone, or history(Model, pk) a model and a key; "
+        f"got {shown}{'' if pk is _NO_KEY else f' and {pk!r}'}"
+    )
 
 
 def _view_exists(entries: Any, using: str | None) -> bool:
@@ -384,7 +543,8 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
     def history(
         self,
-        obj: models.Model,
+        obj: models.Model | type[models.Model],
+        pk: Any = _NO_KEY,
         *,
         after: int | str | None = None,
         limit: int = 100,
@@ -394,30 +554,32 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         time, context and changed fields. ``after`` is the ``next_after`` of the previous page
         (keyset pagination, served by the (table, key) index).
 
+        ``history(Model, pk)`` reads the history of the row ``pk`` of ``Model``'s table,
+        which needs no instance: a deleted row has none.
+
         ``all_layouts=True`` also reads the table of the other layout where it exists (kept
         after a switch of ``DPA_AUDIT_TABLE_MANAGER``): one history across both tables,
         merged by time, each table's versions in their own order. Its ``next_after`` is a
         text cursor holding the position in each table.
         """
+        model, pk = _model_and_key(obj, pk)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         if all_layouts:
-            return self._merged_history(obj, after, limit)
+            return self._merged_history(model, pk, after, limit)
         if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
             raise ValueError(f"after must be the next_after of a page, an integer, got {after!r}")
-        model = type(obj)
-        entries = self.filter_object(model, obj.pk).order_by("pk")
+        entries = self.filter_object(model, pk).order_by("pk")
         if after is not None:
             entries = entries.filter(pk__gt=after)
         found = list(entries[: limit + 1])
         page, more = found[:limit], len(found) > limit
         previous = None
         if page and after is not None and page[0].needs_previous():
-            previous = self.filter_object(model, obj.pk).filter(pk__lte=after).order_by("-pk").first()
+            previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
         return HistoryPage(_versions(model, page, previous), page[-1].pk if more else None)
 
-    def _merged_history(self, obj: models.Model, after: Any, limit: int) -> HistoryPage:
-        model = type(obj)
+    def _merged_history(self, model: type[models.Model], pk: Any, after: Any, limit: int) -> HistoryPage:
         positions = _parse_cursor(after)
         sources = {
             name: entries.objects.using(self.db)  # type: ignore[attr-defined]
@@ -428,7 +590,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             raise ValueError(f"after={after!r} names a layout whose table is not in this database")
         streams = {}
         for name, manager in sources.items():
-            entries = manager.filter_object(model, obj.pk).order_by("pk")
+            entries = manager.filter_object(model, pk).order_by("pk")
             if name in positions:
                 entries = entries.filter(pk__gt=positions[name])
             streams[name] = list(entries[: limit + 1])
@@ -529,9 +691,6 @@ class SimpleAuditEntry(_Snapshot, models.Model):
         ordering = ("id",)
         verbose_name_plural = "simple audit entries"
 
-    def __str__(self) -> str:
-        return f"{self.__class__.__name__} {self.object_table} {self.audit_operation}"
-
     def is_insert(self) -> bool:
         return self.audit_operation == "I"
 
@@ -606,6 +765,7 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
     """One change recorded by the advanced layout (read-only; mapped to ``logged_actions_view``)."""
 
     _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
+    _old_row_sql = "v.row_data"
     _view = "logged_actions_view"
     _key = "event_id"
     _time, _operation = "action_tstamp_tx", "action"
@@ -646,9 +806,6 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         db_table = conf.read_model_table("logged_actions_view")
         ordering = ("event_id",)
         verbose_name_plural = "advanced audit entries"
-
-    def __str__(self) -> str:
-        return f"{self.__class__.__name__} {self.table_name} {self.action}"
 
     def is_insert(self) -> bool:
         return self.action == "I"

@@ -170,4 +170,5 @@ def table_spec(model: type[models.Model]) -> TableSpec:
         pk=pk,
         excluded=_columns(model, conf.excluded_columns()),
         masked=_columns(model, conf.masked_columns()),
+        skip_unchanged=conf.skip_unchanged_updates(),
     )

@@ -59,6 +59,10 @@ class TableSpec:
             reads as NULL whatever their value: left out of the payload as excluded columns
             are, and nothing else (the advanced layout keeps the query text, which holds
             none of their values). :func:`objects.enable` finds them from the catalog.
+        skip_unchanged: simple layout: record no UPDATE of a row whose columns, excluded
+            ones aside, all keep their values (a ``save()`` that changed nothing), as the
+            advanced layout never does. Its UPDATE trigger then also asks for the OLD
+            transition table, to compare each row with its new version.
         trusted_types: every non-built-in type of the table (and inside its types) belongs to
             the audit owner or a superuser, so no other role can give it a cast to json
             (see _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
@@ -71,6 +75,7 @@ class TableSpec:
     masked: tuple[str, ...] = ()
     trusted_types: bool = False
     virtual: tuple[str, ...] = ()
+    skip_unchanged: bool = False
 
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
@@ -83,14 +88,22 @@ class TableSpec:
         auditing a single-row INSERT; see docs/performance.md.)
         """
         columns = [literal(text_array(cols)) for cols in (self.pk, self.excluded, self.masked)]
-        return [*columns, literal("t" if self.trusted_types else "f")]
+        flags = [literal("t" if flag else "f") for flag in (self.trusted_types, self.skip_unchanged)]
+        return [*columns, *flags]
+
+    def transition_tables(self, layout: Layout, operation: str) -> tuple[str, ...]:
+        """The transition tables ``layout``'s trigger for ``operation`` asks for on this table:
+        comparing a row with its old version takes the OLD table as well."""
+        if self.skip_unchanged and operation == "UPDATE":
+            return ("OLD", "NEW")
+        return layout.transition_tables[operation]
 
     def row_trigger_args(self, partition: bool) -> list[Composable]:
         """The arguments of a trigger that records rows: :meth:`trigger_args`, then the
-        table its rows are filed under (``TG_ARGV[4]``, ``[5]``: always on a partition), then
-        the virtual columns (``TG_ARGV[6]``), only for a table having some. Such a table's
-        own triggers then name it in ``TG_ARGV[4]``, ``[5]`` too: the same table as
-        ``TG_TABLE_SCHEMA``, ``TG_TABLE_NAME``. An ordinary table's triggers keep four
+        table its rows are filed under (``TG_ARGV[5]``, ``[6]``: always on a partition), then
+        the virtual columns (``TG_ARGV[7]``), only for a table having some. Such a table's
+        own triggers then name it in ``TG_ARGV[5]``, ``[6]`` too: the same table as
+        ``TG_TABLE_SCHEMA``, ``TG_TABLE_NAME``. An ordinary table's triggers keep five
         arguments."""
         args = self.trigger_args()
         if partition or self.virtual:
@@ -259,6 +272,30 @@ def _simple_rows(transition: str) -> str:
 """
 
 
+# An UPDATE with TableSpec.skip_unchanged: the rows of NEW whose values, excluded columns
+# aside, differ from their OLD row, paired by position as the advanced capture pairs them
+# (a FULL JOIN, for the same reason: see _advanced_rows), the context on the first row
+# recorded. A masked column that changed is a change, as in the advanced layout.
+# jsonb_delete() is the function behind jsonb - text[]; OPERATOR() binds before IS.
+_SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
+                             audit_txid_current, audit_operation, audit_context)
+        SELECT _table, _schema,
+               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
+               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
+               _txid, _op,
+               CASE WHEN _context IS NULL OR r.n OPERATOR(pg_catalog.=) 1 THEN _context ELSE {context_ref} END
+          FROM (SELECT c.j, pg_catalog.row_number() OVER () AS n
+                  FROM (SELECT n.j
+                          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
+                                  FROM dpa_old AS t) AS o
+                          FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
+                                       FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
+                         WHERE pg_catalog.jsonb_delete(o.j, VARIADIC _excluded)
+                               OPERATOR(pg_catalog.=) pg_catalog.jsonb_delete(n.j, VARIADIC _excluded) IS NOT TRUE
+                        OFFSET 0) AS c) AS r;
+"""
+
+
 # _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
 # DEFINER) but under the caller's search_path: a SET search_path clause would cost 1-5 us
 # per call (docs/performance.md). So every name in them and in the helpers they
@@ -274,13 +311,13 @@ def _simple_rows(transition: str) -> str:
 # its value. Recording that NULL would read as data, and computing the value here would run
 # the table owner's expression with the audit owner's rights, a parse and a plan per
 # statement: so the capture leaves these columns out, as excluded ones. A table having some
-# passes them as TG_ARGV[6] (see TableSpec.row_trigger_args); an ordinary table's triggers
+# passes them as TG_ARGV[7] (see TableSpec.row_trigger_args); an ordinary table's triggers
 # pass no such argument and its captures pay one NULL test per statement. enable() finds
 # them in the catalog, and a virtual column added (or dropped) later changes the triggers'
 # digest: the database check reports it and migrate recreates them.
 #: How every capture reads the excluded columns: with the virtual ones when there are any.
-_EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[6] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
-                                        ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[6]::pg_catalog.text[]) END;
+_EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[7] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
+                                        ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[7]::pg_catalog.text[]) END;
 """
 #: The declarations both statement captures open with: the trigger's arguments and what a
 #: statement shares with all its rows.
@@ -295,10 +332,11 @@ _CAPTURE_DECLARATIONS = (
     -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
     -- non-built-in type of the table belongs to the audit owner or a superuser.
     _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
+    -- TG_ARGV[4]: TableSpec.skip_unchanged, read by the simple capture.
     -- A partition's trigger files its rows under the audited (root) table; a table with
     -- virtual columns names itself (TableSpec.row_trigger_args).
-    _schema pg_catalog.text := coalesce(TG_ARGV[4], TG_TABLE_SCHEMA);
-    _table pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_NAME);
+    _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
+    _table pg_catalog.text := coalesce(TG_ARGV[6], TG_TABLE_NAME);
     _txid bigint := pg_catalog.txid_current();
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
     _context pg_catalog.jsonb := {context};
@@ -312,7 +350,9 @@ LANGUAGE plpgsql SECURITY DEFINER AS $fn$
 DECLARE
 """
     + _CAPTURE_DECLARATIONS
-    + """BEGIN
+    + """    -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
+    _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
+BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
 """
     + _simple_rows("dpa_old")
@@ -320,7 +360,7 @@ DECLARE
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                              audit_txid_current, audit_operation, audit_context)
         SELECT _table, _schema, NULL, NULL, _txid, _op, _context
-         WHERE TG_ARGV[5] IS NULL OR NOT EXISTS (
+         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
                 WHERE a.object_table OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
@@ -328,7 +368,10 @@ DECLARE
                   AND a.audit_txid_current OPERATOR(pg_catalog.=) _txid
                   AND a.audit_operation OPERATOR(pg_catalog.=) 'T'
                   AND a.audit_entry_created_statement_timestamp OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
-    ELSE
+    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND _skip_unchanged THEN
+"""
+    + _SIMPLE_CHANGED_ROWS
+    + """    ELSE
 """
     + _simple_rows("dpa_new")
     + """    END IF;
@@ -361,7 +404,7 @@ _SIMPLE_KEY_CAPTURE = (
     _KEY_CAPTURE_HEAD
     + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context)
-    VALUES (coalesce(TG_ARGV[5], TG_TABLE_NAME), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
+    VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
             {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), pg_catalog.txid_current(), 'U',
             {context});
     RETURN NULL;
@@ -461,8 +504,8 @@ DECLARE
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
     _port integer := pg_catalog.inet_client_port();
     -- The query text carries the values it writes: never keep it for tables with
-    -- excluded or masked columns. It holds no value of a virtual column (TG_ARGV[6]).
-    _query pg_catalog.text := CASE WHEN _plain OR (TG_ARGV[6] IS NOT NULL
+    -- excluded or masked columns. It holds no value of a virtual column (TG_ARGV[7]).
+    _query pg_catalog.text := CASE WHEN _plain OR (TG_ARGV[7] IS NOT NULL
                                                    AND pg_catalog.cardinality(TG_ARGV[1]::pg_catalog.text[]) OPERATOR(pg_catalog.=) 0
                                                    AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0)
                                    THEN pg_catalog.current_query() END;
@@ -514,7 +557,7 @@ BEGIN
         SELECT _schema, _table, TG_RELID, session_user::pg_catalog.text, current_timestamp,
                pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
                _query, _op, true, _stmt, _context
-         WHERE TG_ARGV[5] IS NULL OR NOT EXISTS (
+         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
                 WHERE a.table_name OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
@@ -545,8 +588,8 @@ _ADVANCED_KEY_CAPTURE = (
               FROM pg_catalog.jsonb_each(_new) AS e
              WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
                AND ((_old OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE),
-           {pk_text}(_old, _pk), coalesce(TG_ARGV[4], TG_TABLE_SCHEMA),
-           coalesce(TG_ARGV[5], TG_TABLE_NAME), TG_RELID, session_user::pg_catalog.text, current_timestamp,
+           {pk_text}(_old, _pk), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
+           coalesce(TG_ARGV[6], TG_TABLE_NAME), TG_RELID, session_user::pg_catalog.text, current_timestamp,
            pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), pg_catalog.txid_current(),
            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
            pg_catalog.inet_client_port(), 'U', false, {context};
@@ -1196,7 +1239,7 @@ def create_triggers(
     for operation, name in layout.triggers().items():
         tables = [
             SQL("{} TABLE AS {}").format(SQL(kind), ident(_TRANSITION_NAMES[kind]))
-            for kind in layout.transition_tables[operation]
+            for kind in spec.transition_tables(layout, operation)
         ]
         referencing = SQL("REFERENCING ") + SQL(" ").join(tables) + SQL(" ") if tables else SQL("")
         statements.append(
