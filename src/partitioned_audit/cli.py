@@ -12,6 +12,7 @@ the reason is one line on stderr.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from collections.abc import Sequence
@@ -35,6 +36,17 @@ def connect(dsn: str) -> Any:
         conn.autocommit = True
         return conn
     return psycopg.connect(dsn, autocommit=True)
+
+
+def database_errors() -> tuple[type[Exception], ...]:
+    """The base error class of each installed driver: what the server's refusals raise."""
+    found = []
+    for name in ("psycopg", "psycopg2"):
+        try:
+            found.append(importlib.import_module(name).Error)
+        except ImportError:
+            continue
+    return tuple(found)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -76,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except AuditError as exc:
         print(f"partitioned-audit: {exc}", file=sys.stderr)
+        return 2
+    except database_errors() as exc:  # a refusal by the server: one line, not a traceback
+        print(f"partitioned-audit: the database refused: {str(exc).strip().splitlines()[0]}", file=sys.stderr)
         return 2
     finally:
         connection.close()
