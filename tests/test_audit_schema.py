@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import time_machine
@@ -84,11 +85,11 @@ class Roles:
         return settings.SERVER.dsn(self.dbname, (role, PASSWORD))
 
     def url(self, role: str) -> str:
-        """A URL of this server logged in as ``role``, for a Django process's DATABASE_URL."""
-        db = settings.SERVER.django_database(self.dbname)
-        host = db["HOST"] or "localhost"
-        port = f":{db['PORT']}" if db["PORT"] else ""
-        return f"postgresql://{role}:{PASSWORD}@{host}{port}/{self.dbname}"
+        """The server's URL logged in as ``role`` on this database, for a Django process's
+        DATABASE_URL (the host may be a socket directory, kept in the query)."""
+        parts = urlsplit(settings.SERVER.url)
+        where = parts.netloc.rpartition("@")[2]
+        return urlunsplit(parts._replace(netloc=f"{role}:{PASSWORD}@{where}", path=f"/{self.dbname}"))
 
 
 @pytest.fixture
