@@ -8,6 +8,7 @@ owns nothing writes. Both faces are run: the ``partitioned-audit`` command line 
 ``--schema``) and the Django management commands, in a process of their own whose settings
 say ``DPA_AUDIT_SCHEMA`` from the start, as a deployment's do. The clock is frozen (rows get
 the server's time, which no partition of 2001 covers, so they wait in the DEFAULT partition).
+Everything runs again on a schema named ``Audit "Trail"; x``.
 """
 
 from __future__ import annotations
@@ -351,18 +352,21 @@ def test_every_command_line_action_works_on_a_dedicated_audit_schema(roles, layo
 
 
 # ---------------------------------------------------------------------------------------
-# The test project with DPA_AUDIT_SCHEMA = "audit": migrate, the commands, the read models
+# The test project with DPA_AUDIT_SCHEMA: migrate, the commands, the read models, the admin
 # ---------------------------------------------------------------------------------------
 
 
-def manage(roles: Roles, role: str, layout: Layout, now: dt.datetime, *args: str, status: int = 0) -> str:
-    """``manage.py ARGS`` in a process of its own, logged in as ``role``, the clock at ``now``."""
+def manage(
+    roles: Roles, role: str, layout: Layout, schema: str, now: dt.datetime, *args: str, status: int = 0
+) -> str:
+    """``manage.py ARGS`` in a process of its own, logged in as ``role``, with
+    ``DPA_AUDIT_SCHEMA=schema``, the clock at ``now``."""
     env = {
         **os.environ,
         "DATABASE_URL": roles.url(role),
         "DPA_DB_NAME": roles.dbname,
         "DPA_AUDIT_TABLE_MANAGER": MANAGERS[layout.name],
-        "DPA_AUDIT_SCHEMA": "audit",
+        "DPA_AUDIT_SCHEMA": schema,
     }
     env.pop("DPA_EMBEDDED", None)
     result = subprocess.run(
@@ -381,23 +385,24 @@ def documents(text: str) -> list[dict[str, Any]]:
 
 
 @LAYOUTS
-def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, layout):
+@pytest.mark.parametrize("schema", ["audit", 'Audit "Trail"; x'], ids=["audit", "hostile"])
+def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, layout, schema):
     owner, app = roles.owner, roles.app
     table = layout.table
     jan, feb = f"{table}_20010101_20010201", f"{table}_20010201_20010301"
 
-    out = manage(roles, owner, layout, NOW, "migrate")
+    out = manage(roles, owner, layout, schema, NOW, "migrate")
     assert f"Created partition {jan}" in out and f"Created partition {feb}" in out
     assert roles.run(
         None,
         "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relname = %s",
         params=[table],
-    ) == [("audit",)]
-    roles.run(owner, *careless_grants(app, "public", "library_ext", "audit"))
+    ) == [(schema,)]
+    roles.run(owner, *careless_grants(app, "public", "library_ext", schema))
 
     simulate, create, listed, listed_all, check = documents(
         manage(
-            roles, owner, layout, NOW, "manage_partition_tables",
+            roles, owner, layout, schema, NOW, "manage_partition_tables",
             "simulate", "create", "list", "list-all", "check", "--extra-days=40", "--json",
         )
     )  # fmt: skip
@@ -405,21 +410,25 @@ def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, lay
     assert partition_names(listed["partitions"]) == [jan, feb]
     assert partition_names(listed_all["partitions"]) == [jan, feb, layout.default_partition]
     assert check["reason"] == (
-        f"audit.{table} is covered from 2001-01-15 until 2001-03-01; the default partition is empty"
+        f"{schema}.{table} is covered from 2001-01-15 until 2001-03-01; the default partition is empty"
     )
 
-    lines = manage(roles, owner, layout, NOW, "audit_privileges", "--app-role", app, "--read").splitlines()
+    lines = manage(
+        roles, owner, layout, schema, NOW, "audit_privileges", "--app-role", app, "--read"
+    ).splitlines()
     assert lines[-1] == f"Role {app} has no privilege on the audit objects and may read the views."
-    assert f"revoked CREATE on schema audit from {app}" in lines
+    assert f"revoked CREATE on schema {schema} from {app}" in lines
     all_but_select = ", ".join(p for p in table_privileges(roles) if p != "SELECT")
-    assert f"revoked {all_but_select} on view audit.{layout.view} from {app}" in lines
+    assert f"revoked {all_but_select} on view {schema}.{layout.view} from {app}" in lines
 
     # The application, logged in as its own role, writes and reads through Django.
     shell = "import audit_schema_app; audit_schema_app."
-    written = json.loads(manage(roles, app, layout, NOW, "shell", "-c", shell + "write()").splitlines()[-1])
+    written = json.loads(
+        manage(roles, app, layout, schema, NOW, "shell", "-c", shell + "write()").splitlines()[-1]
+    )
     shelf = written["shelf"]
     found = json.loads(
-        manage(roles, app, layout, NOW, "shell", "-c", shell + f"read({shelf})").splitlines()[-1]
+        manage(roles, app, layout, schema, NOW, "shell", "-c", shell + f"read({shelf})").splitlines()[-1]
     )
     both = [["INSERT", "1"], ["UPDATE", "1"], ["INSERT", "2"], ["DELETE", "2"]]
     assert (
@@ -446,22 +455,22 @@ def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, lay
             "admin_history_rows": 2,
         }
     )
-    bob = manage(roles, owner, layout, NOW, "shell", "-c", shell + "context()").splitlines()[-1]
+    bob = manage(roles, owner, layout, schema, NOW, "shell", "-c", shell + "context()").splitlines()[-1]
     assert json.loads(bob) == [["UPDATE", "111"], ["UPDATE", "1"]]
     # ... and cannot touch the trail.
     for relation in (table, jan, layout.default_partition, layout.seal_table):
-        for statement in ("DELETE FROM audit.{}", "TRUNCATE audit.{}", "SELECT * FROM audit.{}"):
-            assert roles.refused(app, SQL(statement).format(ident(relation))) == (
+        for statement in ("DELETE FROM {}", "TRUNCATE {}", "SELECT * FROM {}"):
+            assert roles.refused(app, SQL(statement).format(ident(schema, relation))) == (
                 f"permission denied for table {relation}"
             )
     assert roles.refused(
-        app, SQL("CREATE TABLE audit.{} ()").format(ident(f"{table}_20010301_20010401"))
-    ) == ("permission denied for schema audit")
+        app, SQL("CREATE TABLE {} ()").format(ident(schema, f"{table}_20010301_20010401"))
+    ) == (f"permission denied for schema {schema}")
 
     sealed, verified = documents(
-        manage(roles, owner, layout, NOW, "manage_partition_tables", "seal", "verify", "--json")
+        manage(roles, owner, layout, schema, NOW, "manage_partition_tables", "seal", "verify", "--json")
     )
-    count = roles.run(owner, SQL("SELECT count(*) FROM audit.{}").format(ident(table)))[0][0]
+    count = roles.run(owner, SQL("SELECT count(*) FROM {}").format(ident(schema, table)))[0][0]
     assert (sealed["rows"], verified["ok"], verified["rows"], verified["head"]) == (
         count,
         True,
@@ -469,14 +478,16 @@ def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, lay
         sealed["head"],
     )
     # The rows of today wait in the DEFAULT partition, which check reports.
-    reason = f"the default partition of audit.{table} holds {count} row(s); run create to move them"
-    error = manage(roles, owner, layout, NOW, "manage_partition_tables", "check", "--extra-days=40", status=1)
+    reason = f"the default partition of {schema}.{table} holds {count} row(s); run create to move them"
+    error = manage(
+        roles, owner, layout, schema, NOW, "manage_partition_tables", "check", "--extra-days=40", status=1
+    )
     assert error.splitlines()[-1] == f"CommandError: check failed: {reason}"
 
     detached, dropped, verified = documents(
-        manage(roles, owner, layout, LATER, "manage_partition_tables", "detach", "--older-than=60", "--yes", "--json")
+        manage(roles, owner, layout, schema, LATER, "manage_partition_tables", "detach", "--older-than=60", "--yes", "--json")
         + manage(
-            roles, owner, layout, LATER, "manage_partition_tables",
+            roles, owner, layout, schema, LATER, "manage_partition_tables",
             "drop", "verify", "--older-than=30", "--yes", "--expect", sealed["head"], "--json",
         )
     )  # fmt: skip
@@ -484,16 +495,16 @@ def test_every_management_command_and_read_path_with_dpa_audit_schema(roles, lay
         feb
     ]
     assert (verified["ok"], verified["rows"]) == (True, count)
-    assert manage(roles, owner, layout, LATER, "audit_privileges", "--app-role", app, "--read", "--json") == (
-        json.dumps({"action": "privileges", "role": app, "read": True, "changes": []}) + "\n"
-    )
+    assert manage(
+        roles, owner, layout, schema, LATER, "audit_privileges", "--app-role", app, "--read", "--json"
+    ) == (json.dumps({"action": "privileges", "role": app, "read": True, "changes": []}) + "\n")
 
     # migrate to zero takes the triggers away and keeps the rows.
     triggers = "SELECT DISTINCT tgrelid::regclass::text FROM pg_trigger WHERE tgname LIKE 'dpa\\_audit\\_%' ORDER BY 1"
     assert {"library_book", "library_ext.shelved"} <= {name for (name,) in roles.run(None, triggers)}
-    manage(roles, owner, layout, LATER, "migrate", "django_partitioned_audit", "zero")
+    manage(roles, owner, layout, schema, LATER, "migrate", "django_partitioned_audit", "zero")
     roles.run(app, "INSERT INTO library_ext.shelved (name) VALUES ('unrecorded')")
-    assert roles.run(owner, SQL("SELECT count(*) FROM audit.{}").format(ident(table))) == [(count,)]
+    assert roles.run(owner, SQL("SELECT count(*) FROM {}").format(ident(schema, table))) == [(count,)]
     assert roles.run(None, triggers) == []
 
 
