@@ -232,6 +232,30 @@ def virtual_columns(
     return {(row[0], row[1]): tuple(row[2]) for row in cursor.fetchall()}
 
 
+def detached_defaults(cursor: Cursor, schema: str, sequence: str, comment: str) -> list[tuple[str, str]]:
+    """(table, column) of every table in ``schema`` commented ``comment`` whose column
+    default draws from ``schema.sequence``: a detached partition keeps the default of its
+    former parent."""
+    cursor.execute(
+        """
+        SELECT c.relname, a.attname
+          FROM pg_catalog.pg_class s
+          JOIN pg_catalog.pg_namespace n ON n.oid = s.relnamespace
+          JOIN pg_catalog.pg_depend d ON d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+                                     AND d.refobjid = s.oid
+                                     AND d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+          JOIN pg_catalog.pg_attrdef ad ON ad.oid = d.objid
+          JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid
+          JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+         WHERE n.nspname = %s AND s.relname = %s AND c.relnamespace = n.oid
+           AND obj_description(c.oid, 'pg_class') = %s
+         ORDER BY 1, 2
+        """,
+        [schema, sequence, comment],
+    )
+    return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
 def existing_tables(cursor: Cursor, names: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Which of the (schema, table) pairs exist as ordinary or partitioned tables."""
     if not names:

@@ -50,9 +50,17 @@ class AuditObject:
         """What GRANT and REVOKE name, e.g. ``TABLE "public"."audit_simple"``."""
         return SQL(self.kind + " ") + self.name
 
-    def lookup(self, cursor: Cursor) -> str:
-        """The object as the catalog functions (``::regclass``, ``has_*_privilege``) read it."""
-        return render(self.name, cursor)
+    def oid(self, cursor: Cursor) -> int:
+        """The object's OID, which every catalog function below is given.
+
+        The catalog functions read a name given as text in different ways: ``::regclass``
+        and ``has_table_privilege()`` parse a quoted, qualified name, but
+        ``has_schema_privilege()`` takes a schema's name as it is, so ``'"audit"'`` named
+        a schema with quotes in its name. Resolving the quoted name once, through the
+        ``reg*`` type of its kind, leaves no text to be read either way.
+        """
+        cursor.execute(f"SELECT %s::{_REG[self.kind]}::oid", [render(self.name, cursor)])  # noqa: S608
+        return int(cursor.fetchone()[0])
 
 
 @dataclass
@@ -134,17 +142,20 @@ def _granted(cursor: Cursor, obj: AuditObject, grantee: str) -> set[str]:
         " CROSS JOIN LATERAL aclexplode(coalesce(o.acl, o.dflt)) AS a"
         " WHERE a.grantee = CASE WHEN %s = 'PUBLIC' THEN 0::oid"
         " ELSE (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = %s) END",
-        [obj.lookup(cursor), grantee, grantee],
+        [obj.oid(cursor), grantee, grantee],
     )
     return {row[0] for row in cursor.fetchall()}
 
 
-#: The ACL of one object and the ACL it has when none was set, by kind.
+#: The type whose input function parses a quoted name of each kind of object.
+_REG = {"TABLE": "regclass", "SEQUENCE": "regclass", "FUNCTION": "regprocedure", "SCHEMA": "regnamespace"}
+
+#: The ACL of one object and the ACL it has when none was set, by kind, given its OID.
 _ACL = {
-    "TABLE": "SELECT relacl, acldefault('r', relowner) FROM pg_catalog.pg_class WHERE oid = %s::regclass",
-    "SEQUENCE": "SELECT relacl, acldefault('s', relowner) FROM pg_catalog.pg_class WHERE oid = %s::regclass",
-    "FUNCTION": "SELECT proacl, acldefault('f', proowner) FROM pg_catalog.pg_proc WHERE oid = %s::regprocedure",
-    "SCHEMA": "SELECT nspacl, acldefault('n', nspowner) FROM pg_catalog.pg_namespace WHERE oid = %s::regnamespace",
+    "TABLE": "SELECT relacl, acldefault('r', relowner) FROM pg_catalog.pg_class WHERE oid = %s::oid",
+    "SEQUENCE": "SELECT relacl, acldefault('s', relowner) FROM pg_catalog.pg_class WHERE oid = %s::oid",
+    "FUNCTION": "SELECT proacl, acldefault('f', proowner) FROM pg_catalog.pg_proc WHERE oid = %s::oid",
+    "SCHEMA": "SELECT nspacl, acldefault('n', nspowner) FROM pg_catalog.pg_namespace WHERE oid = %s::oid",
 }
 
 
@@ -188,14 +199,14 @@ _HAS = {
 
 def _still_allowed(cursor: Cursor, obj: AuditObject, role: str) -> list[str]:
     """Privileges the server still grants ``role`` on ``obj`` beyond what it should keep."""
-    target = obj.lookup(cursor)
+    target = obj.oid(cursor)
     cursor.execute("SELECT current_setting('server_version_num')::int >= 170000")
     has_maintain = cursor.fetchone()[0]  # MAINTAIN came with PostgreSQL 17
     left = []
     for privilege in _KNOWN[obj.kind]:
         if privilege in obj.wanted or (privilege == "MAINTAIN" and not has_maintain):
             continue
-        cursor.execute(f"SELECT {_HAS[obj.kind]}(%s, %s, %s)", [role, target, privilege])  # noqa: S608
+        cursor.execute(f"SELECT {_HAS[obj.kind]}(%s, %s::oid, %s)", [role, target, privilege])  # noqa: S608
         if cursor.fetchone()[0]:
             left.append(privilege)
     return left

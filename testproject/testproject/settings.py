@@ -61,6 +61,8 @@ DPA_AUDIT_TABLE_MANAGER = os.environ.get(
     "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager",
 )
 DPA_MASKED_COLUMNS = {"shop.customer": ["password"]}
+# tests/test_audit_schema.py runs the project with the audit objects in a schema of their own.
+DPA_AUDIT_SCHEMA = os.environ.get("DPA_AUDIT_SCHEMA", "public")
 
 # The same test database through PgBouncer in transaction-pooling mode, which the context
 # tests start on this loopback port (tests/test_context_pooled.py).
