@@ -60,6 +60,26 @@ def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None
             )
 
 
+@pytest.fixture
+def dbname() -> Iterator[str]:
+    """A scratch database of the test's own, reached with the raw driver (tests/engine_db.py)."""
+    from tests.engine_db import scratch_database
+
+    with scratch_database() as name:
+        yield name
+
+
+@pytest.fixture
+def conn(dbname: str) -> Iterator[Any]:
+    """A raw connection to the test's scratch database, rolled back and closed at the end."""
+    from tests.engine_db import connect
+
+    c = connect(dbname)
+    yield c
+    c.rollback()
+    c.close()
+
+
 @pytest.fixture(params=["simple", "advanced"])
 def layout(request: pytest.FixtureRequest, settings: Any, db: None) -> Iterator[str]:
     """Run the test once per layout; triggers are reinstalled inside the test's transaction."""

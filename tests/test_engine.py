@@ -23,21 +23,7 @@ from partitioned_audit import (
     objects,
 )
 from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
-from tests.engine_db import connect, scratch_database
-
-
-@pytest.fixture
-def dbname() -> Iterator[str]:
-    with scratch_database() as name:
-        yield name
-
-
-@pytest.fixture
-def conn(dbname: str) -> Iterator[Any]:
-    c = connect(dbname)
-    yield c
-    c.rollback()
-    c.close()
+from tests.engine_db import connect
 
 
 def rows(cur: Any, query: str, params: Any = None) -> list[tuple[Any, ...]]:

@@ -4,30 +4,14 @@ which a trigger reads as NULL whatever their value, are left out of the trail.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import django
 import pytest
 
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable, install, objects
-from tests.engine_db import connect, scratch_database
 
 LAYOUTS = pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
-
-
-@pytest.fixture
-def dbname() -> Iterator[str]:
-    with scratch_database() as name:
-        yield name
-
-
-@pytest.fixture
-def conn(dbname: str) -> Iterator[Any]:
-    c = connect(dbname)
-    yield c
-    c.rollback()
-    c.close()
 
 
 def trail(cur: Any, layout: Any) -> list[tuple[Any, ...]]:
