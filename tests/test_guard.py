@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 from django.core.management import call_command
-from django.db import connection
-from library.models import Book
+from django.db import connection, models
+from library.models import Book, Weird
 
 from django_partitioned_audit.checks import check_capture_triggers
 from django_partitioned_audit.models import SimpleAuditEntry
@@ -113,3 +113,28 @@ def test_without_the_guard_the_check_says_so_and_a_superuser_migrate_restores_it
     assert check_capture_triggers(databases=["default"]) == []
     with connection.cursor() as cursor:
         assert objects.guard_state(cursor) == (True, True)
+
+
+def test_a_django_alter_field_that_changes_a_column_type_passes_the_guard(db):
+    """AlterField writes ``ALTER COLUMN "c" TYPE t USING "c"::t``: a plain cast, let through."""
+    Weird.objects.create(select=7, label="x")
+    old = Weird._meta.get_field("select")
+    new = models.BigIntegerField(default=0, db_column="select")
+    new.set_attributes_from_name("select")
+    new.model = Weird
+    with connection.schema_editor() as editor:
+        editor.alter_field(Weird, old, new)
+    assert sql(
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute WHERE attrelid = "
+        "'\"Weird Name Table\"'::regclass AND attname = 'select'"
+    ) == [("bigint",)]
+    assert sql('SELECT "select" FROM "Weird Name Table"') == [(7,)]
+
+
+def test_a_type_change_that_rewrites_values_is_refused(db):
+    Weird.objects.create(select=7, label="x")
+    assert refused('ALTER TABLE "Weird Name Table" ALTER COLUMN "select" TYPE bigint USING "select" * 2') == (
+        "partitioned_audit: refusing ALTER TABLE on public.Weird Name Table: a USING expression that is not a"
+        " plain cast of the altered column (column::type) would change audited values without an audit row"
+    )
+    assert sql('SELECT "select" FROM "Weird Name Table"') == [(7,)]

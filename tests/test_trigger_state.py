@@ -134,3 +134,22 @@ def test_a_model_taken_out_of_the_list_keeps_its_triggers_and_a_warning_names_it
     assert len(hints) == 1 and "migrate" in hints[0]
     call_command("migrate", verbosity=0)
     assert trigger_states() == {} and w023() == []
+
+
+def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repairs_it(db):
+    """CREATE OR REPLACE TRIGGER keeps the name and the comment; ENABLE ALWAYS the state."""
+    sql("CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
+    past_the_guard(
+        "CREATE OR REPLACE TRIGGER dpa_audit_del AFTER DELETE ON library_book FOR EACH STATEMENT"
+        " EXECUTE FUNCTION public.noop()"
+    )
+    past_the_guard("ALTER TABLE library_book ENABLE ALWAYS TRIGGER dpa_audit_del")
+    assert e021() == [
+        "Table public.library_book on database 'default': capture trigger dpa_audit_del is replaced: it "
+        "executes public.noop() instead of public.dpa_simple_capture(); its writes can escape the audit trail."
+    ]
+    call_command("migrate", verbosity=0)
+    assert e021() == []
+    Book.objects.create(isbn="1", title="a")
+    Book.objects.filter(isbn="1").delete()
+    assert [e.audit_operation for e in SimpleAuditEntry.objects.filter_model(Book)] == ["I", "D"]

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX
+from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX, TriggerDefinition, canonical_condition
 from .sql import Cursor
 
 
@@ -19,6 +20,9 @@ class TriggerInfo:
     #: pg_trigger.tgenabled: A fires always (what the engine installs), O only when
     #: session_replication_role is origin or local, R only on a replica, D never.
     enabled: str = "A"
+    #: What the trigger does; compare it with layouts.trigger_definitions() (see
+    #: objects.trigger_difference), never trust the name or the comment alone.
+    definition: TriggerDefinition | None = None
 
     @property
     def digest(self) -> str | None:
@@ -43,20 +47,61 @@ class TableState:
 
 
 def audit_triggers(cursor: Cursor) -> list[TriggerInfo]:
-    """Every trigger this engine or 1.0.4 created, on any table."""
+    """Every trigger this engine or 1.0.4 created, on any table, with its whole definition."""
     cursor.execute(
         """
-        SELECT n.nspname, c.relname, t.tgname, obj_description(t.oid, 'pg_trigger'), t.tgenabled::text
+        SELECT n.nspname, c.relname, t.tgname, obj_description(t.oid, 'pg_trigger'), t.tgenabled::text,
+               fn.nspname, p.proname, t.tgtype::int, t.tgargs, t.tgoldtable, t.tgnewtable,
+               t.tgattr::int2[]::int[], CASE WHEN t.tgqual IS NOT NULL THEN pg_get_triggerdef(t.oid) END
           FROM pg_catalog.pg_trigger t
           JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
           JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+          JOIN pg_catalog.pg_proc p ON p.oid = t.tgfoid
+          JOIN pg_catalog.pg_namespace fn ON fn.oid = p.pronamespace
          WHERE NOT t.tgisinternal AND t.tgparentid = 0  -- clones on partitions follow their parent
            AND (starts_with(t.tgname::text, %s) OR t.tgname::text = ANY (%s))
          ORDER BY 1, 2, 3
         """,
         [f"{PREFIX}audit_", list(LEGACY_TRIGGERS)],
     )
-    return [TriggerInfo(*row) for row in cursor.fetchall()]
+    return [
+        TriggerInfo(
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            row[4],
+            TriggerDefinition(
+                function=(row[5], row[6]),
+                type=int(row[7]),
+                enabled=row[4],
+                args=_trigger_args(row[8]),
+                old_table=row[9],
+                new_table=row[10],
+                columns=tuple(row[11] or ()),
+                condition=canonical_condition(_condition(row[12])),
+            ),
+        )
+        for row in cursor.fetchall()
+    ]
+
+
+def _trigger_args(raw: bytes | memoryview | None) -> tuple[str, ...]:
+    """pg_trigger.tgargs: each argument's bytes followed by a NUL."""
+    data = bytes(raw or b"")
+    return tuple(part.decode("utf-8", "replace") for part in data.split(b"\x00")[:-1])
+
+
+#: The WHEN condition in what pg_get_triggerdef() prints; arguments after it may hold any text.
+_WHEN = re.compile(r" FOR EACH (?:ROW|STATEMENT) WHEN \((.*)\) EXECUTE (?:FUNCTION|PROCEDURE) ", re.S)
+
+
+def _condition(definition: str | None) -> str | None:
+    if definition is None:
+        return None
+    match = _WHEN.search(definition)
+    # Unreadable: a text that can equal no expected condition, so the trigger is reported.
+    return match.group(1) if match else definition
 
 
 def triggers_calling(cursor: Cursor, schema: str, function: str) -> int:

@@ -10,6 +10,7 @@ transition tables, so a statement touching N rows costs one function call and on
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,8 +88,12 @@ class TableSpec:
         (Parsing JSON arguments took a subquery per list and call: a third of the cost of
         auditing a single-row INSERT; see docs/performance.md.)
         """
-        columns = [literal(text_array(cols)) for cols in (self.pk, self.excluded, self.masked)]
-        flags = [literal("t" if flag else "f") for flag in (self.trusted_types, self.skip_unchanged)]
+        return [literal(value) for value in self.trigger_arg_values()]
+
+    def trigger_arg_values(self) -> list[str]:
+        """The values :meth:`trigger_args` writes as literals: what ``pg_trigger.tgargs`` holds."""
+        columns = [text_array(cols) for cols in (self.pk, self.excluded, self.masked)]
+        flags = ["t" if flag else "f" for flag in (self.trusted_types, self.skip_unchanged)]
         return [*columns, *flags]
 
     def transition_tables(self, layout: Layout, operation: str) -> tuple[str, ...]:
@@ -105,11 +110,15 @@ class TableSpec:
         own triggers then name it in ``TG_ARGV[5]``, ``[6]`` too: the same table as
         ``TG_TABLE_SCHEMA``, ``TG_TABLE_NAME``. An ordinary table's triggers keep five
         arguments."""
-        args = self.trigger_args()
+        return [literal(value) for value in self.row_trigger_arg_values(partition)]
+
+    def row_trigger_arg_values(self, partition: bool) -> list[str]:
+        """The values :meth:`row_trigger_args` writes as literals."""
+        args = self.trigger_arg_values()
         if partition or self.virtual:
-            args += [literal(self.schema), literal(self.table)]
+            args += [self.schema, self.table]
         if self.virtual:
-            args.append(literal(text_array(self.virtual)))
+            args.append(text_array(self.virtual))
         return args
 
 
@@ -381,9 +390,10 @@ $fn$;
 """
 )
 
-# Fires per row, only for an UPDATE that names a key column and changes the key (Django's
-# save() never names it): the statement's capture files the change under the new key, this
-# files it under the old one too, so the history of either key shows it.
+# Fires per row, only for an UPDATE that leaves a row with another key (its WHEN condition;
+# whether the statement named a key column or a BEFORE trigger changed NEW's): the
+# statement's capture files the change under the new key, this files it under the old one
+# too, so the history of either key shows it.
 #: How both key captures open: the trigger's arguments, the row before and after.
 _KEY_CAPTURE_HEAD = (
     """
@@ -934,7 +944,14 @@ HELPERS = (
 REFUSE_WRITE = f"{PREFIX}refuse_write"
 #: The event trigger function guarding the capture objects, and its two event triggers.
 GUARD_FUNCTION = f"{PREFIX}guard_capture"
-EVENT_TRIGGERS = {"sql_drop": f"{PREFIX}guard_drop", "ddl_command_end": f"{PREFIX}guard_alter"}
+EVENT_TRIGGERS = {
+    "sql_drop": f"{PREFIX}guard_drop",
+    "ddl_command_end": f"{PREFIX}guard_alter",
+    "table_rewrite": f"{PREFIX}guard_rewrite",
+}
+#: The guard's helpers: whether an ALTER TABLE's type changes are plain casts.
+PLAIN_CASTS_FUNCTION = f"{PREFIX}guard_plain_casts"
+IDENTIFIER_FUNCTION = f"{PREFIX}guard_identifier"
 #: What a writer sets, with SET LOCAL, to have its context recorded in audit_context.
 CONTEXT_SETTING = "partitioned_audit.context"
 #: Set (by the engine, for its own install/uninstall) to let the guard's owner through.
@@ -1076,12 +1093,62 @@ MAINTENANCE_ALLOWED = (
 # capture trigger not firing in every session, and renaming a capture trigger. The engine
 # lets itself through by setting MAINTENANCE_SETTING, which only counts for a member of the
 # role owning this function (or a superuser): a table owner setting it is refused all the same.
-_GUARD = """
+_GUARD = r"""
+-- Whether query, the statement text the client sent, is one ALTER TABLE of rel (or of a
+-- table it is a partition of) whose every USING is a plain cast of the column it converts
+-- to the type it names: ALTER COLUMN c TYPE t [COLLATE x] USING c::t, as Django writes it.
+-- Text can only be read conservatively: a statement run by a function (its text is not
+-- the client's), several statements in one string, or a USING that is not such a cast,
+-- answer false, and the rewrite is refused.
+CREATE OR REPLACE FUNCTION {plain_casts}(query text, rel oid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _ident constant text := '(?:"(?:[^"]|"")+"|[[:alpha:]_][[:alnum:]_$]*)';
+    _type constant text := _ident || '(?:\.' || _ident || ')?(?:\s+' || _ident || ')*'
+                           || '(?:\s*\([0-9\s,]*\))?(?:\s+' || _ident || ')*(?:\s*\[\s*\])*';
+    _text text := btrim(query, E' \t\r\n;');
+    _target text[];
+    _cast text[];
+    _plain int := 0;
+BEGIN
+    IF position(';' in _text) > 0 THEN
+        RETURN false;
+    END IF;
+    -- The table the statement names, matched by name: this function's search_path is not
+    -- the session's, so the name is not resolved. rel itself, or a table it is a partition of.
+    _target := regexp_match(_text, '^ALTER\s+TABLE\s+(?:IF\s+EXISTS\s+)?(?:ONLY\s+)?(?:(' || _ident
+                                   || ')\s*\.\s*)?(' || _ident || ')\s', 'i');
+    IF _target IS NULL OR NOT EXISTS (
+        SELECT FROM (SELECT rel AS relid UNION ALL SELECT a.relid FROM pg_partition_ancestors(rel) AS a) AS t
+          JOIN pg_class c ON c.oid = t.relid JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relname = {identifier}(_target[2])
+           AND (_target[1] IS NULL OR n.nspname = {identifier}(_target[1]))) THEN
+        RETURN false;
+    END IF;
+    FOR _cast IN SELECT regexp_matches(_text,
+            '\mALTER\s+(?:COLUMN\s+)?(' || _ident || ')\s+(?:SET\s+DATA\s+)?TYPE\s+(' || _type
+            || ')\s+USING\s+(' || _ident || ')\s*::\s*(' || _type || ')\s*(?=,|$)', 'gi') LOOP
+        IF {identifier}(_cast[1]) = {identifier}(_cast[3])
+           AND regexp_replace(regexp_replace(_cast[2], '\s+COLLATE\s+.*$', '', 'i'), '\s+', ' ', 'g')
+               = regexp_replace(_cast[4], '\s+', ' ', 'g') THEN
+            _plain := _plain + 1;
+        END IF;
+    END LOOP;
+    RETURN _plain = (SELECT count(*) FROM regexp_matches(_text, '\mUSING\M', 'gi'));
+END
+$fn$;
+-- The name an identifier as written denotes: a quoted one as it is, another in lower case.
+CREATE OR REPLACE FUNCTION {identifier}(written text) RETURNS text
+LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT CASE WHEN left(written, 1) = '"' THEN replace(substr(written, 2, length(written) - 2), '""', '"')
+                ELSE lower(written) END
+$fn$;
 CREATE OR REPLACE FUNCTION {guard}() RETURNS event_trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     _obj record;
     _refused text;
+    _rel oid;
 BEGIN
     IF {maintenance_allowed} THEN
         RETURN;
@@ -1096,10 +1163,35 @@ BEGIN
             OR (o.object_type = 'function' AND o.address_names[1] = {schema} AND o.address_names[2] = ANY ({functions}))
             OR (o.object_type = 'table' AND o.address_names[1] = {schema} AND o.address_names[2] = ANY ({seal_tables}))
          LIMIT 1;
+    ELSIF TG_EVENT = 'table_rewrite' THEN
+        -- A column's type changes (reason bit 4) on a table with capture triggers: the rows
+        -- get new values with no audit row. Let it pass only for plain casts of each column
+        -- to its new type, written in the one ALTER TABLE statement sent, on that table.
+        _rel := pg_event_trigger_table_rewrite_oid();
+        IF pg_event_trigger_table_rewrite_reason() & 4 <> 0
+           AND EXISTS (SELECT FROM pg_trigger t WHERE t.tgrelid = _rel AND starts_with(t.tgname, 'dpa_audit_'))
+           AND NOT {plain_casts}(current_query(), _rel) THEN
+            RAISE EXCEPTION 'partitioned_audit: refusing % on %: a USING expression that is not a plain cast of the altered column (column::type) would change audited values without an audit row', TG_TAG,
+                (SELECT format('%s.%s', n.nspname, c.relname) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.oid = _rel)
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = 'Change the values with UPDATE, which is audited, then change the type with USING column::type alone, in an ALTER TABLE statement of its own.';
+        END IF;
+        RETURN;
     ELSE
         SELECT c.object_identity INTO _refused
           FROM pg_event_trigger_ddl_commands() AS c
-         WHERE (c.classid = 'pg_class'::regclass AND EXISTS (
+         WHERE (c.command_tag = 'CREATE TRIGGER' AND c.classid = 'pg_trigger'::regclass AND EXISTS (
+                    -- A trigger named like ours: only a new one (no comment yet: CREATE OR
+                    -- REPLACE keeps the replaced trigger's) that executes a capture function,
+                    -- as enable() makes for a table it starts auditing.
+                    SELECT FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+                     WHERE t.oid = c.objid
+                       AND (starts_with(t.tgname, 'dpa_audit_') OR starts_with(t.tgname, 'dpa_seal_'))
+                       AND (obj_description(t.oid, 'pg_trigger') IS NOT NULL
+                            OR p.pronamespace <> (SELECT oid FROM pg_namespace WHERE nspname = {schema})
+                            OR NOT p.proname = ANY ({functions}))))
+            OR (c.classid = 'pg_class'::regclass AND EXISTS (
                     SELECT FROM pg_trigger t WHERE t.tgrelid = c.objid
                        AND (starts_with(t.tgname, 'dpa_audit_') OR starts_with(t.tgname, 'dpa_seal_'))
                        AND t.tgenabled <> 'A'))
@@ -1128,6 +1220,8 @@ def create_guard(schema: str) -> list[Composable]:
     statements: list[Composable] = [
         SQL(_GUARD).format(
             guard=guard,
+            plain_casts=ident(schema, PLAIN_CASTS_FUNCTION),
+            identifier=ident(schema, IDENTIFIER_FUNCTION),
             setting=literal(MAINTENANCE_SETTING),
             schema=literal(schema),
             functions=SQL("{}::text[]").format(literal(text_array(tuple(ours)))),
@@ -1141,7 +1235,11 @@ def create_guard(schema: str) -> list[Composable]:
         SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(guard),
     ]
     statements += drop_guard()
-    tags = {"sql_drop": "", "ddl_command_end": " WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER')"}
+    tags = {
+        "sql_drop": "",
+        "ddl_command_end": " WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER')",
+        "table_rewrite": "",
+    }
     for event, name in EVENT_TRIGGERS.items():
         statements.append(
             SQL("CREATE EVENT TRIGGER {} ON {}" + tags[event] + " EXECUTE FUNCTION {}()").format(
@@ -1215,6 +1313,117 @@ def trigger_names(
     return names
 
 
+def _arg_values(
+    layout: Layout, spec: TableSpec, operation: str, partition: tuple[str, str] | None
+) -> list[str]:
+    """The arguments of ``layout``'s statement trigger for ``operation``: a TRUNCATE records
+    no row, so its trigger takes no virtual columns (_VIRTUAL_NOTE)."""
+    if layout.transition_tables[operation]:
+        return spec.row_trigger_arg_values(partition is not None)
+    args = spec.trigger_arg_values()
+    return args + [spec.schema, spec.table] if partition is not None else args
+
+
+#: pg_trigger.tgtype bits (PostgreSQL's TRIGGER_TYPE_*): FOR EACH ROW, then the events.
+TRIGGER_TYPE_ROW = 1
+TRIGGER_TYPE_BEFORE = 2
+TRIGGER_TYPE_INSTEAD = 64
+TRIGGER_EVENTS = {"INSERT": 4, "DELETE": 8, "UPDATE": 16, "TRUNCATE": 32}
+
+
+@dataclass(frozen=True)
+class TriggerDefinition:
+    """What a trigger does, as pg_trigger holds it: the whole definition, its name aside.
+
+    Two triggers with equal definitions record the same writes the same way; a capture
+    trigger is recognised by this, never by its name alone (the owner of a table, or a role
+    holding TRIGGER on it, can ``CREATE OR REPLACE TRIGGER`` under any name).
+    """
+
+    #: (schema, name) of the function it executes; the engine's take no declared arguments.
+    function: tuple[str, str]
+    #: pg_trigger.tgtype: level, timing and events (see TRIGGER_EVENTS).
+    type: int
+    #: 'A' always, 'O' origin sessions only, 'R' replicas only, 'D' disabled.
+    enabled: str
+    args: tuple[str, ...]
+    #: The transition tables' names (REFERENCING OLD TABLE AS ..., NEW TABLE AS ...).
+    old_table: str | None
+    new_table: str | None
+    #: The column numbers of ``UPDATE OF``: none for the engine's triggers.
+    columns: tuple[int, ...]
+    #: The WHEN condition as ``pg_get_triggerdef()`` prints it, its quoted identifiers that
+    #: need no quotes unquoted (see :func:`canonical_condition`); None without one.
+    condition: str | None
+
+
+_COLUMN_REF = r'(?:old|new)\.(?:"(?:[^"]|"")*"|[a-z_][a-z0-9_$]*)'
+#: A column reference cast to a type, as PostgreSQL prints the cast it adds to compare a
+#: column whose type has no equality of its own: ``(old.isbn)::text`` for a varchar.
+_CAST_COLUMN = re.compile(
+    r"\(("
+    + _COLUMN_REF
+    + r')\)::(?:"(?:[^"]|"")*"|[a-z_][a-z0-9_ .$]*?)(?:\([0-9, ]*\))?(?:\[\])*(?=\)| IS DISTINCT FROM )'
+)
+
+
+def canonical_condition(text: str | None) -> str | None:
+    """A WHEN condition as :func:`key_condition` writes it, whatever the key's types: each
+    double-quoted identifier that would read the same unquoted written bare (PostgreSQL
+    quotes keywords), and the casts it adds to compare a column left out (a varchar is
+    compared as text)."""
+    if text is None:
+        return None
+
+    def bare(match: re.Match[str]) -> str:
+        inner = match.group(1)
+        return inner if re.fullmatch(r"[a-z_][a-z0-9_$]*", inner) else match.group(0)
+
+    return _CAST_COLUMN.sub(r"\1", re.sub(r'"((?:[^"]|"")*)"', bare, text))
+
+
+def key_condition(pk: Sequence[str]) -> str:
+    """How PostgreSQL prints the key trigger's WHEN (``ROW(OLD.pk) IS DISTINCT FROM
+    ROW(NEW.pk)``): the parser splits the row comparison into one test per column."""
+    tests = [f"(old.{_quoted(c)} IS DISTINCT FROM new.{_quoted(c)})" for c in pk]
+    return tests[0] if len(tests) == 1 else "(" + " OR ".join(tests) + ")"
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def trigger_definitions(
+    layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
+) -> dict[str, TriggerDefinition]:
+    """The definition of every trigger :func:`create_triggers` makes, by name."""
+    wanted: dict[str, TriggerDefinition] = {}
+    for operation, name in layout.triggers().items():
+        tables = spec.transition_tables(layout, operation)
+        wanted[name] = TriggerDefinition(
+            function=(schema, layout.function),
+            type=TRIGGER_EVENTS[operation],
+            enabled="A",
+            args=tuple(_arg_values(layout, spec, operation, partition)),
+            old_table=OLD_TABLE if "OLD" in tables else None,
+            new_table=NEW_TABLE if "NEW" in tables else None,
+            columns=(),
+            condition=None,
+        )
+    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+        wanted[KEY_TRIGGER] = TriggerDefinition(
+            function=(schema, layout.key_function),
+            type=TRIGGER_TYPE_ROW | TRIGGER_EVENTS["UPDATE"],
+            enabled="A",
+            args=tuple(spec.row_trigger_arg_values(partition=True)),
+            old_table=None,
+            new_table=None,
+            columns=(),
+            condition=canonical_condition(key_condition(spec.pk)),
+        )
+    return wanted
+
+
 def create_triggers(
     layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
 ) -> list[Composable]:
@@ -1228,13 +1437,14 @@ def create_triggers(
     A trigger left at the default (ENABLE ORIGIN) does not fire in a session with
     ``session_replication_role = replica``, which a superuser sets to bulk-load or repair
     data: those writes would leave no trace. ALWAYS fires in every session.
+
+    The key trigger fires on every UPDATE whose row leaves it with another key, not only
+    on one naming a key column (``UPDATE OF``): a BEFORE trigger can change ``NEW.id``
+    while the statement's SET list names other columns. Its WHEN condition keeps the cost
+    of an UPDATE that keeps the key to one comparison per row, with no function call.
+    :func:`trigger_definitions` says what the catalog must then hold.
     """
     target = ident(*(partition or (spec.schema, spec.table)))
-    args = spec.trigger_args()
-    if partition is not None:
-        args += [literal(spec.schema), literal(spec.table)]
-    # A TRUNCATE records no row: its trigger takes no virtual columns (_VIRTUAL_NOTE).
-    row_args = spec.row_trigger_args(partition is not None)
     statements: list[Composable] = []
     for operation, name in layout.triggers().items():
         tables = [
@@ -1252,7 +1462,7 @@ def create_triggers(
                 target=target,
                 referencing=referencing,
                 function=ident(schema, layout.function),
-                args=SQL(", ").join(row_args if layout.transition_tables[operation] else args),
+                args=SQL(", ").join(literal(v) for v in _arg_values(layout, spec, operation, partition)),
             )
         )
         statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
@@ -1261,11 +1471,10 @@ def create_triggers(
         new = SQL(", ").join(SQL("NEW.{}").format(ident(c)) for c in spec.pk)
         statements += [
             SQL(
-                "CREATE TRIGGER {name} AFTER UPDATE OF {columns} ON {target} FOR EACH ROW"
+                "CREATE TRIGGER {name} AFTER UPDATE ON {target} FOR EACH ROW"
                 " WHEN (ROW({old}) IS DISTINCT FROM ROW({new})) EXECUTE FUNCTION {function}({args})"
             ).format(
                 name=ident(KEY_TRIGGER),
-                columns=SQL(", ").join(ident(c) for c in spec.pk),
                 target=target,
                 old=old,
                 new=new,

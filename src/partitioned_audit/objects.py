@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, layouts, sealing
+from . import catalog, layouts, privileges, sealing
 from .errors import ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
 from .partitioning.ranges import PartitionInfo
@@ -370,11 +370,11 @@ def enable(
     changed = False
     for partition in _targets((spec.schema, spec.table), facts):
         table = partition or (spec.schema, spec.table)
-        wanted = set(layouts.trigger_names(layout, spec, partition).values())
+        wanted = layouts.trigger_definitions(layout, schema, spec, partition)
         on_table = _on(facts.triggers, table)
         digest = trigger_digest(cursor, layout, schema, spec, partition)
-        if set(on_table) == wanted and all(
-            t.digest == digest and t.enabled == "A" for t in on_table.values()
+        if set(on_table) == set(wanted) and all(
+            t.digest == digest and trigger_difference(t, wanted[t.name]) is None for t in on_table.values()
         ):
             continue
         with _maintenance(cursor):
@@ -385,6 +385,8 @@ def enable(
                 execute(cursor, statement)
             for name in wanted:
                 execute(cursor, layouts.comment_trigger(name, table, digest))
+        # Default privileges may have granted ALL on the table when it was created.
+        privileges.close_audited_table(cursor, *table)
         changed = True
     return changed
 
@@ -396,16 +398,70 @@ _NOT_FIRING = {
 }
 
 
+def _describe_type(tgtype: int) -> str:
+    timing = (
+        "INSTEAD OF"
+        if tgtype & layouts.TRIGGER_TYPE_INSTEAD
+        else "BEFORE"
+        if tgtype & layouts.TRIGGER_TYPE_BEFORE
+        else "AFTER"
+    )
+    events = " OR ".join(op for op, bit in layouts.TRIGGER_EVENTS.items() if tgtype & bit) or "nothing"
+    level = "ROW" if tgtype & layouts.TRIGGER_TYPE_ROW else "STATEMENT"
+    return f"{timing} {events} FOR EACH {level}"
+
+
+def trigger_difference(found: catalog.TriggerInfo, wanted: layouts.TriggerDefinition) -> str | None:
+    """How the deployed trigger ``found`` differs from ``wanted`` (from
+    :func:`layouts.trigger_definitions`), or None when it does the same.
+
+    The whole definition counts, never the name: the function it executes, its level,
+    timing and events, ``UPDATE OF`` columns, transition tables, arguments, WHEN condition
+    and enabled state. Returns ``"replaced: ..."`` for the first difference in what it does,
+    else how it fails to fire in every session (see ``_NOT_FIRING``).
+    """
+    have = found.definition
+    if have is None:
+        return "replaced: its definition could not be read"
+    if have.function != wanted.function:
+        return (
+            f"replaced: it executes {have.function[0]}.{have.function[1]}() instead of "
+            f"{wanted.function[0]}.{wanted.function[1]}()"
+        )
+    if have.type != wanted.type:
+        return f"replaced: it fires {_describe_type(have.type)} instead of {_describe_type(wanted.type)}"
+    if have.columns != wanted.columns:
+        return "replaced: it fires only for an UPDATE naming some columns (UPDATE OF)"
+    if (have.old_table, have.new_table) != (wanted.old_table, wanted.new_table):
+        return (
+            f"replaced: its transition tables are (old {have.old_table}, new {have.new_table}) instead of "
+            f"(old {wanted.old_table}, new {wanted.new_table})"
+        )
+    if have.args != wanted.args:
+        return f"replaced: its arguments are {list(have.args)} instead of {list(wanted.args)}"
+    if have.condition != wanted.condition:
+        return f"replaced: its WHEN condition is {have.condition} instead of {wanted.condition}"
+    if have.enabled != wanted.enabled:
+        return _NOT_FIRING.get(have.enabled, f"enabled as {have.enabled!r}")
+    return None
+
+
+def _capture_functions(schema: str) -> set[tuple[str, str]]:
+    return {(schema, f) for layout in LAYOUTS.values() for f in (layout.function, layout.key_function)}
+
+
 def trigger_problems(
     cursor: Cursor, layout: Layout, schema: str, specs: Iterable[TableSpec]
 ) -> list[tuple[TableSpec, str]]:
     """What keeps each of ``specs``' tables (and their partitions) from being audited as
-    installed: a capture trigger missing, not firing in every session, or outdated (a
-    column or type changed since, say). Empty when all is well. ``enable()`` repairs each
-    of these; ``migrate`` calls it for every registered model.
+    installed: a capture trigger missing, replaced by one that does something else (see
+    :func:`trigger_difference`), not firing in every session, or outdated (a column or type
+    changed since, say). Empty when all is well. ``enable()`` repairs each of these;
+    ``migrate`` calls it for every registered model.
     """
     specs = list(specs)
     facts = table_facts(cursor, layout, schema, [(spec.schema, spec.table) for spec in specs])
+    ours = _capture_functions(schema)
     problems: list[tuple[TableSpec, str]] = []
     for spec in specs:
         found_spec = _as_found(spec, facts)
@@ -413,15 +469,22 @@ def trigger_problems(
             on_table = _on(facts.triggers, partition or (spec.schema, spec.table))
             where = f" on partition {partition[0]}.{partition[1]}" if partition else ""
             digest = trigger_digest(cursor, layout, schema, found_spec, partition)
+            wanted = layouts.trigger_definitions(layout, schema, found_spec, partition)
             for operation, name in layouts.trigger_names(layout, found_spec, partition).items():
                 found = on_table.get(name)
                 if found is None:
                     problems.append(
                         (spec, f"capture trigger {name} is missing{where}: {operation} is not audited")
                     )
-                elif found.enabled in _NOT_FIRING:
-                    problems.append((spec, f"capture trigger {name}{where} is {_NOT_FIRING[found.enabled]}"))
-                elif found.digest != digest:
+                    continue
+                difference = trigger_difference(found, wanted[name])
+                legitimate = found.definition is not None and found.definition.function in ours
+                if difference and difference.startswith("replaced") and legitimate and found.digest != digest:
+                    # Made by the engine for another spec, version or layout: migrate's to redo.
+                    difference = None
+                if difference is not None:
+                    problems.append((spec, f"capture trigger {name}{where} is {difference}"))
+                elif found.digest != digest or not legitimate:
                     problems.append(
                         (spec, f"capture trigger {name}{where} is outdated or belongs to another layout")
                     )
@@ -479,6 +542,11 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor,
                 SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(ident(schema, layouts.GUARD_FUNCTION)),
             )
+            for name, args in (
+                (layouts.PLAIN_CASTS_FUNCTION, "text, oid"),
+                (layouts.IDENTIFIER_FUNCTION, "text"),
+            ):
+                execute(cursor, SQL("DROP FUNCTION IF EXISTS {}({})").format(ident(schema, name), SQL(args)))
         for name, args in (*layouts.HELPERS, *layouts.SEAL_HELPERS):
             # CASCADE: a view kept with its rows loses the trigger that refused writes to it.
             execute(

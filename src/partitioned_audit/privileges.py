@@ -6,7 +6,13 @@ the application role and ``PUBLIC`` hold on every audit object (tables, each par
 the DEFAULT partition, detached partitions, views, sequences, the seal tables, functions,
 a dedicated audit schema), grants ``SELECT`` on the read views when asked to, and then asks the server,
 through ``has_*_privilege()``, whether the role can still do anything it should not, for
-instance through membership in a third role. It is idempotent: a second run changes nothing.
+instance through membership in a third role. On every audited table it takes
+:data:`AUDITED_TABLE_CLOSED` (TRIGGER, REFERENCES, MAINTAIN) from the role and PUBLIC, and
+leaves reading and writing rows alone. It is idempotent: a second run changes nothing.
+
+:func:`close_audited_table` does the same, for every role but the owner, to each table
+``enable()`` starts auditing, so a table created later under default privileges that grant
+ALL never hands its capture triggers to the application.
 
 :func:`match_parent` gives a new partition exactly its parent's grants, so that default
 privileges (``ALTER DEFAULT PRIVILEGES ... GRANT ... ON TABLES``) never open a partition
@@ -32,6 +38,12 @@ _KNOWN = {
     "SCHEMA": ("USAGE", "CREATE"),
 }
 PUBLIC = "PUBLIC"
+
+#: What no role but its owner may hold on an audited table. TRIGGER lets a role replace a
+#: capture trigger (CREATE OR REPLACE TRIGGER needs nothing more) with one that records
+#: nothing; REFERENCES lets it hang foreign keys, and their triggers, on the table; MAINTAIN
+#: (PostgreSQL 17) lets it LOCK, CLUSTER or REINDEX it. Reading and writing rows stay.
+AUDITED_TABLE_CLOSED = ("TRIGGER", "REFERENCES", "MAINTAIN")
 
 
 class PrivilegeError(ConfigurationError):
@@ -229,8 +241,43 @@ def _owned_audited_tables(cursor: Cursor, role: str) -> list[str]:
     return [row[0] for row in cursor.fetchall()]
 
 
+def _revoke(cursor: Cursor, obj: AuditObject, grantee: str, privileges: Iterable[str]) -> list[str]:
+    """Take ``privileges`` from ``grantee`` on ``obj`` where its ACL grants them; say what."""
+    have = _granted(cursor, obj, grantee) & set(privileges)
+    if not have:
+        return []
+    execute(
+        cursor,
+        SQL("REVOKE {} ON {} FROM {}").format(_privileges(have, obj.kind), obj.target, _grantee(grantee)),
+    )
+    return [f"revoked {', '.join(sorted(have))} on {obj.label} from {grantee}"]
+
+
+def audited_tables(cursor: Cursor) -> list[AuditObject]:
+    """Every table that has capture triggers (each partition of one has its own), as objects
+    on which a role may read and write rows but hold none of :data:`AUDITED_TABLE_CLOSED`."""
+    tables = sorted({(t.schema, t.table) for t in catalog.audit_triggers(cursor)})
+    tables = sorted(
+        {*tables, *(p for parts in catalog.partitions_of(cursor, tables).values() for p in parts)}
+    )
+    keep = frozenset(p for p in _KNOWN["TABLE"] if p not in AUDITED_TABLE_CLOSED)
+    return [AuditObject("TABLE", ident(s, t), f"table {s}.{t}", keep) for s, t in tables]
+
+
+def close_audited_table(cursor: Cursor, schema: str, table: str) -> list[str]:
+    """Take :data:`AUDITED_TABLE_CLOSED` from every role but the owner, and from PUBLIC, on
+    ``schema.table``: what ``enable()`` does to a table it starts auditing, whatever default
+    privileges gave it when it was created. Returns what changed, in words."""
+    obj = AuditObject("TABLE", ident(schema, table), f"table {schema}.{table}")
+    changes = []
+    for grantee in sorted(_grants_on(cursor, obj.name)):
+        changes += _revoke(cursor, obj, grantee, AUDITED_TABLE_CLOSED)
+    return changes
+
+
 def apply(cursor: Cursor, layout: Layout, schema: str, role: str, read: bool = False) -> Outcome:
-    """Leave ``role`` (and PUBLIC) no privilege on the audit objects but SELECT on the views with ``read``.
+    """Leave ``role`` (and PUBLIC) no privilege on the audit objects but SELECT on the views with
+    ``read``, and none of :data:`AUDITED_TABLE_CLOSED` on any audited table.
 
     Raises:
         PrivilegeError: ``role`` does not exist, is a superuser, owns (or acts as the owner
@@ -260,7 +307,15 @@ def apply(cursor: Cursor, layout: Layout, schema: str, role: str, read: bool = F
     for obj in objects:
         outcome.changes += _set_grants(cursor, obj, role, obj.wanted)
         outcome.changes += _set_grants(cursor, obj, PUBLIC, frozenset())
-    left = [f"{', '.join(p)} on {obj.label}" for obj in objects if (p := _still_allowed(cursor, obj, role))]
+    audited = audited_tables(cursor)
+    for obj in audited:
+        outcome.changes += _revoke(cursor, obj, role, AUDITED_TABLE_CLOSED)
+        outcome.changes += _revoke(cursor, obj, PUBLIC, AUDITED_TABLE_CLOSED)
+    left = [
+        f"{', '.join(p)} on {obj.label}"
+        for obj in [*objects, *audited]
+        if (p := _still_allowed(cursor, obj, role))
+    ]
     if left:
         raise PrivilegeError(
             f"role {role!r} still has {'; '.join(left)} through a role it is a member of "
