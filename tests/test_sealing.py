@@ -670,3 +670,45 @@ def test_manage_partition_tables_seals_and_verifies_the_project_trail():
     with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
         call_command("manage_partition_tables", "verify", "--expect", "ab" * 32, stdout=io.StringIO())
     assert failed.value.returncode == 1
+
+
+# ---------------------------------------------------------------------------------------
+# verify --offline trusts no function in the database
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_verify_function_replaced_with_a_liar_is_caught_offline_and_by_status(trail, capsys):
+    from django.conf import settings
+
+    trail.write(1, 20)
+    done = trail.m.seal()
+    head = done.head
+    assert head is not None
+    base = ["--dsn", settings.SERVER.dsn(trail.dbname), "--layout", trail.layout.name, "verify", "--expect", head]
+    # A superuser (stepping past the guard) replaces verify with one that always says all is well.
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(
+        SQL(
+            "CREATE OR REPLACE FUNCTION {}(expect bytea) RETURNS TABLE (kind text, seal_id bigint,"
+            " first_event_id bigint, last_event_id bigint, expected_rows bigint, found_rows bigint,"
+            " partitions text, detail text) LANGUAGE sql AS $$ SELECT 'summary', 1::bigint, 1::bigint,"
+            " 20::bigint, 20::bigint, NULL::bigint, NULL::text, {} $$"
+        ).format(ident(trail.schema, trail.layout.seal_function("verify")), literal(head))
+    )
+    trail.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(3)))
+    assert cli.main(base) == 0  # the liar
+    assert capsys.readouterr().out.startswith("OK: 1 seal(s) cover events 1..20, 20 row(s) present")
+    assert cli.main([*base, "--offline"]) == 1
+    assert capsys.readouterr().err == (
+        f"partitioned-audit: verify failed: removed: seal 1 events 1..{done.last_event_id} in "
+        f"{trail.default}: 1 of 20 sealed rows are missing\n"
+    )
+    # The replaced function is noticed, and install puts the real one back.
+    cur = trail.conn.cursor()
+    assert objects.layout_status(cur, trail.layout, trail.schema).status is objects.Status.OUTDATED
+    cur.execute("BEGIN")
+    assert install(cur, trail.layout, trail.schema) is objects.Status.OUTDATED
+    cur.execute("COMMIT")
+    assert objects.layout_status(cur, trail.layout, trail.schema).status is objects.Status.INSTALLED
+    assert cli.main(base) == 1
