@@ -684,7 +684,15 @@ def test_a_verify_function_replaced_with_a_liar_is_caught_offline_and_by_status(
     done = trail.m.seal()
     head = done.head
     assert head is not None
-    base = ["--dsn", settings.SERVER.dsn(trail.dbname), "--layout", trail.layout.name, "verify", "--expect", head]
+    base = [
+        "--dsn",
+        settings.SERVER.dsn(trail.dbname),
+        "--layout",
+        trail.layout.name,
+        "verify",
+        "--expect",
+        head,
+    ]
     # A superuser (stepping past the guard) replaces verify with one that always says all is well.
     trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
     trail.run(

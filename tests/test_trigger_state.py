@@ -134,3 +134,33 @@ def test_a_model_taken_out_of_the_list_keeps_its_triggers_and_a_warning_names_it
     assert len(hints) == 1 and "migrate" in hints[0]
     call_command("migrate", verbosity=0)
     assert trigger_states() == {} and w023() == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "reported"),
+    [
+        (
+            "CREATE OR REPLACE FUNCTION public.dpa_simple_capture() RETURNS trigger LANGUAGE plpgsql"
+            " SECURITY DEFINER AS $fn$BEGIN RETURN NULL; END$fn$",
+            "its body differs",
+        ),
+        (
+            "ALTER FUNCTION public.dpa_redact(jsonb, text[], text[]) SET search_path = public",
+            "its configuration differs",
+        ),
+    ],
+)
+def test_a_replaced_capture_function_is_reported_and_migrate_repairs_it(db, statement, reported):
+    """Its COMMENT still carries the installed digest: the check reads the definition itself."""
+    past_the_guard(statement)
+    Book.objects.create(isbn="0", title="unaudited")
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == (0 if "body" in reported else 1)
+    name = "dpa_simple_capture" if "body" in reported else "dpa_redact"
+    assert e021() == [
+        f"Database 'default': capture function public.{name} is not the one this version installs: "
+        f"{reported}; audited writes run it, so they can escape the audit trail."
+    ]
+    call_command("migrate", verbosity=0)
+    assert e021() == []
+    Book.objects.create(isbn="1", title="a")
+    assert SimpleAuditEntry.objects.filter_model(Book).filter_payload(isbn="1").count() == 1

@@ -585,7 +585,12 @@ def create_append_only(layout: Layout, schema: str) -> list[Composable]:
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals),
         SQL(
             "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}({})"
-        ).format(ident(APPEND_ONLY_TRIGGER), seals, names["append_only"], literal(quote_ident(schema, layout.table))),
+        ).format(
+            ident(APPEND_ONLY_TRIGGER),
+            seals,
+            names["append_only"],
+            literal(quote_ident(schema, layout.table)),
+        ),
         SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
             ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals, names["append_only"]
         ),

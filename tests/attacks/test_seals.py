@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from partitioned_audit import sealing
+from partitioned_audit import install, objects, sealing
 from partitioned_audit.partitioning.maintenance import Maintainer
 from tests.attacks.conftest import TwoRoles, refused
 
@@ -178,18 +178,35 @@ def test_rows_rewritten_behind_a_detached_partition_are_caught_even_with_a_forge
         f"partitioned_audit: {layout.seal_table} is append-only: seal 2 is refused: it covers events "
         f"{max(ids) + 1}..{max(ids)}, which end before they start"
     )
-    assert verify_both(two_roles, head, capsys) == [(1, "", f"partitioned-audit: verify failed: removed: {sealed}\n")] * 2
-    # The owner can still drop that trigger and insert the entry: verify counts it for nothing.
+    assert (
+        verify_both(two_roles, head, capsys)
+        == [(1, "", f"partitioned-audit: verify failed: removed: {sealed}\n")] * 2
+    )
+    # The owner can still drop that trigger and insert the entry: verify counts it for nothing,
+    # the layout's status says the trigger is gone, and install puts it back.
     two_roles.run(
         two_roles.owner,
         f"DROP TRIGGER {sealing.APPEND_ONLY_TRIGGER} ON public.{layout.seal_table}",
         forge(two_roles, "s.last_event_id + 1", "s.last_event_id + 1"),
     )
-    assert verify_both(two_roles, head, capsys) == [
-        (
-            1,
-            f"also: removed: {sealed}\n",
-            f"partitioned-audit: verify failed: chain: seal 2 events {max(ids) + 1}..{max(ids) + 1}: seal 2 is "
-            "not counted: it holds chunks that are not its own (and 1 more finding(s) listed above)\n",
-        )
-    ] * 2
+    owner = two_roles.session(two_roles.owner)
+    try:
+        cur = owner.cursor()
+        assert objects.seal_trigger_problems(cur, layout) == {sealing.APPEND_ONLY_TRIGGER: "it is missing"}
+        assert install(cur, layout) is objects.Status.OUTDATED
+        assert objects.layout_status(cur, layout).status is objects.Status.INSTALLED
+        owner.commit()
+    finally:
+        owner.close()
+    assert (
+        verify_both(two_roles, head, capsys)
+        == [
+            (
+                1,
+                f"also: removed: {sealed}\n",
+                f"partitioned-audit: verify failed: chain: seal 2 events {max(ids) + 1}..{max(ids) + 1}: seal 2 is "
+                "not counted: it holds chunks that are not its own (and 1 more finding(s) listed above)\n",
+            )
+        ]
+        * 2
+    )
