@@ -720,3 +720,46 @@ def test_a_verify_function_replaced_with_a_liar_is_caught_offline_and_by_status(
     cur.execute("COMMIT")
     assert objects.layout_status(cur, trail.layout, trail.schema).status is objects.Status.INSTALLED
     assert cli.main(base) == 1
+
+
+def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_digests(trail):
+    from tests import spec_verifier
+
+    old = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
+    trail.m.create([old])
+    trail.write(1, 300)
+    for i, note in enumerate(
+        ['a "quoted", (odd)\\ line\nnext', "", None, "tab\there", "nb\u00a0sp", "v\x0bt"]
+    ):
+        trail.run("UPDATE invoice SET note = %s WHERE id = %s", [note, i + 1])
+    trail.run("DELETE FROM invoice WHERE id = 10")
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 40").format(
+            trail.table, ident(trail.layout.time_column), trail.event
+        )
+    )
+    trail.m.seal(chunk_size=100)
+    trail.write(1000, 30)
+    trail.m.seal(chunk_size=7)
+    trail.m.detach([old], drop=True)  # a retention entry replaces chunks of seal 1
+    trail.write(2000, 5)
+    head = trail.m.seal(chunk_size=3).head
+    conn = connect(trail.dbname, autocommit=True)
+    try:
+        found_head, digests = spec_verifier.recompute(conn.cursor(), trail.layout.table)
+        cur = conn.cursor()
+        execute(
+            cur,
+            SQL("SELECT seal_id, chunk_seal, chunk_index, chunk_digest FROM {} ORDER BY 1").format(
+                ident(trail.schema, trail.layout.seal_table)
+            ),
+        )
+        expected = {}
+        for _, seals, indexes, chunk_digests in cur.fetchall():
+            expected.update({(s, k): bytes(d) for s, k, d in zip(seals, indexes, chunk_digests, strict=True)})
+    finally:
+        conn.close()
+    assert found_head == head
+    empty = hashlib.sha256(b"").digest()
+    assert {k: d for k, d in expected.items() if d != empty} == digests
+    assert len(digests) >= 10 and trail.verify(expect=head).ok

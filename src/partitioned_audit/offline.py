@@ -43,21 +43,23 @@ _SETTINGS = {
 # The canonical encoding, format 1 (docs/tamper-evidence.md, "The bytes hashed")
 # ---------------------------------------------------------------------------------------
 
-_SPECIAL = frozenset('"\\(),')
+#: What makes PostgreSQL quote a field of a record: these characters and ASCII white space
+#: (its C ``isspace``; a multi-byte character never counts, whatever Unicode says).
+_SPECIAL = frozenset('"\\(), \t\n\r\v\f')
 
 
 def record_text(fields: Sequence[str | None]) -> str:
     """PostgreSQL's text of ``ROW(f1, ..., fn)`` given each field's output text.
 
     NULL is nothing at all; a field that is empty or holds a double quote, backslash,
-    parenthesis, comma or white space is wrapped in double quotes, with each ``"`` and
-    ``\\`` inside doubled.
+    parenthesis, comma or ASCII white space is wrapped in double quotes, with each ``"``
+    and ``\\`` inside doubled.
     """
     out = []
     for value in fields:
         if value is None:
             out.append("")
-        elif value == "" or any(c in _SPECIAL or c.isspace() for c in value):
+        elif value == "" or any(c in _SPECIAL for c in value):
             out.append('"' + value.replace("\\", "\\\\").replace('"', '""') + '"')
         else:
             out.append(value)
