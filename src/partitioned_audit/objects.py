@@ -194,12 +194,13 @@ def seal_trigger_problems(cursor: Cursor, layout: Layout, schema: str = "public"
     """Each trigger keeping the seal table append-only that is missing, not always enabled,
     or calls another function or with other arguments than this version installs."""
     table = render(ident(schema, layout.table), cursor)
+    chunks = render(ident(schema, layout.seal_function("chunks")), cursor)
     function = render(ident(schema, sealing.APPEND_ONLY_FUNCTION), cursor)
     expected: dict[str, dict[str, object]] = {
         sealing.APPEND_ONLY_TRIGGER: {
             "function": True,
             "enabling": "A",
-            "arguments": (table + "\0").encode().hex(),
+            "arguments": (table + "\0" + chunks + "\0").encode().hex(),
         },
         sealing.APPEND_ONLY_TRUNCATE_TRIGGER: {"function": True, "enabling": "A", "arguments": ""},
     }

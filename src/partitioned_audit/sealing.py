@@ -187,7 +187,10 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn
 $fn$;
 -- The seal table takes INSERTs only, and only of an entry that chains from the last one
 -- and claims only what it may (whoever inserts it: no setting lets an entry through).
--- TG_ARGV[0] is the audit table, whose partitions retention entries name.
+-- TG_ARGV[0] is the audit table, whose partitions retention entries name; TG_ARGV[1] its
+-- chunks function. A retention entry replaces chunk digests, which nobody can check once
+-- the partition is gone: so it is taken only while the chunks it replaces still match
+-- their seals, and only if its digests are those of their rows outside the partition.
 CREATE OR REPLACE FUNCTION {append_only}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -199,6 +202,8 @@ DECLARE
     _lasts bigint[];
     _sizes integer[];
     _problem text;
+    _lo bigint;
+    _hi bigint;
 BEGIN
     IF TG_OP <> 'INSERT' THEN
         RAISE EXCEPTION 'partitioned_audit: % is append-only: seals are written by the sealing functions and never changed', TG_TABLE_NAME
@@ -231,6 +236,25 @@ BEGIN
                 NEW.chunk_size, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions,
                 _ids, _firsts, _lasts, _sizes)
     END;
+    IF _problem IS NULL AND NEW.kind <> 'seal' THEN
+        SELECT min(x.f + c.k::bigint * x.z), max(least(x.l, x.f + (c.k::bigint + 1) * x.z - 1)) INTO _lo, _hi
+          FROM unnest(NEW.chunk_seal, NEW.chunk_index) AS c(s, k) JOIN unnest(_ids, _firsts, _lasts, _sizes) AS x(i, f, l, z) ON x.i = c.s;
+        EXECUTE format($q$
+            SELECT CASE WHEN x.d IS DISTINCT FROM a.digest OR coalesce(x.n, 0) <> coalesce(a.row_count, 0)
+                        THEN format('chunk %%s of seal %%s no longer matches its seal', c.k, c.s)
+                        ELSE 'its chunks are not what they keep without the partition' END
+              FROM unnest($6, $7, $8, $9) AS c(s, k, n, d)
+              LEFT JOIN %1$s($1, $2, $3, $4, $5, NULL) AS a ON a.seal_id = c.s AND a.chunk = c.k
+              LEFT JOIN %1$s($1, $2, $3, $4, $5, $10::regclass) AS b ON b.seal_id = c.s AND b.chunk = c.k
+              LEFT JOIN LATERAL (SELECT e.n, e.d FROM %2$I.%3$I s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS e(cs, k, n, d)
+                                  WHERE e.cs = c.s AND e.k = c.k ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+             WHERE x.d IS DISTINCT FROM a.digest OR coalesce(x.n, 0) <> coalesce(a.row_count, 0)
+                OR c.n <> coalesce(b.row_count, 0) OR c.d <> coalesce(b.digest, sha256(''::bytea))
+             ORDER BY 1 LIMIT 1$q$, TG_ARGV[1], TG_TABLE_SCHEMA, TG_TABLE_NAME)
+          INTO _problem
+          USING _ids, _firsts, _sizes, _lo, _hi, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest,
+                NEW.partition_name;
+    END IF;
     IF _problem IS NOT NULL THEN
         RAISE EXCEPTION 'partitioned_audit: % is append-only: seal % is refused: %', TG_TABLE_NAME, NEW.seal_id, _problem
             USING ERRCODE = 'insufficient_privilege',
@@ -589,7 +613,12 @@ def create_append_only(layout: Layout, schema: str) -> list[Composable]:
             ident(APPEND_ONLY_TRIGGER),
             seals,
             names["append_only"],
-            literal(quote_ident(schema, layout.table)),
+            SQL(", ").join(
+                [
+                    literal(quote_ident(schema, layout.table)),
+                    literal(quote_ident(schema, layout.seal_function("chunks"))),
+                ]
+            ),
         ),
         SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
             ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals, names["append_only"]

@@ -117,13 +117,14 @@ def test_rows_written_after_a_seal_stay_writable_by_the_owner_until_the_next_sea
 # ---------------------------------------------------------------------------------------
 
 
-def forge(setup: TwoRoles, first: str, last: str, seal_id: int = 2) -> str:
-    """An INSERT of seal entry ``seal_id`` that re-digests chunk 0 of seal 1 as the rows are
-    now, chained from seal 1 with a correct digest; ``first`` and ``last`` are its range, as
-    SQL over seal 1 (``s``)."""
+def forge(setup: TwoRoles, first: str, last: str, kind: str = "seal", partition: str = "NULL") -> str:
+    """An INSERT of seal entry 2 that re-digests chunk 0 of seal 1 as the rows are now,
+    chained from seal 1 with a correct digest; ``first`` and ``last`` are its range, as SQL
+    over seal 1 (``s``)."""
     layout = setup.layout
+    size = "s.chunk_size" if kind == "seal" else "NULL::integer"
     fields = (
-        f"{seal_id}, 'seal', now(), {first}, {last}, c.row_count, s.chunk_size, NULL::text,"
+        f"2, '{kind}', now(), {first}, {last}, c.row_count, {size}, {partition}::text,"
         " ARRAY[c.seal_id], ARRAY[c.chunk], ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
     )
     return (
@@ -177,6 +178,17 @@ def test_rows_rewritten_behind_a_detached_partition_are_caught_even_with_a_forge
     assert message == (
         f"partitioned_audit: {layout.seal_table} is append-only: seal 2 is refused: it covers events "
         f"{max(ids) + 1}..{max(ids)}, which end before they start"
+    )
+    # Nor a retention entry for the partition, now that its rows no longer match their seal
+    # (else the owner could detach it again, rename it and attach it under the new name).
+    owner = two_roles.session(two_roles.owner)
+    try:
+        message = refused(owner, forge(two_roles, "1", "s.last_event_id", "detach", f"'{default}'"))
+    finally:
+        owner.close()
+    assert message == (
+        f"partitioned_audit: {layout.seal_table} is append-only: seal 2 is refused: chunk 0 of seal 1 "
+        "no longer matches its seal"
     )
     assert (
         verify_both(two_roles, head, capsys)
