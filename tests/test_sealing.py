@@ -667,6 +667,12 @@ def test_manage_partition_tables_seals_and_verifies_the_project_trail():
     assert verify_doc == {**verify_doc, "ok": True, "head": seal_doc["head"], "problems": []}
     text = partition_command("verify", "--expect", seal_doc["head"])
     assert text.startswith("OK: 1 seal(s) cover events") and seal_doc["head"] in text
+    assert partition_command("verify", "--offline", "--expect", seal_doc["head"]) == text
+    with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
+        call_command(
+            "manage_partition_tables", "verify", "--offline", "--expect", "cd" * 32, stdout=io.StringIO()
+        )
+    assert failed.value.returncode == 1
     with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
         call_command("manage_partition_tables", "verify", "--expect", "ab" * 32, stdout=io.StringIO())
     assert failed.value.returncode == 1
