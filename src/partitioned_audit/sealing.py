@@ -475,7 +475,7 @@ DECLARE
     _sealed bigint := 0;
     _head bytea;
     _rows bigint := 0;
-    _valid bigint[] := '{{}}';
+    _skipped bigint[] := '{{}}';
     _problem text;
 BEGIN
     FOR _s IN SELECT * FROM {seals} ORDER BY 1 LOOP
@@ -504,11 +504,11 @@ BEGIN
         IF _problem IS NOT NULL THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
                 _s.partition_name, format('seal %s is not counted: %s', _s.seal_id, _problem);
+            _skipped := _skipped || _s.seal_id;
             _previous := _s.digest;
             _next := _s.seal_id + 1;
             CONTINUE;
         END IF;
-        _valid := _valid || _s.seal_id;
         IF _s.kind = 'seal' THEN
             IF _s.first_event_id <> _sealed + 1 THEN
                 RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint,
@@ -540,7 +540,7 @@ BEGIN
         WITH expected AS (
             SELECT DISTINCT ON (c.cs, c.k) c.cs, c.k, c.n, c.d, c.p
               FROM {seals} s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest, s.chunk_partitions) AS c(cs, k, n, d, p)
-             WHERE s.seal_id = ANY (_valid)
+             WHERE s.seal_id <> ALL (_skipped)
              ORDER BY c.cs, c.k, s.seal_id DESC
         ), found AS (
             SELECT * FROM {chunks}(_ids, _firsts, _sizes, _firsts[1], _sealed, NULL)
