@@ -89,6 +89,13 @@ class Trail:
             )
             self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
 
+    def verify(self, expect: str | None = None) -> sealing.Verification:
+        """Verify inside the database and offline: both must find exactly the same."""
+        inside = self.m.verify(expect)
+        outside = self.m.verify(expect, offline=True)
+        assert outside == inside
+        return inside
+
     def where(self, event_id: int) -> Any:
         return SQL("{} = {}").format(self.event, literal(event_id))
 
@@ -108,7 +115,7 @@ def test_with_no_transaction_in_flight_a_seal_covers_every_committed_row(trail):
     sealed = trail.m.seal(chunk_size=1000)
     assert sealed.sealed and (sealed.first_event_id, sealed.last_event_id) == (1, max(ids))
     assert sealed.rows == len(ids) and sealed.chunks == len({(i - 1) // 1000 for i in ids})
-    result = trail.m.verify(expect=sealed.head)
+    result = trail.verify(expect=sealed.head)
     assert result.ok and result.rows == len(ids) and result.head == sealed.head
     again = trail.m.seal()
     assert not again.sealed and again.head == sealed.head  # nothing new: the chain stays
@@ -143,7 +150,7 @@ def test_a_transaction_open_across_seals_holds_the_horizon_and_nothing_is_sealed
     other.commit()
     fourth = trail.m.seal(wait_ms=0)
     assert fourth.sealed and fourth.last_event_id == max(trail.ids()) and fourth.rows == 1
-    result = trail.m.verify(expect=fourth.head)
+    result = trail.verify(expect=fourth.head)
     assert result.ok and result.rows == len(trail.ids()) == 22
     open_tx.close()
     other.close()
@@ -160,7 +167,7 @@ def test_a_seal_waits_briefly_for_writers_that_are_about_to_commit(trail):
 
 def test_an_empty_seal_changes_nothing(trail):
     assert not trail.m.seal().sealed  # nothing written yet
-    assert trail.m.verify().ok and trail.m.verify().head is None
+    assert trail.verify().ok and trail.verify().head is None
     trail.write(1, 3)
     head = trail.m.seal().head
     for _ in range(3):
@@ -178,7 +185,7 @@ def test_ids_of_rolled_back_transactions_are_sealed_as_empty(trail):
     aborted.rollback()
     trail.write(4, 2)
     sealed = trail.m.seal()
-    assert sealed.rows == 5 and sealed.last_event_id == max(trail.ids()) and trail.m.verify().ok
+    assert sealed.rows == 5 and sealed.last_event_id == max(trail.ids()) and trail.verify().ok
     # A row forged later into the gap the rollback left is found.
     gap = sorted(set(range(1, sealed.last_event_id + 1)) - set(trail.ids()))[0]
     forge = SQL(
@@ -193,7 +200,7 @@ def test_ids_of_rolled_back_transactions_are_sealed_as_empty(trail):
             where=trail.where(max(trail.ids())),
         )
     )
-    problems = trail.m.verify().problems
+    problems = trail.verify().problems
     assert [(p.kind, p.first_event_id <= gap <= p.last_event_id) for p in problems] == [("added", True)]
 
 
@@ -206,12 +213,12 @@ def test_ids_of_rolled_back_transactions_are_sealed_as_empty(trail):
 def sealed(trail: Trail) -> Trail:
     trail.write(1, 3000)
     trail.m.seal(chunk_size=1000)
-    assert trail.m.verify().ok
+    assert trail.verify().ok
     return trail
 
 
 def only_problem(t: Trail) -> sealing.Finding:
-    problems = t.m.verify().problems
+    problems = t.verify().problems
     assert len(problems) == 1, [p.describe() for p in problems]
     return problems[0]
 
@@ -266,7 +273,7 @@ def test_swapped_event_ids_are_reported_changed_in_both_chunks(sealed):
         t=sealed.table, e=sealed.event
     )
     sealed.tamper(swap)
-    found = [(p.kind, p.first_event_id) for p in sealed.m.verify().problems]
+    found = [(p.kind, p.first_event_id) for p in sealed.verify().problems]
     assert found == [("changed", 1), ("changed", 2001)]
 
 
@@ -297,11 +304,11 @@ def test_a_partition_removed_without_retention_is_reported_with_its_name(trail, 
         SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 700").format(trail.table, time_col, trail.event)
     )
     trail.m.seal(chunk_size=1000)
-    assert trail.m.verify().ok
+    assert trail.verify().ok
     sealed_rows, left = trail.count(1, 1000), trail.count(701, 1000)
     trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
     trail.run(SQL(remove).format(part=ident(trail.schema, january.partition), table=trail.table))
-    problems = trail.m.verify().problems
+    problems = trail.verify().problems
     found = [(p.kind, p.first_event_id, p.expected_rows, p.found_rows, p.partitions) for p in problems]
     assert found == [("removed", 1, sealed_rows, left, trail.default)]
     assert f"(sealed in {trail.schema}.{january.partition} {trail.default})" in problems[0].detail
@@ -312,25 +319,25 @@ def test_an_altered_seal_breaks_the_chain(sealed):
     sealed.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
     sealed.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, ident(sealing.APPEND_ONLY_TRIGGER)))
     sealed.run(SQL("UPDATE {} SET row_count = row_count - 1").format(seals))
-    kinds = {p.kind for p in sealed.m.verify().problems}
+    kinds = {p.kind for p in sealed.verify().problems}
     assert kinds == {"chain"}
 
 
 def test_a_superuser_who_rewrites_rows_and_every_seal_is_caught_by_the_head_kept_outside(sealed):
-    kept = sealed.m.verify().head
+    kept = sealed.verify().head
     sealed.tamper(SQL("DELETE FROM {} WHERE {}").format(sealed.table, sealed.where(7)))
     seals = ident(sealed.schema, sealed.layout.seal_table)
     sealed.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
     sealed.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, ident(sealing.APPEND_ONLY_TRIGGER)))
     sealed.run(SQL("DELETE FROM {}").format(seals))
     sealed.m.seal()  # a fresh, self-consistent chain over the altered rows
-    assert sealed.m.verify().ok  # without the head, nothing to compare with
-    result = sealed.m.verify(expect=kept)
+    assert sealed.verify().ok  # without the head, nothing to compare with
+    result = sealed.verify(expect=kept)
     assert [p.kind for p in result.problems] == ["head"] and kept in result.problems[0].detail
 
 
 def test_a_chain_cut_short_is_caught_by_the_head(sealed):
-    first_seal_ends = sealed.m.verify().last_event_id
+    first_seal_ends = sealed.verify().last_event_id
     sealed.write(5000, 10)
     kept = sealed.m.seal().head
     seals = ident(sealed.schema, sealed.layout.seal_table)
@@ -340,10 +347,10 @@ def test_a_chain_cut_short_is_caught_by_the_head(sealed):
     sealed.tamper(
         SQL("DELETE FROM {} WHERE {} > {}").format(sealed.table, sealed.event, literal(first_seal_ends))
     )
-    assert sealed.m.verify().ok
-    assert [p.kind for p in sealed.m.verify(expect=kept).problems] == ["head"]
+    assert sealed.verify().ok
+    assert [p.kind for p in sealed.verify(expect=kept).problems] == ["head"]
     # An older head is still in a longer chain: that is not a problem.
-    assert sealed.m.verify(expect=sealed.m.verify().head).ok
+    assert sealed.verify(expect=sealed.verify().head).ok
 
 
 # ---------------------------------------------------------------------------------------
@@ -362,10 +369,10 @@ def test_retention_keeps_the_chain_and_says_what_it_removed(trail, drop):
         )
     )
     trail.m.seal(chunk_size=1000)
-    kept = trail.m.verify().head
+    kept = trail.verify().head
     moved = [i for i in trail.ids() if i <= 1200]
     assert trail.m.detach([old], drop=drop) == [old]
-    result = trail.m.verify(expect=kept)
+    result = trail.verify(expect=kept)
     assert result.ok, [p.describe() for p in result.problems]
     (retired,) = result.retired
     assert (retired.first_event_id, retired.last_event_id, retired.expected_rows) == (
@@ -412,7 +419,7 @@ def test_rows_sealed_in_the_default_partition_keep_verifying_once_create_moves_t
     trail.m.seal()
     march = PartitionInfo.create(trail.layout.table, dt.date(2001, 3, 1), dt.date(2001, 4, 1))
     assert trail.m.create([march]).moved_rows == trail.count(1, 600)
-    result = trail.m.verify()
+    result = trail.verify()
     assert result.ok and result.rows == 1500
     (where,) = trail.run(
         SQL("SELECT DISTINCT tableoid::regclass::text FROM {} WHERE {} <= 600").format(
@@ -499,9 +506,9 @@ def test_a_hostile_audit_schema_seals_and_verifies(layout):
         t = Trail(dbname, layout, schema='audit "trail"; x')
         t.write(1, 50)
         sealed = t.m.seal()
-        assert sealed.rows == 50 and t.m.verify(expect=sealed.head).ok
+        assert sealed.rows == 50 and t.verify(expect=sealed.head).ok
         t.tamper(SQL("DELETE FROM {} WHERE {}").format(t.table, t.where(2)))
-        assert [p.kind for p in t.m.verify().problems] == ["removed"]
+        assert [p.kind for p in t.verify().problems] == ["removed"]
         t.conn.close()
 
 
@@ -564,7 +571,7 @@ def test_sealing_under_writer_load_blocks_no_writer_and_misses_no_row(trail):
     final = trail.m.seal()
     assert final.last_event_id == max(trail.ids())
     assert sum(s.sealed for s in seals) >= 3
-    result = trail.m.verify(expect=seals[0].head or final.head)
+    result = trail.verify(expect=seals[0].head or final.head)
     assert result.ok and result.rows == len(trail.ids())
     print(f"\n  {len(stalls)} audited inserts during 6 seals; longest {max(stalls) * 1000:.0f} ms")
     assert max(stalls) < 1.0  # a seal waits for writers; writers never wait for a seal
@@ -585,7 +592,7 @@ def test_two_seals_at_once_make_one_chain(trail):
     for thread in threads:
         thread.join()
     assert sorted(r.sealed for r in results) == [False, True]
-    assert trail.m.verify().ok and trail.m.verify().rows == 3000
+    assert trail.verify().ok and trail.verify().rows == 3000
 
 
 def test_bad_arguments_and_states_are_refused_with_a_reason(trail):
@@ -595,7 +602,7 @@ def test_bad_arguments_and_states_are_refused_with_a_reason(trail):
     with pytest.raises(ConfigurationError, match="wait_ms"):
         trail.m.seal(wait_ms=-1)
     with pytest.raises(ConfigurationError, match="64 hexadecimal"):
-        trail.m.verify(expect="not-a-digest")
+        trail.verify(expect="not-a-digest")
     conn = connect(trail.dbname)
     cur = conn.cursor()
     cur.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
@@ -660,6 +667,105 @@ def test_manage_partition_tables_seals_and_verifies_the_project_trail():
     assert verify_doc == {**verify_doc, "ok": True, "head": seal_doc["head"], "problems": []}
     text = partition_command("verify", "--expect", seal_doc["head"])
     assert text.startswith("OK: 1 seal(s) cover events") and seal_doc["head"] in text
+    assert partition_command("verify", "--offline", "--expect", seal_doc["head"]) == text
+    with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
+        call_command(
+            "manage_partition_tables", "verify", "--offline", "--expect", "cd" * 32, stdout=io.StringIO()
+        )
+    assert failed.value.returncode == 1
     with pytest.raises(CommandError, match="verify failed: head: .* is not in the chain") as failed:
         call_command("manage_partition_tables", "verify", "--expect", "ab" * 32, stdout=io.StringIO())
     assert failed.value.returncode == 1
+
+
+# ---------------------------------------------------------------------------------------
+# verify --offline trusts no function in the database
+# ---------------------------------------------------------------------------------------
+
+
+def test_a_verify_function_replaced_with_a_liar_is_caught_offline_and_by_status(trail, capsys):
+    from django.conf import settings
+
+    trail.write(1, 20)
+    done = trail.m.seal()
+    head = done.head
+    assert head is not None
+    base = [
+        "--dsn",
+        settings.SERVER.dsn(trail.dbname),
+        "--layout",
+        trail.layout.name,
+        "verify",
+        "--expect",
+        head,
+    ]
+    # A superuser (stepping past the guard) replaces verify with one that always says all is well.
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(
+        SQL(
+            "CREATE OR REPLACE FUNCTION {}(expect bytea) RETURNS TABLE (kind text, seal_id bigint,"
+            " first_event_id bigint, last_event_id bigint, expected_rows bigint, found_rows bigint,"
+            " partitions text, detail text) LANGUAGE sql AS $$ SELECT 'summary', 1::bigint, 1::bigint,"
+            " 20::bigint, 20::bigint, NULL::bigint, NULL::text, {} $$"
+        ).format(ident(trail.schema, trail.layout.seal_function("verify")), literal(head))
+    )
+    trail.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(3)))
+    assert cli.main(base) == 0  # the liar
+    assert capsys.readouterr().out.startswith("OK: 1 seal(s) cover events 1..20, 20 row(s) present")
+    assert cli.main([*base, "--offline"]) == 1
+    assert capsys.readouterr().err == (
+        f"partitioned-audit: verify failed: removed: seal 1 events 1..{done.last_event_id} in "
+        f"{trail.default}: 1 of 20 sealed rows are missing\n"
+    )
+    # The replaced function is noticed, and install puts the real one back.
+    cur = trail.conn.cursor()
+    assert objects.layout_status(cur, trail.layout, trail.schema).status is objects.Status.OUTDATED
+    cur.execute("BEGIN")
+    assert install(cur, trail.layout, trail.schema) is objects.Status.OUTDATED
+    cur.execute("COMMIT")
+    assert objects.layout_status(cur, trail.layout, trail.schema).status is objects.Status.INSTALLED
+    assert cli.main(base) == 1
+
+
+def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_digests(trail):
+    from tests import spec_verifier
+
+    old = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
+    trail.m.create([old])
+    trail.write(1, 300)
+    for i, note in enumerate(
+        ['a "quoted", (odd)\\ line\nnext', "", None, "tab\there", "nb\u00a0sp", "v\x0bt"]
+    ):
+        trail.run("UPDATE invoice SET note = %s WHERE id = %s", [note, i + 1])
+    trail.run("DELETE FROM invoice WHERE id = 10")
+    trail.tamper(
+        SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} <= 40").format(
+            trail.table, ident(trail.layout.time_column), trail.event
+        )
+    )
+    trail.m.seal(chunk_size=100)
+    trail.write(1000, 30)
+    trail.m.seal(chunk_size=7)
+    trail.m.detach([old], drop=True)  # a retention entry replaces chunks of seal 1
+    trail.write(2000, 5)
+    head = trail.m.seal(chunk_size=3).head
+    conn = connect(trail.dbname, autocommit=True)
+    try:
+        found_head, digests = spec_verifier.recompute(conn.cursor(), trail.layout.table)
+        cur = conn.cursor()
+        execute(
+            cur,
+            SQL("SELECT seal_id, chunk_seal, chunk_index, chunk_digest FROM {} ORDER BY 1").format(
+                ident(trail.schema, trail.layout.seal_table)
+            ),
+        )
+        expected = {}
+        for _, seals, indexes, chunk_digests in cur.fetchall():
+            expected.update({(s, k): bytes(d) for s, k, d in zip(seals, indexes, chunk_digests, strict=True)})
+    finally:
+        conn.close()
+    assert found_head == head
+    empty = hashlib.sha256(b"").digest()
+    assert {k: d for k, d in expected.items() if d != empty} == digests
+    assert len(digests) >= 10 and trail.verify(expect=head).ok

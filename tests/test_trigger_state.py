@@ -153,3 +153,33 @@ def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repai
     Book.objects.create(isbn="1", title="a")
     Book.objects.filter(isbn="1").delete()
     assert [e.audit_operation for e in SimpleAuditEntry.objects.filter_model(Book)] == ["I", "D"]
+
+
+@pytest.mark.parametrize(
+    ("statement", "reported"),
+    [
+        (
+            "CREATE OR REPLACE FUNCTION public.dpa_simple_capture() RETURNS trigger LANGUAGE plpgsql"
+            " SECURITY DEFINER AS $fn$BEGIN RETURN NULL; END$fn$",
+            "its body differs",
+        ),
+        (
+            "ALTER FUNCTION public.dpa_redact(jsonb, text[], text[]) SET search_path = public",
+            "its configuration differs",
+        ),
+    ],
+)
+def test_a_replaced_capture_function_is_reported_and_migrate_repairs_it(db, statement, reported):
+    """Its COMMENT still carries the installed digest: the check reads the definition itself."""
+    past_the_guard(statement)
+    Book.objects.create(isbn="0", title="unaudited")
+    assert SimpleAuditEntry.objects.filter_model(Book).count() == (0 if "body" in reported else 1)
+    name = "dpa_simple_capture" if "body" in reported else "dpa_redact"
+    assert e021() == [
+        f"Database 'default': capture function public.{name} is not the one this version installs: "
+        f"{reported}; audited writes run it, so they can escape the audit trail."
+    ]
+    call_command("migrate", verbosity=0)
+    assert e021() == []
+    Book.objects.create(isbn="1", title="a")
+    assert SimpleAuditEntry.objects.filter_model(Book).filter_payload(isbn="1").count() == 1

@@ -93,7 +93,8 @@ def running_migrate() -> bool:
 def check_capture_triggers(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
-    """E021: a registered model's table lacks a capture trigger, or one is disabled (database check).
+    """E021: a registered model's table lacks a capture trigger, or one is disabled, or a capture
+    function was replaced (database check).
 
     Silent while ``migrate`` runs, which repairs exactly this (see :func:`running_migrate`);
     ``check --database`` still reports it and exits non-zero.
@@ -126,6 +127,17 @@ def check_capture_triggers(
                         hint="Run `python manage.py migrate` once as a superuser to install the "
                         "guard (CREATE EVENT TRIGGER needs one); see docs/security.md.",
                         id="partitioned_audit.W022",
+                    )
+                )
+            changed = objects.function_problems(cursor, layout, schema)
+            for name in sorted(objects.capture_functions(layout) & set(changed)):
+                errors.append(
+                    checks.Error(
+                        f"Database {using!r}: capture function {schema}.{name} is not the one this "
+                        f"version installs: {changed[name]}; audited writes run it, so they can "
+                        "escape the audit trail.",
+                        hint="Run `python manage.py migrate`, which reinstalls the audit functions.",
+                        id="partitioned_audit.E021",
                     )
                 )
             existing = catalog.existing_tables(cursor, [split_table(m._meta.db_table) for m in models])

@@ -104,6 +104,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="HEAD",
         help="verify: a head digest printed by an earlier seal and kept outside the database",
     )
+    parser.add_argument(
+        "--offline",
+        action="store_true",
+        help="verify: recompute every digest here from plain SELECTs, trusting no function in the database",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document per action")
     parser.add_argument(
         "--lock-timeout",
@@ -289,7 +294,7 @@ class _Run:
         self.emit(done.as_json(), text)
 
     def verify(self) -> None:
-        result = self.m.verify(self.options.get("expect"))
+        result = self.m.verify(self.options.get("expect"), offline=bool(self.options.get("offline")))
         lines = [
             f"retired: events {f.first_event_id}..{f.last_event_id} of {f.partitions}: {f.detail}"
             for f in result.retired

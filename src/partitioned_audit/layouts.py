@@ -967,6 +967,11 @@ SEAL_HELPERS = (
         "bigint[], integer[], bigint[], bytea[], text[]",
     ),
     (f"{PREFIX}seal_append_only", ""),
+    (
+        f"{PREFIX}seal_entry_problem",
+        "bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[], bytea[], text[], "
+        "bigint[], bigint[], bigint[], integer[]",
+    ),
 )
 SEAL_FUNCTIONS = (
     ("chunks", "bigint[], bigint[], integer[], bigint, bigint, oid"),

@@ -13,7 +13,8 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
-from collections.abc import Iterable, Iterator
+import re
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +88,148 @@ def _function_digest(cursor: Cursor, layout: Layout, schema: str) -> str:
     return _digest(render(_create_functions(cursor, layout, schema), cursor))
 
 
+# ---------------------------------------------------------------------------------------
+# Deployed definitions: what runs, compared with what this version installs
+# ---------------------------------------------------------------------------------------
+
+#: One function as the templates write it (``CREATE OR REPLACE FUNCTION ... AS $fn$...$fn$;``).
+_CREATE_FUNCTION = re.compile(
+    r"CREATE OR REPLACE FUNCTION (?P<name>\S+?)\((?P<arguments>.*?)\)\s+RETURNS .*?\s+"
+    r"LANGUAGE (?P<language>\w+)(?P<options>.*?)\sAS \$fn\$(?P<body>.*?)\$fn\$;",
+    re.S,
+)
+_VOLATILITY = {"IMMUTABLE": "i", "STABLE": "s", "VOLATILE": "v"}
+_SET = re.compile(r"\bSET\s+(?P<name>\"[^\"]+\"|\w+)\s*=\s*(?P<value>'[^']*'|.+?)(?=\s+SET\s|\s*$)", re.S)
+
+
+def _expected_definition(match: re.Match[str]) -> dict[str, object]:
+    """The attributes PostgreSQL keeps of a function we create, as ``pg_proc`` shows them.
+
+    PostgreSQL keeps the body (``prosrc``) exactly as written, so it is compared exactly;
+    it rewrites the header (argument list, options, settings), so those are compared in its
+    form: white space collapsed, settings as ``name=value``.
+    """
+    options = match["options"]
+    words = re.split(r"\bSET\b", options, maxsplit=1)[0].split()
+    config = tuple(
+        f"{m['name'].strip(chr(34))}={m['value'].strip().strip(chr(39))}" for m in _SET.finditer(options)
+    )
+    return {
+        "arguments": " ".join(match["arguments"].split()),
+        "language": match["language"],
+        "volatility": next((_VOLATILITY[w] for w in words if w in _VOLATILITY), "v"),
+        "parallel": "s" if "PARALLEL" in words and "SAFE" in words else "u",
+        "security definer": "SECURITY" in words and "DEFINER" in words,
+        "configuration": config,
+        "body": match["body"],
+    }
+
+
+def definition_difference(
+    expected: Mapping[str, object], deployed: Mapping[str, object] | None
+) -> str | None:
+    """How a deployed object differs from the definition this version installs, or None.
+
+    The one comparison of deployed definitions (functions here; triggers may use it with
+    the attributes ``pg_trigger`` keeps): names the first attribute that differs.
+    """
+    if deployed is None:
+        return "it is missing"
+    for attribute, value in expected.items():
+        if deployed.get(attribute) != value:
+            return f"its {attribute} differs"
+    return None
+
+
+def function_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dict[str, str]:
+    """Each function of ``layout`` whose deployed definition is not the one this version
+    installs (replaced, altered, missing, owned by another role), with how it differs.
+
+    Reads ``pg_proc`` itself, not a digest kept in a comment, so ``CREATE OR REPLACE
+    FUNCTION`` by whoever may run it is noticed.
+    """
+    text = render(_create_functions(cursor, layout, schema), cursor)
+    names = {render(ident(schema, name), cursor): name for name, _ in layouts.functions(layout)}
+    expected: dict[tuple[str, str], dict[str, object]] = {}
+    for match in _CREATE_FUNCTION.finditer(text):
+        attributes = _expected_definition(match)
+        expected[(names[match["name"]], str(attributes.pop("arguments")))] = attributes
+    cursor.execute(
+        """
+        SELECT p.proname::text, pg_catalog.pg_get_function_identity_arguments(p.oid), l.lanname::text,
+               p.provolatile::text, p.proparallel::text, p.prosecdef, coalesce(p.proconfig, '{}'), p.prosrc,
+               p.proowner OPERATOR(pg_catalog.=) (SELECT c.relowner FROM pg_catalog.pg_class c
+                                                   WHERE c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s))
+          FROM pg_catalog.pg_proc p
+          JOIN pg_catalog.pg_language l ON l.oid OPERATOR(pg_catalog.=) p.prolang
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) p.pronamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) %s AND p.proname OPERATOR(pg_catalog.=) ANY (%s)
+        """,
+        [render(ident(schema, layout.table), cursor), schema, sorted({name for name, _ in expected})],
+    )
+    deployed = {
+        (name, arguments): {
+            "language": language,
+            "volatility": volatility,
+            "parallel": parallel,
+            "security definer": bool(definer),
+            "configuration": tuple(config),
+            "body": body,
+            "owner": bool(same_owner),
+        }
+        for name, arguments, language, volatility, parallel, definer, config, body, same_owner in cursor.fetchall()
+    }
+    problems = {}
+    for key, attributes in expected.items():
+        if attributes["security definer"]:
+            # It runs with its owner's rights: those of the audit table's owner, no other role's.
+            attributes = {**attributes, "owner": True}
+        problem = definition_difference(attributes, deployed.get(key))
+        if problem is not None:
+            problems[key[0]] = problem
+    return problems
+
+
+def seal_trigger_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dict[str, str]:
+    """Each trigger keeping the seal table append-only that is missing, not always enabled,
+    or calls another function or with other arguments than this version installs."""
+    table = render(ident(schema, layout.table), cursor)
+    chunks = render(ident(schema, layout.seal_function("chunks")), cursor)
+    function = render(ident(schema, sealing.APPEND_ONLY_FUNCTION), cursor)
+    expected: dict[str, dict[str, object]] = {
+        sealing.APPEND_ONLY_TRIGGER: {
+            "function": True,
+            "enabling": "A",
+            "arguments": (table + "\0" + chunks + "\0").encode().hex(),
+        },
+        sealing.APPEND_ONLY_TRUNCATE_TRIGGER: {"function": True, "enabling": "A", "arguments": ""},
+    }
+    cursor.execute(
+        """
+        SELECT t.tgname::text, t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(%s),
+               t.tgenabled::text, pg_catalog.encode(t.tgargs, 'hex')
+          FROM pg_catalog.pg_trigger t
+         WHERE t.tgrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)
+        """,
+        [function + "()", render(ident(schema, layout.seal_table), cursor)],
+    )
+    deployed = {
+        name: {"function": bool(same), "enabling": enabled, "arguments": arguments}
+        for name, same, enabled, arguments in cursor.fetchall()
+    }
+    problems = {}
+    for name, attributes in expected.items():
+        problem = definition_difference(attributes, deployed.get(name))
+        if problem is not None:
+            problems[name] = problem
+    return problems
+
+
+def capture_functions(layout: Layout) -> frozenset[str]:
+    """The functions audited writes run: a change to one is a capture problem (E021)."""
+    return frozenset({layout.function, layout.key_function, *(name for name, _ in layouts.HELPERS)})
+
+
 def layout_status(
     cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False
 ) -> LayoutStatus:
@@ -97,6 +240,8 @@ def layout_status(
     elif (
         state.comment == layouts.table_comment(layout)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
+        and not function_problems(cursor, layout, schema)
+        and not seal_trigger_problems(cursor, layout, schema)
         and {layout.context_index, layout.context_head_index} <= state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (

@@ -38,7 +38,7 @@ from .layouts import (
     SEAL_HELPERS,
     Layout,
 )
-from .sql import SQL, Composable, Composed, Cursor, ident, literal, render, sqlstate
+from .sql import SQL, Composable, Composed, Cursor, ident, literal, quote_ident, render, sqlstate
 
 #: Event ids per chunk: the unit ``verify`` names when a digest differs. Chosen by
 #: measurement (docs/performance.md): larger chunks seal no faster, smaller ones grow the
@@ -47,8 +47,6 @@ DEFAULT_CHUNK_SIZE = 1_000
 #: How long ``seal`` waits for transactions still adding audit rows before it settles for
 #: an earlier horizon.
 DEFAULT_WAIT_MS = 2_000
-#: Set (locally) by the sealing functions; the seal table refuses an INSERT without it.
-SEALING_SETTING = "partitioned_audit.sealing"
 #: The digest the first seal chains from.
 GENESIS = "00" * 32
 
@@ -60,7 +58,7 @@ FREEZE_TRIGGERS = frozenset({FREEZE_TRIGGER, FREEZE_TRUNCATE_TRIGGER})
 APPEND_ONLY_TRIGGER = f"{TRIGGER_PREFIX}append_only"
 APPEND_ONLY_TRUNCATE_TRIGGER = f"{TRIGGER_PREFIX}append_only_truncate"
 
-LINK_FUNCTION, APPEND_ONLY_FUNCTION = (name for name, _ in SEAL_HELPERS)
+LINK_FUNCTION, APPEND_ONLY_FUNCTION, ENTRY_PROBLEM_FUNCTION = (name for name, _ in SEAL_HELPERS)
 
 
 class SealError(AuditError):
@@ -85,8 +83,8 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "freeze": freeze,
         "link": ident(schema, LINK_FUNCTION),
         "append_only": ident(schema, APPEND_ONLY_FUNCTION),
+        "entry_problem": ident(schema, ENTRY_PROBLEM_FUNCTION),
         "default_partition": literal(layout.default_partition),
-        "sealing": literal(SEALING_SETTING),
         "lock_key": literal(f"{COMMENT_TAG}:{schema}.{layout.table}"),
         "genesis": SQL("decode({}, 'hex')").format(literal(GENESIS)),
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
@@ -94,22 +92,18 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         ),
         "canonical": SQL(_CANONICAL),
         "append": SQL(_APPEND).format(
-            link=ident(schema, LINK_FUNCTION),
-            sealing=literal(SEALING_SETTING),
-            seals=ident(schema, layout.seal_table),
+            link=ident(schema, LINK_FUNCTION), seals=ident(schema, layout.seal_table)
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
     }
 
 
-# How the sealing functions add entry _e to the chain: its digest computed here, and the
-# setting that the seal table's trigger asks of an INSERT set for that INSERT only.
+# How the sealing functions add entry _e to the chain: its digest computed here; the seal
+# table's trigger checks that it chains from the last entry and claims only what it may.
 _APPEND = """    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
                         _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
                         _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
-    PERFORM set_config({sealing}, 'on', true);
-    INSERT INTO {seals} SELECT _e.*;
-    PERFORM set_config({sealing}, '', true);"""
+    INSERT INTO {seals} SELECT _e.*;"""
 
 # Every function that turns rows or seals into text fixes the settings that text depends on.
 _CANONICAL = """SET search_path = pg_catalog, pg_temp SET "TimeZone" = 'UTC' SET "DateStyle" = 'ISO, YMD'
@@ -155,14 +149,118 @@ RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
                             WITH ORDINALITY AS c(s, k, n, d, p, o)), ''),
         'UTF8'))
 $fn$;
+CREATE OR REPLACE FUNCTION {entry_problem}(seal_id bigint, kind text, first_event_id bigint, last_event_id bigint,
+    row_count bigint, chunk_size integer, chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[],
+    chunk_digest bytea[], chunk_partitions text[], ids bigint[], firsts bigint[], lasts bigint[], sizes integer[])
+RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT CASE
+        WHEN kind IS NULL OR first_event_id IS NULL OR last_event_id IS NULL OR first_event_id > last_event_id
+            THEN format('it covers events %s..%s, which end before they start', first_event_id, last_event_id)
+        WHEN coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_index), -1)
+          OR coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_rows), -1)
+          OR coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_digest), -1)
+          OR coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_partitions), -1)
+            THEN 'its chunk arrays differ in length'
+        WHEN EXISTS (SELECT FROM unnest(chunk_rows, chunk_digest) AS c(n, d) WHERE c.n IS NULL OR c.n < 0 OR c.d IS NULL)
+            THEN 'it holds a chunk without a row count or a digest'
+        WHEN kind = 'seal' AND (chunk_size IS NULL OR chunk_size < 1) THEN 'its chunk size is not 1 or more'
+        WHEN kind = 'seal' AND row_count IS DISTINCT FROM (SELECT coalesce(sum(n), 0) FROM unnest(chunk_rows) AS n)
+            THEN 'its row count is not the sum of its chunks'
+        -- A seal holds only chunks of its own range, each once, in order.
+        WHEN kind = 'seal' AND EXISTS (
+                SELECT FROM unnest(chunk_seal, chunk_index) WITH ORDINALITY AS c(s, k, o)
+                  LEFT JOIN unnest(chunk_index) WITH ORDINALITY AS p(k, o) ON p.o = c.o - 1
+                 WHERE c.s IS DISTINCT FROM seal_id OR c.k IS NULL OR c.k < 0
+                    OR c.k > (last_event_id - first_event_id) / chunk_size OR p.k >= c.k)
+            THEN 'it holds chunks that are not its own'
+        -- Retention replaces chunks of earlier seals only, each once.
+        WHEN kind IN ('detach', 'drop') AND EXISTS (
+                SELECT FROM unnest(chunk_seal, chunk_index) AS c(s, k)
+                  LEFT JOIN unnest(ids, firsts, lasts, sizes) AS x(i, f, l, z) ON x.i = c.s AND x.i < seal_id
+                 WHERE x.i IS NULL OR c.k IS NULL OR c.k < 0 OR c.k > (x.l - x.f) / x.z)
+            THEN 'it retires chunks no earlier seal holds'
+        WHEN kind IN ('detach', 'drop') AND (SELECT count(DISTINCT (c.s, c.k)) FROM unnest(chunk_seal, chunk_index) AS c(s, k))
+                                            <> cardinality(chunk_seal)
+            THEN 'it retires a chunk twice'
+        WHEN kind NOT IN ('seal', 'detach', 'drop') THEN format('its kind %s is unknown', kind)
+    END
+$fn$;
+-- The seal table takes INSERTs only, and only of an entry that chains from the last one
+-- and claims only what it may (whoever inserts it: no setting lets an entry through).
+-- TG_ARGV[0] is the audit table, whose partitions retention entries name; TG_ARGV[1] its
+-- chunks function. A retention entry replaces chunk digests, which nobody can check once
+-- the partition is gone: so it is taken only while the chunks it replaces still match
+-- their seals, and only if its digests are those of their rows outside the partition.
 CREATE OR REPLACE FUNCTION {append_only}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _last bigint;
+    _previous bytea;
+    _sealed bigint;
+    _ids bigint[];
+    _firsts bigint[];
+    _lasts bigint[];
+    _sizes integer[];
+    _problem text;
+    _lo bigint;
+    _hi bigint;
 BEGIN
-    IF TG_OP = 'INSERT' AND current_setting({sealing}, true) = 'on' THEN
-        RETURN NEW;
+    IF TG_OP <> 'INSERT' THEN
+        RAISE EXCEPTION 'partitioned_audit: % is append-only: seals are written by the sealing functions and never changed', TG_TABLE_NAME
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
-    RAISE EXCEPTION 'partitioned_audit: % is append-only: seals are written by the sealing functions and never changed', TG_TABLE_NAME
-        USING ERRCODE = 'insufficient_privilege';
+    EXECUTE format('SELECT max(s.seal_id), (array_agg(s.digest ORDER BY s.seal_id DESC))[1],
+                           max(s.last_event_id) FILTER (WHERE s.kind = ''seal''),
+                           array_agg(s.seal_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
+                           array_agg(s.first_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
+                           array_agg(s.last_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
+                           array_agg(s.chunk_size ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'')
+                      FROM %I.%I s', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+       INTO _last, _previous, _sealed, _ids, _firsts, _lasts, _sizes;
+    _problem := CASE
+        WHEN NEW.seal_id IS DISTINCT FROM coalesce(_last, 0) + 1
+            THEN format('its id is %s where the chain goes on with %s', NEW.seal_id, coalesce(_last, 0) + 1)
+        WHEN NEW.previous IS DISTINCT FROM coalesce(_previous, {genesis}) THEN 'it does not chain from the last entry'
+        WHEN NEW.digest IS DISTINCT FROM {link}(NEW.previous, NEW.seal_id, NEW.kind, NEW.sealed_at, NEW.first_event_id,
+                NEW.last_event_id, NEW.row_count, NEW.chunk_size, NEW.partition_name, NEW.chunk_seal, NEW.chunk_index,
+                NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions)
+            THEN 'its digest does not match its contents'
+        WHEN NEW.kind = 'seal' AND NEW.first_event_id IS DISTINCT FROM coalesce(_sealed, 0) + 1
+            THEN format('it starts at event %s, not %s', NEW.first_event_id, coalesce(_sealed, 0) + 1)
+        -- Retention appends its entry before the partition leaves the audit table.
+        WHEN NEW.kind <> 'seal' AND NOT EXISTS (
+                SELECT FROM pg_inherits i WHERE i.inhparent = TG_ARGV[0]::regclass
+                   AND i.inhrelid::regclass::text = NEW.partition_name)
+            THEN format('it retires %s, which is not a partition of %s', NEW.partition_name, TG_ARGV[0])
+        ELSE {entry_problem}(NEW.seal_id, NEW.kind, NEW.first_event_id, NEW.last_event_id, NEW.row_count,
+                NEW.chunk_size, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions,
+                _ids, _firsts, _lasts, _sizes)
+    END;
+    IF _problem IS NULL AND NEW.kind <> 'seal' THEN
+        SELECT min(x.f + c.k::bigint * x.z), max(least(x.l, x.f + (c.k::bigint + 1) * x.z - 1)) INTO _lo, _hi
+          FROM unnest(NEW.chunk_seal, NEW.chunk_index) AS c(s, k) JOIN unnest(_ids, _firsts, _lasts, _sizes) AS x(i, f, l, z) ON x.i = c.s;
+        EXECUTE format($q$
+            SELECT CASE WHEN x.d IS DISTINCT FROM a.digest OR coalesce(x.n, 0) <> coalesce(a.row_count, 0)
+                        THEN format('chunk %%s of seal %%s no longer matches its seal', c.k, c.s)
+                        ELSE 'its chunks are not what they keep without the partition' END
+              FROM unnest($6, $7, $8, $9) AS c(s, k, n, d)
+              LEFT JOIN %1$s($1, $2, $3, $4, $5, NULL) AS a ON a.seal_id = c.s AND a.chunk = c.k
+              LEFT JOIN %1$s($1, $2, $3, $4, $5, $10::regclass) AS b ON b.seal_id = c.s AND b.chunk = c.k
+              LEFT JOIN LATERAL (SELECT e.n, e.d FROM %2$I.%3$I s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS e(cs, k, n, d)
+                                  WHERE e.cs = c.s AND e.k = c.k ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+             WHERE x.d IS DISTINCT FROM a.digest OR coalesce(x.n, 0) <> coalesce(a.row_count, 0)
+                OR c.n <> coalesce(b.row_count, 0) OR c.d <> coalesce(b.digest, sha256(''::bytea))
+             ORDER BY 1 LIMIT 1$q$, TG_ARGV[1], TG_TABLE_SCHEMA, TG_TABLE_NAME)
+          INTO _problem
+          USING _ids, _firsts, _sizes, _lo, _hi, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest,
+                NEW.partition_name;
+    END IF;
+    IF _problem IS NOT NULL THEN
+        RAISE EXCEPTION 'partitioned_audit: % is append-only: seal % is refused: %', TG_TABLE_NAME, NEW.seal_id, _problem
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'Seals are written by the seal and retire functions (manage_partition_tables seal, detach, drop).';
+    END IF;
+    RETURN NEW;
 END
 $fn$;
 """
@@ -377,6 +475,8 @@ DECLARE
     _sealed bigint := 0;
     _head bytea;
     _rows bigint := 0;
+    _skipped bigint[] := '{{}}';
+    _problem text;
 BEGIN
     FOR _s IN SELECT * FROM {seals} ORDER BY 1 LOOP
         IF _s.seal_id <> _next THEN
@@ -391,6 +491,23 @@ BEGIN
                   _s.chunk_partitions) IS DISTINCT FROM _s.digest THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
                 NULL::text, format('seal %s was altered: its digest does not match its contents', _s.seal_id);
+        END IF;
+        -- Only an entry that claims what it may counts: its own chunks, or a retired partition's.
+        _problem := CASE
+            WHEN _s.kind <> 'seal' AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = {table_reg}
+                                                  AND i.inhrelid::regclass::text = _s.partition_name)
+                THEN format('it retires %s, which is still a partition of %s', _s.partition_name, {table_text})
+            ELSE {entry_problem}(_s.seal_id, _s.kind, _s.first_event_id, _s.last_event_id, _s.row_count, _s.chunk_size,
+                    _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest, _s.chunk_partitions,
+                    _ids, _firsts, _lasts, _sizes)
+        END;
+        IF _problem IS NOT NULL THEN
+            RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
+                _s.partition_name, format('seal %s is not counted: %s', _s.seal_id, _problem);
+            _skipped := _skipped || _s.seal_id;
+            _previous := _s.digest;
+            _next := _s.seal_id + 1;
+            CONTINUE;
         END IF;
         IF _s.kind = 'seal' THEN
             IF _s.first_event_id <> _sealed + 1 THEN
@@ -423,6 +540,7 @@ BEGIN
         WITH expected AS (
             SELECT DISTINCT ON (c.cs, c.k) c.cs, c.k, c.n, c.d, c.p
               FROM {seals} s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest, s.chunk_partitions) AS c(cs, k, n, d, p)
+             WHERE s.seal_id <> ALL (_skipped)
              ORDER BY c.cs, c.k, s.seal_id DESC
         ), found AS (
             SELECT * FROM {chunks}(_ids, _firsts, _sizes, _firsts[1], _sealed, NULL)
@@ -490,8 +608,18 @@ def create_append_only(layout: Layout, schema: str) -> list[Composable]:
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(APPEND_ONLY_TRIGGER), seals),
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals),
         SQL(
-            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()"
-        ).format(ident(APPEND_ONLY_TRIGGER), seals, names["append_only"]),
+            "CREATE TRIGGER {} BEFORE INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}({})"
+        ).format(
+            ident(APPEND_ONLY_TRIGGER),
+            seals,
+            names["append_only"],
+            SQL(", ").join(
+                [
+                    literal(quote_ident(schema, layout.table)),
+                    literal(quote_ident(schema, layout.seal_function("chunks"))),
+                ]
+            ),
+        ),
         SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
             ident(APPEND_ONLY_TRUNCATE_TRIGGER), seals, names["append_only"]
         ),

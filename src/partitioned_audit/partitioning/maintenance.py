@@ -40,6 +40,7 @@ from ..layouts import (
     Layout,
     create_default_partition,
 )
+from ..offline import verify as offline_verify
 from ..sql import SQL, Cursor, execute, ident, literal, sqlstate
 from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
@@ -252,9 +253,15 @@ class Maintainer:
             lambda cursor: sealing.seal(cursor, self.layout, self.schema, chunk_size, wait_ms)
         )
 
-    def verify(self, expect: str | None = None) -> sealing.Verification:
-        """Recompute every seal; ``expect`` is a head digest kept outside the database."""
+    def verify(self, expect: str | None = None, offline: bool = False) -> sealing.Verification:
+        """Recompute every seal; ``expect`` is a head digest kept outside the database.
+
+        With ``offline``, the digests are recomputed here from plain SELECTs
+        (:mod:`partitioned_audit.offline`), so no function inside the database is trusted.
+        """
         self.require_installed()
+        if offline:
+            return offline_verify(self.connection, self.layout, self.schema, expect)
         return sealing.verify(self.connection.cursor(), self.layout, self.schema, expect)
 
     def restrict(self, role: str, read: bool = False) -> privileges.Outcome:

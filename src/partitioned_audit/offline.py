@@ -1,0 +1,502 @@
+"""Verify the sealed trail outside the database: plain SELECTs, every digest recomputed here.
+
+``sealing.verify`` asks ``dpa_<layout>_verify()``, a function inside the database; whoever
+can replace that function (the owner of the audit objects, a superuser) can make it lie.
+:func:`verify` calls no function of ours: it reads the seal table and the audit rows with
+plain ``SELECT``\\ s (each field as its type's output text, through PostgreSQL's built-in
+``format('%s', ...)``), then recomputes every chunk digest and the chain with ``hashlib``,
+following the encoding docs/tamper-evidence.md specifies, and applies the same rules as the
+in-database verify, with the same findings.
+
+Memory stays bounded: rows come through a server-side cursor, in event-id order, so one
+chunk is hashed at a time; only the seal entries' chunk lists are held.
+
+The encoding of today's format (version 1) lives in :func:`record_text`, :func:`row_line`
+and :func:`link_digest`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .layouts import Layout
+from .sealing import GENESIS, Finding, Verification, parse_head
+from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
+
+#: Rows fetched per round trip from the server-side cursor.
+FETCH_ROWS = 5_000
+_CURSOR = "dpa_offline_verify"
+#: The settings the text of a row depends on, as the sealing functions fix them.
+_SETTINGS = {
+    "search_path": "pg_catalog, pg_temp",
+    "TimeZone": "UTC",
+    "DateStyle": "ISO, YMD",
+    "IntervalStyle": "postgres",
+    "extra_float_digits": "1",
+}
+
+# ---------------------------------------------------------------------------------------
+# The canonical encoding, format 1 (docs/tamper-evidence.md, "The bytes hashed")
+# ---------------------------------------------------------------------------------------
+
+#: What makes PostgreSQL quote a field of a record: these characters and ASCII white space
+#: (its C ``isspace``; a multi-byte character never counts, whatever Unicode says).
+_SPECIAL = frozenset('"\\(), \t\n\r\v\f')
+
+
+def record_text(fields: Sequence[str | None]) -> str:
+    """PostgreSQL's text of ``ROW(f1, ..., fn)`` given each field's output text.
+
+    NULL is nothing at all; a field that is empty or holds a double quote, backslash,
+    parenthesis, comma or ASCII white space is wrapped in double quotes, with each ``"``
+    and ``\\`` inside doubled.
+    """
+    out = []
+    for value in fields:
+        if value is None:
+            out.append("")
+        elif value == "" or any(c in _SPECIAL for c in value):
+            out.append('"' + value.replace("\\", "\\\\").replace('"', '""') + '"')
+        else:
+            out.append(value)
+    return "(" + ",".join(out) + ")"
+
+
+def row_line(fields: Sequence[str | None]) -> bytes:
+    """The bytes one audit row adds to its chunk's digest."""
+    return (record_text(fields) + "\n").encode()
+
+
+def _number(value: int | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def link_digest(previous: bytes, entry: Entry) -> bytes:
+    """The digest of a seal entry, chaining from ``previous``."""
+    header = record_text(
+        [
+            str(entry.seal_id),
+            entry.kind,
+            entry.sealed_at,
+            _number(entry.first_event_id),
+            _number(entry.last_event_id),
+            _number(entry.row_count),
+            _number(entry.chunk_size),
+            entry.partition_name,
+        ]
+    )
+    chunks = "".join(
+        record_text(
+            [
+                _number(c.seal_id),
+                _number(c.index),
+                _number(c.rows),
+                None if c.digest is None else c.digest.hex(),
+                c.partitions,
+            ]
+        )
+        + "\n"
+        for c in entry.chunks
+    )
+    return hashlib.sha256(f"{previous.hex()}\n{header}\n{chunks}".encode()).digest()
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Chunk:
+    seal_id: int
+    index: int
+    rows: int | None
+    digest: bytes | None
+    partitions: str | None
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of the seal table, as stored."""
+
+    seal_id: int
+    kind: str
+    sealed_at: str
+    first_event_id: int | None
+    last_event_id: int | None
+    row_count: int | None
+    chunk_size: int | None
+    partition_name: str | None
+    chunks: tuple[Chunk, ...]
+    #: The stored arrays had different lengths (a forged entry); ``chunks`` is then empty.
+    ragged: bool
+    previous: bytes
+    digest: bytes
+
+
+def _bytes(value: Any) -> bytes:
+    return b"" if value is None else bytes(value)
+
+
+def _maybe_bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
+    execute(
+        cursor,
+        SQL(
+            "SELECT s.seal_id, s.kind, pg_catalog.format('%s', s.sealed_at), s.first_event_id, s.last_event_id,"
+            " s.row_count, s.chunk_size, s.partition_name, s.chunk_seal, s.chunk_index, s.chunk_rows,"
+            " s.chunk_digest, s.chunk_partitions, s.previous, s.digest FROM {} s ORDER BY s.seal_id"
+        ).format(ident(schema, layout.seal_table)),
+    )
+    found = []
+    for row in cursor.fetchall():
+        seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, previous, digest = row
+        arrays = [list(a or []) for a in (cs, ks, ns, ds, ps)]
+        ragged = len({len(a) for a in arrays}) > 1
+        chunks = (
+            ()
+            if ragged
+            else tuple(Chunk(s, k, n, _maybe_bytes(d), p) for s, k, n, d, p in zip(*arrays, strict=True))
+        )
+        found.append(
+            Entry(
+                seal_id,
+                kind,
+                at,
+                first,
+                last,
+                count,
+                size,
+                part,
+                chunks,
+                ragged,
+                _bytes(previous),
+                _bytes(digest),
+            )
+        )
+    return found
+
+
+def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
+    """The partitions of the audit table, named as ``regclass`` prints them."""
+    cursor.execute(
+        "SELECT pg_catalog.format('%%s', i.inhrelid::pg_catalog.regclass) FROM pg_catalog.pg_inherits i"
+        " WHERE i.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)",
+        [quote_ident(schema, layout.table)],
+    )
+    return {name for (name,) in cursor.fetchall()}
+
+
+def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[tuple[Any, ...]]:
+    """(event id, partition, field texts...) of every row up to ``sealed`` or with no valid id,
+    in event-id order (NULL first), through a server-side cursor."""
+    event = ident(layout.event_column)
+    fields = SQL(", ").join(
+        SQL("CASE WHEN e.{c} IS NULL THEN NULL ELSE pg_catalog.format('%s', e.{c}) END").format(c=ident(c))
+        for c in layout.column_names
+    )
+    execute(
+        cursor,
+        SQL(
+            "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT e.{event},"
+            " pg_catalog.format('%s', e.tableoid::pg_catalog.regclass), {fields} FROM {table} e"
+            " WHERE e.{event} OPERATOR(pg_catalog.<=) {sealed} OR e.{event} IS NULL"
+            " ORDER BY e.{event} NULLS FIRST"
+        ).format(
+            cursor=ident(_CURSOR),
+            event=event,
+            fields=fields,
+            table=ident(schema, layout.table),
+            sealed=SQL("{}::pg_catalog.int8").format(literal(sealed)),
+        ),
+    )
+    fetch: Composable = SQL("FETCH FORWARD {} FROM {}").format(literal(FETCH_ROWS), ident(_CURSOR))
+    while True:
+        execute(cursor, fetch)
+        batch = cursor.fetchall()
+        if not batch:
+            break
+        yield from batch
+    execute(cursor, SQL("CLOSE {}").format(ident(_CURSOR)))
+
+
+# ---------------------------------------------------------------------------------------
+# The rules, as in dpa_<layout>_verify()
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Seal:
+    seal_id: int
+    first: int
+    last: int
+    size: int
+
+
+def _entry_problem(entry: Entry, seals: dict[int, _Seal]) -> str | None:
+    """What an entry claims that it may not (``dpa_seal_entry_problem``), or None."""
+    first, last = entry.first_event_id, entry.last_event_id
+    if first is None or last is None or first > last:
+        return f"it covers events {_text(first)}..{_text(last)}, which end before they start"
+    if entry.ragged:
+        return "its chunk arrays differ in length"
+    if any(c.rows is None or c.rows < 0 or c.digest is None for c in entry.chunks):
+        return "it holds a chunk without a row count or a digest"
+    if entry.kind == "seal":
+        size = entry.chunk_size
+        if size is None or size < 1:
+            return "its chunk size is not 1 or more"
+        if entry.row_count != sum(c.rows or 0 for c in entry.chunks):
+            return "its row count is not the sum of its chunks"
+        previous = -1
+        for c in entry.chunks:
+            if (
+                c.seal_id != entry.seal_id
+                or c.index is None
+                or not previous < c.index <= (last - first) // size
+            ):
+                return "it holds chunks that are not its own"
+            previous = c.index
+        return None
+    if entry.kind in ("detach", "drop"):
+        for c in entry.chunks:
+            seal = seals.get(c.seal_id) if c.seal_id is not None and c.seal_id < entry.seal_id else None
+            if seal is None or c.index is None or not 0 <= c.index <= (seal.last - seal.first) // seal.size:
+                return "it retires chunks no earlier seal holds"
+        if len({(c.seal_id, c.index) for c in entry.chunks}) != len(entry.chunks):
+            return "it retires a chunk twice"
+        return None
+    return f"its kind {entry.kind} is unknown"
+
+
+def _text(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _chain_finding(entry: Entry, detail: str, where: bool = True, part: str | None = None) -> Finding:
+    first, last = (entry.first_event_id, entry.last_event_id) if where else (None, None)
+    return Finding("chain", entry.seal_id, first, last, None, None, part, detail)
+
+
+@dataclass
+class _Tally:
+    """What the rows of one chunk hash to, and where they are."""
+
+    key: tuple[int, int]
+    hasher: Any
+    rows: int
+    partitions: set[str]
+
+
+def verify(
+    connection: Any, layout: Layout, schema: str = "public", expect: str | None = None
+) -> Verification:
+    """Recompute every sealed chunk and the chain from plain SELECTs, in one snapshot.
+
+    Runs in a REPEATABLE READ, READ ONLY transaction of its own on an autocommit
+    connection, else in a savepoint of the caller's transaction (rolled back at the end).
+
+    Args:
+        expect: a head digest kept outside the database; the chain must contain it.
+    """
+    wanted = parse_head(expect) if expect is not None else None
+    cursor = connection.cursor()
+    own = bool(getattr(connection, "autocommit", False))
+    cursor.execute(
+        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if own else "SAVEPOINT dpa_offline_verify"
+    )
+    try:
+        for name, value in _SETTINGS.items():
+            cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
+        return _verify(cursor, layout, schema, wanted)
+    finally:
+        cursor.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dpa_offline_verify")
+
+
+def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
+    findings: list[Finding] = []
+    attached = _attached(cursor, layout, schema)
+    table_text = f"{schema}.{layout.table}"
+    previous = bytes.fromhex(GENESIS)
+    following = 1
+    seals: dict[int, _Seal] = {}
+    sealed = 0
+    rows = 0
+    #: (seal id, chunk) -> (rows, digest, partitions) of the newest counted entry.
+    expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]] = {}
+    entries = _entries(cursor, layout, schema)
+    for entry in entries:
+        if entry.seal_id != following:
+            findings.append(
+                _chain_finding(entry, f"seals {following} to {entry.seal_id - 1} are missing", False)
+            )
+        elif entry.previous != previous:
+            findings.append(
+                _chain_finding(
+                    entry, f"seal {entry.seal_id} does not chain from seal {entry.seal_id - 1}", False
+                )
+            )
+        if link_digest(entry.previous, entry) != entry.digest:
+            findings.append(
+                _chain_finding(
+                    entry, f"seal {entry.seal_id} was altered: its digest does not match its contents"
+                )
+            )
+        if entry.kind != "seal" and entry.partition_name in attached:
+            problem: str | None = (
+                f"it retires {entry.partition_name}, which is still a partition of {table_text}"
+            )
+        else:
+            problem = _entry_problem(entry, seals)
+        if problem is not None:
+            findings.append(
+                _chain_finding(
+                    entry, f"seal {entry.seal_id} is not counted: {problem}", part=entry.partition_name
+                )
+            )
+        else:
+            assert entry.first_event_id is not None and entry.last_event_id is not None  # noqa: S101
+            count = entry.row_count or 0
+            if entry.kind == "seal":
+                if entry.first_event_id != sealed + 1:
+                    findings.append(
+                        _chain_finding(
+                            entry,
+                            f"seal {entry.seal_id} starts at event {entry.first_event_id}, not {sealed + 1}",
+                        )
+                    )
+                assert entry.chunk_size is not None  # noqa: S101
+                seals[entry.seal_id] = _Seal(
+                    entry.seal_id, entry.first_event_id, entry.last_event_id, entry.chunk_size
+                )
+                sealed = entry.last_event_id
+                rows += count
+            else:
+                rows -= count
+                verb = "dropped" if entry.kind == "drop" else "detached"
+                findings.append(
+                    Finding(
+                        "retired",
+                        entry.seal_id,
+                        entry.first_event_id,
+                        entry.last_event_id,
+                        entry.row_count,
+                        None,
+                        entry.partition_name,
+                        f"{count} rows {verb} by retention at {entry.sealed_at}",
+                    )
+                )
+            for c in entry.chunks:
+                expected[(c.seal_id, c.index)] = (c.rows or 0, c.digest, c.partitions)
+        previous = entry.digest
+        following = entry.seal_id + 1
+    head = previous if following > 1 else None
+    if wanted is not None and wanted not in {e.digest for e in entries}:
+        findings.append(
+            Finding(
+                "head",
+                None,
+                None,
+                None,
+                None,
+                None,
+                None,
+                f"the head kept outside the database, {wanted.hex()}, is not in the chain: "
+                "the seals were rewritten or cut short",
+            )
+        )
+    ordered = sorted(seals.values(), key=lambda s: s.first)
+    found, outside = _recompute(cursor, layout, schema, ordered, sealed)
+    if ordered:
+        findings.extend(_compare(ordered, expected, found))
+        if outside[2]:
+            low, high, count, parts = outside
+            findings.append(
+                Finding(
+                    "added",
+                    None,
+                    low,
+                    high,
+                    0,
+                    count,
+                    " ".join(sorted(parts)),
+                    f"{count} rows with an event id below 1 or none",
+                )
+            )
+    first = ordered[0].first if ordered else None
+    return Verification(following - 1, first, sealed, rows, head.hex() if head else None, findings)
+
+
+def _recompute(
+    cursor: Cursor, layout: Layout, schema: str, ordered: list[_Seal], sealed: int
+) -> tuple[dict[tuple[int, int], tuple[int, bytes, set[str]]], tuple[int | None, int | None, int, set[str]]]:
+    """Hash the rows chunk by chunk: {(seal, chunk): (rows, digest, partitions)}, and the
+    rows no seal can cover (lowest id, highest id, count, partitions)."""
+    firsts = [s.first for s in ordered]
+    found: dict[tuple[int, int], tuple[int, bytes, set[str]]] = {}
+    low: int | None = None
+    high: int | None = None
+    count = 0
+    parts: set[str] = set()
+    tally: _Tally | None = None
+    for event_id, partition, *fields in _rows(cursor, layout, schema, sealed):
+        if event_id is None or event_id < 1:
+            if event_id is not None:
+                low = event_id if low is None else min(low, event_id)
+                high = event_id if high is None else max(high, event_id)
+            count += 1
+            parts.add(partition)
+            continue
+        at = bisect.bisect_right(firsts, event_id) - 1
+        if at < 0:
+            continue  # below the first seal: not counted, as in the database
+        seal = ordered[at]
+        key = (seal.seal_id, (event_id - seal.first) // seal.size)
+        if tally is None or tally.key != key:
+            if tally is not None:
+                found[tally.key] = (tally.rows, tally.hasher.digest(), tally.partitions)
+            tally = _Tally(key, hashlib.sha256(), 0, set())
+        tally.hasher.update(row_line(fields))
+        tally.rows += 1
+        tally.partitions.add(partition)
+    if tally is not None:
+        found[tally.key] = (tally.rows, tally.hasher.digest(), tally.partitions)
+    return found, (low, high, count, parts)
+
+
+def _compare(
+    ordered: list[_Seal],
+    expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]],
+    found: dict[tuple[int, int], tuple[int, bytes, set[str]]],
+) -> list[Finding]:
+    by_id = {s.seal_id: s for s in ordered}
+    result = []
+    for key in set(expected) | set(found):
+        n, digest, sealed_in = expected.get(key, (0, None, None))
+        found_n, found_digest, where = found.get(key, (0, None, set()))
+        if digest == found_digest or (n == 0 and found_n == 0):
+            continue
+        now = " ".join(sorted(where))
+        partitions = now or sealed_in
+        was = f" (sealed in {sealed_in})" if sealed_in and sealed_in != now else ""
+        if found_n < n:
+            kind, detail = "removed", f"{n - found_n} of {n} sealed rows are missing"
+        elif found_n > n:
+            kind, detail = "added", f"{found_n - n} rows more than the {n} sealed"
+        else:
+            kind, detail = (
+                "changed",
+                f"{n} rows were sealed and {found_n} are there, but their contents differ",
+            )
+        seal = by_id[key[0]]
+        lo = seal.first + key[1] * seal.size
+        hi = min(seal.last, seal.first + (key[1] + 1) * seal.size - 1)
+        result.append(Finding(kind, key[0], lo, hi, n, found_n, partitions, detail + was))
+    return sorted(result, key=lambda f: f.first_event_id or 0)

@@ -1,0 +1,66 @@
+"""A second verifier, written from docs/tamper-evidence.md ("The bytes hashed") alone.
+
+It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table names and
+the column list from the docs, ``hashlib``. It returns the head it recomputes and the
+digest of each stored chunk as the rows now hash; the caller compares them with the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+COLUMNS = {
+    "audit_simple": "object_table, object_payload, audit_entry_created, audit_entry_created_statement_timestamp,"
+    " audit_txid_current, audit_operation, audit_event_id, object_schema, object_pk, audit_context",
+    "logged_actions": "event_id, schema_name, table_name, relid, session_user_name, action_tstamp_tx,"
+    " action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr, client_port,"
+    " client_query, action, row_data, changed_fields, statement_only, object_pk, statement_id, audit_context",
+}
+EVENT = {"audit_simple": "audit_event_id", "logged_actions": "event_id"}
+
+
+def r(values: list[Any]) -> str:
+    """R(v1, ..., vn): NULL is nothing; quoted when empty or holding " \\ ( ) , or ASCII space."""
+    fields = []
+    for v in values:
+        if v is None:
+            fields.append("")
+            continue
+        v = str(v)
+        if v == "" or any(ch in '"\\(), \t\n\r\v\f' for ch in v):
+            v = '"' + v.replace('"', '""').replace("\\", "\\\\") + '"'
+        fields.append(v)
+    return "(" + ",".join(fields) + ")"
+
+
+def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
+    """(the head, {(seal, chunk): digest of its rows now}) for ``public.<table>``."""
+    for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'"):
+        cur.execute("SET " + setting)
+    cur.execute("SET extra_float_digits = 1")
+    cur.execute(
+        "SELECT seal_id, kind, format('%s', sealed_at), first_event_id, last_event_id, row_count, chunk_size,"
+        f" partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions FROM {table}_seal"
+        " ORDER BY seal_id"
+    )
+    previous, seals = "0" * 64, []
+    for *header, cs, ks, ns, ds, ps in cur.fetchall():
+        text = previous + "\n" + r(header) + "\n"
+        text += "".join(
+            r([s, k, n, bytes(d).hex(), p]) + "\n" for s, k, n, d, p in zip(cs, ks, ns, ds, ps, strict=True)
+        )
+        previous = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        if header[1] == "seal":
+            seals.append((header[0], header[3], header[4], header[6]))  # id, first, last, size
+    columns = ", ".join(
+        f"CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END" for c in COLUMNS[table].split(", ")
+    )
+    cur.execute(f"SELECT {EVENT[table]}, {columns} FROM {table} ORDER BY 1")
+    lines: dict[tuple[int, int], bytes] = {}
+    for event_id, *values in cur.fetchall():
+        for seal_id, first, last, size in seals:
+            if first <= event_id <= last:
+                key = (seal_id, (event_id - first) // size)
+                lines[key] = lines.get(key, b"") + (r(values) + "\n").encode("utf-8")
+    return previous, {key: hashlib.sha256(text).digest() for key, text in lines.items()}
