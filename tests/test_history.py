@@ -11,7 +11,7 @@ from shop.models import Customer, Order
 
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import Operation
-from tests.helpers import sql
+from tests.helpers import past_the_guard, sql
 from tests.test_read_api import explain, scanned_partitions
 
 
@@ -210,6 +210,7 @@ def test_changes_are_typed_by_the_models_fields(layout, read_model):
 
 def test_a_value_that_no_longer_fits_its_column_keeps_its_json_value(layout, read_model):
     Book.objects.create(isbn="ty", title="not a number")
-    sql("ALTER TABLE library_book ALTER COLUMN title TYPE integer USING 7")
+    # A rewrite the guard refuses (its values change unaudited): a superuser steps past it.
+    past_the_guard("ALTER TABLE library_book ALTER COLUMN title TYPE integer USING 7")
     (insert,) = read_model.objects.history(Book, "ty")
     assert insert.changes == {"isbn": (None, "ty"), "title": (None, "not a number")}
