@@ -303,3 +303,37 @@ def test_without_the_guard_the_f3_sequence_goes_through_but_never_runs(superuser
         owner.close()
     assert not is_superuser(setup)
     assert setup.trail() == before
+
+
+def test_a_type_of_the_owner_with_a_cast_of_another_role_is_not_trusted(two_roles: TwoRoles):
+    """The owner gave its own type a cast whose function the application role owns (and can
+    replace), before the guard: the triggers do not skip the check for it."""
+    two_roles.run(None, f"CREATE SCHEMA app_types AUTHORIZATION {two_roles.app}")
+    two_roles.run(
+        two_roles.owner,
+        "CREATE TYPE level AS ENUM ('low', 'high')",
+    )
+    two_roles.run(
+        two_roles.app,
+        f"GRANT USAGE ON SCHEMA app_types TO {two_roles.owner}",
+        "CREATE FUNCTION app_types.level_json(l level) RETURNS json LANGUAGE plpgsql AS"
+        f" $$ BEGIN DELETE FROM public.{two_roles.layout.table}; RETURN to_json(l::text); END $$",
+    )
+    two_roles.run(
+        two_roles.owner,
+        "CREATE CAST (level AS json) WITH FUNCTION app_types.level_json(level)",
+        "ALTER TABLE invoice ADD COLUMN level level",
+    )
+    two_roles.install_guard()
+    assert two_roles.casts_mode() == {"c"}
+    before = two_roles.trail()
+    app = two_roles.session(two_roles.app)
+    try:
+        assert refused(app, "INSERT INTO invoice VALUES (2, 20, 'high')") == (
+            "partitioned_audit: refusing to audit a write to public.invoice: the cast from public.level to json"
+            f" runs app_types.level_json(public.level) of role {two_roles.app}, which would run with the rights"
+            " of the audit owner"
+        )
+    finally:
+        app.close()
+    assert two_roles.trail() == before
