@@ -51,6 +51,14 @@ DEFAULT_WAIT_MS = 2_000
 SEALING_SETTING = "partitioned_audit.sealing"
 #: The digest the first seal chains from.
 GENESIS = "00" * 32
+#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of format 1, made
+#: before it, keep verifying with theirs.
+FORMAT = 2
+#: The largest chunk a seal accepts: a chunk's digest hashes 32 bytes a row, 32 MB at most.
+MAX_CHUNK_SIZE = 1_000_000
+#: How long before a retirement a partition's whole range must have ended (the least
+#: ``--older-than``); retire refuses a partition that has not, and verify reports one as removed.
+MIN_RETENTION = "1 day"
 
 #: Triggers protecting sealed rows and the seal table; the guard keeps them in place.
 TRIGGER_PREFIX = f"{PREFIX}seal_"
@@ -99,14 +107,43 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
             seals=ident(schema, layout.seal_table),
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
+        "row_digest": _row_digest(layout),
+        "txid": ident(layout.txid_column),
+        "format": literal(FORMAT),
+        "format_of": SQL("coalesce((s.extra ->> 'format')::integer, 1)"),
+        "max_chunk": literal(MAX_CHUNK_SIZE),
+        "min_retention": SQL("interval {}").format(literal(MIN_RETENTION)),
+        "full_xid": SQL(_FULL_XID),
+        "xid_of": SQL(
+            "(SELECT " + _FULL_XID + " FROM pg_locks t WHERE t.locktype = 'transactionid'"
+            " AND t.mode = 'ExclusiveLock' AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w LIMIT 1)"
+        ),
     }
+
+
+# The full (epoch-qualified) transaction id of pg_locks' 32-bit ``t.transactionid``, from
+# ``_next``, the next one to be handed out: the open transaction ids are all below it.
+_FULL_XID = "(_next - ((_next - t.transactionid::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
+
+
+def _row_digest(layout: Layout) -> Composable:
+    """A row's digest (format 2): SHA-256 over its fields in column order, each one byte
+    0x00 when NULL, else 0x01 and the SHA-256 of the UTF-8 bytes of its output text."""
+    fields = [
+        SQL(
+            "CASE WHEN e.{c} IS NULL THEN '\\x00'::bytea"
+            " ELSE '\\x01'::bytea || sha256(convert_to(format('%s', e.{c}), 'UTF8')) END"
+        ).format(c=ident(c))
+        for c in layout.column_names
+    ]
+    return SQL("sha256({})").format(SQL(" || ").join(fields))
 
 
 # How the sealing functions add entry _e to the chain: its digest computed here, and the
 # setting that the seal table's trigger asks of an INSERT set for that INSERT only.
 _APPEND = """    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
                         _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
-                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
+                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions, _e.extra);
     PERFORM set_config({sealing}, 'on', true);
     INSERT INTO {seals} SELECT _e.*;
     PERFORM set_config({sealing}, '', true);"""
@@ -133,6 +170,8 @@ CREATE TABLE IF NOT EXISTS {seals} (
     previous bytea NOT NULL,
     digest bytea NOT NULL UNIQUE
 );
+-- Entries of format 2 and later (NULL: format 1): see docs/tamper-evidence.md.
+ALTER TABLE {seals} ADD COLUMN IF NOT EXISTS extra jsonb;
 CREATE TABLE IF NOT EXISTS {marks} (
     last_event_id bigint NOT NULL,
     writers text[] NOT NULL,
@@ -142,9 +181,12 @@ CREATE TABLE IF NOT EXISTS {marks} (
 
 # The chain link: the previous digest, this entry's header and its chunks, one line each.
 _HELPERS = """
+DROP FUNCTION IF EXISTS {link}(bytea, bigint, text, timestamp with time zone, bigint, bigint, bigint, integer, text,
+    bigint[], integer[], bigint[], bytea[], text[]);
 CREATE OR REPLACE FUNCTION {link}(previous bytea, seal_id bigint, kind text, sealed_at timestamp with time zone,
     first_event_id bigint, last_event_id bigint, row_count bigint, chunk_size integer, partition_name text,
-    chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[], chunk_digest bytea[], chunk_partitions text[])
+    chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[], chunk_digest bytea[], chunk_partitions text[],
+    extra jsonb)
 RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
     SELECT sha256(convert_to(
         encode(previous, 'hex') || E'\\n'
@@ -152,7 +194,8 @@ RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
         || E'\\n'
         || coalesce((SELECT string_agg(ROW(c.s, c.k, c.n, encode(c.d, 'hex'), c.p)::text || E'\\n', '' ORDER BY c.o)
                        FROM unnest(chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions)
-                            WITH ORDINALITY AS c(s, k, n, d, p, o)), ''),
+                            WITH ORDINALITY AS c(s, k, n, d, p, o)), '')
+        || coalesce(extra::text || E'\\n', ''),
         'UTF8'))
 $fn$;
 CREATE OR REPLACE FUNCTION {append_only}() RETURNS trigger
@@ -170,17 +213,29 @@ $fn$;
 _FUNCTIONS = (
     # The chunks of the rows with event ids in [lo, hi] (and not in table ``exclude``): each
     # row falls in the seal whose first id is the largest not above its id (width_bucket
-    # over ``firsts``), and in chunk (id - first) / size of it.
+    # over ``firsts``), and in chunk (id - first) / size of it. A seal of format 1 hashes its
+    # chunk's lines whole; later formats hash each row apart (``{row_digest}``), so a chunk
+    # needs 32 bytes a row whatever the rows hold. ``settled`` is the digest (and
+    # ``settled_rows`` the count) without the rows of transactions ``skip``: what a seal saw
+    # when they were still open.
     """
-CREATE OR REPLACE FUNCTION {chunks}(seal_ids bigint[], firsts bigint[], sizes integer[], lo bigint, hi bigint, exclude oid)
-RETURNS TABLE (seal_id bigint, chunk integer, row_count bigint, digest bytea, partitions text, parts oid[])
+DROP FUNCTION IF EXISTS {chunks}(bigint[], bigint[], integer[], bigint, bigint, oid);
+CREATE OR REPLACE FUNCTION {chunks}(seal_ids bigint[], firsts bigint[], sizes integer[], formats integer[],
+    lo bigint, hi bigint, exclude oid, skip bigint[])
+RETURNS TABLE (seal_id bigint, chunk integer, row_count bigint, digest bytea, settled_rows bigint, settled bytea,
+               partitions text, parts oid[])
 LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
     SELECT seal_ids[r.i], r.k, count(*),
-           sha256(convert_to(string_agg(r.line, '' ORDER BY r.id), 'UTF8')),
+           CASE WHEN formats[r.i] = 1 THEN sha256(convert_to(string_agg(r.line, '' ORDER BY r.id), 'UTF8'))
+                ELSE sha256(string_agg(r.d, ''::bytea ORDER BY r.id)) END,
+           count(*) FILTER (WHERE NOT r.late),
+           sha256(coalesce(string_agg(r.d, ''::bytea ORDER BY r.id) FILTER (WHERE NOT r.late), ''::bytea)),
            array_to_string(ARRAY(SELECT p::regclass::text FROM unnest(array_agg(DISTINCT r.part)) AS p ORDER BY 1), ' '),
            array_agg(DISTINCT r.part)
       FROM (SELECT w.i, ((e.{event} - firsts[w.i]) / sizes[w.i])::integer AS k, e.{event} AS id,
-                   ROW({columns})::text || E'\\n' AS line, e.tableoid AS part
+                   CASE WHEN formats[w.i] = 1 THEN ROW({columns})::text || E'\\n' END AS line,
+                   CASE WHEN formats[w.i] <> 1 THEN {row_digest} END AS d,
+                   coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
               FROM {table} e CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
              WHERE e.{event} >= lo AND e.{event} <= hi AND e.tableoid IS DISTINCT FROM exclude) AS r
      GROUP BY r.i, r.k
@@ -210,7 +265,9 @@ BEGIN
 END
 $fn$;
 """
-    # Seals every settled row after the last seal (see the module docstring).
+    # Seals every row after the last seal up to the last id handed out, around the
+    # transactions still open (see the module docstring), and the late rows of earlier seals
+    # whose open transactions have all ended since.
     """
 CREATE OR REPLACE FUNCTION {seal}(chunk_size integer, wait_ms integer) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER {canonical} AS $fn$
@@ -221,12 +278,20 @@ DECLARE
     _allocated bigint;
     _writers text[];
     _held text[];
-    _horizon bigint;
+    _next bigint;
+    _xids bigint[];
+    _snapshot pg_snapshot;
+    _live bigint[];
+    _open record;
+    _late record;
+    _closes bigint[] := '{{}}';
+    _late_rows bigint := 0;
+    _late_chunks integer := 0;
     _deadline timestamp with time zone := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
     _e {seals}%ROWTYPE;
 BEGIN
-    IF chunk_size IS NULL OR chunk_size < 1 OR wait_ms IS NULL OR wait_ms < 0 THEN
-        RAISE EXCEPTION 'partitioned_audit: seal needs a chunk size of 1 or more and a wait of 0 ms or more, got % and %', chunk_size, wait_ms
+    IF chunk_size IS NULL OR chunk_size < 1 OR chunk_size > {max_chunk} OR wait_ms IS NULL OR wait_ms < 0 THEN
+        RAISE EXCEPTION 'partitioned_audit: seal needs a chunk size from 1 to % and a wait of 0 ms or more, got % and %', {max_chunk}, chunk_size, wait_ms
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -253,45 +318,88 @@ BEGIN
     _chain := coalesce(_chain, 0);
     _previous := coalesce(_previous, {genesis});
     _last := coalesce(_last, 0);
-    -- First the last id handed out, then who may still hold ids up to it.
+    -- First the last id handed out, then who may still hold ids up to it, and their
+    -- transaction ids (a writer has one before it takes an event id: its audited write).
     _allocated := coalesce(pg_sequence_last_value({seq}::regclass), 0);
+    _next := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
     _writers := {writers};
-    WHILE cardinality(_writers) > 0 AND clock_timestamp() < _deadline LOOP
+    LOOP
+        _xids := ARRAY(SELECT {xid_of} FROM unnest(_writers) AS w);
+        EXIT WHEN cardinality(_writers) = 0 OR clock_timestamp() >= _deadline;
         PERFORM pg_sleep(0.005);
         _held := {writers};
         _writers := ARRAY(SELECT w FROM unnest(_writers) AS w WHERE w = ANY (_held));
     END LOOP;
-    IF cardinality(_writers) = 0 THEN
-        _horizon := _allocated;
-        DELETE FROM {marks};
-    ELSE
-        _held := {writers};
-        SELECT max(m.last_event_id) INTO _horizon FROM {marks} m WHERE NOT m.writers && _held;
-        DELETE FROM {marks} m WHERE m.last_event_id <= _horizon;
-        INSERT INTO {marks} (last_event_id, writers) VALUES (_allocated, _writers);
-    END IF;
-    IF _horizon IS NULL OR _horizon <= _last THEN
+    IF array_position(_xids, NULL) IS NOT NULL THEN
+        -- A transaction holds the write lock without a transaction id: which ids it holds
+        -- cannot be told apart from forged ones later, so nothing is sealed past the last seal.
         RETURN jsonb_build_object('sealed', false, 'seal_id', _chain, 'last_event_id', _last,
-                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers),
+                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers), 'pending', '[]'::jsonb,
                                   'head', CASE WHEN _chain > 0 THEN encode(_previous, 'hex') END);
     END IF;
     _e.seal_id := _chain + 1;
     _e.kind := 'seal';
     _e.sealed_at := now();
     _e.first_event_id := _last + 1;
-    _e.last_event_id := _horizon;
+    _e.last_event_id := greatest(_allocated, _last);
     _e.chunk_size := chunk_size;
+    -- One statement, one snapshot: the new chunks, and which writers it still saw open.
     SELECT coalesce(sum(c.row_count), 0), coalesce(array_agg(c.seal_id ORDER BY c.chunk), '{{}}'),
            coalesce(array_agg(c.chunk ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.row_count ORDER BY c.chunk), '{{}}'),
-           coalesce(array_agg(c.digest ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.partitions ORDER BY c.chunk), '{{}}')
-      INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
-      FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], _e.first_event_id, _horizon, NULL) AS c;
+           coalesce(array_agg(c.digest ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.partitions ORDER BY c.chunk), '{{}}'),
+           pg_current_snapshot()
+      INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions, _snapshot
+      FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], ARRAY[{format}], _e.first_event_id,
+                    _e.last_event_id, NULL, '{{}}') AS c;
+    _xids := ARRAY(SELECT x FROM unnest(_xids) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, _snapshot) ORDER BY 1);
+    -- Earlier seals whose open transactions have all ended since: what they added to the
+    -- sealed range (late rows) is sealed now, chunk by chunk, if it is all they changed.
+    _live := ARRAY(SELECT {full_xid} FROM pg_locks t
+                    WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted);
+    FOR _open IN
+        SELECT s.seal_id, s.first_event_id, s.last_event_id, s.chunk_size,
+               ARRAY(SELECT x::bigint FROM jsonb_array_elements_text(s.extra -> 'pending') AS x) AS pending
+          FROM {seals} s
+         WHERE s.kind = 'seal' AND jsonb_array_length(coalesce(s.extra -> 'pending', '[]')) > 0
+           AND NOT EXISTS (SELECT FROM {seals} c WHERE c.extra -> 'closes' @> to_jsonb(s.seal_id))
+         ORDER BY s.seal_id
+    LOOP
+        CONTINUE WHEN _open.pending && _live;
+        _closes := _closes || _open.seal_id;
+        FOR _late IN
+            SELECT f.*, x.n AS sealed_rows, x.d AS sealed_digest
+              FROM {chunks}(ARRAY[_open.seal_id], ARRAY[_open.first_event_id], ARRAY[_open.chunk_size], ARRAY[{format}],
+                            _open.first_event_id, _open.last_event_id, NULL, _open.pending) AS f
+              LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
+                                        unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
+                                  WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+             WHERE (x.n IS DISTINCT FROM f.row_count OR x.d IS DISTINCT FROM f.digest)
+               AND coalesce(x.n, 0) = f.settled_rows AND (f.settled_rows = 0 OR x.d = f.settled)
+             ORDER BY f.chunk
+        LOOP
+            _e.chunk_seal := _e.chunk_seal || _late.seal_id;
+            _e.chunk_index := _e.chunk_index || _late.chunk;
+            _e.chunk_rows := _e.chunk_rows || _late.row_count;
+            _e.chunk_digest := _e.chunk_digest || _late.digest;
+            _e.chunk_partitions := _e.chunk_partitions || _late.partitions;
+            _late_rows := _late_rows + _late.row_count - coalesce(_late.sealed_rows, 0);
+            _late_chunks := _late_chunks + 1;
+        END LOOP;
+    END LOOP;
+    IF _e.last_event_id <= _last AND cardinality(_closes) = 0 THEN
+        RETURN jsonb_build_object('sealed', false, 'seal_id', _chain, 'last_event_id', _last,
+                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers), 'pending', to_jsonb(_xids),
+                                  'head', CASE WHEN _chain > 0 THEN encode(_previous, 'hex') END);
+    END IF;
+    _e.row_count := _e.row_count + _late_rows;
     _e.previous := _previous;
+    _e.extra := jsonb_build_object('format', {format}, 'pending', to_jsonb(_xids), 'closes', to_jsonb(_closes));
 {append}
     RETURN jsonb_build_object('sealed', true, 'seal_id', _e.seal_id, 'first_event_id', _e.first_event_id,
                               'last_event_id', _e.last_event_id, 'rows', _e.row_count,
-                              'chunks', cardinality(_e.chunk_index), 'allocated', _allocated,
-                              'waiting_for', to_jsonb(_writers), 'head', encode(_e.digest, 'hex'));
+                              'chunks', cardinality(_e.chunk_index), 'late_rows', _late_rows, 'late_chunks', _late_chunks,
+                              'closes', to_jsonb(_closes), 'allocated', _allocated,
+                              'waiting_for', to_jsonb(_writers), 'pending', to_jsonb(_xids), 'head', encode(_e.digest, 'hex'));
 END
 $fn$;
 """
@@ -307,6 +415,10 @@ DECLARE
     _ids bigint[];
     _firsts bigint[];
     _sizes integer[];
+    _formats integer[];
+    _bounds text;
+    _lower timestamp with time zone;
+    _upper timestamp with time zone;
     _bad record;
     _e {seals}%ROWTYPE;
 BEGIN
@@ -319,9 +431,19 @@ BEGIN
     IF _e.row_count = 0 THEN
         RETURN NULL;
     END IF;
+    -- Retention takes only a partition whose whole range ended a day or more before now
+    -- (MIN_RETENTION): the current month, a future one, MAXVALUE or the DEFAULT partition never go.
+    SELECT pg_get_expr(c.relpartbound, c.oid) INTO _bounds FROM pg_class c WHERE c.oid = part;
+    _lower := substring(_bounds FROM 'FROM \\(''([^'']*)''\\)')::timestamp with time zone;
+    _upper := substring(_bounds FROM 'TO \\(''([^'']*)''\\)')::timestamp with time zone;
+    IF _upper IS NULL OR _upper > now() - {min_retention} THEN
+        RAISE EXCEPTION 'partitioned_audit: refusing to retire %: it holds sealed rows and its range (%) did not end % or more before now (%)', part, coalesce(_bounds, 'no bounds'), {min_retention}, now()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Retention detaches or drops a partition only once its whole range has expired.';
+    END IF;
     SELECT array_agg(s.seal_id ORDER BY s.seal_id), array_agg(s.first_event_id ORDER BY s.seal_id),
-           array_agg(s.chunk_size ORDER BY s.seal_id)
-      INTO _ids, _firsts, _sizes FROM {seals} s WHERE s.kind = 'seal';
+           array_agg(s.chunk_size ORDER BY s.seal_id), array_agg({format_of} ORDER BY s.seal_id)
+      INTO _ids, _firsts, _sizes, _formats FROM {seals} s WHERE s.kind = 'seal' AND s.last_event_id >= s.first_event_id;
     -- Whole chunks around the partition's rows.
     _lo := _firsts[width_bucket(_e.first_event_id, _firsts)];
     _lo := _lo + (_e.first_event_id - _lo) / _sizes[width_bucket(_e.first_event_id, _firsts)] * _sizes[width_bucket(_e.first_event_id, _firsts)];
@@ -329,7 +451,7 @@ BEGIN
     _hi := least(_sealed, _e.last_event_id + _sizes[width_bucket(_e.last_event_id, _firsts)]);
     -- The chunks holding a row of the partition must match their seals before any is replaced.
     SELECT f.seal_id, f.chunk, x.n AS expected, f.row_count AS found INTO _bad
-      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
+      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
       LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
                                 unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
                           WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
@@ -345,13 +467,14 @@ BEGIN
            array_agg(coalesce(r.digest, sha256(''::bytea)) ORDER BY f.seal_id, f.chunk),
            array_agg(coalesce(r.partitions, '') ORDER BY f.seal_id, f.chunk)
       INTO _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
-      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
-      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _lo, _hi, part) AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
+      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
+      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, part, '{{}}') AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
      WHERE part = ANY (f.parts);
     SELECT s.seal_id + 1, s.digest INTO _e.seal_id, _e.previous FROM {seals} s ORDER BY s.seal_id DESC LIMIT 1;
     _e.kind := CASE WHEN dropped THEN 'drop' ELSE 'detach' END;
     _e.sealed_at := now();
     _e.partition_name := part::text;
+    _e.extra := jsonb_build_object('format', {format}, 'range', jsonb_build_array(_lower, _upper));
 {append}
     RETURN jsonb_build_object('seal_id', _e.seal_id, 'kind', _e.kind, 'partition', _e.partition_name,
                               'first_event_id', _e.first_event_id, 'last_event_id', _e.last_event_id,
@@ -374,6 +497,10 @@ DECLARE
     _firsts bigint[];
     _sizes integer[];
     _lasts bigint[];
+    _formats integer[];
+    _open bigint[];
+    _skip bigint[];
+    _upper timestamp with time zone;
     _sealed bigint := 0;
     _head bytea;
     _rows bigint := 0;
@@ -388,7 +515,7 @@ BEGIN
         END IF;
         IF {link}(_s.previous, _s.seal_id, _s.kind, _s.sealed_at, _s.first_event_id, _s.last_event_id, _s.row_count,
                   _s.chunk_size, _s.partition_name, _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest,
-                  _s.chunk_partitions) IS DISTINCT FROM _s.digest THEN
+                  _s.chunk_partitions, _s.extra) IS DISTINCT FROM _s.digest THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
                 NULL::text, format('seal %s was altered: its digest does not match its contents', _s.seal_id);
         END IF;
@@ -397,18 +524,33 @@ BEGIN
                 RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint,
                     NULL::bigint, NULL::text, format('seal %s starts at event %s, not %s', _s.seal_id, _s.first_event_id, _sealed + 1);
             END IF;
-            _ids := _ids || _s.seal_id;
-            _firsts := _firsts || _s.first_event_id;
-            _sizes := _sizes || _s.chunk_size;
-            _lasts := _lasts || _s.last_event_id;
-            _sealed := _s.last_event_id;
+            IF _s.last_event_id >= _s.first_event_id THEN  -- (an entry sealing late rows only has none)
+                _ids := _ids || _s.seal_id;
+                _firsts := _firsts || _s.first_event_id;
+                _sizes := _sizes || _s.chunk_size;
+                _lasts := _lasts || _s.last_event_id;
+                _formats := _formats || coalesce((_s.extra ->> 'format')::integer, 1);
+                _sealed := _s.last_event_id;
+            END IF;
             _rows := _rows + _s.row_count;
         ELSE
             _rows := _rows - _s.row_count;
-            RETURN QUERY SELECT 'retired'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
-                NULL::bigint, _s.partition_name,
-                format('%s rows %s by retention at %s', _s.row_count,
-                       CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at);
+            -- Only a partition whose whole range had ended a day before went by retention;
+            -- entries of format 1 carry no range, only the partition's name.
+            _upper := CASE WHEN _s.extra IS NOT NULL THEN (_s.extra -> 'range' ->> 1)::timestamp with time zone
+                           ELSE to_date(substring(_s.partition_name FROM '_[0-9]{{8}}_([0-9]{{8}})$'), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC' END;
+            IF (_s.extra IS NOT NULL OR _upper IS NOT NULL) AND (_upper IS NULL OR _upper > _s.sealed_at - {min_retention}) THEN
+                RETURN QUERY SELECT 'removed'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                    0::bigint, _s.partition_name,
+                    format('%s rows were %s at %s as retention, but the partition''s range ends %s, not %s or more before: it had not expired',
+                           _s.row_count, CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at,
+                           coalesce('at ' || _upper::text, 'never'), {min_retention});
+            ELSE
+                RETURN QUERY SELECT 'retired'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                    NULL::bigint, _s.partition_name,
+                    format('%s rows %s by retention at %s', _s.row_count,
+                           CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at);
+            END IF;
         END IF;
         _previous := _s.digest;
         _next := _s.seal_id + 1;
@@ -418,6 +560,13 @@ BEGIN
         RETURN QUERY SELECT 'head'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
             format('the head kept outside the database, %s, is not in the chain: the seals were rewritten or cut short', encode(expect, 'hex'));
     END IF;
+    -- Seals whose open transactions may still add late rows: a chunk of theirs that differs
+    -- only by rows of those transactions is as sealed.
+    _open := ARRAY(SELECT s.seal_id FROM {seals} s
+                    WHERE s.kind = 'seal' AND jsonb_array_length(coalesce(s.extra -> 'pending', '[]')) > 0
+                      AND NOT EXISTS (SELECT FROM {seals} c WHERE c.extra -> 'closes' @> to_jsonb(s.seal_id)));
+    _skip := ARRAY(SELECT DISTINCT x::bigint FROM {seals} s, jsonb_array_elements_text(s.extra -> 'pending') AS x
+                    WHERE s.seal_id = ANY (_open));
     IF _ids IS NOT NULL THEN
         RETURN QUERY
         WITH expected AS (
@@ -425,11 +574,14 @@ BEGIN
               FROM {seals} s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest, s.chunk_partitions) AS c(cs, k, n, d, p)
              ORDER BY c.cs, c.k, s.seal_id DESC
         ), found AS (
-            SELECT * FROM {chunks}(_ids, _firsts, _sizes, _firsts[1], _sealed, NULL)
+            SELECT * FROM {chunks}(_ids, _firsts, _sizes, _formats, _firsts[1], _sealed, NULL, _skip)
         ), compared AS (
             SELECT coalesce(e.cs, f.seal_id) AS cs, coalesce(e.k, f.chunk) AS k,
                    coalesce(e.n, 0) AS n, coalesce(f.row_count, 0) AS found_n,
-                   coalesce(nullif(f.partitions, ''), e.p) AS p, e.d IS DISTINCT FROM f.digest AS differs,
+                   coalesce(nullif(f.partitions, ''), e.p) AS p,
+                   e.d IS DISTINCT FROM f.digest
+                   AND NOT coalesce(f.seal_id = ANY (_open) AND coalesce(e.n, 0) = f.settled_rows
+                                    AND (f.settled_rows = 0 OR e.d = f.settled), false) AS differs,
                    CASE WHEN e.p IS DISTINCT FROM f.partitions AND e.p <> ''
                         THEN format(' (sealed in %s)', e.p) ELSE '' END AS was
               FROM expected e FULL JOIN found f ON f.seal_id = e.cs AND f.chunk = e.k
@@ -554,6 +706,11 @@ class Sealed:
     allocated: int
     #: Transactions still holding audit rows after the wait (``pid/virtual transaction``).
     waiting_for: list[str]
+    #: The transaction ids of those whose rows this seal could not see yet: rows they commit
+    #: later into its range are sealed, as late rows, by the first seal after they end.
+    pending: list[int] = field(default_factory=list)
+    #: Rows of earlier seals' open transactions, committed since, that this seal added.
+    late_rows: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"action": "seal", **self.__dict__}
@@ -656,6 +813,8 @@ def seal(
     for name, value, least in (("chunk_size", chunk_size, 1), ("wait_ms", wait_ms, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigurationError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if chunk_size > MAX_CHUNK_SIZE:
+        raise ConfigurationError(f"chunk_size must be at most {MAX_CHUNK_SIZE:,}, got {chunk_size!r}")
     statement = SQL("SELECT {}(%s, %s)").format(_function(layout, schema, "seal"))
     result = _document(_call(cursor, statement, [chunk_size, wait_ms])[0][0])
     return Sealed(
@@ -668,6 +827,8 @@ def seal(
         head=result.get("head"),
         allocated=int(result["allocated"]),
         waiting_for=list(result.get("waiting_for") or []),
+        pending=[int(x) for x in result.get("pending") or []],
+        late_rows=int(result.get("late_rows") or 0),
     )
 
 
