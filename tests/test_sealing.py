@@ -140,7 +140,13 @@ def test_a_transaction_open_across_seals_is_sealed_around_and_its_rows_later_as_
     third = trail.m.seal(wait_ms=0)
     # The first writer has ended: its row, committed into the first seal's range, is added to
     # the chain as a late row; the other writer is open around this seal.
-    assert third.sealed and third.late_rows == 1 and third.rows == 1 and third.pending and third.pending != [txid]
+    assert (
+        third.sealed
+        and third.late_rows == 1
+        and third.rows == 1
+        and third.pending
+        and third.pending != [txid]
+    )
     other.commit()
     fourth = trail.m.seal(wait_ms=0)
     assert fourth.sealed and fourth.last_event_id == max(trail.ids()) and fourth.late_rows == 1
@@ -527,7 +533,9 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     sealed_at = trail.run("SELECT now()::text")[0][0]
     chunks = [
         [1, k, len(group), chunk_digest(1, group), trail.default]
-        for k, group in enumerate([[rows[i] for i in ids if (i - 1) // 10 == k] for k in range(max(ids) // 10 + 1)])
+        for k, group in enumerate(
+            [[rows[i] for i in ids if (i - 1) // 10 == k] for k in range(max(ids) // 10 + 1)]
+        )
         if group
     ]
     header = ["1", "seal", sealed_at, "1", str(max(ids)), str(len(ids)), "10", None]

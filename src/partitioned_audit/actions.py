@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import sealing
@@ -31,6 +32,9 @@ ACTIONS = (
     "verify",
 )
 DEFAULT_EXTRA_DAYS = 30
+#: How long (seconds) a transaction may hold audit rows open before ``seal`` and ``check``
+#: fail: its rows stay unsealed, and open to change, until it ends.
+DEFAULT_MAX_STALL = 3600
 
 
 class ActionFailed(AuditError):
@@ -50,6 +54,15 @@ class VerifyFailed(ActionFailed):
     """``verify`` found sealed rows or seals that differ; the message names the first."""
 
     action = "verify"
+
+
+class StallFailed(ActionFailed):
+    """A transaction has held audit rows open for longer than ``--max-stall``; the message
+    names its backend."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
 
 
 class Writer(Protocol):
@@ -98,6 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=sealing.DEFAULT_WAIT_MS,
         metavar="MS",
         help="seal: how long to wait for transactions still adding audit rows (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-stall",
+        type=int,
+        default=DEFAULT_MAX_STALL,
+        metavar="SECONDS",
+        help="seal, check: fail (exit 1) when a transaction has held audit rows open for longer"
+        " (default %(default)s)",
     )
     parser.add_argument(
         "--expect",
@@ -263,6 +284,18 @@ class _Run:
         )
         if not result.ok:
             raise CheckFailed(result.reason)
+        self.stall("check", self.m.holders())
+
+    def stall(self, action: str, holders: Sequence[sealing.Holder]) -> None:
+        """Fail when the oldest transaction holding audit rows is older than ``--max-stall``."""
+        limit = self.options.get("max_stall", DEFAULT_MAX_STALL)
+        late = [h for h in holders if h.since is not None and h.age > limit]
+        if late:
+            raise StallFailed(
+                action,
+                f"{late[0].describe()} has held audit rows open for more than --max-stall {limit} s;"
+                " its rows stay unsealed until it ends: end it (pg_terminate_backend) or find why it waits",
+            )
 
     def privileges(self) -> None:
         outcome = self.m.restrict(self.options["app_role"], bool(self.options.get("read")))
@@ -273,20 +306,39 @@ class _Run:
 
     def seal(self) -> None:
         done = self.m.seal(self.options["chunk_size"], self.options["wait"])
-        if done.sealed:
+        holders = self.m.holders() if done.waiting_for else []
+        if done.sealed and done.first_event_id is not None and done.first_event_id <= done.last_event_id:
             text = (
                 f"Sealed events {done.first_event_id}..{done.last_event_id}: {done.rows} row(s) in "
                 f"{done.chunks} chunk(s), seal {done.seal_id}."
             )
+        elif done.sealed:
+            text = f"Sealed {done.late_rows} late row(s) in {done.chunks} chunk(s), seal {done.seal_id}."
         else:
             text = f"Nothing new to seal: events up to {done.last_event_id} are sealed."
-        if done.waiting_for:
-            text += (
-                f"\n{len(done.waiting_for)} transaction(s) still adding audit rows "
-                f"({', '.join(done.waiting_for)}): events after {done.last_event_id} wait for the next seal."
-            )
+        if done.sealed and done.late_rows and done.first_event_id is not None:
+            if done.first_event_id <= done.last_event_id:
+                text += f"\nIncluding {done.late_rows} late row(s) of transactions earlier seals saw open."
+        if holders:
+            open_ = "; ".join(h.describe() for h in holders)
+            if done.pending:
+                text += (
+                    f"\n{len(holders)} transaction(s) still adding audit rows ({open_}): sealed around;"
+                    " their rows are sealed by the first seal after they end."
+                )
+            else:
+                text += (
+                    f"\n{len(holders)} transaction(s) hold the audit table without a transaction id"
+                    f" ({open_}): events after {done.last_event_id} wait for the next seal."
+                )
         text += f"\nhead: {done.head}" if done.head else "\nNo seal yet: the trail is empty."
-        self.emit(done.as_json(), text)
+        document = done.as_json()
+        document["holders"] = [
+            {"pid": h.pid, "xid": h.xid, "since": h.since.isoformat() if h.since else None, "age": h.age}
+            for h in holders
+        ]
+        self.emit(document, text)
+        self.stall("seal", holders)
 
     def verify(self) -> None:
         result = self.m.verify(self.options.get("expect"))

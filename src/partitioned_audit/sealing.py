@@ -24,6 +24,7 @@ seals up to the newest earlier mark whose writers have all ended since.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +39,7 @@ from .layouts import (
     SEAL_HELPERS,
     Layout,
 )
-from .sql import SQL, Composable, Composed, Cursor, ident, literal, render, sqlstate
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render, sqlstate
 
 #: Event ids per chunk: the unit ``verify`` names when a digest differs. Chosen by
 #: measurement (docs/performance.md): larger chunks seal no faster, smaller ones grow the
@@ -115,9 +116,9 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "min_retention": SQL("interval {}").format(literal(MIN_RETENTION)),
         "full_xid": SQL(_FULL_XID),
         "xid_of": SQL(
-            "(SELECT " + _FULL_XID + " FROM pg_locks t WHERE t.locktype = 'transactionid'"
-            " AND t.mode = 'ExclusiveLock' AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w LIMIT 1)"
-        ),
+            "(SELECT {} FROM pg_locks t WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock'"
+            " AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w LIMIT 1)"
+        ).format(SQL(_FULL_XID)),
     }
 
 
@@ -830,6 +831,63 @@ def seal(
         pending=[int(x) for x in result.get("pending") or []],
         late_rows=int(result.get("late_rows") or 0),
     )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A transaction holding a write lock on the audit table: its rows, when it commits, are
+    sealed late (see :func:`seal`), and until then nothing seals them."""
+
+    pid: int | None  # None for a prepared transaction
+    xid: int | None  # None while it has written nothing
+    #: When it began, where this role may see it (its own sessions, or pg_read_all_stats),
+    #: else when a seal first saw it open; None when neither is known.
+    since: dt.datetime | None
+    #: Seconds from ``since`` to now (0 when ``since`` is unknown).
+    age: float
+
+    def describe(self) -> str:
+        who = f"backend pid {self.pid}" if self.pid is not None else "a prepared transaction"
+        xid = f", transaction {self.xid}" if self.xid is not None else ""
+        since = f", open since {self.since.isoformat()} ({self.age:.0f} s)" if self.since else ""
+        return f"{who}{xid}{since}"
+
+
+def holders(cursor: Cursor, layout: Layout, schema: str = "public") -> list[Holder]:
+    """The transactions (other than this one) holding a write lock on the audit table, oldest
+    first. Their pid and transaction id are visible to any role; when they began only to the
+    same role or a member of pg_read_all_stats, so otherwise the age counts from the first
+    seal that saw the transaction open (where this role may read the seal table)."""
+    names = _names(layout, schema)
+    cursor.execute(
+        "SELECT has_table_privilege(%s, 'SELECT')", [render(ident(schema, layout.seal_table), cursor)]
+    )
+    seen: Composable = SQL("NULL::timestamp with time zone")
+    if cursor.fetchone()[0]:
+        seen = SQL(
+            "(SELECT min(s.sealed_at) FROM {} s WHERE s.extra -> 'pending' @> to_jsonb(x.xid))"
+        ).format(names["seals"])
+    statement = SQL(_HOLDERS).format(table_reg=names["table_reg"], full_xid=SQL(_FULL_XID), seen=seen)
+    execute(cursor, statement)
+    return [Holder(pid, xid, since, float(age or 0)) for pid, xid, since, age in cursor.fetchall()]
+
+
+_HOLDERS = """
+WITH w AS (
+    SELECT DISTINCT l.pid, l.virtualtransaction FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'relation' AND l.granted AND l.mode <> 'AccessShareLock'
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+       AND l.relation = {table_reg} AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+), n AS (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint AS _next)
+SELECT h.pid, h.xid, h.since, extract(epoch FROM now() - h.since)
+  FROM (SELECT w.pid, x.xid, least(a.xact_start, {seen}) AS since
+          FROM w CROSS JOIN n
+          LEFT JOIN LATERAL (SELECT {full_xid} AS xid FROM pg_catalog.pg_locks t
+                              WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted
+                                AND t.virtualtransaction = w.virtualtransaction LIMIT 1) AS x ON true
+          LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid) AS h
+ ORDER BY h.since NULLS LAST, h.pid
+"""
 
 
 def parse_head(text: str) -> bytes:

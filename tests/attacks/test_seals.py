@@ -9,10 +9,14 @@ triggers off its own tables) is caught by ``verify``: see tests/test_sealing.py.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+import pytest
 
 from partitioned_audit import sealing
 from partitioned_audit.partitioning.maintenance import Maintainer
+from partitioned_audit.partitioning.ranges import PartitionInfo
 from tests.attacks.conftest import TwoRoles, refused
 
 
@@ -165,3 +169,113 @@ def test_a_row_too_big_to_print_with_its_neighbours_is_sealed_and_verified(two_r
     assert [(p.kind, p.first_event_id, p.expected_rows, p.found_rows) for p in problems] == [
         ("changed", 1, len(before), len(before))
     ]
+
+
+def test_an_open_transaction_does_not_stall_sealing_nor_leave_later_rows_open_to_change(
+    two_roles: TwoRoles, capsys: pytest.CaptureFixture[str]
+):
+    """F9: the application holds one audited write open; the rows committed after it are
+    sealed around it (and so frozen against the owner), the seal and check name its backend
+    and fail past --max-stall, and its row is sealed late once it commits."""
+    setup, layout = two_roles, two_roles.layout
+    assert setup.cli("create") == 0
+    held = setup.session(setup.app)
+    cur = held.cursor()
+    cur.execute("INSERT INTO invoice VALUES (2, 20)")
+    cur.execute("SELECT pg_backend_pid(), txid_current()")
+    pid, txid = cur.fetchone()
+    setup.run(setup.app, "INSERT INTO invoice VALUES (3, 30)")
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        sealed = m.seal(wait_ms=0)
+        after = fingerprint(setup)
+        assert sealed.sealed and sealed.pending == [txid] and sealed.last_event_id == after[-1][0]
+        assert [(h.pid, h.xid) for h in m.holders()] == [(pid, txid)]
+    finally:
+        conn.close()
+    owner = setup.session(setup.owner)
+    try:
+        last = after[-1][0]
+        message = refused(
+            owner,
+            f"UPDATE public.{layout.table} SET {layout.table_column} = 'forged' WHERE {layout.event_column} = {last}",
+        )
+        assert message == f"partitioned_audit: audit event {last} is sealed: UPDATE refused"
+    finally:
+        owner.close()
+    assert fingerprint(setup) == after
+    capsys.readouterr()
+    assert setup.cli("seal", "--wait", "0", "--max-stall", "0") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"partitioned-audit: seal failed: backend pid {pid}, transaction {txid}, open since "
+    )
+    assert err.endswith(
+        " has held audit rows open for more than --max-stall 0 s; its rows stay unsealed until it ends:"
+        " end it (pg_terminate_backend) or find why it waits\n"
+    )
+    assert setup.cli("check", "--max-stall", "0") == 1
+    assert capsys.readouterr().err.startswith(f"partitioned-audit: check failed: backend pid {pid}, ")
+    assert setup.cli("check") == 0
+    held.commit()
+    held.close()
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        late = m.seal(wait_ms=0)
+        assert late.sealed and late.late_rows == 1 and not late.pending
+        result = m.verify()
+        assert result.ok and result.rows == len(fingerprint(setup)) == len(after) + 1
+    finally:
+        conn.close()
+
+
+def test_the_owner_cannot_retire_the_current_month_as_retention(two_roles: TwoRoles):
+    """F6: retire refuses a partition whose range has not ended a day before now, and the
+    partition dropped anyway is reported removed, not retired."""
+    setup, layout = two_roles, two_roles.layout
+    (start,) = setup.run(None, "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")[0]
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    month = PartitionInfo.create(layout.table, start, end)
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        m.create([month])
+        setup.run(setup.app, "INSERT INTO invoice VALUES (2, 20)")
+        sealed = m.seal()
+        assert m.verify().ok
+    finally:
+        conn.close()
+    before = setup.trail()
+    seals = setup.run(setup.owner, f"SELECT * FROM public.{layout.seal_table} ORDER BY seal_id")
+    owner = setup.session(setup.owner)
+    try:
+        message = refused(
+            owner, f"SELECT public.{layout.seal_function('retire')}('public.{month.partition}', true)"
+        )
+        assert message.startswith(
+            f"partitioned_audit: refusing to retire public.{month.partition}: it holds sealed rows and its"
+            f" range (FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')) did not end 1 day"
+            " or more before now ("
+        )
+    finally:
+        owner.close()
+    assert setup.trail() == before
+    assert setup.run(setup.owner, f"SELECT * FROM public.{layout.seal_table} ORDER BY seal_id") == seals
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE public.{layout.table} DETACH PARTITION public.{month.partition}",
+        f"DROP TABLE public.{month.partition}",
+    )
+    conn = setup.session(setup.owner)
+    try:
+        result = Maintainer(conn, layout).verify(expect=sealed.head)
+    finally:
+        conn.close()
+    assert not result.retired
+    assert [(p.kind, p.expected_rows, p.found_rows) for p in result.problems] == [("removed", len(before), 0)]
+    assert f"(sealed in public.{month.partition})" in result.problems[0].detail
