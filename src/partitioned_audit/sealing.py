@@ -12,14 +12,15 @@ row travels to Python. The SQL here is pure (composed statements, no I/O) except
 :func:`seal`, :func:`verify` and :func:`retire`, which run those functions on a cursor.
 
 Safe horizon. Event ids come from a sequence, so a transaction may hold id 100 uncommitted
-while id 101 commits. Sealing 101 and later seeing 100 commit would break the order, so a
-seal reaches only ids no open transaction can still add to. Every audit row is inserted
-through the audit table (the capture functions name it), and a transaction holds a
-ROW EXCLUSIVE lock on it from before it takes an id until it ends. So the seal reads the
-last id handed out, then the transactions holding that lock; once those have ended, every
-id up to the one read is settled, and a new snapshot sees all of them. It waits up to
-``wait_ms`` for them; if one is still open it records a *mark* (the id and the writers) and
-seals up to the newest earlier mark whose writers have all ended since.
+while id 101 commits. Every audit row is inserted through the audit table (the capture
+functions name it), and a transaction holds a ROW EXCLUSIVE lock on it from before it takes
+an id until it ends; it has a transaction id by then (its audited write), which its audit
+rows record. So the seal reads the last id handed out, then the transactions holding that
+lock and their transaction ids, waits up to ``wait_ms`` for them, and seals every id up to
+the one read in one snapshot, recording the writers that snapshot still saw open
+(``pending``). Their ids are gaps only they can fill: once they have all ended, a later seal
+recomputes that seal's chunks and seals the rows they added (*late rows*) if they are all
+that changed (the chunk's digest without rows of those transactions is the one sealed).
 """
 
 from __future__ import annotations
@@ -784,8 +785,9 @@ def _call(cursor: Cursor, statement: Composable, params: list[Any]) -> Any:
         cursor.execute(render(statement, cursor), params)
     except Exception as exc:
         # The functions raise with SQLSTATEs of classes 22, 25, 42, 55 and XX001 on purpose;
-        # their message is the reason, without the driver's decoration.
-        if sqlstate(exc) in {"22023", "25000", "42501", "55000", "XX001"}:
+        # their message is the reason, without the driver's decoration. 53200 and 54000: a
+        # field whose text PostgreSQL itself cannot write (over 1 GB; docs/tamper-evidence.md).
+        if sqlstate(exc) in {"22023", "25000", "42501", "53200", "54000", "55000", "XX001"}:
             raise SealError(str(exc).splitlines()[0]) from exc
         raise
     return cursor.fetchall()
