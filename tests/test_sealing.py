@@ -453,11 +453,20 @@ def record_text(fields: list[str | None]) -> str:
 
 
 def row_digest(fields: list[str | None]) -> bytes:
-    """Format 2: SHA-256 over the fields in column order, each 0x00 when NULL, else 0x01 and
-    the SHA-256 of the UTF-8 bytes of its text."""
-    return hashlib.sha256(
-        b"".join(b"\x00" if v is None else b"\x01" + hashlib.sha256(v.encode()).digest() for v in fields)
-    ).digest()
+    """Format 2: SHA-256 over the fields' pieces in column order, from the UTF-8 bytes of each
+    field's text: 0x00 for NULL; 0x01, the length in 4 bytes (big-endian) and the bytes when
+    at most 65 536 bytes long; else 0x02 and their SHA-256."""
+    pieces = []
+    for value in fields:
+        if value is None:
+            pieces.append(b"\x00")
+            continue
+        data = value.encode()
+        if len(data) <= 65_536:
+            pieces.append(b"\x01" + len(data).to_bytes(4, "big") + data)
+        else:
+            pieces.append(b"\x02" + hashlib.sha256(data).digest())
+    return hashlib.sha256(b"".join(pieces)).digest()
 
 
 def chunk_digest(form: int, rows: list[list[str | None]]) -> bytes:
@@ -496,6 +505,9 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
     trail.write(1, 1200)
     trail.run("UPDATE invoice SET note = E'a \"quoted\", (odd)\\\\ line\\nnext' WHERE id = 3")
     trail.run("DELETE FROM invoice WHERE id = 4")
+    # Fields around the length at which a field is hashed apart (65 536 bytes), in UTF-8.
+    trail.run("UPDATE invoice SET note = repeat('é', 32768) WHERE id = 5")
+    trail.run("UPDATE invoice SET note = repeat('é', 32769) WHERE id = 6")
     trail.m.seal(chunk_size=500)
     trail.write(2000, 3)
     head = trail.m.seal(chunk_size=7).head

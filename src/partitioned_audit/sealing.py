@@ -58,6 +58,8 @@ GENESIS = "00" * 32
 FORMAT = 2
 #: The largest chunk a seal accepts: a chunk's digest hashes 32 bytes a row, 32 MB at most.
 MAX_CHUNK_SIZE = 1_000_000
+#: A field whose text is longer (in UTF-8 bytes) enters its row's digest as its own SHA-256.
+INLINE_BYTES = 65_536
 #: How long before a retirement a partition's whole range must have ended (the least
 #: ``--older-than``); retire refuses a partition that has not, and verify reports one as removed.
 MIN_RETENTION = "1 day"
@@ -110,6 +112,7 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
         "row_digest": _row_digest(layout),
+        "field_bytes": _field_bytes(layout),
         "txid": ident(layout.txid_column),
         "format": literal(FORMAT),
         "format_of": SQL("coalesce((s.extra ->> 'format')::integer, 1)"),
@@ -129,16 +132,30 @@ _FULL_XID = "(_next - ((_next - t.transactionid::text::bigint) % 4294967296 + 42
 
 
 def _row_digest(layout: Layout) -> Composable:
-    """A row's digest (format 2): SHA-256 over its fields in column order, each one byte
-    0x00 when NULL, else 0x01 and the SHA-256 of the UTF-8 bytes of its output text."""
+    """A row's digest (format 2): SHA-256 over its fields' pieces in column order, from the
+    UTF-8 bytes ``b.f<i>`` of their output text (see :func:`_field_bytes`): 0x00 for NULL;
+    0x01, the length in 4 bytes and the bytes when at most ``INLINE_BYTES`` long; else 0x02
+    and their SHA-256. One hash a row, and a bounded one, whatever the row holds."""
     fields = [
         SQL(
-            "CASE WHEN e.{c} IS NULL THEN '\\x00'::bytea"
-            " ELSE '\\x01'::bytea || sha256(convert_to(format('%s', e.{c}), 'UTF8')) END"
-        ).format(c=ident(c))
-        for c in layout.column_names
+            "CASE WHEN b.{f} IS NULL THEN '\\x00'::bytea"
+            " WHEN octet_length(b.{f}) <= {inline} THEN '\\x01'::bytea || int4send(octet_length(b.{f})) || b.{f}"
+            " ELSE '\\x02'::bytea || sha256(b.{f}) END"
+        ).format(f=ident(f"f{i}"), inline=literal(INLINE_BYTES))
+        for i, _ in enumerate(layout.column_names)
     ]
     return SQL("sha256({})").format(SQL(" || ").join(fields))
+
+
+def _field_bytes(layout: Layout) -> Composable:
+    """The UTF-8 bytes of each field's output text, as ``f0``, ``f1``, ... (each made once)."""
+    return SQL(", ").join(
+        # (format() writes NULL as an empty string: NULL must stay NULL)
+        SQL("CASE WHEN e.{c} IS NOT NULL THEN convert_to(format('%s', e.{c}), 'UTF8') END AS {f}").format(
+            c=ident(c), f=ident(f"f{i}")
+        )
+        for i, c in enumerate(layout.column_names)
+    )
 
 
 # How the sealing functions add entry _e to the chain: its digest computed here, and the
@@ -216,8 +233,8 @@ _FUNCTIONS = (
     # The chunks of the rows with event ids in [lo, hi] (and not in table ``exclude``): each
     # row falls in the seal whose first id is the largest not above its id (width_bucket
     # over ``firsts``), and in chunk (id - first) / size of it. A seal of format 1 hashes its
-    # chunk's lines whole; later formats hash each row apart (``{row_digest}``), so a chunk
-    # needs 32 bytes a row whatever the rows hold. ``settled`` is the digest (and
+    # chunk's lines whole; later formats hash each row apart (:func:`_row_digest`), so a
+    # chunk needs 32 bytes a row whatever the rows hold. ``settled`` is the digest (and
     # ``settled_rows`` the count) without the rows of transactions ``skip``: what a seal saw
     # when they were still open.
     """
@@ -239,6 +256,8 @@ LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
                    CASE WHEN formats[w.i] <> 1 THEN {row_digest} END AS d,
                    coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
               FROM {table} e CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
+              -- (OFFSET 0: each field's text is made once, not once a use)
+              LEFT JOIN LATERAL (SELECT {field_bytes} WHERE formats[w.i] <> 1 OFFSET 0) AS b ON true
              WHERE e.{event} >= lo AND e.{event} <= hi AND e.tableoid IS DISTINCT FROM exclude) AS r
      GROUP BY r.i, r.k
 $fn$;
