@@ -270,32 +270,41 @@ class _Run:
 
     def check(self) -> None:
         result = self.m.check(self.options["extra_days"])
+        holders = self.m.holders()
+        stalled = self.stalled(holders)
+        text = f"OK: {result.reason}"
+        if holders:
+            text += f"\n{len(holders)} transaction(s) hold audit rows not sealed yet: " + "; ".join(
+                h.describe() for h in holders
+            )
         self.emit(
             {
                 "action": "check",
-                "ok": result.ok,
+                "ok": result.ok and stalled is None,
                 "reason": result.reason,
                 "covered_until": str(result.covered_until) if result.covered_until else None,
                 "default_rows": result.default_rows,
+                "holders": _holders_json(holders),
             },
-            f"OK: {result.reason}",
+            text,
             # A failure is printed once, by the command, as the error it exits with.
-            quiet=not result.ok,
+            quiet=not result.ok or stalled is not None,
         )
         if not result.ok:
             raise CheckFailed(result.reason)
-        self.stall("check", self.m.holders())
+        if stalled is not None:
+            raise StallFailed("check", stalled)
 
-    def stall(self, action: str, holders: Sequence[sealing.Holder]) -> None:
-        """Fail when the oldest transaction holding audit rows is older than ``--max-stall``."""
+    def stalled(self, holders: Sequence[sealing.Holder]) -> str | None:
+        """Why the oldest transaction holding audit rows is too old (``--max-stall``), if it is."""
         limit = self.options.get("max_stall", DEFAULT_MAX_STALL)
         late = [h for h in holders if h.since is not None and h.age > limit]
-        if late:
-            raise StallFailed(
-                action,
-                f"{late[0].describe()} has held audit rows open for more than --max-stall {limit} s;"
-                " its rows stay unsealed until it ends: end it (pg_terminate_backend) or find why it waits",
-            )
+        if not late:
+            return None
+        return (
+            f"{late[0].describe()} has held audit rows open for more than --max-stall {limit} s;"
+            " its rows stay unsealed until it ends: end it (pg_terminate_backend) or find why it waits"
+        )
 
     def privileges(self) -> None:
         outcome = self.m.restrict(self.options["app_role"], bool(self.options.get("read")))
@@ -332,13 +341,10 @@ class _Run:
                     f" ({open_}): events after {done.last_event_id} wait for the next seal."
                 )
         text += f"\nhead: {done.head}" if done.head else "\nNo seal yet: the trail is empty."
-        document = done.as_json()
-        document["holders"] = [
-            {"pid": h.pid, "xid": h.xid, "since": h.since.isoformat() if h.since else None, "age": h.age}
-            for h in holders
-        ]
-        self.emit(document, text)
-        self.stall("seal", holders)
+        stalled = self.stalled(holders)
+        self.emit({**done.as_json(), "ok": stalled is None, "holders": _holders_json(holders)}, text)
+        if stalled is not None:
+            raise StallFailed("seal", stalled)
 
     def verify(self) -> None:
         result = self.m.verify(self.options.get("expect"))
@@ -394,6 +400,13 @@ class _Run:
             },
             text,
         )
+
+
+def _holders_json(holders: Sequence[sealing.Holder]) -> list[dict[str, Any]]:
+    return [
+        {"pid": h.pid, "xid": h.xid, "since": h.since.isoformat() if h.since else None, "age": h.age}
+        for h in holders
+    ]
 
 
 def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr: Writer) -> None:

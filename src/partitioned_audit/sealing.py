@@ -645,7 +645,9 @@ def _writers_query(layout: Layout, schema: str) -> Composable:
 
 
 def create_tables(layout: Layout, schema: str) -> list[Composable]:
-    """The seal table and the marks of earlier horizons, closed to PUBLIC."""
+    """The seal table and the marks of earlier horizons, closed to PUBLIC. (Seals of format 2
+    record the transactions they sealed around in the chain and write no mark; the table
+    stays, as existing installs and their privileges have it.)"""
     names = _names(layout, schema)
     return [
         SQL(_TABLES).format(**names),

@@ -214,6 +214,10 @@ def test_an_open_transaction_does_not_stall_sealing_nor_leave_later_rows_open_to
     assert setup.cli("check", "--max-stall", "0") == 1
     assert capsys.readouterr().err.startswith(f"partitioned-audit: check failed: backend pid {pid}, ")
     assert setup.cli("check") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(
+        f"1 transaction(s) hold audit rows not sealed yet: backend pid {pid}, transaction {txid}, "
+    )
     held.commit()
     held.close()
     conn = setup.session(setup.owner)
