@@ -159,6 +159,25 @@ def test_a_transaction_open_across_seals_is_sealed_around_and_its_rows_later_as_
     other.close()
 
 
+def test_a_writer_in_a_savepoint_is_known_by_its_own_transaction_id(trail):
+    """Its audit rows carry the top transaction's id, not the savepoint's, which it also holds."""
+    writer = connect(trail.dbname)
+    cur = writer.cursor()
+    cur.execute("INSERT INTO invoice VALUES (1, 1, 'top')")
+    for n in range(2, 5):
+        cur.execute(f"SAVEPOINT s{n}")
+        cur.execute("INSERT INTO invoice VALUES (%s, 1, 'sub')", [n])
+    cur.execute("SELECT txid_current()")
+    (txid,) = cur.fetchone()
+    trail.write(10, 2)
+    first = trail.m.seal(wait_ms=0)
+    assert first.pending == [txid] and first.rows == 2
+    writer.commit()
+    second = trail.m.seal(wait_ms=0)
+    assert second.late_rows == len(trail.ids()) - 2 and trail.m.verify().ok
+    writer.close()
+
+
 def test_a_seal_waits_briefly_for_writers_that_are_about_to_commit(trail):
     writer = connect(trail.dbname)
     writer.cursor().execute("INSERT INTO invoice VALUES (1, 1, 'soon')")

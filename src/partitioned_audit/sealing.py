@@ -119,9 +119,10 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "max_chunk": literal(MAX_CHUNK_SIZE),
         "min_retention": SQL("interval {}").format(literal(MIN_RETENTION)),
         "full_xid": SQL(_FULL_XID),
+        # (a writer in a savepoint also holds its subtransaction's id, later than its own)
         "xid_of": SQL(
-            "(SELECT {} FROM pg_locks t WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock'"
-            " AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w LIMIT 1)"
+            "(SELECT min({}) FROM pg_locks t WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock'"
+            " AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w)"
         ).format(SQL(_FULL_XID)),
     }
 
@@ -905,9 +906,9 @@ WITH w AS (
 SELECT h.pid, h.xid, h.since, extract(epoch FROM now() - h.since)
   FROM (SELECT w.pid, x.xid, least(a.xact_start, {seen}) AS since
           FROM w CROSS JOIN n
-          LEFT JOIN LATERAL (SELECT {full_xid} AS xid FROM pg_catalog.pg_locks t
+          LEFT JOIN LATERAL (SELECT min({full_xid}) AS xid FROM pg_catalog.pg_locks t
                               WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted
-                                AND t.virtualtransaction = w.virtualtransaction LIMIT 1) AS x ON true
+                                AND t.virtualtransaction = w.virtualtransaction) AS x ON true
           LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid) AS h
  ORDER BY h.since NULLS LAST, h.pid
 """
