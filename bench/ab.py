@@ -93,9 +93,13 @@ def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -
         execute(cur, statement)
     execute(cur, SQL("CREATE TABLE {} " + TABLE).format(ident(schema, "item")))
     spec = module.TableSpec(schema, "item", ("id",))
-    if "trusted_types" in {f.name for f in dataclasses.fields(spec)}:
-        # What enable() finds for a table of built-in types only.
-        spec = dataclasses.replace(spec, trusted_types=True)
+    fields = {f.name for f in dataclasses.fields(spec)}
+    if "trusted_types" in fields:
+        # What enable() finds for a table of built-in types only, where a superuser
+        # installed the guard (without it, the capture checks the types' owners).
+        spec = dataclasses.replace(
+            spec, trusted_types=True, **({"guarded": True} if "guarded" in fields else {})
+        )
     for statement in module.create_triggers(layout, schema, spec):
         execute(cur, statement)
 

@@ -21,7 +21,7 @@ import time
 
 from bench.run import ROW_COLUMNS, connect, get_server, install_audit, recreate_database, run
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable
-from partitioned_audit.layouts import drop_guard
+from partitioned_audit.layouts import set_maintenance
 from partitioned_audit.sql import SQL, ident, literal, render
 
 DB = "dpa_bench_inside"
@@ -31,6 +31,18 @@ LOOP = 2_000
 EDITS: dict[str, list[tuple[str, str]]] = {
     "returns right after its declarations": [
         ("BEGIN\n    IF TG_OP", "BEGIN\n    RETURN NULL;\n    IF TG_OP")
+    ],
+    # What a table of built-in types pays where the guard is missing, or for one holding a
+    # type another role owns where it is there (see _CASTS_NOTE in layouts.py).
+    "without the guard: the types' owners checked": [
+        ("_casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'", "_casts_checked boolean := false")
+    ],
+    "with the guard: the casts to json checked": [
+        (
+            "_casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'",
+            "_casts_checked boolean := false",
+        ),
+        ("WHEN TG_ARGV[3] OPERATOR(pg_catalog.=) 'c' THEN", "WHEN true THEN"),
     ],
     "with SET search_path (the first design)": [
         (" SECURITY DEFINER\n", " SECURITY DEFINER\n SET search_path TO 'pg_catalog', 'pg_temp'\n")
@@ -81,8 +93,6 @@ def main() -> None:
     recreate_database(server, DB, "off")
     conn = connect(server, DB)
     install_audit(conn, layout, "public", False, past_months=0)
-    for statement in drop_guard():  # the copies' triggers are swapped in by hand below
-        run(conn, statement)
     for sink in ("sink_plain", "sink_btree"):
         run(
             conn, SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(ident(sink), ident(layout.table))
@@ -133,6 +143,9 @@ def main() -> None:
                 assert old in text, (case, old)
                 text = text.replace(old, new)
             run(conn, text)
+            # Swapped by hand, past the guard (this superuser installed it, and enable()
+            # turns the setting off again): every case keeps a guarded install's arguments.
+            run(conn, set_maintenance(True))
             for (definition,) in run(
                 conn,
                 "SELECT pg_get_triggerdef(oid) FROM pg_trigger WHERE tgrelid = %s::regclass"

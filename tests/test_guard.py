@@ -44,6 +44,8 @@ def test_the_guard_is_on_where_a_superuser_installed(db):
         "ALTER TRIGGER dpa_audit_ins ON library_book RENAME TO unnoticed",
         "DROP FUNCTION dpa_simple_capture() CASCADE",
         "DROP FUNCTION dpa_check_json_casts(oid)",
+        "DROP FUNCTION dpa_check_type_owners(oid)",
+        "DROP FUNCTION dpa_foreign_type(oid, name)",
         # what keeps sealed rows and the seals from changing
         "ALTER TABLE audit_simple DISABLE TRIGGER dpa_seal_freeze",
         "ALTER TABLE audit_simple_default DISABLE TRIGGER dpa_seal_freeze",
@@ -109,6 +111,11 @@ def test_without_the_guard_the_check_says_so_and_a_superuser_migrate_restores_it
         m for m in check_capture_triggers(databases=["default"]) if m.id == "partitioned_audit.W022"
     ]
     assert "no event trigger guards the capture objects" in warning.msg
+    # The triggers' arguments say what the capture checks, which depends on the guard.
+    outdated = [
+        m.msg for m in check_capture_triggers(databases=["default"]) if m.id == "partitioned_audit.E021"
+    ]
+    assert outdated and all("is outdated or belongs to another layout" in msg for msg in outdated)
     call_command("migrate", verbosity=0)
     assert check_capture_triggers(databases=["default"]) == []
     with connection.cursor() as cursor:

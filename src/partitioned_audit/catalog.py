@@ -212,8 +212,9 @@ def trusted_types(
 ) -> dict[tuple[str, str], bool]:
     """For each (schema, table), whether every non-built-in type it uses (through domains,
     arrays and composite types) belongs to a superuser or to the owner of ``function``
-    (a regprocedure text, the capture function). Only those roles can then give one of
-    them a cast to json. Missing tables are left out."""
+    (a regprocedure text, the capture function), and has no cast to json whose function
+    another role owns. Only those roles can then give one of them a cast to json. Missing
+    tables are left out."""
     names = list(tables)
     if not names:
         return {}
@@ -238,13 +239,24 @@ def trusted_types(
                        ) AS inner_type(oid)
                  WHERE inner_type.oid IS NOT NULL
         )
+        , audit_owner(oid) AS (
+                SELECT proowner FROM pg_catalog.pg_proc WHERE oid = to_regprocedure(%s)
+        )
         SELECT t.schema, t.name, NOT EXISTS (
                    SELECT FROM types
                      JOIN pg_catalog.pg_type ty ON ty.oid = types.oid
                      JOIN pg_catalog.pg_roles o ON o.oid = ty.typowner
                     WHERE types.rel = t.rel AND types.oid >= 16384 AND NOT o.rolsuper
-                      AND o.oid IS DISTINCT FROM (SELECT proowner FROM pg_catalog.pg_proc
-                                                   WHERE oid = to_regprocedure(%s)))
+                      AND o.oid IS DISTINCT FROM (SELECT oid FROM audit_owner)
+               ) AND NOT EXISTS (
+                   SELECT FROM types
+                     JOIN pg_catalog.pg_cast c ON c.castsource = types.oid
+                                              AND c.casttarget = 'pg_catalog.json'::pg_catalog.regtype
+                     JOIN pg_catalog.pg_proc p ON p.oid = c.castfunc
+                     JOIN pg_catalog.pg_roles o ON o.oid = p.proowner
+                    WHERE types.rel = t.rel AND types.oid >= 16384 AND NOT o.rolsuper
+                      AND o.oid IS DISTINCT FROM (SELECT oid FROM audit_owner)
+               )
           FROM tables t
         """,
         [[s for s, _ in names], [t for _, t in names], function],

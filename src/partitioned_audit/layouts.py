@@ -28,6 +28,9 @@ PARTITION_COMMENT = f"{COMMENT_TAG} partition"
 # What a partition's comment becomes when retention detaches it.
 DETACHED_COMMENT = f"{COMMENT_TAG} detached partition"
 
+#: The fourth trigger argument (TableSpec.casts_mode): what the capture checks per statement.
+CASTS_TRUSTED, CASTS_CHECK_CASTS, CASTS_CHECK_OWNERS = "t", "c", "o"
+
 NEW_TABLE = "dpa_new"
 OLD_TABLE = "dpa_old"
 
@@ -67,6 +70,10 @@ class TableSpec:
         trusted_types: every non-built-in type of the table (and inside its types) belongs to
             the audit owner or a superuser, so no other role can give it a cast to json
             (see _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
+        guarded: the guard's event triggers are on (a superuser installed them), so no role
+            but the audit owner or a superuser can create a cast to json, nor give an audited
+            table whose triggers trust its types a column of another role's type (see
+            _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
     """
 
     schema: str
@@ -77,6 +84,7 @@ class TableSpec:
     trusted_types: bool = False
     virtual: tuple[str, ...] = ()
     skip_unchanged: bool = False
+    guarded: bool = False
 
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
@@ -93,8 +101,15 @@ class TableSpec:
     def trigger_arg_values(self) -> list[str]:
         """The values :meth:`trigger_args` writes as literals: what ``pg_trigger.tgargs`` holds."""
         columns = [text_array(cols) for cols in (self.pk, self.excluded, self.masked)]
-        flags = ["t" if flag else "f" for flag in (self.trusted_types, self.skip_unchanged)]
-        return [*columns, *flags]
+        return [*columns, self.casts_mode(), "t" if self.skip_unchanged else "f"]
+
+    def casts_mode(self) -> str:
+        """The fourth trigger argument, what the capture checks before it converts rows
+        (see _CASTS_NOTE): ``t`` nothing (the guard is on and every type is trusted),
+        ``c`` the casts to json (the guard is on), ``o`` the types' owners (no guard)."""
+        if not self.guarded:
+            return CASTS_CHECK_OWNERS
+        return CASTS_TRUSTED if self.trusted_types else CASTS_CHECK_CASTS
 
     def transition_tables(self, layout: Layout, operation: str) -> tuple[str, ...]:
         """The transition tables ``layout``'s trigger for ``operation`` asks for on this table:
@@ -324,6 +339,14 @@ _SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_sche
 # pass no such argument and its captures pay one NULL test per statement. enable() finds
 # them in the catalog, and a virtual column added (or dropped) later changes the triggers'
 # digest: the database check reports it and migrate recreates them.
+#: How every capture makes sure converting a row to jsonb runs only trusted code, before it
+#: converts one (see _CASTS_NOTE): TG_ARGV[3] is TableSpec.casts_mode().
+_CASTS_DECLARATION = """    -- Raises unless converting a row to jsonb runs only trusted code: 't' nothing to check,
+    -- 'c' the casts to json (the guard refuses new ones), else the owners of the table's types.
+    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'
+                              OR CASE WHEN TG_ARGV[3] OPERATOR(pg_catalog.=) 'c' THEN {check_json_casts}(TG_RELID)
+                                      ELSE {check_type_owners}(TG_RELID) END;
+"""
 #: How every capture reads the excluded columns: with the virtual ones when there are any.
 _EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[7] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
                                         ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[7]::pg_catalog.text[]) END;
@@ -338,10 +361,9 @@ _CAPTURE_DECLARATIONS = (
     _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
                       AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
     _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
-    -- Raises unless converting a row to jsonb runs only trusted code; 't' when every
-    -- non-built-in type of the table belongs to the audit owner or a superuser.
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
-    -- TG_ARGV[4]: TableSpec.skip_unchanged, read by the simple capture.
+"""
+    + _CASTS_DECLARATION
+    + """    -- TG_ARGV[4]: TableSpec.skip_unchanged, read by the simple capture.
     -- A partition's trigger files its rows under the audited (root) table; a table with
     -- virtual columns names itself (TableSpec.row_trigger_args).
     _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
@@ -404,8 +426,9 @@ DECLARE
 """
     + _EXCLUDED_DECLARATION
     + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't' OR {check_json_casts}(TG_RELID);
-    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
+"""
+    + _CASTS_DECLARATION
+    + """    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
     _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
 BEGIN
 """
@@ -938,16 +961,24 @@ HELPERS = (
     (f"{PREFIX}pk_text", "jsonb, text[]"),
     (f"{PREFIX}redact", "jsonb, text[], text[]"),
     (f"{PREFIX}check_json_casts", "oid"),
+    (f"{PREFIX}check_type_owners", "oid"),
+    (f"{PREFIX}foreign_type", "oid, name"),
     (f"{PREFIX}refuse_write", ""),
     (f"{PREFIX}context_object", "jsonb"),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
-#: The event trigger function guarding the capture objects, and its two event triggers.
+#: The event trigger function guarding the capture objects.
 GUARD_FUNCTION = f"{PREFIX}guard_capture"
-EVENT_TRIGGERS = {
-    "sql_drop": f"{PREFIX}guard_drop",
-    "ddl_command_end": f"{PREFIX}guard_alter",
-    "table_rewrite": f"{PREFIX}guard_rewrite",
+#: The event trigger that refuses casts to json of untrusted roles (see _CASTS_NOTE); the
+#: capture asks whether it is on before it relies on it.
+CAST_GUARD = f"{PREFIX}guard_cast"
+#: The event triggers running the guard function: name -> (event, the command tags it
+#: fires on, every one when empty).
+EVENT_TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    f"{PREFIX}guard_drop": ("sql_drop", ()),
+    f"{PREFIX}guard_alter": ("ddl_command_end", ("ALTER TABLE", "ALTER TRIGGER", "CREATE TRIGGER")),
+    CAST_GUARD: ("ddl_command_end", ("CREATE CAST",)),
+    f"{PREFIX}guard_rewrite": ("table_rewrite", ()),
 }
 #: The guard's helpers: whether an ALTER TABLE's type changes are plain casts.
 PLAIN_CASTS_FUNCTION = f"{PREFIX}guard_plain_casts"
@@ -989,16 +1020,36 @@ def functions(layout: Layout) -> list[tuple[str, str]]:
 
 
 # _CASTS_NOTE. A SECURITY DEFINER function must run no code another role controls. The
-# capture function turns rows into jsonb, and for a type that is not built in, to_jsonb()
-# calls the type's cast to json when there is one: a cast whose function belongs to another
-# role would run with the audit owner's rights. Only a type's owner (or a superuser) can
-# create a cast from it, so a table whose non-built-in types all belong to the audit owner
-# or a superuser is safe; enable() finds that out and passes 't' as the fourth trigger
-# argument, which costs the capture nothing. For any other table dpa_check_json_casts()
-# runs once per statement, before the first row is converted, and refuses the write if one
-# of the table's types, or a type inside them, has a cast to json whose function an
-# untrusted role owns. A column added later changes the trigger's digest: the database
-# check reports it and migrate recomputes the argument.
+# capture function turns rows into jsonb, and for a type that is not built in (oid >= 16384),
+# to_jsonb() calls the type's cast to json when there is one (PostgreSQL 14-18 look for a
+# cast to json only, from the base type of a domain; json_categorize_type() in jsonfuncs.c,
+# jsonb_categorize_type() in jsonb.c before 16): a cast whose function another role owns
+# would run with the audit owner's rights. Nothing else in a conversion runs such code: base
+# types' output functions are C (a superuser made them), enums, arrays, composite types,
+# ranges and domains print with built-in code, and no domain CHECK runs on output. Only a
+# type's owner (or a superuser) can create a cast from it. The cast is looked up per row,
+# so a check made once per statement holds only if no untrusted cast can appear until the
+# statement ends. TG_ARGV[3] says how that is made sure (TableSpec.casts_mode):
+#   't': the guard is on and every non-built-in type the table reaches belongs to the audit
+#        owner or a superuser. The guard refuses CREATE CAST to json (or jsonb) by, or with a
+#        function of, any other role, and an ALTER TABLE that gives such a table a column
+#        reaching another role's type: nothing to check, the capture pays nothing.
+#   'c': the guard is on, and some type belongs to another role: dpa_check_json_casts()
+#        refuses the write if one of the table's types has a cast to json of an untrusted
+#        role (made before the guard). The guard refuses new ones, so none can appear while
+#        the statement runs. It asks first whether that event trigger is still on, and
+#        checks the owners instead when it is not.
+#   'o' (or anything else): no guard, so nothing stops a type's owner from creating a cast at
+#        any moment, nor the table's owner from adding a column of its own type: the trigger
+#        argument cannot vouch for anything. dpa_check_type_owners() refuses the write unless
+#        every non-built-in type the table reaches belongs to the audit owner or a
+#        superuser, which no other role can then give a cast. That holds until the statement
+#        ends: the write's lock keeps the columns as they are (ALTER TABLE needs ACCESS
+#        EXCLUSIVE), a composite type used by a column cannot change, and only the type's
+#        owner or a superuser can change its owner. A table of built-in types only pays one
+#        catalog lookup.
+# enable() computes the argument; a change of the guard or of the types changes the
+# trigger's digest, so E021 reports it and migrate recomputes it.
 _HELPERS = """
 -- dpa_pk_text, dpa_redact and dpa_context_object are inlined into the capture functions,
 -- under the caller's search_path: every name is qualified (see _QUALIFIED_NOTE).
@@ -1019,11 +1070,68 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
           WHERE j OPERATOR(pg_catalog.?) k AND NOT k OPERATOR(pg_catalog.=) ANY (excluded)),
         '{{}}'::pg_catalog.jsonb)
 $fn$;
+-- The first type a row of rel holds (its columns' types, the base type of a domain, the
+-- element type of an array, the attributes of a composite type, at any depth) that is not
+-- built in and belongs to neither a superuser nor role trusted, as ARRAY[type, owner]; NULL if none.
+CREATE OR REPLACE FUNCTION {foreign_type}(rel oid, trusted name) RETURNS text[]
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+    WITH RECURSIVE types(oid) AS (
+            SELECT a.atttypid FROM pg_attribute a
+             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384
+        UNION
+            -- A built-in type holds only built-in ones: follow the others.
+            SELECT inner_type.oid
+              FROM types JOIN pg_type ty ON ty.oid = types.oid
+             CROSS JOIN LATERAL (
+                    SELECT nullif(ty.typbasetype, 0)
+                    UNION ALL SELECT nullif(ty.typelem, 0)
+                    UNION ALL SELECT a.atttypid FROM pg_attribute a
+                               WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                   ) AS inner_type(oid)
+             WHERE inner_type.oid >= 16384
+    )
+    SELECT ARRAY[types.oid::regtype::text, o.rolname::text]
+      FROM types JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
+     WHERE NOT o.rolsuper AND o.rolname <> trusted
+     ORDER BY types.oid
+     LIMIT 1
+$fn$;
+-- Without the guard, what the capture calls per statement (see _CASTS_NOTE): a table of
+-- built-in types only reaches no cast at all, which one lookup tells, with no SET clause
+-- (every name is qualified, as in the capture: see _QUALIFIED_NOTE); any other table is
+-- checked by dpa_check_json_casts(), which then checks its types' owners too.
+CREATE OR REPLACE FUNCTION {check_type_owners}(rel oid) RETURNS boolean
+LANGUAGE plpgsql STABLE AS $fn$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_attribute a
+                    WHERE a.attrelid OPERATOR(pg_catalog.=) rel AND a.attnum OPERATOR(pg_catalog.>) 0
+                      AND a.atttypid OPERATOR(pg_catalog.>=) 16384 AND NOT a.attisdropped) THEN
+        RETURN true;
+    END IF;
+    RETURN {check_json_casts}(rel);
+END
+$fn$;
+-- Raises if converting a row of rel to jsonb could run code of a role other than the audit
+-- owner (current_user in the capture) or a superuser. Without the guard's event trigger
+-- refusing such casts, a type's owner can create one at any moment, so every type a row
+-- holds must belong to the audit owner or a superuser, which no other role can then give
+-- one; and in any case no cast to json of such a role may exist from one of them.
 CREATE OR REPLACE FUNCTION {check_json_casts}(rel oid) RETURNS boolean
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     _cast record;
+    _type text[];
 BEGIN
+    IF NOT EXISTS (SELECT FROM pg_event_trigger WHERE evtname = {cast_guard} AND evtenabled <> 'D') THEN
+        _type := {foreign_type}(rel, current_user);
+        IF _type IS NOT NULL THEN
+            RAISE EXCEPTION 'partitioned_audit: refusing to audit a write to %: type % belongs to role %, which could give it a cast to json that would run with the rights of the audit owner, and no guard refuses such a cast',
+                rel::regclass, _type[1], _type[2]
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Run migrate once as a superuser, which installs the guard, or have role %s own the type (ALTER TYPE %s OWNER TO %s).',
+                                    current_user, _type[1], current_user);
+        END IF;
+    END IF;
     IF NOT EXISTS (SELECT FROM pg_cast c JOIN pg_proc p ON p.oid = c.castfunc
                      JOIN pg_roles o ON o.oid = p.proowner
                     WHERE c.castsource >= 16384 AND c.casttarget = 'json'::regtype
@@ -1154,9 +1262,86 @@ DECLARE
     _obj record;
     _refused text;
     _rel oid;
+    -- Whom the capture trusts with a cast to json: the owners of our capture functions.
+    _audit_owners oid[] := ARRAY(SELECT p.proowner FROM pg_proc p
+                                  WHERE p.pronamespace = (SELECT oid FROM pg_namespace WHERE nspname = {schema})
+                                    AND p.proname = ANY ({capture_functions}));
+    _cast record;
+    _stale record;
 BEGIN
     IF {maintenance_allowed} THEN
         RETURN;
+    END IF;
+    IF TG_TAG = 'CREATE CAST' THEN
+        -- A cast to json of a role other than the audit owner or a superuser, whether it
+        -- creates the cast or owns its function (which it can replace), would run in the
+        -- capture with the audit owner's rights (see _CASTS_NOTE). PostgreSQL consults only
+        -- casts to json; casts to jsonb are refused too, in case a later version does.
+        SELECT k.castsource::regtype AS source, k.casttarget::regtype AS target,
+               k.castfunc::regprocedure AS func, r.rolname AS role,
+               CASE WHEN r.rolname = current_user THEN 'creates' ELSE 'owns the function of' END AS does
+          INTO _cast
+          FROM pg_event_trigger_ddl_commands() AS c
+          JOIN pg_cast k ON k.oid = c.objid
+          JOIN pg_proc p ON p.oid = k.castfunc
+          JOIN pg_roles r ON r.rolname = current_user OR r.oid = p.proowner
+         WHERE c.classid = 'pg_cast'::regclass AND k.casttarget IN ('json'::regtype, 'jsonb'::regtype)
+           AND NOT r.rolsuper AND NOT r.oid = ANY (_audit_owners)
+         ORDER BY r.rolname = current_user DESC
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'partitioned_audit: refusing CREATE CAST (% AS %): role %, which % it, is neither the audit owner nor a superuser, and the capture would run % with the rights of the audit owner',
+                _cast.source, _cast.target, _cast.role, _cast.does, _cast.func
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Have a superuser or role %s create the cast, with a function that role owns.',
+                                    (SELECT string_agg(DISTINCT rolname, ' or ') FROM pg_roles WHERE oid = ANY (_audit_owners)));
+        END IF;
+        RETURN;
+    END IF;
+    IF TG_TAG = 'ALTER TABLE' THEN
+        -- An audited table whose triggers trust its types (their fourth argument is 't': see
+        -- _CASTS_NOTE) must not start holding a type another role owns: that role could not
+        -- give it a cast while the guard is on, but the triggers would go on trusting it
+        -- once the guard is gone.
+        -- The types a row holds are followed as dpa_foreign_type() does, here written out:
+        -- the table's owner, who runs this, may not execute that helper.
+        WITH RECURSIVE audited(rel, owner) AS (
+                SELECT DISTINCT c.objid, r.oid
+                  FROM pg_event_trigger_ddl_commands() AS c
+                  JOIN pg_trigger t ON t.tgrelid = c.objid AND starts_with(t.tgname, 'dpa_audit_')
+                  JOIN pg_proc p ON p.oid = t.tgfoid
+                  JOIN pg_roles r ON r.oid = p.proowner
+                 WHERE c.classid = 'pg_class'::regclass
+                   AND encode(t.tgargs, 'hex') ~ '^(?:(?:0[1-9a-f]|[1-9a-f][0-9a-f])*00){{3}}7400'
+        ), types(rel, owner, oid) AS (
+                SELECT audited.rel, audited.owner, a.atttypid FROM audited
+                  JOIN pg_attribute a ON a.attrelid = audited.rel AND a.attnum > 0 AND NOT a.attisdropped
+                 WHERE a.atttypid >= 16384
+            UNION
+                SELECT types.rel, types.owner, inner_type.oid
+                  FROM types JOIN pg_type ty ON ty.oid = types.oid
+                 CROSS JOIN LATERAL (
+                        SELECT nullif(ty.typbasetype, 0)
+                        UNION ALL SELECT nullif(ty.typelem, 0)
+                        UNION ALL SELECT a.atttypid FROM pg_attribute a
+                                   WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+                       ) AS inner_type(oid)
+                 WHERE inner_type.oid >= 16384
+        )
+        SELECT types.rel::regclass AS rel, types.oid::regtype AS type, o.rolname AS type_owner,
+               (SELECT rolname FROM pg_roles WHERE oid = types.owner) AS audit_owner
+          INTO _stale
+          FROM types JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
+         WHERE NOT o.rolsuper AND o.oid <> types.owner
+         ORDER BY types.oid
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'partitioned_audit: refusing ALTER TABLE on %: its rows would hold type %, which belongs to role %, while its capture triggers trust that only the audit owner or a superuser owns its types',
+                _stale.rel, _stale.type, _stale.type_owner
+                USING ERRCODE = 'insufficient_privilege',
+                      HINT = format('Have role %s own the type (ALTER TYPE %s OWNER TO %s), then run the ALTER TABLE again.',
+                                    _stale.audit_owner, _stale.type, _stale.audit_owner);
+        END IF;
     END IF;
     IF TG_EVENT = 'sql_drop' THEN
         SELECT o.object_identity INTO _refused
@@ -1219,12 +1404,15 @@ $fn$;
 
 
 def create_guard(schema: str) -> list[Composable]:
-    """The event triggers that refuse to drop, disable or rename capture objects (superuser only)."""
+    """The event triggers that refuse to drop, disable or rename capture objects, and casts
+    to json of untrusted roles (superuser only)."""
     guard = ident(schema, GUARD_FUNCTION)
     ours = sorted({name for layout in LAYOUTS.values() for name, _ in functions(layout)})
+    captures = tuple(sorted(layout.function for layout in LAYOUTS.values()))
     statements: list[Composable] = [
         SQL(_GUARD).format(
             guard=guard,
+            capture_functions=SQL("{}::text[]").format(literal(text_array(captures))),
             plain_casts=ident(schema, PLAIN_CASTS_FUNCTION),
             identifier=ident(schema, IDENTIFIER_FUNCTION),
             setting=literal(MAINTENANCE_SETTING),
@@ -1240,22 +1428,18 @@ def create_guard(schema: str) -> list[Composable]:
         SQL("REVOKE ALL ON FUNCTION {}() FROM PUBLIC").format(guard),
     ]
     statements += drop_guard()
-    tags = {
-        "sql_drop": "",
-        "ddl_command_end": " WHEN TAG IN ('ALTER TABLE', 'ALTER TRIGGER', 'CREATE TRIGGER')",
-        "table_rewrite": "",
-    }
-    for event, name in EVENT_TRIGGERS.items():
+    for name, (event, tags) in EVENT_TRIGGERS.items():
+        when = SQL(" WHEN TAG IN ({})").format(SQL(", ").join(literal(t) for t in tags)) if tags else SQL("")
         statements.append(
-            SQL("CREATE EVENT TRIGGER {} ON {}" + tags[event] + " EXECUTE FUNCTION {}()").format(
-                ident(name), SQL(event), guard
+            SQL("CREATE EVENT TRIGGER {} ON {}{} EXECUTE FUNCTION {}()").format(
+                ident(name), SQL(event), when, guard
             )
         )
     return statements
 
 
 def drop_guard() -> list[Composable]:
-    return [SQL("DROP EVENT TRIGGER IF EXISTS {}").format(ident(name)) for name in EVENT_TRIGGERS.values()]
+    return [SQL("DROP EVENT TRIGGER IF EXISTS {}").format(ident(name)) for name in EVENT_TRIGGERS]
 
 
 def set_maintenance(on: bool) -> Composable:
@@ -1273,6 +1457,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "table": ident(schema, layout.table),
         "seq": SQL("{}::pg_catalog.regclass").format(literal(seq_text)),
         "check_json_casts": helpers["check_json_casts"],
+        "cast_guard": literal(CAST_GUARD),
         # The writer's context, read once per statement (see partitioned_audit.context).
         "context": SQL(
             "{f}(CASE WHEN pg_catalog.current_setting({s}, true) OPERATOR(pg_catalog.=) '' THEN NULL"

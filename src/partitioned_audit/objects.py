@@ -60,7 +60,7 @@ def guard_state(cursor: Cursor) -> tuple[bool, bool]:
         SELECT (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user),
                (SELECT count(*) FROM pg_catalog.pg_event_trigger WHERE evtname = ANY (%s) AND evtenabled <> 'D')
         """,
-        [list(layouts.EVENT_TRIGGERS.values())],
+        [list(layouts.EVENT_TRIGGERS)],
     )
     superuser, found = cursor.fetchone()
     return bool(superuser), int(found) == len(layouts.EVENT_TRIGGERS)
@@ -448,11 +448,13 @@ class TableFacts:
     trusted_types: dict[tuple[str, str], bool]
     #: The virtual generated columns of each table (PostgreSQL 18), left out of the trail.
     virtual: dict[tuple[str, str], tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    #: Whether the guard's event triggers are on (see ``TableSpec.guarded``).
+    guarded: bool = False
 
 
 def table_facts(cursor: Cursor, layout: Layout, schema: str, tables: Iterable[tuple[str, str]]) -> TableFacts:
-    """The triggers, partitions, type ownership and virtual columns of ``tables``, in four
-    queries."""
+    """The triggers, partitions, type ownership and virtual columns of ``tables``, and
+    whether the guard is on, in five queries."""
     tables = list(tables)
     function = render(SQL("{}()").format(ident(schema, layout.function)), cursor)
     return TableFacts(
@@ -460,6 +462,7 @@ def table_facts(cursor: Cursor, layout: Layout, schema: str, tables: Iterable[tu
         catalog.partitions_of(cursor, tables),
         catalog.trusted_types(cursor, tables, function),
         catalog.virtual_columns(cursor, tables),
+        guard_state(cursor)[1],
     )
 
 
@@ -481,10 +484,13 @@ def _on(existing: Iterable[catalog.TriggerInfo], table: tuple[str, str]) -> dict
 
 
 def _as_found(spec: TableSpec, facts: TableFacts) -> TableSpec:
-    """``spec`` with what the catalog says about its types and its virtual columns."""
+    """``spec`` with what the catalog says about its types, its virtual columns and the guard."""
     table = (spec.schema, spec.table)
     return dataclasses.replace(
-        spec, trusted_types=facts.trusted_types.get(table, False), virtual=facts.virtual.get(table, ())
+        spec,
+        trusted_types=facts.trusted_types.get(table, False),
+        virtual=facts.virtual.get(table, ()),
+        guarded=facts.guarded,
     )
 
 
@@ -500,8 +506,8 @@ def enable(
 
     A trigger that was disabled (or set to fire only on a replica or origin) is recreated.
     Partitions attached later get theirs at the next call (``migrate``); until then the
-    database check ``E021`` reports them. ``spec.trusted_types`` and ``spec.virtual`` are
-    taken from the catalog.
+    database check ``E021`` reports them. ``spec.trusted_types``, ``spec.virtual`` and
+    ``spec.guarded`` are taken from the catalog.
 
     Args:
         facts: from :func:`table_facts` for many tables at once, to save three queries

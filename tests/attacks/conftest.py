@@ -38,6 +38,10 @@ class TwoRoles:
         """A new connection logged in as ``role`` (autocommit off)."""
         return connect(self.dbname, login=(role, PASSWORD))
 
+    def owner_session(self) -> Any:
+        """A new connection as the owner of the audit objects."""
+        return self.session(self.owner)
+
     def run(self, role: str | None, *statements: str) -> list[tuple[Any, ...]]:
         """Run ``statements`` as ``role`` (None: the superuser) and commit; the last one's rows."""
         conn = connect(self.dbname) if role is None else self.session(role)
@@ -56,9 +60,29 @@ class TwoRoles:
         dsn = settings.SERVER.dsn(self.dbname, (role or self.owner, PASSWORD))
         return cli.main(["--dsn", dsn, "--layout", self.layout.name, *args])
 
+    def install_guard(self) -> None:
+        """What ``migrate`` as a superuser does: install the guard's event triggers, then
+        recompute the capture triggers' arguments."""
+        conn = connect(self.dbname)
+        try:
+            install(conn.cursor(), self.layout)
+            enable(conn.cursor(), self.layout, TableSpec("public", "invoice", ("id",)))
+            conn.commit()
+        finally:
+            conn.close()
+
+    def casts_mode(self) -> set[str]:
+        """The fourth argument of the capture triggers on invoice (``TableSpec.casts_mode``)."""
+        rows = self.run(
+            None,
+            "SELECT DISTINCT split_part(encode(tgargs, 'escape'), '\\000', 4) FROM pg_trigger"
+            " WHERE tgrelid = 'public.invoice'::regclass AND tgname LIKE 'dpa_audit%'",
+        )
+        return {row[0] for row in rows}
+
     def trail(self) -> list[tuple[Any, ...]]:
         """Every audit row, read as the owner, in event order."""
-        conn = self.session(self.owner)
+        conn = self.owner_session()
         try:
             cur = conn.cursor()
             statement = SQL("SELECT * FROM {} ORDER BY {}")
@@ -125,3 +149,42 @@ def refused(conn: Any, statement: str) -> str:
         return str(exc).splitlines()[0]
     conn.rollback()
     raise AssertionError(f"the server accepted: {statement}")
+
+
+@dataclass
+class SuperuserAudit(TwoRoles):
+    """The audit objects installed by a superuser, who owns them, with the guard; ``app`` is
+    an ordinary role that owns the audited table (not the audit objects)."""
+
+    def owner_session(self) -> Any:
+        return connect(self.dbname)
+
+
+@pytest.fixture(params=[SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def superuser_audit(request: pytest.FixtureRequest) -> Iterator[SuperuserAudit]:
+    tag = uuid.uuid4().hex[:8]
+    table_owner = f"dpa_tblowner_{tag}"
+    admin = connect("postgres", autocommit=True)
+    execute(
+        admin.cursor(),
+        SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(ident(table_owner), literal(PASSWORD)),
+    )
+    try:
+        with scratch_database() as dbname:
+            su = connect(dbname)
+            cur = su.cursor()
+            cur.execute("SELECT current_user")
+            superuser = cur.fetchone()[0]
+            execute(cur, SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident(table_owner)))
+            su.commit()
+            setup = SuperuserAudit(dbname, request.param, superuser, table_owner)
+            setup.run(table_owner, "CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
+            install(cur, setup.layout)
+            enable(cur, setup.layout, TableSpec("public", "invoice", ("id",)))
+            su.commit()
+            su.close()
+            setup.run(table_owner, "INSERT INTO invoice VALUES (1, 10)")
+            yield setup
+    finally:
+        execute(admin.cursor(), SQL("DROP ROLE IF EXISTS {}").format(ident(table_owner)))
+        admin.close()
