@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -17,7 +18,19 @@ from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 from . import conf
+from .errors import RevertError
 from .registry import split_table
+
+__all__ = [
+    "AdvancedAuditEntry",
+    "HistoryPage",
+    "Operation",
+    "RevertError",
+    "SimpleAuditEntry",
+    "Version",
+    "entry_model",
+    "read_models",
+]
 
 
 class Operation(enum.Enum):
@@ -355,6 +368,28 @@ class Version:
     #: a ``DateTimeField`` an aware datetime); None where there was no value: every field
     #: for an INSERT (old) or a DELETE (new).
     changes: dict[str, tuple[Any, Any]]
+    #: The model of the object (the one ``history()`` was given).
+    model: type[models.Model] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def revert(self, *, using: str | None = None) -> models.Model:
+        """Write the object back as it was at this version, through the ORM, in one
+        transaction; a deleted object is inserted again with its old primary key. A DELETE
+        version brings the row back as it was when deleted. See docs/undo.md.
+
+        Args:
+            using: the database; the model's write database by default.
+
+        Returns:
+            The saved instance.
+
+        Raises:
+            RevertError: the revert is refused (a conflict, a column the trail does not
+                hold); nothing was written.
+        """
+        from .revert import revert
+
+        model = self.model or _model_for_table(*self.entry._table())
+        return revert(model, self.entry.object_pk, self, using=using)
 
 
 @dataclass(frozen=True)
@@ -420,6 +455,7 @@ def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list
                     columns.get(k, k): (value(k, old, before), value(k, new, after))
                     for k, (old, new) in changes.items()
                 },
+                model=model,
             )
         )
         previous = entry
@@ -630,6 +666,19 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             .exists()
         )
         return None if truncated else last.get_instance(model_class)
+
+    def revert(self, model_class: type[models.Model], pk: Any, *, to: Any) -> models.Model:
+        """Write the row ``pk`` of ``model_class`` back as it was at ``to`` (a
+        :class:`Version`, an entry, or a datetime: the version in force then), or insert it
+        again when it was deleted. See :func:`django_partitioned_audit.revert.revert` and
+        docs/undo.md.
+
+        Raises:
+            RevertError: the revert is refused; nothing was written.
+        """
+        from .revert import revert
+
+        return revert(model_class, pk, to, using=self._db, read_model=self.model)
 
     def changes(self, model_class: type[models.Model], since: dt.datetime, until: dt.datetime) -> Any:
         """The entries of ``model_class``'s table in [since, until), oldest first; the time
