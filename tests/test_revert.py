@@ -311,3 +311,43 @@ def test_a_version_of_another_object_or_a_truncate_is_refused(read_model, layout
 
 def test_revert_error_is_an_audit_error_exported_with_the_read_models():
     assert issubclass(RevertError, AuditError) and ExportedRevertError is RevertError
+
+
+def test_deleted_lists_the_objects_whose_last_version_is_a_delete_by_key_in_bounded_pages(read_model, layout):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for isbn in ("b1", "b2", "b3", "b4", "b5", "b6"):
+        Book.objects.create(isbn=isbn, title=f"title of {isbn}")
+    Book.objects.filter(isbn__in=["b2", "b4", "b5"]).delete()
+    read_model.objects.history(Book, "b5")[-1].revert()  # back: not deleted any more
+    Order.objects.filter(pk=Order.objects.create(customer=Customer.objects.create(name="A")).pk).delete()
+    with CaptureQueriesContext(connection) as queries:
+        page = read_model.objects.deleted(Book)
+    statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
+    # The keys, the rows there now, the DELETE entries, their typed rows: whatever the trail's size.
+    assert statements == ["WITH", "SELECT", "SELECT", "SELECT"]
+    assert [(v.operation, v.entry.object_pk, v.row["title"]) for v in page] == [
+        (Operation.DELETE, "b2", "title of b2"),
+        (Operation.DELETE, "b4", "title of b4"),
+    ]
+    assert page.next_after is None
+    first = read_model.objects.deleted(Book, limit=1)
+    assert [v.entry.object_pk for v in first] == ["b2"] and first.next_after == "b2"
+    second = read_model.objects.deleted(Book, limit=1, after="b2")
+    assert [v.entry.object_pk for v in second] == ["b4"] and second.next_after is None
+    # At most `scan` keys per page: a page may come back short, with a cursor past them.
+    pages, after = [], None
+    while True:
+        page = read_model.objects.deleted(Book, after=after, scan=2)
+        pages.append([v.entry.object_pk for v in page])
+        if page.next_after is None:
+            break
+        after = page.next_after
+    assert pages == [["b2"], ["b4"], [], []]
+    read_model.objects.deleted(Book)[0].revert()
+    assert Book.objects.filter(isbn="b2").exists()
+    assert [v.entry.object_pk for v in read_model.objects.deleted(Book)] == ["b4"]
+    with pytest.raises(ValueError) as raised:
+        read_model.objects.deleted(Book, scan=0)
+    assert str(raised.value) == "scan must be a positive integer, got 0"
