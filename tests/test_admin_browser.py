@@ -157,7 +157,9 @@ def test_an_order_is_reverted_and_a_deleted_one_restored_from_the_admin(live_ser
 
     assert planned == [["status", "cancelled", "new"], ["total", "0.00", "42.50"]]
     assert reverted_url.endswith(f"/admin/shop/order/{order.pk}/change/") and status_after == "new"
-    assert reverted_message.startswith(f"The order “Order object ({order.pk})” was reverted to its version of ")
+    assert reverted_message.startswith(
+        f"The order “Order object ({order.pk})” was reverted to its version of "
+    )
     reverted = Order.objects.get(pk=order.pk)
     assert (reverted.status, reverted.total) == ("new", Decimal("42.50"))
     last = SimpleAuditEntry.objects.filter_object(Order, order.pk).order_by("pk").last()

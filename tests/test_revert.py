@@ -327,6 +327,10 @@ def test_deleted_lists_the_objects_whose_last_version_is_a_delete_by_key_in_boun
     statements = [q["sql"].split()[0] for q in queries if "SAVEPOINT" not in q["sql"]]
     # The keys, the rows there now, the DELETE entries, their typed rows: whatever the trail's size.
     assert statements == ["WITH", "SELECT", "SELECT", "SELECT"]
+    with connection.cursor() as cursor:  # the keys are walked through the (table, key) index only
+        cursor.execute("EXPLAIN " + queries[0]["sql"])
+        plan = "\n".join(line for (line,) in cursor.fetchall())
+    assert "Seq Scan" not in plan and "object_pk_idx" in plan, plan
     assert [(v.operation, v.entry.object_pk, v.row["title"]) for v in page] == [
         (Operation.DELETE, "b2", "title of b2"),
         (Operation.DELETE, "b4", "title of b4"),
@@ -351,3 +355,13 @@ def test_deleted_lists_the_objects_whose_last_version_is_a_delete_by_key_in_boun
     with pytest.raises(ValueError) as raised:
         read_model.objects.deleted(Book, scan=0)
     assert str(raised.value) == "scan must be a positive integer, got 0"
+
+
+def test_the_example_of_docs_undo_runs_as_written(layout, capsys):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "undo.md").read_text()
+    example = text.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(example, "docs/undo.md", "exec"), {})
+    printed = capsys.readouterr().out
+    assert "its foreign keys point to rows that no longer exist: customer (shop.Customer " in printed
