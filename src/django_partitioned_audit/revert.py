@@ -12,7 +12,6 @@ See docs/undo.md.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
@@ -206,7 +205,12 @@ def plan_revert(
             old, new = getattr(current, f.attname), getattr(version, f.attname)
             if old != new:
                 changes[f.name] = (old, new)
-        target = copy.copy(current)  # the plan keeps the current values apart
+        # A copy, so that the plan keeps the current values apart (copy.copy() would go
+        # through pickling, which needs the model in the app registry).
+        loaded = [f for f in concrete if f.attname in current.__dict__]
+        target = model.from_db(
+            using, [f.attname for f in loaded], [getattr(current, f.attname) for f in loaded]
+        )
         for f in fields:
             setattr(target, f.attname, getattr(version, f.attname))
     plan = RevertPlan(model, pk, entry, current, target, fields, changes, kept)
