@@ -1,13 +1,15 @@
 """A second verifier, written from docs/tamper-evidence.md ("The bytes hashed") alone.
 
 It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table names and
-the column list from the docs, ``hashlib``. It returns the head it recomputes and the
+the column list from the docs, ``hashlib``; both formats (1: rows' lines, 2: rows hashed
+apart; an entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
 digest of each stored chunk as the rows now hash; the caller compares them with the chain.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from typing import Any
 
 COLUMNS = {
@@ -34,6 +36,16 @@ def r(values: list[Any]) -> str:
     return "(" + ",".join(fields) + ")"
 
 
+def piece(v: str | None) -> bytes:
+    """Format 2: a field's piece, 0x00 / 0x01 + length + bytes / 0x02 + SHA-256."""
+    if v is None:
+        return b"\x00"
+    data = v.encode("utf-8")
+    if len(data) <= 65536:
+        return b"\x01" + len(data).to_bytes(4, "big") + data
+    return b"\x02" + hashlib.sha256(data).digest()
+
+
 def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
     """(the head, {(seal, chunk): digest of its rows now}) for ``public.<table>``."""
     for setting in ("TimeZone = 'UTC'", "DateStyle = 'ISO, YMD'", "IntervalStyle = 'postgres'"):
@@ -41,26 +53,33 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
     cur.execute("SET extra_float_digits = 1")
     cur.execute(
         "SELECT seal_id, kind, format('%s', sealed_at), first_event_id, last_event_id, row_count, chunk_size,"
-        f" partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions FROM {table}_seal"
-        " ORDER BY seal_id"
+        " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions,"
+        f" CASE WHEN extra IS NOT NULL THEN format('%s', extra) END FROM {table}_seal ORDER BY seal_id"
     )
     previous, seals = "0" * 64, []
-    for *header, cs, ks, ns, ds, ps in cur.fetchall():
+    for *header, cs, ks, ns, ds, ps, extra in cur.fetchall():
         text = previous + "\n" + r(header) + "\n"
         text += "".join(
             r([s, k, n, bytes(d).hex(), p]) + "\n" for s, k, n, d, p in zip(cs, ks, ns, ds, ps, strict=True)
         )
+        if extra is not None:
+            text += extra + "\n"
         previous = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if header[1] == "seal":
-            seals.append((header[0], header[3], header[4], header[6]))  # id, first, last, size
+            fmt = 1 if extra is None else json.loads(extra)["format"]
+            seals.append((header[0], header[3], header[4], header[6], fmt))  # id, first, last, size, format
     columns = ", ".join(
         f"CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END" for c in COLUMNS[table].split(", ")
     )
     cur.execute(f"SELECT {EVENT[table]}, {columns} FROM {table} ORDER BY 1")
-    lines: dict[tuple[int, int], bytes] = {}
+    data: dict[tuple[int, int], bytes] = {}
     for event_id, *values in cur.fetchall():
-        for seal_id, first, last, size in seals:
+        for seal_id, first, last, size, fmt in seals:
             if first <= event_id <= last:
                 key = (seal_id, (event_id - first) // size)
-                lines[key] = lines.get(key, b"") + (r(values) + "\n").encode("utf-8")
-    return previous, {key: hashlib.sha256(text).digest() for key, text in lines.items()}
+                if fmt == 1:
+                    part = (r(values) + "\n").encode("utf-8")
+                else:
+                    part = hashlib.sha256(b"".join(piece(v) for v in values)).digest()
+                data[key] = data.get(key, b"") + part
+    return previous, {key: hashlib.sha256(text).digest() for key, text in data.items()}

@@ -230,6 +230,7 @@ def test_every_command_line_action_works_on_a_dedicated_audit_schema(roles, layo
             "reason": f"{qualified} is covered from 2001-01-15 until 2001-03-01; the default partition is empty",
             "covered_until": "2001-03-01",
             "default_rows": 0,
+            "holders": [],
         }
 
     # Privileges: every grant the careless set-up gave on the audit objects is taken back.

@@ -124,36 +124,65 @@ def test_with_no_transaction_in_flight_a_seal_covers_every_committed_row(trail):
     ]
 
 
-def test_a_transaction_open_across_seals_holds_the_horizon_and_nothing_is_sealed_out_of_order(trail):
+def test_a_transaction_open_across_seals_is_sealed_around_and_its_rows_later_as_late_rows(trail):
     trail.write(1, 10)
     open_tx = connect(trail.dbname)
     cur = open_tx.cursor()
     cur.execute("INSERT INTO invoice VALUES (100, 1, 'open')")
-    execute(cur, SQL("SELECT max({}) FROM {}").format(trail.event, trail.table))
-    (held,) = cur.fetchone()
+    execute(cur, SQL("SELECT max({}), txid_current() FROM {}").format(trail.event, trail.table))
+    held, txid = cur.fetchone()
     trail.write(11, 5)  # committed, with ids after the open transaction's
-    # Whether ids below the open transaction's are all settled cannot be seen from here:
-    # the seal records what it saw and waits for a later run.
+    # The committed rows around the open transaction's are sealed; its id stays a gap that
+    # only its own transaction may fill.
     first = trail.m.seal(wait_ms=50)
-    assert not first.sealed and first.waiting_for and first.allocated == max(trail.ids())
+    assert first.sealed and first.last_event_id == first.allocated == max(trail.ids())
+    assert first.rows == 15 and first.pending == [txid] and first.waiting_for
     trail.write(20, 5)
     second = trail.m.seal(wait_ms=0)
-    assert not second.sealed and second.allocated == max(trail.ids())
+    assert second.sealed and second.rows == 5 and second.pending == [txid]
     open_tx.commit()
     other = connect(trail.dbname)  # a new writer, open from here on
     other.cursor().execute("INSERT INTO invoice VALUES (200, 1, 'other')")
+    assert held in trail.ids() and trail.verify().ok  # a late row of an open seal is no problem
     third = trail.m.seal(wait_ms=0)
-    # The first writer has ended, so what the second seal saw handed out is settled, though
-    # another writer is open now; the committed row it waited for is in, in order.
-    assert third.sealed and third.last_event_id == second.allocated and third.waiting_for
-    assert third.rows == 21
+    # The first writer has ended: its row, committed into the first seal's range, is added to
+    # the chain as a late row; the other writer is open around this seal.
+    assert (
+        third.sealed
+        and third.late_rows == 1
+        and third.rows == 1
+        and third.pending
+        and third.pending != [txid]
+    )
     other.commit()
     fourth = trail.m.seal(wait_ms=0)
-    assert fourth.sealed and fourth.last_event_id == max(trail.ids()) and fourth.rows == 1
+    assert fourth.sealed and fourth.last_event_id == max(trail.ids()) and fourth.late_rows == 1
     result = trail.verify(expect=fourth.head)
     assert result.ok and result.rows == len(trail.ids()) == 22
+    # Once its seal is closed, a gap takes no row: one forged there is found.
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(held)))
+    assert [p.kind for p in trail.verify().problems] == ["removed"]
     open_tx.close()
     other.close()
+
+
+def test_a_writer_in_a_savepoint_is_known_by_its_own_transaction_id(trail):
+    """Its audit rows carry the top transaction's id, not the savepoint's, which it also holds."""
+    writer = connect(trail.dbname)
+    cur = writer.cursor()
+    cur.execute("INSERT INTO invoice VALUES (1, 1, 'top')")
+    for n in range(2, 5):
+        cur.execute(f"SAVEPOINT s{n}")
+        cur.execute("INSERT INTO invoice VALUES (%s, 1, 'sub')", [n])
+    cur.execute("SELECT txid_current()")
+    (txid,) = cur.fetchone()
+    trail.write(10, 2)
+    first = trail.m.seal(wait_ms=0)
+    assert first.pending == [txid] and first.rows == 2
+    writer.commit()
+    second = trail.m.seal(wait_ms=0)
+    assert second.late_rows == len(trail.ids()) - 2 and trail.verify().ok
+    writer.close()
 
 
 def test_a_seal_waits_briefly_for_writers_that_are_about_to_commit(trail):
@@ -449,50 +478,122 @@ def record_text(fields: list[str | None]) -> str:
     return "(" + ",".join(out) + ")"
 
 
-def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trail):
-    trail.write(1, 1200)
-    trail.run("UPDATE invoice SET note = E'a \"quoted\", (odd)\\\\ line\\nnext' WHERE id = 3")
-    trail.run("DELETE FROM invoice WHERE id = 4")
-    trail.m.seal(chunk_size=500)
-    trail.write(2000, 3)
-    head = trail.m.seal(chunk_size=7).head
+def row_digest(fields: list[str | None]) -> bytes:
+    """Format 2: SHA-256 over the fields' pieces in column order, from the UTF-8 bytes of each
+    field's text: 0x00 for NULL; 0x01, the length in 4 bytes (big-endian) and the bytes when
+    at most 65 536 bytes long; else 0x02 and their SHA-256."""
+    pieces = []
+    for value in fields:
+        if value is None:
+            pieces.append(b"\x00")
+            continue
+        data = value.encode()
+        if len(data) <= 65_536:
+            pieces.append(b"\x01" + len(data).to_bytes(4, "big") + data)
+        else:
+            pieces.append(b"\x02" + hashlib.sha256(data).digest())
+    return hashlib.sha256(b"".join(pieces)).digest()
+
+
+def chunk_digest(form: int, rows: list[list[str | None]]) -> bytes:
+    """A chunk's digest from its rows' field texts in event-id order, in format ``form``."""
+    if form == 1:
+        return hashlib.sha256("".join(record_text(f) + "\n" for f in rows).encode()).digest()
+    return hashlib.sha256(b"".join(row_digest(f) for f in rows)).digest()
+
+
+def link(previous: bytes, header: list[str | None], chunks: list[list[Any]], extra: str | None) -> bytes:
+    """A seal's digest: the previous digest, the header, the chunk lines, then (format 2 on)
+    the text of ``extra``."""
+    chunk_lines = "".join(
+        record_text([str(s), str(k), str(n), bytes(d).hex(), p]) + "\n" for s, k, n, d, p in chunks
+    )
+    text = f"{previous.hex()}\n{record_text(header)}\n{chunk_lines}" + ("" if extra is None else extra + "\n")
+    return hashlib.sha256(text.encode()).digest()
+
+
+def field_texts(trail: Trail) -> dict[int, list[str | None]]:
+    """Each audit row's fields as its type's output function writes them (what COPY prints)."""
     conn = connect(trail.dbname, autocommit=True)
     cur = conn.cursor()
     cur.execute("SET TimeZone = 'UTC'")
-    # Each field as its type's output function writes it (what COPY and psql print).
     columns = SQL(", ").join(
         SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END").format(c=ident(c))
         for c in trail.layout.column_names
     )
     execute(cur, SQL("SELECT {}, {} FROM {} ORDER BY 1").format(trail.event, columns, trail.table))
-    rows = cur.fetchall()
-    execute(
-        cur,
+    rows = {event_id: fields for event_id, *fields in cur.fetchall()}
+    conn.close()
+    return rows
+
+
+def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trail):
+    trail.write(1, 1200)
+    trail.run("UPDATE invoice SET note = E'a \"quoted\", (odd)\\\\ line\\nnext' WHERE id = 3")
+    trail.run("DELETE FROM invoice WHERE id = 4")
+    # Fields around the length at which a field is hashed apart (65 536 bytes), in UTF-8.
+    trail.run("UPDATE invoice SET note = repeat('é', 32768) WHERE id = 5")
+    trail.run("UPDATE invoice SET note = repeat('é', 32769) WHERE id = 6")
+    trail.m.seal(chunk_size=500)
+    trail.write(2000, 3)
+    head = trail.m.seal(chunk_size=7).head
+    rows = field_texts(trail)
+    seals = trail.run(
         SQL(
             "SELECT seal_id, kind, sealed_at::text, first_event_id, last_event_id, row_count, chunk_size,"
-            " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, previous, digest"
-            " FROM {} ORDER BY 1"
-        ).format(ident(trail.schema, trail.layout.seal_table)),
+            " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, previous, digest,"
+            " extra::text FROM {} ORDER BY 1"
+        ).format(ident(trail.schema, trail.layout.seal_table))
     )
     previous = bytes(32)
-    for seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, prev, digest in cur.fetchall():
-        lines = {}
-        for event_id, *fields in rows:
+    for seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, prev, digest, extra in seals:
+        assert json.loads(extra) == {"format": 2, "pending": [], "closes": []}
+        lines: dict[int, list[list[str | None]]] = {}
+        for event_id, fields in rows.items():
             if first <= event_id <= last:
-                lines.setdefault((event_id - first) // size, []).append(record_text(fields) + "\n")
+                lines.setdefault((event_id - first) // size, []).append(fields)
         assert sorted(lines) == list(ks) and [len(v) for _, v in sorted(lines.items())] == list(ns)
         for k, d in zip(ks, ds, strict=True):
-            assert hashlib.sha256("".join(lines[k]).encode()).digest() == bytes(d)
-        header = record_text([str(seal_id), kind, at, str(first), str(last), str(count), str(size), part])
-        chunk_lines = "".join(
-            record_text([str(s), str(k), str(n), bytes(d).hex(), p]) + "\n"
-            for s, k, n, d, p in zip(cs, ks, ns, ds, ps, strict=True)
-        )
-        link = hashlib.sha256(f"{previous.hex()}\n{header}\n{chunk_lines}".encode()).digest()
-        assert bytes(prev) == previous and bytes(digest) == link
-        previous = link
+            assert chunk_digest(2, lines[k]) == bytes(d)
+        header = [str(seal_id), kind, at, str(first), str(last), str(count), str(size), part]
+        computed = link(previous, header, list(zip(cs, ks, ns, ds, ps, strict=True)), extra)
+        assert bytes(prev) == previous and bytes(digest) == computed
+        previous = computed
     assert previous.hex() == head
-    conn.close()
+
+
+def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
+    """A chain sealed by the format-1 functions (the rows' lines hashed whole) is recomputed
+    with format 1, and new seals chain on from it in format 2."""
+    trail.write(1, 30)
+    rows = field_texts(trail)
+    ids = sorted(rows)
+    sealed_at = trail.run("SELECT now()::text")[0][0]
+    chunks = [
+        [1, k, len(group), chunk_digest(1, group), trail.default]
+        for k, group in enumerate(
+            [[rows[i] for i in ids if (i - 1) // 10 == k] for k in range(max(ids) // 10 + 1)]
+        )
+        if group
+    ]
+    header = ["1", "seal", sealed_at, "1", str(max(ids)), str(len(ids)), "10", None]
+    digest = link(bytes(32), header, chunks, None)
+    seals = ident(trail.schema, trail.layout.seal_table)
+    trail.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
+    trail.run(
+        SQL(
+            "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 10, NULL, %s, %s, %s, %s, %s, %s, %s, NULL)"
+        ).format(seals),
+        [sealed_at, max(ids), len(ids), *(list(c) for c in zip(*chunks, strict=True)), bytes(32), digest],
+    )
+    trail.run("SELECT set_config('partitioned_audit.sealing', '', false)")
+    result = trail.verify(expect=digest.hex())
+    assert result.ok and result.rows == len(ids), [p.describe() for p in result.problems]
+    trail.write(100, 5)
+    new = trail.m.seal()
+    assert new.rows == 5 and trail.verify(expect=digest.hex()).ok
+    trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(12)))
+    assert [(p.kind, p.seal_id, p.first_event_id) for p in trail.verify().problems] == [("removed", 1, 11)]
 
 
 # ---------------------------------------------------------------------------------------

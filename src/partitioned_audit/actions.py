@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from . import sealing
@@ -31,6 +32,9 @@ ACTIONS = (
     "verify",
 )
 DEFAULT_EXTRA_DAYS = 30
+#: How long (seconds) a transaction may hold audit rows open before ``seal`` and ``check``
+#: fail: its rows stay unsealed, and open to change, until it ends.
+DEFAULT_MAX_STALL = 3600
 
 
 class ActionFailed(AuditError):
@@ -50,6 +54,15 @@ class VerifyFailed(ActionFailed):
     """``verify`` found sealed rows or seals that differ; the message names the first."""
 
     action = "verify"
+
+
+class StallFailed(ActionFailed):
+    """A transaction has held audit rows open for longer than ``--max-stall``; the message
+    names its backend."""
+
+    def __init__(self, action: str, reason: str) -> None:
+        super().__init__(reason)
+        self.action = action
 
 
 class Writer(Protocol):
@@ -98,6 +111,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=sealing.DEFAULT_WAIT_MS,
         metavar="MS",
         help="seal: how long to wait for transactions still adding audit rows (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-stall",
+        type=int,
+        default=DEFAULT_MAX_STALL,
+        metavar="SECONDS",
+        help="seal, check: fail (exit 1) when a transaction has held audit rows open for longer"
+        " (default %(default)s)",
     )
     parser.add_argument(
         "--expect",
@@ -254,20 +275,41 @@ class _Run:
 
     def check(self) -> None:
         result = self.m.check(self.options["extra_days"])
+        holders = self.m.holders()
+        stalled = self.stalled(holders)
+        text = f"OK: {result.reason}"
+        if holders:
+            text += f"\n{len(holders)} transaction(s) hold audit rows not sealed yet: " + "; ".join(
+                h.describe() for h in holders
+            )
         self.emit(
             {
                 "action": "check",
-                "ok": result.ok,
+                "ok": result.ok and stalled is None,
                 "reason": result.reason,
                 "covered_until": str(result.covered_until) if result.covered_until else None,
                 "default_rows": result.default_rows,
+                "holders": _holders_json(holders),
             },
-            f"OK: {result.reason}",
+            text,
             # A failure is printed once, by the command, as the error it exits with.
-            quiet=not result.ok,
+            quiet=not result.ok or stalled is not None,
         )
         if not result.ok:
             raise CheckFailed(result.reason)
+        if stalled is not None:
+            raise StallFailed("check", stalled)
+
+    def stalled(self, holders: Sequence[sealing.Holder]) -> str | None:
+        """Why the oldest transaction holding audit rows is too old (``--max-stall``), if it is."""
+        limit = self.options.get("max_stall", DEFAULT_MAX_STALL)
+        late = [h for h in holders if h.since is not None and h.age > limit]
+        if not late:
+            return None
+        return (
+            f"{late[0].describe()} has held audit rows open for more than --max-stall {limit} s;"
+            " its rows stay unsealed until it ends: end it (pg_terminate_backend) or find why it waits"
+        )
 
     def privileges(self) -> None:
         outcome = self.m.restrict(self.options["app_role"], bool(self.options.get("read")))
@@ -278,20 +320,36 @@ class _Run:
 
     def seal(self) -> None:
         done = self.m.seal(self.options["chunk_size"], self.options["wait"])
-        if done.sealed:
+        holders = self.m.holders() if done.waiting_for else []
+        if done.sealed and done.first_event_id is not None and done.first_event_id <= done.last_event_id:
             text = (
                 f"Sealed events {done.first_event_id}..{done.last_event_id}: {done.rows} row(s) in "
                 f"{done.chunks} chunk(s), seal {done.seal_id}."
             )
+        elif done.sealed:
+            text = f"Sealed {done.late_rows} late row(s) in {done.chunks} chunk(s), seal {done.seal_id}."
         else:
             text = f"Nothing new to seal: events up to {done.last_event_id} are sealed."
-        if done.waiting_for:
-            text += (
-                f"\n{len(done.waiting_for)} transaction(s) still adding audit rows "
-                f"({', '.join(done.waiting_for)}): events after {done.last_event_id} wait for the next seal."
-            )
+        if done.sealed and done.late_rows and done.first_event_id is not None:
+            if done.first_event_id <= done.last_event_id:
+                text += f"\nIncluding {done.late_rows} late row(s) of transactions earlier seals saw open."
+        if holders:
+            open_ = "; ".join(h.describe() for h in holders)
+            if done.pending:
+                text += (
+                    f"\n{len(holders)} transaction(s) still adding audit rows ({open_}): sealed around;"
+                    " their rows are sealed by the first seal after they end."
+                )
+            else:
+                text += (
+                    f"\n{len(holders)} transaction(s) hold the audit table without a transaction id"
+                    f" ({open_}): events after {done.last_event_id} wait for the next seal."
+                )
         text += f"\nhead: {done.head}" if done.head else "\nNo seal yet: the trail is empty."
-        self.emit(done.as_json(), text)
+        stalled = self.stalled(holders)
+        self.emit({**done.as_json(), "ok": stalled is None, "holders": _holders_json(holders)}, text)
+        if stalled is not None:
+            raise StallFailed("seal", stalled)
 
     def verify(self) -> None:
         result = self.m.verify(self.options.get("expect"), offline=bool(self.options.get("offline")))
@@ -347,6 +405,13 @@ class _Run:
             },
             text,
         )
+
+
+def _holders_json(holders: Sequence[sealing.Holder]) -> list[dict[str, Any]]:
+    return [
+        {"pid": h.pid, "xid": h.xid, "since": h.since.isoformat() if h.since else None, "age": h.age}
+        for h in holders
+    ]
 
 
 def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr: Writer) -> None:

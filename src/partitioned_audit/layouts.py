@@ -995,17 +995,17 @@ SEAL_HELPERS = (
     (
         f"{PREFIX}seal_link",
         "bytea, bigint, text, timestamp with time zone, bigint, bigint, bigint, integer, text, "
-        "bigint[], integer[], bigint[], bytea[], text[]",
+        "bigint[], integer[], bigint[], bytea[], text[], jsonb",
     ),
     (f"{PREFIX}seal_append_only", ""),
     (
         f"{PREFIX}seal_entry_problem",
-        "bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[], bytea[], text[], "
-        "bigint[], bigint[], bigint[], integer[]",
+        "bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[], bytea[], text[], jsonb, "
+        "bigint[], bigint[], bigint[], integer[], bigint[], bigint",
     ),
 )
 SEAL_FUNCTIONS = (
-    ("chunks", "bigint[], bigint[], integer[], bigint, bigint, oid"),
+    ("chunks", "bigint[], bigint[], integer[], integer[], bigint, bigint, oid, bigint[]"),
     ("seal", "integer, integer"),
     ("verify", "bytea"),
     ("retire", "regclass, boolean"),

@@ -12,18 +12,20 @@ row travels to Python. The SQL here is pure (composed statements, no I/O) except
 :func:`seal`, :func:`verify` and :func:`retire`, which run those functions on a cursor.
 
 Safe horizon. Event ids come from a sequence, so a transaction may hold id 100 uncommitted
-while id 101 commits. Sealing 101 and later seeing 100 commit would break the order, so a
-seal reaches only ids no open transaction can still add to. Every audit row is inserted
-through the audit table (the capture functions name it), and a transaction holds a
-ROW EXCLUSIVE lock on it from before it takes an id until it ends. So the seal reads the
-last id handed out, then the transactions holding that lock; once those have ended, every
-id up to the one read is settled, and a new snapshot sees all of them. It waits up to
-``wait_ms`` for them; if one is still open it records a *mark* (the id and the writers) and
-seals up to the newest earlier mark whose writers have all ended since.
+while id 101 commits. Every audit row is inserted through the audit table (the capture
+functions name it), and a transaction holds a ROW EXCLUSIVE lock on it from before it takes
+an id until it ends; it has a transaction id by then (its audited write), which its audit
+rows record. So the seal reads the last id handed out, then the transactions holding that
+lock and their transaction ids, waits up to ``wait_ms`` for them, and seals every id up to
+the one read in one snapshot, recording the writers that snapshot still saw open
+(``pending``). Their ids are gaps only they can fill: once they have all ended, a later seal
+recomputes that seal's chunks and seals the rows they added (*late rows*) if they are all
+that changed (the chunk's digest without rows of those transactions is the one sealed).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +40,7 @@ from .layouts import (
     SEAL_HELPERS,
     Layout,
 )
-from .sql import SQL, Composable, Composed, Cursor, ident, literal, quote_ident, render, sqlstate
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, quote_ident, render, sqlstate
 
 #: Event ids per chunk: the unit ``verify`` names when a digest differs. Chosen by
 #: measurement (docs/performance.md): larger chunks seal no faster, smaller ones grow the
@@ -49,6 +51,16 @@ DEFAULT_CHUNK_SIZE = 1_000
 DEFAULT_WAIT_MS = 2_000
 #: The digest the first seal chains from.
 GENESIS = "00" * 32
+#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of format 1, made
+#: before it, keep verifying with theirs.
+FORMAT = 2
+#: The largest chunk a seal accepts: a chunk's digest hashes 32 bytes a row, 32 MB at most.
+MAX_CHUNK_SIZE = 1_000_000
+#: A field whose text is longer (in UTF-8 bytes) enters its row's digest as its own SHA-256.
+INLINE_BYTES = 65_536
+#: How long before a retirement a partition's whole range must have ended (the least
+#: ``--older-than``); retire refuses a partition that has not, and verify reports one as removed.
+MIN_RETENTION = "1 day"
 
 #: Triggers protecting sealed rows and the seal table; the guard keeps them in place.
 TRIGGER_PREFIX = f"{PREFIX}seal_"
@@ -95,14 +107,59 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
             link=ident(schema, LINK_FUNCTION), seals=ident(schema, layout.seal_table)
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
+        "row_digest": _row_digest(layout),
+        "field_bytes": _field_bytes(layout),
+        "txid": ident(layout.txid_column),
+        "format": literal(FORMAT),
+        "format_of": SQL("coalesce((s.extra ->> 'format')::integer, 1)"),
+        "max_chunk": literal(MAX_CHUNK_SIZE),
+        "min_retention": SQL("interval {}").format(literal(MIN_RETENTION)),
+        "full_xid": SQL(_FULL_XID),
+        # (a writer in a savepoint also holds its subtransaction's id, later than its own)
+        "xid_of": SQL(
+            "(SELECT min({}) FROM pg_locks t WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock'"
+            " AND t.granted AND coalesce(t.pid, 0)::text || '/' || t.virtualtransaction = w)"
+        ).format(SQL(_FULL_XID)),
     }
+
+
+# The full (epoch-qualified) transaction id of pg_locks' 32-bit ``t.transactionid``, from
+# ``_next``, the next one to be handed out: the open transaction ids are all below it.
+_FULL_XID = "(_next - ((_next - t.transactionid::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
+
+
+def _row_digest(layout: Layout) -> Composable:
+    """A row's digest (format 2): SHA-256 over its fields' pieces in column order, from the
+    UTF-8 bytes ``b.f<i>`` of their output text (see :func:`_field_bytes`): 0x00 for NULL;
+    0x01, the length in 4 bytes and the bytes when at most ``INLINE_BYTES`` long; else 0x02
+    and their SHA-256. One hash a row, and a bounded one, whatever the row holds."""
+    fields = [
+        SQL(
+            "CASE WHEN b.{f} IS NULL THEN '\\x00'::bytea"
+            " WHEN octet_length(b.{f}) <= {inline} THEN '\\x01'::bytea || int4send(octet_length(b.{f})) || b.{f}"
+            " ELSE '\\x02'::bytea || sha256(b.{f}) END"
+        ).format(f=ident(f"f{i}"), inline=literal(INLINE_BYTES))
+        for i, _ in enumerate(layout.column_names)
+    ]
+    return SQL("sha256({})").format(SQL(" || ").join(fields))
+
+
+def _field_bytes(layout: Layout) -> Composable:
+    """The UTF-8 bytes of each field's output text, as ``f0``, ``f1``, ... (each made once)."""
+    return SQL(", ").join(
+        # (format() writes NULL as an empty string: NULL must stay NULL)
+        SQL("CASE WHEN e.{c} IS NOT NULL THEN convert_to(format('%s', e.{c}), 'UTF8') END AS {f}").format(
+            c=ident(c), f=ident(f"f{i}")
+        )
+        for i, c in enumerate(layout.column_names)
+    )
 
 
 # How the sealing functions add entry _e to the chain: its digest computed here; the seal
 # table's trigger checks that it chains from the last entry and claims only what it may.
 _APPEND = """    _e.digest := {link}(_e.previous, _e.seal_id, _e.kind, _e.sealed_at, _e.first_event_id, _e.last_event_id,
                         _e.row_count, _e.chunk_size, _e.partition_name, _e.chunk_seal, _e.chunk_index,
-                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions);
+                        _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions, _e.extra);
     INSERT INTO {seals} SELECT _e.*;"""
 
 # Every function that turns rows or seals into text fixes the settings that text depends on.
@@ -127,6 +184,8 @@ CREATE TABLE IF NOT EXISTS {seals} (
     previous bytea NOT NULL,
     digest bytea NOT NULL UNIQUE
 );
+-- Entries of format 2 and later (NULL: format 1): see docs/tamper-evidence.md.
+ALTER TABLE {seals} ADD COLUMN IF NOT EXISTS extra jsonb;
 CREATE TABLE IF NOT EXISTS {marks} (
     last_event_id bigint NOT NULL,
     writers text[] NOT NULL,
@@ -136,9 +195,12 @@ CREATE TABLE IF NOT EXISTS {marks} (
 
 # The chain link: the previous digest, this entry's header and its chunks, one line each.
 _HELPERS = """
+DROP FUNCTION IF EXISTS {link}(bytea, bigint, text, timestamp with time zone, bigint, bigint, bigint, integer, text,
+    bigint[], integer[], bigint[], bytea[], text[]);
 CREATE OR REPLACE FUNCTION {link}(previous bytea, seal_id bigint, kind text, sealed_at timestamp with time zone,
     first_event_id bigint, last_event_id bigint, row_count bigint, chunk_size integer, partition_name text,
-    chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[], chunk_digest bytea[], chunk_partitions text[])
+    chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[], chunk_digest bytea[], chunk_partitions text[],
+    extra jsonb)
 RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
     SELECT sha256(convert_to(
         encode(previous, 'hex') || E'\\n'
@@ -146,15 +208,38 @@ RETURNS bytea LANGUAGE sql STABLE {canonical} AS $fn$
         || E'\\n'
         || coalesce((SELECT string_agg(ROW(c.s, c.k, c.n, encode(c.d, 'hex'), c.p)::text || E'\\n', '' ORDER BY c.o)
                        FROM unnest(chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions)
-                            WITH ORDINALITY AS c(s, k, n, d, p, o)), ''),
+                            WITH ORDINALITY AS c(s, k, n, d, p, o)), '')
+        || coalesce(extra::text || E'\\n', ''),
         'UTF8'))
 $fn$;
+DROP FUNCTION IF EXISTS {entry_problem}(bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[],
+    bytea[], text[], bigint[], bigint[], bigint[], integer[]);
+-- What an entry claims that it may not, given the earlier counted seals (ids, firsts, lasts,
+-- sizes: those covering ids), the seals among them still open (opens: pending transactions,
+-- not closed yet) and the rows the chunks of earlier seals it carries had (late_before).
 CREATE OR REPLACE FUNCTION {entry_problem}(seal_id bigint, kind text, first_event_id bigint, last_event_id bigint,
     row_count bigint, chunk_size integer, chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[],
-    chunk_digest bytea[], chunk_partitions text[], ids bigint[], firsts bigint[], lasts bigint[], sizes integer[])
-RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT CASE
-        WHEN kind IS NULL OR first_event_id IS NULL OR last_event_id IS NULL OR first_event_id > last_event_id
+    chunk_digest bytea[], chunk_partitions text[], extra jsonb, ids bigint[], firsts bigint[], lasts bigint[],
+    sizes integer[], opens bigint[], late_before bigint)
+RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    _closes bigint[] := '{{}}';
+BEGIN
+    IF extra IS NOT NULL AND (jsonb_typeof(extra) <> 'object' OR (extra -> 'format') IS DISTINCT FROM '2'::jsonb) THEN
+        RETURN format('its format %s is unknown', CASE WHEN jsonb_typeof(extra) = 'object' THEN extra -> 'format' END);
+    END IF;
+    IF kind = 'seal' AND extra IS NOT NULL THEN
+        IF jsonb_typeof(extra -> 'pending') IS DISTINCT FROM 'array' OR jsonb_typeof(extra -> 'closes') IS DISTINCT FROM 'array'
+           OR EXISTS (SELECT FROM jsonb_array_elements(extra -> 'pending') AS x WHERE x::text !~ '^[0-9]{{1,18}}$')
+           OR EXISTS (SELECT FROM jsonb_array_elements(extra -> 'closes') AS x WHERE x::text !~ '^[0-9]{{1,18}}$') THEN
+            RETURN 'its pending transactions and the seals it closes are not lists of ids';
+        END IF;
+        _closes := ARRAY(SELECT x::text::bigint FROM jsonb_array_elements(extra -> 'closes') AS x);
+    END IF;
+    RETURN CASE
+        -- (an entry that seals late rows only covers no new id: first is last + 1)
+        WHEN kind IS NULL OR first_event_id IS NULL OR last_event_id IS NULL
+          OR first_event_id > last_event_id + CASE WHEN cardinality(_closes) > 0 THEN 1 ELSE 0 END
             THEN format('it covers events %s..%s, which end before they start', first_event_id, last_event_id)
         WHEN coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_index), -1)
           OR coalesce(cardinality(chunk_seal), -1) <> coalesce(cardinality(chunk_rows), -1)
@@ -164,15 +249,27 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn
         WHEN EXISTS (SELECT FROM unnest(chunk_rows, chunk_digest) AS c(n, d) WHERE c.n IS NULL OR c.n < 0 OR c.d IS NULL)
             THEN 'it holds a chunk without a row count or a digest'
         WHEN kind = 'seal' AND (chunk_size IS NULL OR chunk_size < 1) THEN 'its chunk size is not 1 or more'
-        WHEN kind = 'seal' AND row_count IS DISTINCT FROM (SELECT coalesce(sum(n), 0) FROM unnest(chunk_rows) AS n)
-            THEN 'its row count is not the sum of its chunks'
-        -- A seal holds only chunks of its own range, each once, in order.
+        -- A seal closes only earlier seals still open, each once.
+        WHEN kind = 'seal' AND EXISTS (SELECT FROM unnest(_closes) AS c WHERE c <> ALL (coalesce(opens, '{{}}')))
+            THEN format('it closes seal %s, which has no open transactions to close',
+                        (SELECT c FROM unnest(_closes) AS c WHERE c <> ALL (coalesce(opens, '{{}}')) LIMIT 1))
+        WHEN kind = 'seal' AND (SELECT count(DISTINCT c) FROM unnest(_closes) AS c) <> cardinality(_closes)
+            THEN 'it closes a seal twice'
+        -- A seal holds its own chunks, in order, then chunks of the seals it closes (their
+        -- late rows), in order: each once, within its seal's range.
         WHEN kind = 'seal' AND EXISTS (
                 SELECT FROM unnest(chunk_seal, chunk_index) WITH ORDINALITY AS c(s, k, o)
-                  LEFT JOIN unnest(chunk_index) WITH ORDINALITY AS p(k, o) ON p.o = c.o - 1
-                 WHERE c.s IS DISTINCT FROM seal_id OR c.k IS NULL OR c.k < 0
-                    OR c.k > (last_event_id - first_event_id) / chunk_size OR p.k >= c.k)
+                  LEFT JOIN unnest(chunk_seal, chunk_index) WITH ORDINALITY AS p(s, k, o) ON p.o = c.o - 1
+                  LEFT JOIN unnest(ids, firsts, lasts, sizes) AS x(i, f, l, z)
+                         ON x.i = c.s AND x.i < seal_id AND x.i = ANY (_closes)
+                 WHERE c.s IS NULL OR c.k IS NULL OR c.k < 0
+                    OR (c.s = seal_id AND (last_event_id < first_event_id OR c.k > (last_event_id - first_event_id) / chunk_size))
+                    OR (c.s IS DISTINCT FROM seal_id AND (x.i IS NULL OR c.k > (x.l - x.f) / x.z))
+                    OR (p.o IS NOT NULL AND ROW(p.s IS DISTINCT FROM seal_id, p.s, p.k) >= ROW(c.s IS DISTINCT FROM seal_id, c.s, c.k)))
             THEN 'it holds chunks that are not its own'
+        WHEN kind = 'seal' AND row_count IS DISTINCT FROM
+                (SELECT coalesce(sum(n), 0) FROM unnest(chunk_rows) AS n) - coalesce(late_before, 0)
+            THEN 'its row count is not the sum of its chunks'
         -- Retention replaces chunks of earlier seals only, each once.
         WHEN kind IN ('detach', 'drop') AND EXISTS (
                 SELECT FROM unnest(chunk_seal, chunk_index) AS c(s, k)
@@ -183,14 +280,19 @@ RETURNS text LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn
                                             <> cardinality(chunk_seal)
             THEN 'it retires a chunk twice'
         WHEN kind NOT IN ('seal', 'detach', 'drop') THEN format('its kind %s is unknown', kind)
-    END
+    END;
+END
 $fn$;
 -- The seal table takes INSERTs only, and only of an entry that chains from the last one
 -- and claims only what it may (whoever inserts it: no setting lets an entry through).
 -- TG_ARGV[0] is the audit table, whose partitions retention entries name; TG_ARGV[1] its
--- chunks function. A retention entry replaces chunk digests, which nobody can check once
--- the partition is gone: so it is taken only while the chunks it replaces still match
--- their seals, and only if its digests are those of their rows outside the partition.
+-- chunks function. An entry that replaces digests of earlier seals' chunks is checked
+-- against the rows, since nobody can check it later: a retention entry (nobody can
+-- recompute what it replaces once the partition is gone) is taken only while the chunks it
+-- replaces still match their seals, and only if its digests are those of their rows outside
+-- the partition; a seal closing earlier seals only once all their pending transactions have
+-- ended, and only with chunks whose rows, without those transactions' (the late rows),
+-- still match the digest they had, with the digests of all their rows now.
 CREATE OR REPLACE FUNCTION {append_only}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
@@ -201,6 +303,9 @@ DECLARE
     _firsts bigint[];
     _lasts bigint[];
     _sizes integer[];
+    _formats integer[];
+    _opens bigint[];
+    _late_before bigint;
     _problem text;
     _lo bigint;
     _hi bigint;
@@ -211,19 +316,30 @@ BEGIN
     END IF;
     EXECUTE format('SELECT max(s.seal_id), (array_agg(s.digest ORDER BY s.seal_id DESC))[1],
                            max(s.last_event_id) FILTER (WHERE s.kind = ''seal''),
-                           array_agg(s.seal_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
-                           array_agg(s.first_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
-                           array_agg(s.last_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal''),
-                           array_agg(s.chunk_size ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'')
-                      FROM %I.%I s', TG_TABLE_SCHEMA, TG_TABLE_NAME)
-       INTO _last, _previous, _sealed, _ids, _firsts, _lasts, _sizes;
+                           array_agg(s.seal_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
+                           array_agg(s.first_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
+                           array_agg(s.last_event_id ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
+                           array_agg(s.chunk_size ORDER BY s.seal_id) FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
+                           array_agg(coalesce((s.extra ->> ''format'')::integer, 1) ORDER BY s.seal_id)
+                               FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
+                           coalesce(array_agg(s.seal_id ORDER BY s.seal_id)
+                               FILTER (WHERE s.kind = ''seal'' AND jsonb_array_length(coalesce(s.extra -> ''pending'', ''[]'')) > 0
+                                         AND NOT EXISTS (SELECT FROM %1$I.%2$I c WHERE c.extra -> ''closes'' @> to_jsonb(s.seal_id))), ''{{}}'')
+                      FROM %1$I.%2$I s', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+       INTO _last, _previous, _sealed, _ids, _firsts, _lasts, _sizes, _formats, _opens;
+    -- The rows the chunks of earlier seals a seal carries had: those of the newest entry naming each.
+    EXECUTE format('SELECT sum(x.n)::bigint FROM unnest($1, $2) AS c(s, k)
+                      CROSS JOIN LATERAL (SELECT e.n FROM %1$I.%2$I s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows) AS e(cs, k, n)
+                                           WHERE e.cs = c.s AND e.k = c.k ORDER BY s.seal_id DESC LIMIT 1) AS x
+                     WHERE c.s IS DISTINCT FROM $3', TG_TABLE_SCHEMA, TG_TABLE_NAME)
+       INTO _late_before USING NEW.chunk_seal, NEW.chunk_index, NEW.seal_id;
     _problem := CASE
         WHEN NEW.seal_id IS DISTINCT FROM coalesce(_last, 0) + 1
             THEN format('its id is %s where the chain goes on with %s', NEW.seal_id, coalesce(_last, 0) + 1)
         WHEN NEW.previous IS DISTINCT FROM coalesce(_previous, {genesis}) THEN 'it does not chain from the last entry'
         WHEN NEW.digest IS DISTINCT FROM {link}(NEW.previous, NEW.seal_id, NEW.kind, NEW.sealed_at, NEW.first_event_id,
                 NEW.last_event_id, NEW.row_count, NEW.chunk_size, NEW.partition_name, NEW.chunk_seal, NEW.chunk_index,
-                NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions)
+                NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions, NEW.extra)
             THEN 'its digest does not match its contents'
         WHEN NEW.kind = 'seal' AND NEW.first_event_id IS DISTINCT FROM coalesce(_sealed, 0) + 1
             THEN format('it starts at event %s, not %s', NEW.first_event_id, coalesce(_sealed, 0) + 1)
@@ -234,8 +350,41 @@ BEGIN
             THEN format('it retires %s, which is not a partition of %s', NEW.partition_name, TG_ARGV[0])
         ELSE {entry_problem}(NEW.seal_id, NEW.kind, NEW.first_event_id, NEW.last_event_id, NEW.row_count,
                 NEW.chunk_size, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions,
-                _ids, _firsts, _lasts, _sizes)
+                NEW.extra, _ids, _firsts, _lasts, _sizes, _opens, _late_before)
     END;
+    IF _problem IS NULL AND NEW.kind = 'seal' AND jsonb_array_length(coalesce(NEW.extra -> 'closes', '[]')) > 0 THEN
+        -- (pg_xact_status: committed, aborted, or NULL once too old to tell, all ended)
+        EXECUTE format($q$
+            SELECT format('it closes seal %%s while its transaction %%s is still open', s.seal_id, x)
+              FROM %1$I.%2$I s, jsonb_array_elements_text(s.extra -> 'pending') AS x
+             WHERE s.extra -> 'pending' IS NOT NULL AND $1 -> 'closes' @> to_jsonb(s.seal_id)
+               AND pg_xact_status(x::xid8) = 'in progress'
+             ORDER BY s.seal_id LIMIT 1$q$, TG_TABLE_SCHEMA, TG_TABLE_NAME)
+          INTO _problem USING NEW.extra;
+    END IF;
+    IF _problem IS NULL AND NEW.kind = 'seal' AND EXISTS (SELECT FROM unnest(NEW.chunk_seal) AS c WHERE c <> NEW.seal_id) THEN
+        -- Each chunk of a closed seal: its rows without the pending transactions' are what
+        -- the newest entry naming it holds, and all its rows are what this entry says.
+        EXECUTE format($q$
+            SELECT CASE WHEN coalesce(x.n, 0) <> coalesce(f.settled_rows, 0) OR (coalesce(f.settled_rows, 0) > 0 AND x.d IS DISTINCT FROM f.settled)
+                        THEN format('chunk %%s of seal %%s changed beyond the late rows of the transactions it closes', c.k, c.s)
+                        ELSE format('chunk %%s of seal %%s does not hold what its rows hash to', c.k, c.s) END
+              FROM unnest($1, $2, $3, $4) WITH ORDINALITY AS c(s, k, n, d, o)
+              JOIN %2$I.%3$I s ON s.seal_id = c.s
+              LEFT JOIN LATERAL %1$s(ARRAY[s.seal_id], ARRAY[s.first_event_id], ARRAY[s.chunk_size],
+                                     ARRAY[coalesce((s.extra ->> 'format')::integer, 1)],
+                                     s.first_event_id + c.k::bigint * s.chunk_size,
+                                     least(s.last_event_id, s.first_event_id + (c.k::bigint + 1) * s.chunk_size - 1), NULL,
+                                     ARRAY(SELECT p::bigint FROM jsonb_array_elements_text(s.extra -> 'pending') AS p)) AS f ON true
+              LEFT JOIN LATERAL (SELECT e.n, e.d FROM %2$I.%3$I s2, unnest(s2.chunk_seal, s2.chunk_index, s2.chunk_rows, s2.chunk_digest) AS e(cs, k, n, d)
+                                  WHERE e.cs = c.s AND e.k = c.k ORDER BY s2.seal_id DESC LIMIT 1) AS x ON true
+             WHERE c.s <> $5
+               AND (coalesce(x.n, 0) <> coalesce(f.settled_rows, 0) OR (coalesce(f.settled_rows, 0) > 0 AND x.d IS DISTINCT FROM f.settled)
+                    OR c.n <> coalesce(f.row_count, 0) OR c.d IS DISTINCT FROM f.digest)
+             ORDER BY c.o LIMIT 1$q$, TG_ARGV[1], TG_TABLE_SCHEMA, TG_TABLE_NAME)
+          INTO _problem
+          USING NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest, NEW.seal_id;
+    END IF;
     IF _problem IS NULL AND NEW.kind <> 'seal' THEN
         SELECT min(x.f + c.k::bigint * x.z), max(least(x.l, x.f + (c.k::bigint + 1) * x.z - 1)) INTO _lo, _hi
           FROM unnest(NEW.chunk_seal, NEW.chunk_index) AS c(s, k) JOIN unnest(_ids, _firsts, _lasts, _sizes) AS x(i, f, l, z) ON x.i = c.s;
@@ -244,8 +393,8 @@ BEGIN
                         THEN format('chunk %%s of seal %%s no longer matches its seal', c.k, c.s)
                         ELSE 'its chunks are not what they keep without the partition' END
               FROM unnest($6, $7, $8, $9) AS c(s, k, n, d)
-              LEFT JOIN %1$s($1, $2, $3, $4, $5, NULL) AS a ON a.seal_id = c.s AND a.chunk = c.k
-              LEFT JOIN %1$s($1, $2, $3, $4, $5, $10::regclass) AS b ON b.seal_id = c.s AND b.chunk = c.k
+              LEFT JOIN %1$s($1, $2, $3, $11, $4, $5, NULL, '{{}}') AS a ON a.seal_id = c.s AND a.chunk = c.k
+              LEFT JOIN %1$s($1, $2, $3, $11, $4, $5, $10::regclass, '{{}}') AS b ON b.seal_id = c.s AND b.chunk = c.k
               LEFT JOIN LATERAL (SELECT e.n, e.d FROM %2$I.%3$I s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS e(cs, k, n, d)
                                   WHERE e.cs = c.s AND e.k = c.k ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
              WHERE x.d IS DISTINCT FROM a.digest OR coalesce(x.n, 0) <> coalesce(a.row_count, 0)
@@ -253,7 +402,7 @@ BEGIN
              ORDER BY 1 LIMIT 1$q$, TG_ARGV[1], TG_TABLE_SCHEMA, TG_TABLE_NAME)
           INTO _problem
           USING _ids, _firsts, _sizes, _lo, _hi, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest,
-                NEW.partition_name;
+                NEW.partition_name, _formats;
     END IF;
     IF _problem IS NOT NULL THEN
         RAISE EXCEPTION 'partitioned_audit: % is append-only: seal % is refused: %', TG_TABLE_NAME, NEW.seal_id, _problem
@@ -268,18 +417,32 @@ $fn$;
 _FUNCTIONS = (
     # The chunks of the rows with event ids in [lo, hi] (and not in table ``exclude``): each
     # row falls in the seal whose first id is the largest not above its id (width_bucket
-    # over ``firsts``), and in chunk (id - first) / size of it.
+    # over ``firsts``), and in chunk (id - first) / size of it. A seal of format 1 hashes its
+    # chunk's lines whole; later formats hash each row apart (:func:`_row_digest`), so a
+    # chunk needs 32 bytes a row whatever the rows hold. ``settled`` is the digest (and
+    # ``settled_rows`` the count) without the rows of transactions ``skip``: what a seal saw
+    # when they were still open.
     """
-CREATE OR REPLACE FUNCTION {chunks}(seal_ids bigint[], firsts bigint[], sizes integer[], lo bigint, hi bigint, exclude oid)
-RETURNS TABLE (seal_id bigint, chunk integer, row_count bigint, digest bytea, partitions text, parts oid[])
+DROP FUNCTION IF EXISTS {chunks}(bigint[], bigint[], integer[], bigint, bigint, oid);
+CREATE OR REPLACE FUNCTION {chunks}(seal_ids bigint[], firsts bigint[], sizes integer[], formats integer[],
+    lo bigint, hi bigint, exclude oid, skip bigint[])
+RETURNS TABLE (seal_id bigint, chunk integer, row_count bigint, digest bytea, settled_rows bigint, settled bytea,
+               partitions text, parts oid[])
 LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
     SELECT seal_ids[r.i], r.k, count(*),
-           sha256(convert_to(string_agg(r.line, '' ORDER BY r.id), 'UTF8')),
+           CASE WHEN formats[r.i] = 1 THEN sha256(convert_to(string_agg(r.line, '' ORDER BY r.id), 'UTF8'))
+                ELSE sha256(string_agg(r.d, ''::bytea ORDER BY r.id)) END,
+           count(*) FILTER (WHERE NOT r.late),
+           sha256(coalesce(string_agg(r.d, ''::bytea ORDER BY r.id) FILTER (WHERE NOT r.late), ''::bytea)),
            array_to_string(ARRAY(SELECT p::regclass::text FROM unnest(array_agg(DISTINCT r.part)) AS p ORDER BY 1), ' '),
            array_agg(DISTINCT r.part)
       FROM (SELECT w.i, ((e.{event} - firsts[w.i]) / sizes[w.i])::integer AS k, e.{event} AS id,
-                   ROW({columns})::text || E'\\n' AS line, e.tableoid AS part
+                   CASE WHEN formats[w.i] = 1 THEN ROW({columns})::text || E'\\n' END AS line,
+                   CASE WHEN formats[w.i] <> 1 THEN {row_digest} END AS d,
+                   coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
               FROM {table} e CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
+              -- (OFFSET 0: each field's text is made once, not once a use)
+              LEFT JOIN LATERAL (SELECT {field_bytes} WHERE formats[w.i] <> 1 OFFSET 0) AS b ON true
              WHERE e.{event} >= lo AND e.{event} <= hi AND e.tableoid IS DISTINCT FROM exclude) AS r
      GROUP BY r.i, r.k
 $fn$;
@@ -308,7 +471,9 @@ BEGIN
 END
 $fn$;
 """
-    # Seals every settled row after the last seal (see the module docstring).
+    # Seals every row after the last seal up to the last id handed out, around the
+    # transactions still open (see the module docstring), and the late rows of earlier seals
+    # whose open transactions have all ended since.
     """
 CREATE OR REPLACE FUNCTION {seal}(chunk_size integer, wait_ms integer) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER {canonical} AS $fn$
@@ -319,12 +484,20 @@ DECLARE
     _allocated bigint;
     _writers text[];
     _held text[];
-    _horizon bigint;
+    _next bigint;
+    _xids bigint[];
+    _snapshot pg_snapshot;
+    _live bigint[];
+    _open record;
+    _late record;
+    _closes bigint[] := '{{}}';
+    _late_rows bigint := 0;
+    _late_chunks integer := 0;
     _deadline timestamp with time zone := clock_timestamp() + make_interval(secs => wait_ms / 1000.0);
     _e {seals}%ROWTYPE;
 BEGIN
-    IF chunk_size IS NULL OR chunk_size < 1 OR wait_ms IS NULL OR wait_ms < 0 THEN
-        RAISE EXCEPTION 'partitioned_audit: seal needs a chunk size of 1 or more and a wait of 0 ms or more, got % and %', chunk_size, wait_ms
+    IF chunk_size IS NULL OR chunk_size < 1 OR chunk_size > {max_chunk} OR wait_ms IS NULL OR wait_ms < 0 THEN
+        RAISE EXCEPTION 'partitioned_audit: seal needs a chunk size from 1 to % and a wait of 0 ms or more, got % and %', {max_chunk}, chunk_size, wait_ms
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF current_setting('transaction_isolation') <> 'read committed' THEN
@@ -351,45 +524,88 @@ BEGIN
     _chain := coalesce(_chain, 0);
     _previous := coalesce(_previous, {genesis});
     _last := coalesce(_last, 0);
-    -- First the last id handed out, then who may still hold ids up to it.
+    -- First the last id handed out, then who may still hold ids up to it, and their
+    -- transaction ids (a writer has one before it takes an event id: its audited write).
     _allocated := coalesce(pg_sequence_last_value({seq}::regclass), 0);
+    _next := pg_snapshot_xmax(pg_current_snapshot())::text::bigint;
     _writers := {writers};
-    WHILE cardinality(_writers) > 0 AND clock_timestamp() < _deadline LOOP
+    LOOP
+        _xids := ARRAY(SELECT {xid_of} FROM unnest(_writers) AS w);
+        EXIT WHEN cardinality(_writers) = 0 OR clock_timestamp() >= _deadline;
         PERFORM pg_sleep(0.005);
         _held := {writers};
         _writers := ARRAY(SELECT w FROM unnest(_writers) AS w WHERE w = ANY (_held));
     END LOOP;
-    IF cardinality(_writers) = 0 THEN
-        _horizon := _allocated;
-        DELETE FROM {marks};
-    ELSE
-        _held := {writers};
-        SELECT max(m.last_event_id) INTO _horizon FROM {marks} m WHERE NOT m.writers && _held;
-        DELETE FROM {marks} m WHERE m.last_event_id <= _horizon;
-        INSERT INTO {marks} (last_event_id, writers) VALUES (_allocated, _writers);
-    END IF;
-    IF _horizon IS NULL OR _horizon <= _last THEN
+    IF array_position(_xids, NULL) IS NOT NULL THEN
+        -- A transaction holds the write lock without a transaction id: which ids it holds
+        -- cannot be told apart from forged ones later, so nothing is sealed past the last seal.
         RETURN jsonb_build_object('sealed', false, 'seal_id', _chain, 'last_event_id', _last,
-                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers),
+                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers), 'pending', '[]'::jsonb,
                                   'head', CASE WHEN _chain > 0 THEN encode(_previous, 'hex') END);
     END IF;
     _e.seal_id := _chain + 1;
     _e.kind := 'seal';
     _e.sealed_at := now();
     _e.first_event_id := _last + 1;
-    _e.last_event_id := _horizon;
+    _e.last_event_id := greatest(_allocated, _last);
     _e.chunk_size := chunk_size;
+    -- One statement, one snapshot: the new chunks, and which writers it still saw open.
     SELECT coalesce(sum(c.row_count), 0), coalesce(array_agg(c.seal_id ORDER BY c.chunk), '{{}}'),
            coalesce(array_agg(c.chunk ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.row_count ORDER BY c.chunk), '{{}}'),
-           coalesce(array_agg(c.digest ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.partitions ORDER BY c.chunk), '{{}}')
-      INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
-      FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], _e.first_event_id, _horizon, NULL) AS c;
+           coalesce(array_agg(c.digest ORDER BY c.chunk), '{{}}'), coalesce(array_agg(c.partitions ORDER BY c.chunk), '{{}}'),
+           pg_current_snapshot()
+      INTO _e.row_count, _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions, _snapshot
+      FROM {chunks}(ARRAY[_e.seal_id], ARRAY[_e.first_event_id], ARRAY[chunk_size], ARRAY[{format}], _e.first_event_id,
+                    _e.last_event_id, NULL, '{{}}') AS c;
+    _xids := ARRAY(SELECT x FROM unnest(_xids) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, _snapshot) ORDER BY 1);
+    -- Earlier seals whose open transactions have all ended since: what they added to the
+    -- sealed range (late rows) is sealed now, chunk by chunk, if it is all they changed.
+    _live := ARRAY(SELECT {full_xid} FROM pg_locks t
+                    WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted);
+    FOR _open IN
+        SELECT s.seal_id, s.first_event_id, s.last_event_id, s.chunk_size,
+               ARRAY(SELECT x::bigint FROM jsonb_array_elements_text(s.extra -> 'pending') AS x) AS pending
+          FROM {seals} s
+         WHERE s.kind = 'seal' AND jsonb_array_length(coalesce(s.extra -> 'pending', '[]')) > 0
+           AND NOT EXISTS (SELECT FROM {seals} c WHERE c.extra -> 'closes' @> to_jsonb(s.seal_id))
+         ORDER BY s.seal_id
+    LOOP
+        CONTINUE WHEN _open.pending && _live;
+        _closes := _closes || _open.seal_id;
+        FOR _late IN
+            SELECT f.*, x.n AS sealed_rows, x.d AS sealed_digest
+              FROM {chunks}(ARRAY[_open.seal_id], ARRAY[_open.first_event_id], ARRAY[_open.chunk_size], ARRAY[{format}],
+                            _open.first_event_id, _open.last_event_id, NULL, _open.pending) AS f
+              LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
+                                        unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
+                                  WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+             WHERE (x.n IS DISTINCT FROM f.row_count OR x.d IS DISTINCT FROM f.digest)
+               AND coalesce(x.n, 0) = f.settled_rows AND (f.settled_rows = 0 OR x.d = f.settled)
+             ORDER BY f.chunk
+        LOOP
+            _e.chunk_seal := _e.chunk_seal || _late.seal_id;
+            _e.chunk_index := _e.chunk_index || _late.chunk;
+            _e.chunk_rows := _e.chunk_rows || _late.row_count;
+            _e.chunk_digest := _e.chunk_digest || _late.digest;
+            _e.chunk_partitions := _e.chunk_partitions || _late.partitions;
+            _late_rows := _late_rows + _late.row_count - coalesce(_late.sealed_rows, 0);
+            _late_chunks := _late_chunks + 1;
+        END LOOP;
+    END LOOP;
+    IF _e.last_event_id <= _last AND cardinality(_closes) = 0 THEN
+        RETURN jsonb_build_object('sealed', false, 'seal_id', _chain, 'last_event_id', _last,
+                                  'allocated', _allocated, 'waiting_for', to_jsonb(_writers), 'pending', to_jsonb(_xids),
+                                  'head', CASE WHEN _chain > 0 THEN encode(_previous, 'hex') END);
+    END IF;
+    _e.row_count := _e.row_count + _late_rows;
     _e.previous := _previous;
+    _e.extra := jsonb_build_object('format', {format}, 'pending', to_jsonb(_xids), 'closes', to_jsonb(_closes));
 {append}
     RETURN jsonb_build_object('sealed', true, 'seal_id', _e.seal_id, 'first_event_id', _e.first_event_id,
                               'last_event_id', _e.last_event_id, 'rows', _e.row_count,
-                              'chunks', cardinality(_e.chunk_index), 'allocated', _allocated,
-                              'waiting_for', to_jsonb(_writers), 'head', encode(_e.digest, 'hex'));
+                              'chunks', cardinality(_e.chunk_index), 'late_rows', _late_rows, 'late_chunks', _late_chunks,
+                              'closes', to_jsonb(_closes), 'allocated', _allocated,
+                              'waiting_for', to_jsonb(_writers), 'pending', to_jsonb(_xids), 'head', encode(_e.digest, 'hex'));
 END
 $fn$;
 """
@@ -405,6 +621,10 @@ DECLARE
     _ids bigint[];
     _firsts bigint[];
     _sizes integer[];
+    _formats integer[];
+    _bounds text;
+    _lower timestamp with time zone;
+    _upper timestamp with time zone;
     _bad record;
     _e {seals}%ROWTYPE;
 BEGIN
@@ -417,9 +637,19 @@ BEGIN
     IF _e.row_count = 0 THEN
         RETURN NULL;
     END IF;
+    -- Retention takes only a partition whose whole range ended a day or more before now
+    -- (MIN_RETENTION): the current month, a future one, MAXVALUE or the DEFAULT partition never go.
+    SELECT pg_get_expr(c.relpartbound, c.oid) INTO _bounds FROM pg_class c WHERE c.oid = part;
+    _lower := substring(_bounds FROM 'FROM \\(''([^'']*)''\\)')::timestamp with time zone;
+    _upper := substring(_bounds FROM 'TO \\(''([^'']*)''\\)')::timestamp with time zone;
+    IF _upper IS NULL OR _upper > now() - {min_retention} THEN
+        RAISE EXCEPTION 'partitioned_audit: refusing to retire %: it holds sealed rows and its range (%) did not end % or more before now (%)', part, coalesce(_bounds, 'no bounds'), {min_retention}, now()
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'Retention detaches or drops a partition only once its whole range has expired.';
+    END IF;
     SELECT array_agg(s.seal_id ORDER BY s.seal_id), array_agg(s.first_event_id ORDER BY s.seal_id),
-           array_agg(s.chunk_size ORDER BY s.seal_id)
-      INTO _ids, _firsts, _sizes FROM {seals} s WHERE s.kind = 'seal';
+           array_agg(s.chunk_size ORDER BY s.seal_id), array_agg({format_of} ORDER BY s.seal_id)
+      INTO _ids, _firsts, _sizes, _formats FROM {seals} s WHERE s.kind = 'seal' AND s.last_event_id >= s.first_event_id;
     -- Whole chunks around the partition's rows.
     _lo := _firsts[width_bucket(_e.first_event_id, _firsts)];
     _lo := _lo + (_e.first_event_id - _lo) / _sizes[width_bucket(_e.first_event_id, _firsts)] * _sizes[width_bucket(_e.first_event_id, _firsts)];
@@ -427,7 +657,7 @@ BEGIN
     _hi := least(_sealed, _e.last_event_id + _sizes[width_bucket(_e.last_event_id, _firsts)]);
     -- The chunks holding a row of the partition must match their seals before any is replaced.
     SELECT f.seal_id, f.chunk, x.n AS expected, f.row_count AS found INTO _bad
-      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
+      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
       LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
                                 unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
                           WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
@@ -443,13 +673,14 @@ BEGIN
            array_agg(coalesce(r.digest, sha256(''::bytea)) ORDER BY f.seal_id, f.chunk),
            array_agg(coalesce(r.partitions, '') ORDER BY f.seal_id, f.chunk)
       INTO _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
-      FROM {chunks}(_ids, _firsts, _sizes, _lo, _hi, NULL) AS f
-      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _lo, _hi, part) AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
+      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
+      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, part, '{{}}') AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
      WHERE part = ANY (f.parts);
     SELECT s.seal_id + 1, s.digest INTO _e.seal_id, _e.previous FROM {seals} s ORDER BY s.seal_id DESC LIMIT 1;
     _e.kind := CASE WHEN dropped THEN 'drop' ELSE 'detach' END;
     _e.sealed_at := now();
     _e.partition_name := part::text;
+    _e.extra := jsonb_build_object('format', {format}, 'range', jsonb_build_array(_lower, _upper));
 {append}
     RETURN jsonb_build_object('seal_id', _e.seal_id, 'kind', _e.kind, 'partition', _e.partition_name,
                               'first_event_id', _e.first_event_id, 'last_event_id', _e.last_event_id,
@@ -472,10 +703,16 @@ DECLARE
     _firsts bigint[];
     _sizes integer[];
     _lasts bigint[];
+    _formats integer[];
+    _open bigint[];
+    _skip bigint[];
+    _upper timestamp with time zone;
     _sealed bigint := 0;
     _head bytea;
     _rows bigint := 0;
     _skipped bigint[] := '{{}}';
+    _opens bigint[] := '{{}}';
+    _late_before bigint;
     _problem text;
 BEGIN
     FOR _s IN SELECT * FROM {seals} ORDER BY 1 LOOP
@@ -488,7 +725,7 @@ BEGIN
         END IF;
         IF {link}(_s.previous, _s.seal_id, _s.kind, _s.sealed_at, _s.first_event_id, _s.last_event_id, _s.row_count,
                   _s.chunk_size, _s.partition_name, _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest,
-                  _s.chunk_partitions) IS DISTINCT FROM _s.digest THEN
+                  _s.chunk_partitions, _s.extra) IS DISTINCT FROM _s.digest THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
                 NULL::text, format('seal %s was altered: its digest does not match its contents', _s.seal_id);
         END IF;
@@ -498,8 +735,16 @@ BEGIN
                                                   AND i.inhrelid::regclass::text = _s.partition_name)
                 THEN format('it retires %s, which is still a partition of %s', _s.partition_name, {table_text})
             ELSE {entry_problem}(_s.seal_id, _s.kind, _s.first_event_id, _s.last_event_id, _s.row_count, _s.chunk_size,
-                    _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest, _s.chunk_partitions,
-                    _ids, _firsts, _lasts, _sizes)
+                    _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest, _s.chunk_partitions, _s.extra,
+                    _ids, _firsts, _lasts, _sizes, _opens,
+                    -- (the rows the chunks of earlier seals it carries had, in the counted entries)
+                    CASE WHEN _s.kind = 'seal' AND EXISTS (
+                             SELECT FROM unnest(_s.chunk_seal) AS c WHERE c IS DISTINCT FROM _s.seal_id) THEN
+                        (SELECT sum(x.n)::bigint FROM unnest(_s.chunk_seal, _s.chunk_index) AS c(s, k)
+                           CROSS JOIN LATERAL (SELECT e.n FROM {seals} p, unnest(p.chunk_seal, p.chunk_index, p.chunk_rows) AS e(cs, k, n)
+                                                WHERE p.seal_id < _s.seal_id AND p.seal_id <> ALL (_skipped)
+                                                  AND e.cs = c.s AND e.k = c.k ORDER BY p.seal_id DESC LIMIT 1) AS x
+                          WHERE c.s IS DISTINCT FROM _s.seal_id) END)
         END;
         IF _problem IS NOT NULL THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
@@ -514,18 +759,38 @@ BEGIN
                 RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint,
                     NULL::bigint, NULL::text, format('seal %s starts at event %s, not %s', _s.seal_id, _s.first_event_id, _sealed + 1);
             END IF;
-            _ids := _ids || _s.seal_id;
-            _firsts := _firsts || _s.first_event_id;
-            _sizes := _sizes || _s.chunk_size;
-            _lasts := _lasts || _s.last_event_id;
-            _sealed := _s.last_event_id;
+            IF _s.last_event_id >= _s.first_event_id THEN  -- (an entry sealing late rows only has none)
+                _ids := _ids || _s.seal_id;
+                _firsts := _firsts || _s.first_event_id;
+                _sizes := _sizes || _s.chunk_size;
+                _lasts := _lasts || _s.last_event_id;
+                _formats := _formats || coalesce((_s.extra ->> 'format')::integer, 1);
+                _sealed := _s.last_event_id;
+            END IF;
             _rows := _rows + _s.row_count;
+            _opens := ARRAY(SELECT o FROM unnest(_opens) AS o
+                             WHERE NOT coalesce(_s.extra -> 'closes' @> to_jsonb(o), false));
+            IF jsonb_array_length(coalesce(_s.extra -> 'pending', '[]')) > 0 THEN
+                _opens := _opens || _s.seal_id;
+            END IF;
         ELSE
             _rows := _rows - _s.row_count;
-            RETURN QUERY SELECT 'retired'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
-                NULL::bigint, _s.partition_name,
-                format('%s rows %s by retention at %s', _s.row_count,
-                       CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at);
+            -- Only a partition whose whole range had ended a day before went by retention;
+            -- entries of format 1 carry no range, only the partition's name.
+            _upper := CASE WHEN _s.extra IS NOT NULL THEN (_s.extra -> 'range' ->> 1)::timestamp with time zone
+                           ELSE to_date(substring(_s.partition_name FROM '_[0-9]{{8}}_([0-9]{{8}})$'), 'YYYYMMDD')::timestamp AT TIME ZONE 'UTC' END;
+            IF (_s.extra IS NOT NULL OR _upper IS NOT NULL) AND (_upper IS NULL OR _upper > _s.sealed_at - {min_retention}) THEN
+                RETURN QUERY SELECT 'removed'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                    0::bigint, _s.partition_name,
+                    format('%s rows were %s at %s as retention, but the partition''s range ends %s, not %s or more before: it had not expired',
+                           _s.row_count, CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at,
+                           coalesce('at ' || _upper::text, 'never'), {min_retention});
+            ELSE
+                RETURN QUERY SELECT 'retired'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                    NULL::bigint, _s.partition_name,
+                    format('%s rows %s by retention at %s', _s.row_count,
+                           CASE WHEN _s.kind = 'drop' THEN 'dropped' ELSE 'detached' END, _s.sealed_at);
+            END IF;
         END IF;
         _previous := _s.digest;
         _next := _s.seal_id + 1;
@@ -535,6 +800,11 @@ BEGIN
         RETURN QUERY SELECT 'head'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text,
             format('the head kept outside the database, %s, is not in the chain: the seals were rewritten or cut short', encode(expect, 'hex'));
     END IF;
+    -- Seals whose open transactions may still add late rows: a chunk of theirs that differs
+    -- only by rows of those transactions is as sealed.
+    _open := _opens;
+    _skip := ARRAY(SELECT DISTINCT x::bigint FROM {seals} s, jsonb_array_elements_text(s.extra -> 'pending') AS x
+                    WHERE s.seal_id = ANY (_open));
     IF _ids IS NOT NULL THEN
         RETURN QUERY
         WITH expected AS (
@@ -543,11 +813,14 @@ BEGIN
              WHERE s.seal_id <> ALL (_skipped)
              ORDER BY c.cs, c.k, s.seal_id DESC
         ), found AS (
-            SELECT * FROM {chunks}(_ids, _firsts, _sizes, _firsts[1], _sealed, NULL)
+            SELECT * FROM {chunks}(_ids, _firsts, _sizes, _formats, _firsts[1], _sealed, NULL, _skip)
         ), compared AS (
             SELECT coalesce(e.cs, f.seal_id) AS cs, coalesce(e.k, f.chunk) AS k,
                    coalesce(e.n, 0) AS n, coalesce(f.row_count, 0) AS found_n,
-                   coalesce(nullif(f.partitions, ''), e.p) AS p, e.d IS DISTINCT FROM f.digest AS differs,
+                   coalesce(nullif(f.partitions, ''), e.p) AS p,
+                   e.d IS DISTINCT FROM f.digest
+                   AND NOT coalesce(f.seal_id = ANY (_open) AND coalesce(e.n, 0) = f.settled_rows
+                                    AND (f.settled_rows = 0 OR e.d = f.settled), false) AS differs,
                    CASE WHEN e.p IS DISTINCT FROM f.partitions AND e.p <> ''
                         THEN format(' (sealed in %s)', e.p) ELSE '' END AS was
               FROM expected e FULL JOIN found f ON f.seal_id = e.cs AND f.chunk = e.k
@@ -590,7 +863,9 @@ def _writers_query(layout: Layout, schema: str) -> Composable:
 
 
 def create_tables(layout: Layout, schema: str) -> list[Composable]:
-    """The seal table and the marks of earlier horizons, closed to PUBLIC."""
+    """The seal table and the marks of earlier horizons, closed to PUBLIC. (Seals of format 2
+    record the transactions they sealed around in the chain and write no mark; the table
+    stays, as existing installs and their privileges have it.)"""
     names = _names(layout, schema)
     return [
         SQL(_TABLES).format(**names),
@@ -682,6 +957,11 @@ class Sealed:
     allocated: int
     #: Transactions still holding audit rows after the wait (``pid/virtual transaction``).
     waiting_for: list[str]
+    #: The transaction ids of those whose rows this seal could not see yet: rows they commit
+    #: later into its range are sealed, as late rows, by the first seal after they end.
+    pending: list[int] = field(default_factory=list)
+    #: Rows of earlier seals' open transactions, committed since, that this seal added.
+    late_rows: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {"action": "seal", **self.__dict__}
@@ -754,8 +1034,9 @@ def _call(cursor: Cursor, statement: Composable, params: list[Any]) -> Any:
         cursor.execute(render(statement, cursor), params)
     except Exception as exc:
         # The functions raise with SQLSTATEs of classes 22, 25, 42, 55 and XX001 on purpose;
-        # their message is the reason, without the driver's decoration.
-        if sqlstate(exc) in {"22023", "25000", "42501", "55000", "XX001"}:
+        # their message is the reason, without the driver's decoration. 53200 and 54000: a
+        # field whose text PostgreSQL itself cannot write (over 1 GB; docs/tamper-evidence.md).
+        if sqlstate(exc) in {"22023", "25000", "42501", "53200", "54000", "55000", "XX001"}:
             raise SealError(str(exc).splitlines()[0]) from exc
         raise
     return cursor.fetchall()
@@ -784,6 +1065,8 @@ def seal(
     for name, value, least in (("chunk_size", chunk_size, 1), ("wait_ms", wait_ms, 0)):
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigurationError(f"{name} must be an integer of at least {least}, got {value!r}")
+    if chunk_size > MAX_CHUNK_SIZE:
+        raise ConfigurationError(f"chunk_size must be at most {MAX_CHUNK_SIZE:,}, got {chunk_size!r}")
     statement = SQL("SELECT {}(%s, %s)").format(_function(layout, schema, "seal"))
     result = _document(_call(cursor, statement, [chunk_size, wait_ms])[0][0])
     return Sealed(
@@ -796,7 +1079,66 @@ def seal(
         head=result.get("head"),
         allocated=int(result["allocated"]),
         waiting_for=list(result.get("waiting_for") or []),
+        pending=[int(x) for x in result.get("pending") or []],
+        late_rows=int(result.get("late_rows") or 0),
     )
+
+
+@dataclass(frozen=True)
+class Holder:
+    """A transaction holding a write lock on the audit table: its rows, when it commits, are
+    sealed late (see :func:`seal`), and until then nothing seals them."""
+
+    pid: int | None  # None for a prepared transaction
+    xid: int | None  # None while it has written nothing
+    #: When it began, where this role may see it (its own sessions, or pg_read_all_stats),
+    #: else when a seal first saw it open; None when neither is known.
+    since: dt.datetime | None
+    #: Seconds from ``since`` to now (0 when ``since`` is unknown).
+    age: float
+
+    def describe(self) -> str:
+        who = f"backend pid {self.pid}" if self.pid is not None else "a prepared transaction"
+        xid = f", transaction {self.xid}" if self.xid is not None else ""
+        since = f", open since {self.since.isoformat()} ({self.age:.0f} s)" if self.since else ""
+        return f"{who}{xid}{since}"
+
+
+def holders(cursor: Cursor, layout: Layout, schema: str = "public") -> list[Holder]:
+    """The transactions (other than this one) holding a write lock on the audit table, oldest
+    first. Their pid and transaction id are visible to any role; when they began only to the
+    same role or a member of pg_read_all_stats, so otherwise the age counts from the first
+    seal that saw the transaction open (where this role may read the seal table)."""
+    names = _names(layout, schema)
+    cursor.execute(
+        "SELECT has_table_privilege(%s, 'SELECT')", [render(ident(schema, layout.seal_table), cursor)]
+    )
+    seen: Composable = SQL("NULL::timestamp with time zone")
+    if cursor.fetchone()[0]:
+        seen = SQL(
+            "(SELECT min(s.sealed_at) FROM {} s WHERE s.extra -> 'pending' @> to_jsonb(x.xid))"
+        ).format(names["seals"])
+    statement = SQL(_HOLDERS).format(table_reg=names["table_reg"], full_xid=SQL(_FULL_XID), seen=seen)
+    execute(cursor, statement)
+    return [Holder(pid, xid, since, float(age or 0)) for pid, xid, since, age in cursor.fetchall()]
+
+
+_HOLDERS = """
+WITH w AS (
+    SELECT DISTINCT l.pid, l.virtualtransaction FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'relation' AND l.granted AND l.mode <> 'AccessShareLock'
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = current_database())
+       AND l.relation = {table_reg} AND l.pid IS DISTINCT FROM pg_catalog.pg_backend_pid()
+), n AS (SELECT pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())::text::bigint AS _next)
+SELECT h.pid, h.xid, h.since, extract(epoch FROM now() - h.since)
+  FROM (SELECT w.pid, x.xid, least(a.xact_start, {seen}) AS since
+          FROM w CROSS JOIN n
+          LEFT JOIN LATERAL (SELECT min({full_xid}) AS xid FROM pg_catalog.pg_locks t
+                              WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted
+                                AND t.virtualtransaction = w.virtualtransaction) AS x ON true
+          LEFT JOIN pg_catalog.pg_stat_activity a ON a.pid = w.pid) AS h
+ ORDER BY h.since NULLS LAST, h.pid
+"""
 
 
 def parse_head(text: str) -> bytes:

@@ -9,10 +9,14 @@ triggers off its own tables) is caught by ``verify``: see tests/test_sealing.py.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
+
+import pytest
 
 from partitioned_audit import install, objects, sealing
 from partitioned_audit.partitioning.maintenance import Maintainer
+from partitioned_audit.partitioning.ranges import PartitionInfo
 from tests.attacks.conftest import TwoRoles, refused
 
 
@@ -60,7 +64,7 @@ def test_the_app_role_cannot_touch_the_seals_or_call_the_sealing_functions(two_r
             f"{layout.seal_function('seal')}(1000, 0)",
             f"{layout.seal_function('verify')}(NULL)",
             f"{layout.seal_function('retire')}('public.{layout.default_partition}', true)",
-            f"{layout.seal_function('chunks')}('{{1}}', '{{1}}', '{{1}}', 1, 9, NULL)",
+            f"{layout.seal_function('chunks')}('{{1}}', '{{1}}', '{{1}}', '{{2}}', 1, 9, NULL, '{{}}')",
         ):
             assert refused(app, f"SELECT * FROM public.{call}").startswith("permission denied for function ")
     finally:
@@ -117,24 +121,32 @@ def test_rows_written_after_a_seal_stay_writable_by_the_owner_until_the_next_sea
 # ---------------------------------------------------------------------------------------
 
 
-def forge(setup: TwoRoles, first: str, last: str, kind: str = "seal", partition: str = "NULL") -> str:
+def forge(
+    setup: TwoRoles,
+    first: str,
+    last: str,
+    kind: str = "seal",
+    partition: str = "NULL",
+    extra: str = "NULL",
+    rows: str = "c.row_count",
+) -> str:
     """An INSERT of seal entry 2 that re-digests chunk 0 of seal 1 as the rows are now,
     chained from seal 1 with a correct digest; ``first`` and ``last`` are its range, as SQL
-    over seal 1 (``s``)."""
+    over seal 1 (``s``), ``extra`` its jsonb ``extra`` (NULL: format 1), ``rows`` its row count."""
     layout = setup.layout
     size = "s.chunk_size" if kind == "seal" else "NULL::integer"
     fields = (
-        f"2, '{kind}', now(), {first}, {last}, c.row_count, {size}, {partition}::text,"
+        f"2, '{kind}', now(), {first}, {last}, {rows}, {size}, {partition}::text,"
         " ARRAY[c.seal_id], ARRAY[c.chunk], ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
     )
     return (
-        "SELECT set_config('partitioned_audit.sealing', 'on', true);"
-        f" INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"
+        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"
         " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
-        " chunk_partitions, previous, digest)"
-        f" SELECT {fields}, s.digest, public.dpa_seal_link(s.digest, {fields})"
+        " chunk_partitions, extra, previous, digest)"
+        f" SELECT {fields}, {extra}::jsonb, s.digest, public.dpa_seal_link(s.digest, {fields}, {extra}::jsonb)"
         f" FROM public.{layout.seal_table} s, public.{layout.seal_function('chunks')}(ARRAY[1::bigint],"
-        " ARRAY[s.first_event_id], ARRAY[s.chunk_size], s.first_event_id, s.last_event_id, NULL) c"
+        " ARRAY[s.first_event_id], ARRAY[s.chunk_size], ARRAY[2], s.first_event_id, s.last_event_id, NULL,"
+        " '{}') c"
         " WHERE s.seal_id = 1 AND c.chunk = 0"
     )
 
@@ -222,3 +234,238 @@ def test_rows_rewritten_behind_a_detached_partition_are_caught_even_with_a_forge
         ]
         * 2
     )
+
+
+def test_a_forged_entry_closing_a_seal_cannot_re_digest_rows_other_than_its_late_rows(
+    two_roles: TwoRoles, capsys: Any
+):
+    """F5 with late rows: an entry carries chunks of an earlier seal only as late rows of the
+    transactions that seal recorded open, closing it once they have all ended; the seal
+    table's trigger recomputes those chunks, so a sealed row rewritten behind a detached
+    partition cannot be re-digested that way, and the seal that closes it leaves it out."""
+    setup, layout = two_roles, two_roles.layout
+    setup.run(setup.app, "INSERT INTO invoice SELECT g, g FROM generate_series(2, 8) g")
+    held = setup.session(setup.app)
+    cur = held.cursor()
+    cur.execute("INSERT INTO invoice VALUES (20, 20)")
+    cur.execute("SELECT txid_current()")
+    (txid,) = cur.fetchone()
+    setup.run(setup.app, "INSERT INTO invoice VALUES (21, 21)")
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        first = Maintainer(conn, layout).seal(wait_ms=0)
+    finally:
+        conn.close()
+    assert first.sealed and first.pending == [txid]
+    closing = forge(
+        setup,
+        "s.last_event_id + 1",
+        "s.last_event_id",
+        extra="""'{"closes": [1], "format": 2, "pending": []}'""",
+        rows="c.row_count - s.chunk_rows[1]",
+    )
+    prefix = f"partitioned_audit: {layout.seal_table} is append-only: seal 2 is refused: "
+    owner = setup.session(setup.owner)
+    try:
+        assert (
+            refused(owner, closing) == f"{prefix}it closes seal 1 while its transaction {txid} is still open"
+        )
+    finally:
+        owner.close()
+    held.commit()
+    held.close()
+    event = layout.event_column
+    ids = [row[layout.column_names.index(event)] for row in setup.trail()]
+    payload = "object_payload" if layout.name == "simple" else "row_data"
+    table, default = f"public.{layout.table}", f"public.{layout.default_partition}"
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE {table} DETACH PARTITION {default}",
+        f"UPDATE {default} SET {payload} = {payload} || '{{\"amount\": 0}}' WHERE {event} = {ids[1]}",
+        f"ALTER TABLE {table} ATTACH PARTITION {default} DEFAULT",
+    )
+    owner = setup.session(setup.owner)
+    try:
+        assert refused(owner, closing) == (
+            f"{prefix}chunk 0 of seal 1 changed beyond the late rows of the transactions it closes"
+        )
+    finally:
+        owner.close()
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        late = m.seal(wait_ms=0)
+        assert late.sealed and late.late_rows == 0 and late.seal_id == 2
+        results = [m.verify(), m.verify(offline=True)]
+    finally:
+        conn.close()
+    assert results[0] == results[1]
+    assert [(p.kind, p.seal_id, p.expected_rows, p.found_rows) for p in results[0].problems] == [
+        ("added", 1, len(ids) - 1, len(ids))
+    ]
+
+
+def fingerprint(setup: TwoRoles, big: bool = False) -> list[tuple[Any, ...]]:
+    """Every audit row as (event id, then the SHA-256 of each column's text), read as the
+    owner. With ``big``, the stored size of each column instead, which reads no value: the
+    trail compared without bringing rows of hundreds of megabytes into Python, nor printing
+    them again."""
+    layout = setup.layout
+    each = "pg_column_size({})" if big else "encode(sha256(convert_to(format('%s', {}), 'UTF8')), 'hex')"
+    columns = ", ".join(each.format(c) for c in layout.column_names)
+    return setup.run(
+        setup.owner, f"SELECT {layout.event_column}, {columns} FROM public.{layout.table} ORDER BY 1"
+    )
+
+
+def test_a_row_too_big_to_print_with_its_neighbours_is_sealed(two_roles: TwoRoles):
+    """F8: a payload whose text is 960 MB (160 million control characters, each written
+    ``\\u0001`` in JSON) fits PostgreSQL's 1 GB limit alone, but not once quoted into a row's
+    line; sealing hashes each field apart, so the seal goes through, and the row is in it.
+    (About 25 s a layout: the seal hashes the 960 MB once.)"""
+    setup, layout = two_roles, two_roles.layout
+    setup.run(setup.owner, "ALTER TABLE invoice ADD COLUMN note text")
+    setup.run(setup.app, "INSERT INTO invoice VALUES (2, 1, repeat(chr(1), 160000000))")
+    setup.run(setup.app, "INSERT INTO invoice VALUES (3, 1, 'small')")
+    before = fingerprint(setup, big=True)
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        sealed = Maintainer(conn, layout).seal(chunk_size=1_000_000)
+        assert sealed.sealed and sealed.rows == len(before) and sealed.last_event_id == before[-1][0]
+    finally:
+        conn.close()
+    assert fingerprint(setup, big=True) == before
+    # The big row is sealed: once a superuser deletes it, verify finds it missing.
+    big = max(before, key=lambda row: sum(size or 0 for size in row[1:]))[0]
+    setup.run(
+        None,
+        "SELECT set_config('partitioned_audit.maintenance', 'on', false)",
+        f"ALTER TABLE public.{layout.table} DISABLE TRIGGER {sealing.FREEZE_TRIGGER}",
+        f"DELETE FROM public.{layout.table} WHERE {layout.event_column} = {big}",
+        f"ALTER TABLE public.{layout.table} ENABLE ALWAYS TRIGGER {sealing.FREEZE_TRIGGER}",
+    )
+    conn = setup.session(setup.owner)
+    try:
+        problems = Maintainer(conn, layout).verify().problems
+    finally:
+        conn.close()
+    assert [(p.kind, p.first_event_id, p.expected_rows, p.found_rows) for p in problems] == [
+        ("removed", 1, len(before), len(before) - 1)
+    ]
+
+
+def test_an_open_transaction_does_not_stall_sealing_nor_leave_later_rows_open_to_change(
+    two_roles: TwoRoles, capsys: pytest.CaptureFixture[str]
+):
+    """F9: the application holds one audited write open; the rows committed after it are
+    sealed around it (and so frozen against the owner), the seal and check name its backend
+    and fail past --max-stall, and its row is sealed late once it commits."""
+    setup, layout = two_roles, two_roles.layout
+    assert setup.cli("create") == 0
+    held = setup.session(setup.app)
+    cur = held.cursor()
+    cur.execute("INSERT INTO invoice VALUES (2, 20)")
+    cur.execute("SELECT pg_backend_pid(), txid_current()")
+    pid, txid = cur.fetchone()
+    setup.run(setup.app, "INSERT INTO invoice VALUES (3, 30)")
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        sealed = m.seal(wait_ms=0)
+        after = fingerprint(setup)
+        assert sealed.sealed and sealed.pending == [txid] and sealed.last_event_id == after[-1][0]
+        assert [(h.pid, h.xid) for h in m.holders()] == [(pid, txid)]
+    finally:
+        conn.close()
+    owner = setup.session(setup.owner)
+    try:
+        last = after[-1][0]
+        message = refused(
+            owner,
+            f"UPDATE public.{layout.table} SET {layout.table_column} = 'forged' WHERE {layout.event_column} = {last}",
+        )
+        assert message == f"partitioned_audit: audit event {last} is sealed: UPDATE refused"
+    finally:
+        owner.close()
+    assert fingerprint(setup) == after
+    capsys.readouterr()
+    assert setup.cli("seal", "--wait", "0", "--max-stall", "0") == 1
+    err = capsys.readouterr().err
+    assert err.startswith(
+        f"partitioned-audit: seal failed: backend pid {pid}, transaction {txid}, open since "
+    )
+    assert err.endswith(
+        " has held audit rows open for more than --max-stall 0 s; its rows stay unsealed until it ends:"
+        " end it (pg_terminate_backend) or find why it waits\n"
+    )
+    assert setup.cli("check", "--max-stall", "0") == 1
+    assert capsys.readouterr().err.startswith(f"partitioned-audit: check failed: backend pid {pid}, ")
+    assert setup.cli("check") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith(
+        f"1 transaction(s) hold audit rows not sealed yet: backend pid {pid}, transaction {txid}, "
+    )
+    held.commit()
+    held.close()
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        late = m.seal(wait_ms=0)
+        assert late.sealed and late.late_rows == 1 and not late.pending
+        result = m.verify()
+        assert result.ok and result.rows == len(fingerprint(setup)) == len(after) + 1
+    finally:
+        conn.close()
+
+
+def test_the_owner_cannot_retire_the_current_month_as_retention(two_roles: TwoRoles):
+    """F6: retire refuses a partition whose range has not ended a day before now, and the
+    partition dropped anyway is reported removed, not retired."""
+    setup, layout = two_roles, two_roles.layout
+    (start,) = setup.run(None, "SELECT date_trunc('month', now() AT TIME ZONE 'UTC')::date")[0]
+    end = (start + dt.timedelta(days=32)).replace(day=1)
+    month = PartitionInfo.create(layout.table, start, end)
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        m.create([month])
+        setup.run(setup.app, "INSERT INTO invoice VALUES (2, 20)")
+        sealed = m.seal()
+        assert m.verify().ok
+    finally:
+        conn.close()
+    before = setup.trail()
+    seals = setup.run(setup.owner, f"SELECT * FROM public.{layout.seal_table} ORDER BY seal_id")
+    owner = setup.session(setup.owner)
+    try:
+        message = refused(
+            owner, f"SELECT public.{layout.seal_function('retire')}('public.{month.partition}', true)"
+        )
+        assert message.startswith(
+            f"partitioned_audit: refusing to retire public.{month.partition}: it holds sealed rows and its"
+            f" range (FOR VALUES FROM ('{start} 00:00:00+00') TO ('{end} 00:00:00+00')) did not end 1 day"
+            " or more before now ("
+        )
+    finally:
+        owner.close()
+    assert setup.trail() == before
+    assert setup.run(setup.owner, f"SELECT * FROM public.{layout.seal_table} ORDER BY seal_id") == seals
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE public.{layout.table} DETACH PARTITION public.{month.partition}",
+        f"DROP TABLE public.{month.partition}",
+    )
+    conn = setup.session(setup.owner)
+    try:
+        result = Maintainer(conn, layout).verify(expect=sealed.head)
+    finally:
+        conn.close()
+    assert not result.retired
+    assert [(p.kind, p.expected_rows, p.found_rows) for p in result.problems] == [("removed", len(before), 0)]
+    assert f"(sealed in public.{month.partition})" in result.problems[0].detail

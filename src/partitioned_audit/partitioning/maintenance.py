@@ -253,6 +253,12 @@ class Maintainer:
             lambda cursor: sealing.seal(cursor, self.layout, self.schema, chunk_size, wait_ms)
         )
 
+    def holders(self) -> list[sealing.Holder]:
+        """The transactions holding audit rows not yet visible, oldest first (see
+        :func:`partitioned_audit.sealing.holders`)."""
+        self.require_installed()
+        return sealing.holders(self.connection.cursor(), self.layout, self.schema)
+
     def verify(self, expect: str | None = None, offline: bool = False) -> sealing.Verification:
         """Recompute every seal; ``expect`` is a head digest kept outside the database.
 
