@@ -103,3 +103,70 @@ def test_an_admin_edit_shows_up_in_the_history_with_its_diff_and_its_user(live_s
     assert edit.audit_context["path"] == f"/admin/shop/order/{order.pk}/change/"
     for name in ("admin-history.png", "admin-list.png", "admin-diff.png"):
         assert (shots / name).stat().st_size > 10_000
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_order_is_reverted_and_a_deleted_one_restored_from_the_admin(live_server, shots, monkeypatch):
+    empty_trails()
+    User.objects.create_superuser("ada", "ada@example.com", "correct horse")
+    customer = Customer.objects.create(name="Grace Hopper")
+    order = checkout(customer)
+    with audit_context(user_id=12, username="billing-bot"):
+        Order.objects.filter(pk=order.pk).update(status="cancelled", total=Decimal("0.00"))
+    gone = Order.objects.create(customer=customer, status="gift", total=Decimal("5.00"))
+    Order.objects.filter(pk=gone.pk).delete()
+
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "1")
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} not found: `make chromium` installs Debian's chromium"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(f"{live_server.url}/admin/login/")
+        page.fill("#id_username", "ada")
+        page.fill("#id_password", "correct horse")
+        page.click("input[type=submit]")
+        page.wait_for_selector("#site-name")
+
+        page.goto(f"{live_server.url}/admin/shop/order/{order.pk}/change/")
+        page.click("a.dpa-audit-history")
+        page.wait_for_selector("#dpa-history")
+        page.locator("tr.dpa-version").first.locator("a.dpa-revert").click()
+        page.wait_for_selector(".dpa-revert-diff")
+        rows = page.locator(".dpa-revert-diff tbody tr")
+        planned = sorted(rows.nth(i).inner_text().split("\t") for i in range(rows.count()))
+        page.screenshot(path=str(shots / "admin-revert.png"), full_page=True)
+        page.click("input.dpa-revert-confirm")
+        page.wait_for_selector(".messagelist .success")
+        reverted_message = page.locator(".messagelist .success").inner_text()
+        status_after = page.input_value("#id_status")
+        reverted_url = page.url
+
+        page.goto(f"{live_server.url}/admin/shop/order/")
+        page.click("a.dpa-deleted-objects")
+        page.wait_for_selector("#dpa-deleted")
+        deleted_keys = page.locator("tr.dpa-deleted-object td:first-child").all_inner_texts()
+        page.screenshot(path=str(shots / "admin-deleted.png"), full_page=True)
+        page.click("a.dpa-restore")
+        page.wait_for_selector("input.dpa-revert-confirm")
+        page.click("input.dpa-revert-confirm")
+        page.wait_for_selector(".messagelist .success")
+        restored_message = page.locator(".messagelist .success").inner_text()
+        browser.close()
+
+    assert planned == [["status", "cancelled", "new"], ["total", "0.00", "42.50"]]
+    assert reverted_url.endswith(f"/admin/shop/order/{order.pk}/change/") and status_after == "new"
+    assert reverted_message.startswith(
+        f"The order “Order object ({order.pk})” was reverted to its version of "
+    )
+    reverted = Order.objects.get(pk=order.pk)
+    assert (reverted.status, reverted.total) == ("new", Decimal("42.50"))
+    last = SimpleAuditEntry.objects.filter_object(Order, order.pk).order_by("pk").last()
+    first = SimpleAuditEntry.objects.filter_object(Order, order.pk).order_by("pk").first()
+    assert last.audit_context["username"] == "ada" and last.audit_context["revert_of"] == first.pk
+    assert deleted_keys == [str(gone.pk)]
+    assert restored_message.startswith(f"The order “Order object ({gone.pk})” was restored as it was on ")
+    assert Order.objects.get(pk=gone.pk).status == "gift"
+    for name in ("admin-revert.png", "admin-deleted.png"):
+        assert (shots / name).stat().st_size > 10_000

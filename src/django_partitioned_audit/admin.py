@@ -19,12 +19,12 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.utils import quote, unquote
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
-from django.http import Http404, HttpRequest, HttpResponse, QueryDict
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import NoReverseMatch, URLPattern, path, reverse
@@ -33,6 +33,7 @@ from django.utils.functional import cached_property
 from django.utils.html import format_html_join
 
 from . import conf
+from .errors import RevertError
 from .models import (
     _OPERATIONS,
     AdvancedAuditEntry,
@@ -388,22 +389,77 @@ _ADMINS: dict[type, type[AuditEntryAdmin]] = {
 class AuditHistoryAdminMixin:
     """Adds an "Audit history" button to each change page of a ``ModelAdmin``, opening the
     object's versions, oldest first, with a field-by-field diff, ``audit_history_per_page``
-    at a time (keyset pages over the (table, key) index).
+    at a time (keyset pages over the (table, key) index), and a "Deleted objects" button to
+    its list.
 
     Seeing it takes the view (or change) permission on the object and the view permission
-    on the active layout's audit entry model.
+    on the active layout's audit entry model. Each version offers "Revert to this version"
+    to users with the change permission on the object, and "Restore" once the object is
+    deleted to users with the add permission: a confirmation page shows what would be
+    written, a POST writes it (see docs/undo.md).
+
+    ``audit_history_in_history_button = True`` shows the audit history in Django's own
+    "History" button instead of a button beside it.
     """
 
     change_form_template = f"{TEMPLATES}/change_form_with_history.html"
+    change_list_template = f"{TEMPLATES}/change_list_with_deleted.html"
     audit_history_template = f"{TEMPLATES}/audit_history.html"
+    audit_revert_template = f"{TEMPLATES}/audit_revert.html"
+    audit_deleted_template = f"{TEMPLATES}/audit_deleted.html"
     audit_history_per_page = 50
+    audit_history_in_history_button = False
+    audit_deleted_per_page = 50
+    #: The most keys of the trail one page of "Deleted objects" reads (see ``deleted()``).
+    audit_deleted_scan = 1000
 
     def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta  # type: ignore[attr-defined]
-        view = self.admin_site.admin_view(self.audit_history_view)  # type: ignore[attr-defined]
-        name = f"{opts.app_label}_{opts.model_name}_audit_history"
+        site = self.admin_site  # type: ignore[attr-defined]
+        prefix = f"{opts.app_label}_{opts.model_name}"
         # Before the ModelAdmin's own patterns: the last of them catches every "<id>/...".
-        return [path("<path:object_id>/audit-history/", view, name=name), *super().get_urls()]  # type: ignore[misc]
+        return [
+            path("audit-deleted/", site.admin_view(self.audit_deleted_view), name=f"{prefix}_audit_deleted"),
+            path(
+                "<path:object_id>/audit-history/",
+                site.admin_view(self.audit_history_view),
+                name=f"{prefix}_audit_history",
+            ),
+            path(
+                "<path:object_id>/audit-revert/<int:event_id>/",
+                site.admin_view(self.audit_revert_view),
+                name=f"{prefix}_audit_revert",
+            ),
+            *super().get_urls(),  # type: ignore[misc]
+        ]
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        """Django's "History": the audit history when ``audit_history_in_history_button``."""
+        if self.audit_history_in_history_button:
+            return self.audit_history_view(request, object_id)
+        return super().history_view(request, object_id, extra_context)  # type: ignore[misc,no-any-return]
+
+    def _may_read_trail(self, request: HttpRequest) -> bool:
+        opts = entry_model()._meta
+        return bool(request.user.has_perm(f"{opts.app_label}.view_{opts.model_name}"))
+
+    def _revert_url(self, request: HttpRequest, obj: Any, version: Any, object_id: str) -> str | None:
+        """The confirmation page of a revert to ``version``, where the user may make it: the
+        change permission on the object, the add permission once it is deleted."""
+        model_admin: Any = self
+        entry = version.entry
+        if type(entry) is not entry_model() or entry.is_truncate() or len(table_spec(self.model).pk) != 1:  # type: ignore[attr-defined]
+            return None  # a version kept in the other layout's table, or no row to write
+        allowed = (
+            model_admin.has_change_permission(request, obj)
+            if obj is not None
+            else model_admin.has_add_permission(request)
+        )
+        if not allowed:
+            return None
+        opts = model_admin.opts
+        name = f"{model_admin.admin_site.name}:{opts.app_label}_{opts.model_name}_audit_revert"
+        return reverse(name, args=[quote(object_id), entry.pk])
 
     def audit_history_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The object's versions; for a deleted object, those the trail keeps (then they are
@@ -448,6 +504,7 @@ class AuditHistoryAdminMixin:
                 "rows": changes_rows(v.changes),
                 "unchanged": not v.changes and v.operation is Operation.UPDATE,
                 "url": _entry_url(site, v.entry),
+                "revert_url": self._revert_url(request, obj, v, unquote(object_id)),
             }
             for v in page.versions
         ]
@@ -465,6 +522,138 @@ class AuditHistoryAdminMixin:
         }
         request.current_app = model_admin.admin_site.name
         return TemplateResponse(request, self.audit_history_template, context)
+
+    def audit_revert_view(self, request: HttpRequest, object_id: str, event_id: int) -> HttpResponse:
+        """GET: what a revert of the object to the version of ``event_id`` would write (or
+        why it is refused); POST: writes it, then goes to the object's change page.
+
+        Takes the view permission on the audit entries, and the change permission on the
+        object, or the add permission when it no longer exists (a restore).
+        """
+        from .revert import plan_revert, revert
+
+        model_admin: Any = self
+        opts = model_admin.opts
+        if not self._may_read_trail(request):
+            raise PermissionDenied
+        try:
+            key = opts.pk.to_python(unquote(object_id))
+        except ValidationError as exc:
+            raise Http404("No such object.") from exc
+        using = model_admin.get_queryset(request).db
+        entry = entry_model().objects.using(using).filter(pk=event_id).first()
+        if entry is None:
+            raise Http404("No such audit entry.")
+        obj = model_admin.get_object(request, unquote(object_id))
+        error = None
+        try:
+            plan: Any = plan_revert(self.model, key, entry, using=using)  # type: ignore[attr-defined]
+        except RevertError as exc:
+            plan, error = None, str(exc)
+        restores = obj is None and (plan is None or plan.restores)
+        if restores:
+            allowed = model_admin.has_add_permission(request)
+        else:
+            allowed = obj is not None and model_admin.has_change_permission(request, obj)
+        if not allowed:
+            raise PermissionDenied
+        when = timezone.localtime(getattr(entry, entry._time)).strftime("%Y-%m-%d %H:%M:%S")
+        if request.method == "POST" and plan is not None:
+            try:
+                instance = revert(self.model, key, entry, using=using)  # type: ignore[attr-defined]
+            except RevertError as exc:
+                error = str(exc)
+            else:
+                if restores:
+                    model_admin.log_addition(request, instance, f"Restored from audit event {entry.pk}.")
+                    done = f"The {opts.verbose_name} “{instance}” was restored as it was on {when}."
+                else:
+                    model_admin.log_change(request, instance, f"Reverted to audit event {entry.pk}.")
+                    done = f"The {opts.verbose_name} “{instance}” was reverted to its version of {when}."
+                messages.success(request, done)
+                site = model_admin.admin_site.name
+                return HttpResponseRedirect(
+                    reverse(f"{site}:{opts.app_label}_{opts.model_name}_change", args=[quote(instance.pk)])
+                )
+        shown = obj if obj is not None else f"{opts.verbose_name} {unquote(object_id)} (deleted)"
+        verb = "Restore" if restores else "Revert"
+        context = {
+            **model_admin.admin_site.each_context(request),
+            "title": f"{verb} {shown} to its version of {when}",
+            "subtitle": None,
+            "opts": opts,
+            "object": obj,
+            "object_id": unquote(object_id),
+            "entry": entry,
+            "entry_url": _entry_url(model_admin.admin_site, entry),
+            "restores": restores,
+            "verb": verb,
+            "error": error,
+            "rows": changes_rows(plan.changes) if plan is not None else [],
+            "kept": plan.kept if plan is not None else (),
+        }
+        request.current_app = model_admin.admin_site.name
+        return TemplateResponse(request, self.audit_revert_template, context)
+
+    def audit_deleted_view(self, request: HttpRequest) -> HttpResponse:
+        """The objects of the model whose last version is a DELETE, by key, with a "Restore"
+        for users with the add permission; pages of ``audit_deleted_per_page``, each reading
+        at most ``audit_deleted_scan`` keys of the trail (see ``deleted()``)."""
+        model_admin: Any = self
+        opts = model_admin.opts
+        if not model_admin.has_view_or_change_permission(request) or not self._may_read_trail(request):
+            raise PermissionDenied
+        if len(table_spec(self.model).pk) != 1:  # type: ignore[attr-defined]
+            raise Http404("A model with a composite primary key has no list of deleted objects.")
+        after = request.GET.get("after") or None
+        using = model_admin.get_queryset(request).db
+        page = (
+            entry_model()
+            .objects.using(using)
+            .deleted(
+                self.model,  # type: ignore[attr-defined]
+                after=after,
+                limit=self.audit_deleted_per_page,
+                scan=self.audit_deleted_scan,
+            )
+        )
+        site = model_admin.admin_site
+        may_add = model_admin.has_add_permission(request)
+        # A few of the last values, in the model's order: enough to tell the objects apart.
+        shown_fields = [
+            f
+            for f in self.model._meta.concrete_fields  # type: ignore[attr-defined]
+            if not f.primary_key and all(f.name in v.changes for v in page)
+        ][:4]
+        rows = []
+        for version in page:
+            key = version.entry.object_pk
+            rows.append(
+                {
+                    "key": key,
+                    "version": version,
+                    "who": who(version.context),
+                    "summary": ", ".join(
+                        f"{f.name}={_shown(version.changes[f.name][0])}" for f in shown_fields
+                    ),
+                    "history_url": reverse(
+                        f"{site.name}:{opts.app_label}_{opts.model_name}_audit_history", args=[quote(key)]
+                    ),
+                    "restore_url": self._revert_url(request, None, version, key) if may_add else None,
+                }
+            )
+        context = {
+            **site.each_context(request),
+            "title": f"Deleted {opts.verbose_name_plural}",
+            "subtitle": None,
+            "opts": opts,
+            "rows": rows,
+            "next_after": page.next_after,
+            "paged": after is not None,
+            "scan": self.audit_deleted_scan,
+        }
+        request.current_app = site.name
+        return TemplateResponse(request, self.audit_deleted_template, context)
 
 
 def _entry_url(site: admin.AdminSite, entry: Any) -> str | None:

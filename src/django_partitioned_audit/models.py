@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import enum
 import json
@@ -12,12 +13,25 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, overload
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.expressions import RawSQL
 
 from . import conf
+from .errors import RevertError
 from .registry import split_table
+
+__all__ = [
+    "AdvancedAuditEntry",
+    "HistoryPage",
+    "Operation",
+    "RevertError",
+    "SimpleAuditEntry",
+    "Version",
+    "entry_model",
+    "read_models",
+]
 
 
 class Operation(enum.Enum):
@@ -355,6 +369,28 @@ class Version:
     #: a ``DateTimeField`` an aware datetime); None where there was no value: every field
     #: for an INSERT (old) or a DELETE (new).
     changes: dict[str, tuple[Any, Any]]
+    #: The model of the object (the one ``history()`` was given).
+    model: type[models.Model] | None = dataclasses.field(default=None, repr=False, compare=False)
+
+    def revert(self, *, using: str | None = None) -> models.Model:
+        """Write the object back as it was at this version, through the ORM, in one
+        transaction; a deleted object is inserted again with its old primary key. A DELETE
+        version brings the row back as it was when deleted. See docs/undo.md.
+
+        Args:
+            using: the database; the model's write database by default.
+
+        Returns:
+            The saved instance.
+
+        Raises:
+            RevertError: the revert is refused (a conflict, a column the trail does not
+                hold); nothing was written.
+        """
+        from .revert import revert
+
+        model = self.model or _model_for_table(*self.entry._table())
+        return revert(model, self.entry.object_pk, self, using=using)
 
 
 @dataclass(frozen=True)
@@ -420,6 +456,7 @@ def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list
                     columns.get(k, k): (value(k, old, before), value(k, new, after))
                     for k, (old, new) in changes.items()
                 },
+                model=model,
             )
         )
         previous = entry
@@ -630,6 +667,105 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             .exists()
         )
         return None if truncated else last.get_instance(model_class)
+
+    def revert(self, model_class: type[models.Model], pk: Any, *, to: Any) -> models.Model:
+        """Write the row ``pk`` of ``model_class`` back as it was at ``to`` (a
+        :class:`Version`, an entry, or a datetime: the version in force then), or insert it
+        again when it was deleted. See :func:`django_partitioned_audit.revert.revert` and
+        docs/undo.md.
+
+        Raises:
+            RevertError: the revert is refused; nothing was written.
+        """
+        from .revert import revert
+
+        return revert(model_class, pk, to, using=self._db, read_model=self.model)
+
+    def deleted(
+        self, model_class: type[models.Model], *, after: str | None = None, limit: int = 50, scan: int = 1000
+    ) -> HistoryPage:
+        """The objects of ``model_class`` whose last version is a DELETE and which do not
+        exist now, as the :class:`Version` of their DELETE (``version.revert()`` brings one
+        back), in the order of their key's text, ``limit`` at a time.
+
+        The keys are walked through the (table, object_pk) index, one distinct key after the
+        other (a skip scan), and each key's last version is read through the same index: a
+        page reads at most ``scan`` keys, whatever the size of the trail, and may hold fewer
+        than ``limit`` objects when few of those keys were deleted; ``next_after`` then still
+        points past the keys read. Four queries: the keys, the rows that exist now, the
+        DELETE entries and their rows typed by the model's fields.
+
+        Args:
+            model_class: the audited model (one primary key column).
+            after: the ``next_after`` of the previous page (a key's text).
+            limit: the most objects on a page.
+            scan: the most keys a page reads.
+        """
+        from django.db import connections
+
+        from partitioned_audit.sql import SQL, ident, render
+
+        from .registry import table_spec
+
+        for name, value in (("limit", limit), ("scan", scan)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if after is not None and not isinstance(after, str):
+            raise ValueError(f"after must be the next_after of a page, a key's text, got {after!r}")
+        if len(table_spec(model_class).pk) != 1:
+            raise ValueError(
+                f"deleted() needs a model with one primary key column; {model_class.__name__} has several"
+            )
+        read_model: Any = self.model
+        same_table = SQL("v.{table} = %s AND coalesce(v.{schema}, 'public') = %s").format(
+            table=ident(self._table_field), schema=ident(self._schema_field)
+        )
+        statement = SQL(
+            "WITH RECURSIVE keys(k, n) AS ("
+            "(SELECT v.object_pk, 1 FROM {view} AS v WHERE {same} AND v.object_pk {first} %s"
+            " ORDER BY v.object_pk LIMIT 1)"
+            " UNION ALL"
+            " SELECT (SELECT v.object_pk FROM {view} AS v WHERE {same} AND v.object_pk > keys.k"
+            " ORDER BY v.object_pk LIMIT 1), keys.n + 1 FROM keys WHERE keys.k IS NOT NULL AND keys.n < %s)"
+            " SELECT keys.k, last.{key}, last.{operation} FROM keys CROSS JOIN LATERAL"
+            " (SELECT v.{key}, v.{operation} FROM {view} AS v WHERE {same} AND v.object_pk = keys.k"
+            " ORDER BY v.{key} DESC LIMIT 1) AS last"
+            " WHERE keys.k IS NOT NULL ORDER BY keys.k"
+        ).format(
+            view=ident(conf.audit_schema(), read_model._view),
+            same=same_table,
+            first=SQL(">" if after is not None else ">="),
+            key=ident(read_model._key),
+            operation=ident(read_model._operation),
+        )
+        schema, table = split_table(model_class._meta.db_table)
+        where = [table, schema]
+        params = [*where, after if after is not None else "", *where, scan, *where]
+        using = self.db or "default"
+        with connections[using].cursor() as cursor:
+            cursor.execute(render(statement, cursor), params)
+            walked = cursor.fetchall()
+        gone: dict[Any, tuple[str, int]] = {}
+        pk_field: Any = model_class._meta.pk
+        for text, event, operation in walked:
+            if operation == "D":
+                try:
+                    gone[pk_field.to_python(text)] = (text, event)
+                except ValidationError:
+                    continue  # a key the model's field no longer takes: not restorable here
+        existing = set(
+            model_class._base_manager.using(using).filter(pk__in=list(gone)).values_list("pk", flat=True)
+        )
+        found = [(text, event) for key, (text, event) in gone.items() if key not in existing]
+        page = found[:limit]
+        if len(found) > limit:
+            next_after: str | None = page[-1][0]
+        elif len(walked) >= scan:
+            next_after = walked[-1][0]
+        else:
+            next_after = None
+        by_pk = self.model._base_manager.using(using).in_bulk([event for _, event in page])
+        return HistoryPage(_versions(model_class, [by_pk[event] for _, event in page], None), next_after)
 
     def changes(self, model_class: type[models.Model], since: dt.datetime, until: dt.datetime) -> Any:
         """The entries of ``model_class``'s table in [since, until), oldest first; the time
