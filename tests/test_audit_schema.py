@@ -15,13 +15,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -36,9 +32,9 @@ from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.sql import SQL, execute, ident, literal
 from tests.conftest import MANAGERS
 from tests.engine_db import connect, scratch_database
+from tests.frozen_manage import run_frozen
 
 PASSWORD = "audit-schema-suite"  # a login secret for scratch roles only; trust auth ignores it
-FROZEN_MANAGE = Path(__file__).resolve().parent / "frozen_manage.py"
 #: Mid-January 2001: ``create --extra-days 40`` makes January and February.
 NOW = dt.datetime(2001, 1, 15, 9, tzinfo=dt.UTC)
 #: Late April 2001: January ended 79 days ago, February 51.
@@ -362,20 +358,13 @@ def manage(
 ) -> str:
     """``manage.py ARGS`` in a process of its own, logged in as ``role``, with
     ``DPA_AUDIT_SCHEMA=schema``, the clock at ``now``."""
-    env = {
-        **os.environ,
-        "DATABASE_URL": roles.url(role),
-        "DPA_DB_NAME": roles.dbname,
-        "DPA_AUDIT_TABLE_MANAGER": MANAGERS[layout.name],
-        "DPA_AUDIT_SCHEMA": schema,
-    }
-    env.pop("DPA_EMBEDDED", None)
-    result = subprocess.run(
-        [sys.executable, str(FROZEN_MANAGE), now.isoformat(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_frozen(
+        now,
+        *args,
+        DATABASE_URL=roles.url(role),
+        DPA_DB_NAME=roles.dbname,
+        DPA_AUDIT_TABLE_MANAGER=MANAGERS[layout.name],
+        DPA_AUDIT_SCHEMA=schema,
     )
     assert result.returncode == status, (result.stdout[-2000:], result.stderr[-6000:])
     return result.stdout if status == 0 else result.stderr

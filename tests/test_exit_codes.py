@@ -8,11 +8,8 @@ that stderr is one line with no traceback.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -22,21 +19,13 @@ from partitioned_audit.cli import main
 from partitioned_audit.sealing import FREEZE_TRIGGER
 from partitioned_audit.sql import SQL, execute, ident
 from tests.engine_db import connect, scratch_database
+from tests.frozen_manage import run_frozen
 
-FROZEN_MANAGE = Path(__file__).resolve().parent / "frozen_manage.py"
 NOW = dt.datetime(2026, 3, 10, 12, tzinfo=dt.UTC)
 
 
 def manage(dbname: str, *args: str, url: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": url or settings.SERVER.url, "DPA_DB_NAME": dbname}
-    env.pop("DPA_EMBEDDED", None)
-    return subprocess.run(
-        [sys.executable, str(FROZEN_MANAGE), NOW.isoformat(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_frozen(NOW, *args, DATABASE_URL=url or settings.SERVER.url, DPA_DB_NAME=dbname)
 
 
 def one_line(stderr: str) -> str:

@@ -8,10 +8,6 @@ December and January, and 60 days later is still January).
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -19,24 +15,16 @@ from django.conf import settings
 from tests.calendar_days import first_of_next_month, monthly
 from tests.conftest import MANAGERS
 from tests.engine_db import scratch_database
-
-FROZEN_MANAGE = Path(__file__).resolve().parent / "frozen_manage.py"
+from tests.frozen_manage import run_frozen
 
 
 def manage(dbname: str, layout: str, now: dt.datetime, *args: str) -> str:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.SERVER.url,  # the server of this run, embedded or not
-        "DPA_DB_NAME": dbname,
-        "DPA_AUDIT_TABLE_MANAGER": MANAGERS[layout],
-    }
-    env.pop("DPA_EMBEDDED", None)
-    result = subprocess.run(
-        [sys.executable, str(FROZEN_MANAGE), now.isoformat(), *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
+    result = run_frozen(
+        now,
+        *args,
+        DATABASE_URL=settings.SERVER.url,  # the server of this run, embedded or not
+        DPA_DB_NAME=dbname,
+        DPA_AUDIT_TABLE_MANAGER=MANAGERS[layout],
     )
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout
