@@ -729,9 +729,10 @@ def test_sync_to_async_carries_the_context_into_the_thread(read_model):
     assert contexts(read_model) == [{"user_id": 11}]
 
 
-def test_a_statement_stores_its_context_once_and_every_row_shows_it(read_model, layout):
-    """The first row of a statement holds the context; the others hold a reference to it,
-    which the view resolves, in the same transaction, past a savepoint and a second block."""
+def test_a_transaction_stores_each_context_once_and_every_row_shows_it(read_model, layout):
+    """The context table holds one row per transaction and context, with the login role;
+    every audit row holds its id, which the view resolves: past a second block and a
+    savepoint rolled back, and outside any block (a row with no context, the role only)."""
     from partitioned_audit.layouts import LAYOUTS
 
     table = LAYOUTS[layout]
@@ -740,17 +741,28 @@ def test_a_statement_stores_its_context_once_and_every_row_shows_it(read_model, 
             Book.objects.bulk_create([Book(isbn=f"a{i}", title="x") for i in range(50)])
         with audit_context(user_id=2):
             Book.objects.filter(isbn__startswith="a").update(title="y")
+            try:
+                with transaction.atomic():
+                    with audit_context(user_id=3):
+                        Book.objects.create(isbn="rolled back", title="r")
+                    raise RuntimeError
+            except RuntimeError:
+                pass
+            Book.objects.create(isbn="a-again", title="y")
         Book.objects.create(isbn="none", title="z")
     stored = sql(
-        f"SELECT jsonb_typeof(audit_context), count(*) FROM {table.table}"  # noqa: S608 - a constant
-        " GROUP BY 1 ORDER BY 1"
+        f"SELECT context::text, session_user_name FROM {table.context_table} ORDER BY context_id"  # noqa: S608 - a constant
     )
-    assert stored == [("number", 98), ("object", 2), (None, 1)]
+    ((login,),) = sql("SELECT session_user::text")
+    assert stored == [('{"user_id": 1}', login), ('{"user_id": 2}', login), (None, login)]
+    assert sql(f"SELECT count(DISTINCT audit_context_id), count(*) FROM {table.table}") == [(3, 102)]  # noqa: S608
     shown = [(e.get_operation().name, e.audit_context) for e in read_model.objects.filter_model(Book)]
     assert shown.count(("INSERT", {"user_id": 1})) == 50
     assert shown.count(("UPDATE", {"user_id": 2})) == 50
+    assert shown.count(("INSERT", {"user_id": 2})) == 1
     assert shown.count(("INSERT", None)) == 1
-    assert read_model.objects.filter_context(user_id=2).count() == 50
+    assert read_model.objects.filter_context(user_id=2).count() == 51
+    assert {e.session_user_name for e in read_model.objects.filter_model(Book)} == {login}
 
 
 @pytest.mark.parametrize("value", ["0", "42", '"carol"', "[1, 2]", "true"])

@@ -12,7 +12,7 @@ from shop.models import Customer, Order
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import Operation
 from tests.helpers import past_the_guard, sql
-from tests.test_read_api import explain, scanned_partitions
+from tests.test_read_api import context_probes, explain, scanned_partitions
 
 
 def test_history_lists_every_version_with_its_changes_and_context(layout, read_model):
@@ -86,7 +86,10 @@ def test_history_reads_through_the_object_index(layout, read_model):
     qs = read_model.objects.filter_object(Book, book.pk).order_by("pk")
     plan = explain(qs[:101])
     scans = [line for line in plan.splitlines() if "Scan" in line]
-    assert scans and all("Index Scan" in line and "object_pk_idx" in line for line in scans), plan
+    rows = [line for line in scans if line.strip() not in context_probes(plan)]
+    assert rows and all("Index Scan" in line and "object_pk_idx" in line for line in rows), plan
+    # and each row's context row by the context table's (txid, id) index
+    assert all("Index Scan" in line and "txid_context_id_idx" in line for line in context_probes(plan)), plan
 
 
 @pytest.mark.django_db(transaction=True)
@@ -140,21 +143,23 @@ def test_filter_context_finds_the_writes_of_one_user(layout, read_model):
         read_model.objects.filter_context()
 
 
-def test_filter_context_reads_statement_heads_then_their_rows_by_index(layout, read_model):
-    """The context is kept on a statement's first row; the others refer to it. A lookup
-    finds the heads through an index holding heads only (the partial GIN, or on a tiny
-    table the partial head B-tree), then their rows through the time index."""
-    with audit_context(user_id=7):
+def test_filter_context_reads_context_rows_then_their_rows_by_index(layout, read_model):
+    """The context is kept once per transaction in the context table; a lookup finds the
+    context rows through its indexes (a user's through the user B-tree, newest first;
+    any other key through the GIN), then their audit rows through the context id index."""
+    with audit_context(user_id=7, job="import"):
         Book.objects.bulk_create([Book(isbn=f"u{i}", title="x") for i in range(20)])
     Book.objects.create(isbn="none", title="z")
     assert read_model.objects.filter_context(user_id=7).count() == 20
-    plan = explain(read_model.objects.filter_context(user_id=7).order_by("-pk")[:50])
+    plan = explain(read_model.objects.filter_context(user_id=7).newest_first()[:50])
     assert "Seq Scan" not in plan, plan
-    # Partitions name their copies of an index after its columns.
-    txid, time = read_model.objects.all()._txid, read_model._time
-    heads = [line for line in plan.splitlines() if "audit_context_idx" in line or f"_{txid[:8]}" in line]
-    rows = [line for line in plan.splitlines() if "Index Scan on" in line and f"{time}_idx" in line]
-    assert heads and rows, plan
+    users = [line for line in context_probes(plan) if "_expr_created_idx" in line]
+    rows = [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line]
+    assert users and rows, plan
+    plan = explain(read_model.objects.filter_context(job="import").order_by("-pk")[:50])
+    assert "Seq Scan" not in plan, plan
+    assert [line for line in context_probes(plan) if "_context_idx" in line and "Bitmap" in line], plan
+    assert [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line], plan
 
 
 def test_a_page_iterates_counts_and_indexes_its_versions(layout, read_model):

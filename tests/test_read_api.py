@@ -14,8 +14,8 @@ from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, Par
 
 
 def main_plan(plan: str) -> str:
-    """``plan`` without its SubPlan blocks: the view's ``audit_context`` reads each row's
-    statement head through an index of its own, a lookup of its own."""
+    """``plan`` without its SubPlan blocks (a view with rows written before the context
+    table reads each one's statement head through an index of its own)."""
     kept, skip_below = [], None
     for line in plan.splitlines():
         indent = len(line) - len(line.lstrip())
@@ -38,7 +38,19 @@ def explain(queryset) -> str:
 
 
 def scanned_partitions(plan: str) -> set[str]:
-    return set(re.findall(r" on (\w+_\d{8}_\d{8}|\w+_default)", plan))
+    """The audit table's partitions ``plan`` reads. Each row's context row is read by an
+    index probe of the context table's partition of the row's time (pruned when it runs):
+    those partitions are not counted, and ``context_probes()`` checks how they are read."""
+    return {
+        name
+        for name in re.findall(r" on (\w+_\d{8}_\d{8}|\w+_default)", plan)
+        if not re.match(r"\w+_context_(\d{8}_\d{8}|default)$", name)
+    }
+
+
+def context_probes(plan: str) -> list[str]:
+    """How ``plan`` reads the context table's partitions, one line each."""
+    return [line.strip() for line in plan.splitlines() if re.search(r" on \w+_context_(\d{8}_\d{8}|default)", line)]
 
 
 def test_history_of_an_object_uses_the_index_and_a_time_range_prunes(layout, read_model):
@@ -57,6 +69,8 @@ def test_history_of_an_object_uses_the_index_and_a_time_range_prunes(layout, rea
     plan = explain(history)
     assert "Seq Scan" not in plan and "Index" in plan
     assert len(scanned_partitions(plan)) == 6  # three past, current, next, default
+    probes = context_probes(plan)  # each row's context: one index probe
+    assert probes and all("Index Scan using" in line for line in probes), plan
 
     time_field = "audit_entry_created" if layout == "simple" else "action_tstamp_tx"
     this_month = dt.datetime.combine(today_utc().replace(day=1), dt.time(0), tzinfo=dt.UTC)

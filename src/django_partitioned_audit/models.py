@@ -66,6 +66,10 @@ def _json_value(key: str, value: Any) -> Any:
     )
 
 
+#: The alias under which ``filter_context_any()`` names a key's text.
+_KEY_ALIAS = "_dpa_context_"
+
+
 def _candidates(value: Any) -> list[Any]:
     """The JSON values that mean ``value``: typed (2.0 rows) and as text (1.0.4 hstore rows)."""
     found = [value]
@@ -361,6 +365,7 @@ class Version:
     entry: Any  # the read model instance
     operation: Operation
     time: dt.datetime
+    #: What the writer declared (``audit_context``): claims, not proof (docs/context.md).
     context: dict[str, Any] | None
     #: The row after the change (before it, for a delete), as JSON values.
     row: dict[str, Any]
@@ -371,6 +376,9 @@ class Version:
     changes: dict[str, tuple[Any, Any]]
     #: The model of the object (the one ``history()`` was given).
     model: type[models.Model] | None = dataclasses.field(default=None, repr=False, compare=False)
+    #: The database role that logged in and wrote it (``session_user``), recorded by the
+    #: capture whatever the context says; None for rows written before it was recorded.
+    session_user: str | None = None
 
     def revert(self, *, using: str | None = None) -> models.Model:
         """Write the object back as it was at this version, through the ORM, in one
@@ -451,6 +459,7 @@ def _versions(model: type[models.Model], page: list[Any], previous: Any) -> list
                 operation=entry.get_operation(),
                 time=getattr(entry, entry._time),
                 context=entry.audit_context,
+                session_user=entry.session_user_name,
                 row=entry.get_row_data(),
                 changes={
                     columns.get(k, k): (value(k, old, before), value(k, new, after))
@@ -547,36 +556,41 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         """Entries whose context contains, for each list of ``conditions``, one of its
         objects (``[[{"username": "ann"}, {"user_id": 7}]]``: written by ann or by user 7).
 
-        A statement's context is on its first row, which the partial GIN index finds; the
-        statement's other rows are then read by their transaction and its time (partition
-        pruning, the BRIN on time), and kept where their own context, as the view shows it,
-        matches too (a transaction may have run several contexts).
+        The context lives in the context table, one row per transaction (docs/context.md):
+        its indexes find the context rows, and the (context id) index their audit rows. A
+        scalar value of a key with an index of its own (``user_id``) is compared as text,
+        which that index serves newest first (see :meth:`newest_first`); any other value
+        by containment (``@>``), which the GIN index on the context serves. Everything
+        reads the view only, so a role granted the read views alone can search.
         """
-        from django.db import connections
+        from django.db.models.fields.json import KT
 
-        from partitioned_audit.layouts import context_heads, get_layout
-        from partitioned_audit.sql import render
+        from partitioned_audit.layouts import ORDERED_CONTEXT_KEYS
 
         if not conditions or not all(conditions):
             raise TypeError("filter_context_any() needs at least one non-empty list of conditions")
-        layout, schema = get_layout(self.model._layout), conf.audit_schema()
+        keys: set[str] = set()
         shown = Q()
         for alternatives in conditions:
-            either = Q(pk__in=[])
+            either, texts = Q(pk__in=[]), {}
             for alternative in alternatives:
-                either |= Q(audit_context__contains=alternative)
+                [(key, value)] = alternative.items() if len(alternative) == 1 else [(None, None)]
+                if key in ORDERED_CONTEXT_KEYS and isinstance(value, str | int | float | bool):
+                    # ->> gives a scalar's text: 7 and "7" both read '7'
+                    texts.setdefault(key, set()).add(value if isinstance(value, str) else json.dumps(value))
+                else:
+                    either |= Q(audit_context__contains=alternative)
+            for key, values in texts.items():
+                either |= Q(**{f"{_KEY_ALIAS}{key}__in": sorted(values)})
+            keys |= set(texts)
             shown &= either
-        params = [json.dumps(a) for alternatives in conditions for a in alternatives]
-        shape = [len(alternatives) for alternatives in conditions]
-        with connections[self.db or "default"].cursor() as cursor:
-            txid, time = (
-                render(context_heads(layout, schema, column, shape), cursor)
-                for column in (layout.txid_column, layout.time_column)
-            )
-        return self.filter(
-            shown,
-            **{f"{self._txid}__in": RawSQL(txid, params), f"{self._time}__in": RawSQL(time, params)},
-        )
+        return self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+
+    def newest_first(self) -> Any:
+        """Newest entries first: by time, then by id. What reads a user's newest entries
+        from the index of the context table (``filter_context(user_id=7).newest_first()[:100]``);
+        ``order_by("-pk")`` gives the same rows but has to sort them all."""
+        return self.order_by(f"-{self._time}", "-pk")
 
     def history(
         self,
@@ -817,7 +831,11 @@ class SimpleAuditEntry(_Snapshot, models.Model):
     audit_operation = models.CharField(max_length=32)
     object_schema = models.TextField(null=True)
     object_pk = models.TextField(null=True)
-    audit_context = models.JSONField(null=True)
+    audit_context = models.JSONField(null=True, help_text="What the writer declared (see docs/context.md)")
+    audit_context_id = models.BigIntegerField(null=True, help_text="The row of the context table")
+    session_user_name = models.TextField(
+        null=True, help_text="The database role that logged in (session_user); NULL before 2.0"
+    )
 
     objects = SimpleAuditEntryQuerySet.as_manager()
 
@@ -933,7 +951,8 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
     changed_fields_json = models.JSONField(null=True)
     object_pk = models.TextField(null=True)
     statement_id = models.BigIntegerField(null=True)
-    audit_context = models.JSONField(null=True)
+    audit_context = models.JSONField(null=True, help_text="What the writer declared (see docs/context.md)")
+    audit_context_id = models.BigIntegerField(null=True, help_text="The row of the context table")
 
     objects = AdvancedAuditEntryQuerySet.as_manager()
 

@@ -180,8 +180,13 @@ class Layout:
 
     @property
     def column_names(self) -> tuple[str, ...]:
-        """The columns of ``columns``, in order: what a seal's row encoding lists."""
-        return tuple(line.split()[0] for line in self.columns.strip().splitlines())
+        """The columns of ``columns``, in order, but the context reference: what a seal's
+        row encoding (format 2) lists."""
+        return tuple(
+            name
+            for name in (line.split()[0] for line in self.columns.strip().splitlines())
+            if name != CONTEXT_ID_COLUMN
+        )
 
     @property
     def sequence(self) -> str:
@@ -202,11 +207,49 @@ class Layout:
 
     @property
     def context_index(self) -> str:
+        """Before the context table: the partial GIN on the statements' first rows."""
         return f"{self.table}_context_gin"
 
     @property
     def context_head_index(self) -> str:
+        """Before the context table: the partial B-tree finding a statement's first row."""
         return f"{self.table}_context_head"
+
+    @property
+    def context_table(self) -> str:
+        """One row per transaction and context: who wrote (the login role) and what the
+        writer declared (see :data:`_CONTEXT_COLUMNS`)."""
+        return f"{self.table}_context"
+
+    @property
+    def context_sequence(self) -> str:
+        return f"{self.context_table}_id_seq"
+
+    @property
+    def context_default_partition(self) -> str:
+        return f"{self.context_table}_default"
+
+    @property
+    def context_id_index(self) -> str:
+        """The audit rows of one context row."""
+        return f"{self.table}_context_id"
+
+    @property
+    def context_txid_index(self) -> str:
+        """A transaction's context rows: the capture's lookup and the views' join."""
+        return f"{self.context_table}_txid"
+
+    @property
+    def context_gin_index(self) -> str:
+        return f"{self.context_table}_gin"
+
+    def context_key_index(self, key: str) -> str:
+        """The B-tree on one key of the context, newest first (see :data:`ORDERED_CONTEXT_KEYS`)."""
+        return f"{self.context_table}_{key}"
+
+    def context_partition(self, partition: str) -> str:
+        """The partition of the context table beside the audit partition ``partition``."""
+        return self.context_table + partition.removeprefix(self.table)
 
     @property
     def time_index(self) -> str:
@@ -239,6 +282,8 @@ class Layout:
         return {op: f"{PREFIX}audit_{op.lower()[:3]}" for op in self.operations}
 
 
+#: The column of an audit row holding the id of its context row.
+CONTEXT_ID_COLUMN = "audit_context_id"
 #: The row trigger that fires only when an UPDATE changes a row's primary key.
 KEY_TRIGGER = f"{PREFIX}audit_key"
 
@@ -257,58 +302,45 @@ _SIMPLE_COLUMNS = """
     audit_event_id bigint NOT NULL DEFAULT nextval({seq}),
     object_schema text,
     object_pk text,
-    audit_context jsonb
+    audit_context jsonb,
+    audit_context_id bigint
 """
 
 _SIMPLE_VIEW_COLUMNS = """
-    audit_event_id AS id, object_table, object_payload, audit_entry_created,
-    audit_entry_created_statement_timestamp, audit_txid_current, audit_operation,
-    object_schema, object_pk, {context}
+    a.audit_event_id AS id, a.object_table, a.object_payload, a.audit_entry_created,
+    a.audit_entry_created_statement_timestamp, a.audit_txid_current, a.audit_operation,
+    a.object_schema, a.object_pk, {context}, a.audit_context_id, c.session_user_name
 """
 
 
 def _simple_rows(transition: str) -> str:
-    """The simple capture's INSERT of a transition table's rows: without a context, or with
-    it on the statement's first row and a reference to it (``CONTEXT_REF``) on the others.
+    """The simple capture's INSERT of a transition table's rows, each pointing at the
+    transaction's context row.
 
     ``OFFSET 0`` keeps the planner from flattening the subquery, which would run
     ``to_jsonb()`` once per reference to ``r.j`` (the key and the payload): twice per row.
-    The context branch's window function already keeps it apart.
     """
-    return f"""        IF _context IS NULL THEN
-            INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation)
-            SELECT _table, _schema,
-                   coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-                   _txid, _op
-              FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
-        ELSE  -- the context on the statement's first row, a reference to it on the others
-            INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
-                                 audit_txid_current, audit_operation, audit_context)
-            SELECT _table, _schema,
-                   coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-                   CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-                   _txid, _op, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _context ELSE {{context_ref}} END
-              FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                      FROM {transition} AS t) AS r;
-        END IF;
+    return f"""        INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
+                             audit_txid_current, audit_operation, audit_context_id)
+        SELECT _table, _schema,
+               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
+               CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
+               _txid, _op, _actor
+          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
 """
 
 
 # An UPDATE with TableSpec.skip_unchanged: the rows of NEW whose values, excluded columns
 # aside, differ from their OLD row, paired by position as the advanced capture pairs them
-# (a FULL JOIN, for the same reason: see _advanced_rows), the context on the first row
-# recorded. A masked column that changed is a change, as in the advanced layout.
+# (a FULL JOIN, for the same reason: see _advanced_rows). A masked column that changed is a change, as in the advanced layout.
 # jsonb_delete() is the function behind jsonb - text[]; OPERATOR() binds before IS.
 _SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context)
+                             audit_txid_current, audit_operation, audit_context_id)
         SELECT _table, _schema,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op,
-               CASE WHEN _context IS NULL OR r.n OPERATOR(pg_catalog.=) 1 THEN _context ELSE {context_ref} END
-          FROM (SELECT c.j, pg_catalog.row_number() OVER () AS n
+               _txid, _op, _actor
+          FROM (SELECT c.j
                   FROM (SELECT n.j
                           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                                   FROM dpa_old AS t) AS o
@@ -351,6 +383,34 @@ _CASTS_DECLARATION = """    -- Raises unless converting a row to jsonb runs only
 _EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[7] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
                                         ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[7]::pg_catalog.text[]) END;
 """
+# _CONTEXT_NOTE. Who wrote a row and what the writer declared live in the layout's context
+# table, one row per transaction, login role and context; each audit row holds its id
+# (audit_context_id). A statement looks its transaction's row up (one probe of the (txid)
+# B-tree of the one partition now() falls in) and adds it when it is missing: the first
+# statement of a transaction, or the first after SET LOCAL changed the context. Only
+# txid_current() chooses the row: nothing a writer sets can point its rows at another
+# transaction's context, and session_user is the role that logged in, whatever SET ROLE
+# or the context claims. The row's time is now(), the transaction's start, as the audit
+# rows' time: both tables are partitioned alike, so a context row lives and goes with
+# the partition of the audit rows pointing at it.
+#: How every capture finds its transaction's context row: the context is read once.
+_CONTEXT_DECLARATION = """    _txid bigint := pg_catalog.txid_current();
+    _context pg_catalog.jsonb := {context};
+    _actor bigint := (SELECT c.context_id FROM {contexts} AS c
+                       WHERE c.txid OPERATOR(pg_catalog.=) _txid
+                         AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
+                         AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
+                         AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                       LIMIT 1);
+"""
+#: What every capture runs first: the context row, made by the transaction's first
+#: statement (or the first in a new context).
+_CONTEXT_RECORD = """    IF _actor IS NULL THEN
+        INSERT INTO {contexts} (created, txid, session_user_name, context)
+        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
+        RETURNING context_id INTO _actor;
+    END IF;
+"""
 #: The declarations both statement captures open with: the trigger's arguments and what a
 #: statement shares with all its rows.
 _CAPTURE_DECLARATIONS = (
@@ -368,10 +428,9 @@ _CAPTURE_DECLARATIONS = (
     -- virtual columns names itself (TableSpec.row_trigger_args).
     _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
     _table pg_catalog.text := coalesce(TG_ARGV[6], TG_TABLE_NAME);
-    _txid bigint := pg_catalog.txid_current();
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
-    _context pg_catalog.jsonb := {context};
 """
+    + _CONTEXT_DECLARATION
 )
 
 _SIMPLE_CAPTURE = (
@@ -384,13 +443,15 @@ DECLARE
     + """    -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
     _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
 BEGIN
-    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
+"""
+    + _CONTEXT_RECORD
+    + """    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
 """
     + _simple_rows("dpa_old")
     + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context)
-        SELECT _table, _schema, NULL, NULL, _txid, _op, _context
+                             audit_txid_current, audit_operation, audit_context_id)
+        SELECT _table, _schema, NULL, NULL, _txid, _op, _actor
          WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
@@ -430,16 +491,18 @@ DECLARE
     + _CASTS_DECLARATION
     + """    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
     _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
-BEGIN
 """
+    + _CONTEXT_DECLARATION
+    + """BEGIN
+"""
+    + _CONTEXT_RECORD
 )
 _SIMPLE_KEY_CAPTURE = (
     _KEY_CAPTURE_HEAD
     + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                         audit_txid_current, audit_operation, audit_context)
+                         audit_txid_current, audit_operation, audit_context_id)
     VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), pg_catalog.txid_current(), 'U',
-            {context});
+            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), _txid, 'U', _actor);
     RETURN NULL;
 END
 $fn$;
@@ -487,15 +550,17 @@ _ADVANCED_COLUMNS = """
     statement_only boolean NOT NULL,
     object_pk text,
     statement_id bigint,
-    audit_context jsonb
+    audit_context jsonb,
+    audit_context_id bigint
 """
 
 _ADVANCED_VIEW_COLUMNS = """
-    event_id, schema_name, table_name, relid, session_user_name, action_tstamp_tx,
-    action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr,
-    client_port, client_query, action, row_data, changed_fields, statement_only,
-    row_data AS row_data_json, changed_fields AS changed_fields_json,
-    object_pk, statement_id, {context}
+    a.event_id, a.schema_name, a.table_name, a.relid,
+    coalesce(c.session_user_name, a.session_user_name) AS session_user_name, a.action_tstamp_tx,
+    a.action_tstamp_stm, a.action_tstamp_clk, a.transaction_id, a.application_name, a.client_addr,
+    a.client_port, a.client_query, a.action, a.row_data, a.changed_fields, a.statement_only,
+    a.row_data AS row_data_json, a.changed_fields AS changed_fields_json,
+    a.object_pk, a.statement_id, {context}, a.audit_context_id
 """
 
 
@@ -510,17 +575,16 @@ _ADVANCED_VIEW_COLUMNS = """
 # whose old value is missing or not equal: the new value of jsonb_each() is never NULL.
 def _advanced_rows(transition: str) -> str:
     """The advanced capture's INSERT of the rows of an INSERT or a DELETE, as they are."""
-    return f"""        INSERT INTO {{table}} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
+    return f"""        INSERT INTO {{table}} (row_data, object_pk, schema_name, table_name, relid,
                              action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                              application_name, client_addr, client_port, client_query, action,
-                             statement_only, statement_id, audit_context)
+                             statement_only, statement_id, audit_context_id)
         SELECT CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               _schema, _table, TG_RELID,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
-               false, _stmt,
-               CASE WHEN r.n OPERATOR(pg_catalog.=) 1 OR _context IS NULL THEN _context ELSE {{context_ref}} END
+               false, _stmt, _actor
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                   FROM {transition} AS t) AS r;
 """
@@ -544,7 +608,9 @@ DECLARE
                                    THEN pg_catalog.current_query() END;
     _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
-    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
+"""
+    + _CONTEXT_RECORD
+    + """    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
 """
     + _advanced_rows("dpa_new")
     + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
@@ -552,17 +618,15 @@ BEGIN
     + _advanced_rows("dpa_old")
     + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
         INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                             session_user_name, action_tstamp_tx, action_tstamp_stm,
+                             action_tstamp_tx, action_tstamp_stm,
                              action_tstamp_clk, transaction_id, application_name, client_addr,
                              client_port, client_query, action, statement_only, statement_id,
-                             audit_context)
+                             audit_context_id)
         SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               _schema, _table, TG_RELID,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
-               _op, false, _stmt,
-               CASE WHEN _context IS NULL OR pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1
-                    THEN _context ELSE {context_ref} END
+               _op, false, _stmt, _actor
           FROM (
                 SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
                        n.j AS new_j,
@@ -583,13 +647,13 @@ BEGIN
                ) AS d
          WHERE d.changed IS NOT NULL;
     ELSE
-        INSERT INTO {table} (schema_name, table_name, relid, session_user_name, action_tstamp_tx,
+        INSERT INTO {table} (schema_name, table_name, relid, action_tstamp_tx,
                              action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
                              client_addr, client_port, client_query, action, statement_only,
-                             statement_id, audit_context)
-        SELECT _schema, _table, TG_RELID, session_user::pg_catalog.text, current_timestamp,
+                             statement_id, audit_context_id)
+        SELECT _schema, _table, TG_RELID, current_timestamp,
                pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
-               _query, _op, true, _stmt, _context
+               _query, _op, true, _stmt, _actor
          WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
@@ -609,9 +673,9 @@ $fn$;
 _ADVANCED_KEY_CAPTURE = (
     _KEY_CAPTURE_HEAD
     + """    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                         session_user_name, action_tstamp_tx, action_tstamp_stm,
+                         action_tstamp_tx, action_tstamp_stm,
                          action_tstamp_clk, transaction_id, application_name, client_addr,
-                         client_port, action, statement_only, audit_context)
+                         client_port, action, statement_only, audit_context_id)
     SELECT {redact}(_old, _excluded, _masked),
            (SELECT pg_catalog.jsonb_object_agg(
                        e.key,
@@ -622,10 +686,10 @@ _ADVANCED_KEY_CAPTURE = (
              WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
                AND ((_old OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE),
            {pk_text}(_old, _pk), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-           coalesce(TG_ARGV[6], TG_TABLE_NAME), TG_RELID, session_user::pg_catalog.text, current_timestamp,
-           pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), pg_catalog.txid_current(),
+           coalesce(TG_ARGV[6], TG_TABLE_NAME), TG_RELID, current_timestamp,
+           pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
            pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.inet_client_port(), 'U', false, {context};
+           pg_catalog.inet_client_port(), 'U', false, _actor;
     RETURN NULL;
 END
 $fn$;
@@ -778,8 +842,18 @@ def add_columns(layout: Layout, schema: str) -> Composable:
 
 #: Columns 2.0 added to each layout, for tables created by 1.0.4 (name, type).
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
-    "simple": (("object_schema", "text"), ("object_pk", "text"), ("audit_context", "jsonb")),
-    "advanced": (("object_pk", "text"), ("statement_id", "bigint"), ("audit_context", "jsonb")),
+    "simple": (
+        ("object_schema", "text"),
+        ("object_pk", "text"),
+        ("audit_context", "jsonb"),
+        (CONTEXT_ID_COLUMN, "bigint"),
+    ),
+    "advanced": (
+        ("object_pk", "text"),
+        ("statement_id", "bigint"),
+        ("audit_context", "jsonb"),
+        (CONTEXT_ID_COLUMN, "bigint"),
+    ),
 }
 #: Columns 1.0.4 declared NOT NULL that 2.0 leaves empty on some rows (a TRUNCATE has no row).
 NULLABLE_SINCE_2_0: dict[str, tuple[str, ...]] = {"simple": ("object_payload",), "advanced": ()}
@@ -818,41 +892,129 @@ def create_default_partition(layout: Layout, schema: str) -> Composable:
 def create_indexes(layout: Layout, schema: str) -> list[Composable]:
     """B-tree for the history of one object; BRIN on time and on the event id, which cost
     next to nothing to maintain (both grow with every row) and serve a time range and the
-    lookup of one entry by id (``.get(pk=)``, ``get_instance()``); a partial GIN on the
-    audit context, for ``filter_context()``, and a B-tree that finds a statement's first row
-    from the others (the view's ``audit_context``).
+    lookup of one entry by id (``.get(pk=)``, ``get_instance()``); a B-tree on the context
+    row's id, which finds the rows of a context (``filter_context()``) once the context
+    table's indexes found its row.
 
-    Both hold only the rows that carry a context themselves, one per statement: the others
-    refer to their statement's first row (``CONTEXT_REF``), so a bulk statement pays for one
-    index entry, and a write outside any ``audit_context`` block for none. The GIN is
-    ``jsonb_path_ops``: it serves ``@>`` only, at 60 % of the default operator class's size
-    and half its write cost (measured in docs/context.md).
-
-    The B-tree key is (table, pk) without the time: the versions of one object then share
-    one deduplicated key, so the index is smaller and cheaper to write; partition pruning
+    The (table, pk) key has no time: the versions of one object then share one
+    deduplicated key, so the index is smaller and cheaper to write; partition pruning
     handles a time range, and the few versions of an object are sorted after the lookup.
+    The context id index deduplicates the same way: a transaction's rows share one key.
     """
+    table = ident(schema, layout.table)
     return [
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, object_pk)").format(
-            ident(layout.object_index), ident(schema, layout.table), ident(layout.table_column)
+            ident(layout.object_index), table, ident(layout.table_column)
         ),
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
-            ident(layout.time_index), ident(schema, layout.table), ident(layout.time_column)
+            ident(layout.time_index), table, ident(layout.time_column)
         ),
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
-            ident(layout.event_index), ident(schema, layout.table), ident(layout.event_column)
+            ident(layout.event_index), table, ident(layout.event_column)
         ),
-        SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (audit_context jsonb_path_ops) WHERE "
-            + CONTEXT_HEAD
-        ).format(ident(layout.context_index), ident(schema, layout.table)),
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, {}) WHERE " + CONTEXT_HEAD).format(
-            ident(layout.context_head_index),
-            ident(schema, layout.table),
-            ident(layout.txid_column),
-            ident(layout.event_column),
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            ident(layout.context_id_index), table, ident(CONTEXT_ID_COLUMN)
         ),
     ]
+
+
+#: The context table's columns: partitioned like the audit table, by the transaction's
+#: start (see _CONTEXT_NOTE).
+_CONTEXT_COLUMNS = """
+    context_id bigint NOT NULL DEFAULT nextval({seq}),
+    created timestamp with time zone NOT NULL,
+    txid bigint NOT NULL,
+    session_user_name text NOT NULL,
+    context jsonb
+"""
+#: Keys of the context with a B-tree of their own, on (the key's text, time): a user's
+#: newest entries are then read first, a page at a time, however many the user made. Every
+#: other key is found through the GIN index on the whole context.
+ORDERED_CONTEXT_KEYS = ("user_id",)
+#: The trigger keeping the context rows as they were written.
+CONTEXT_FIXED_TRIGGER = f"{PREFIX}context_fixed"
+CONTEXT_FIXED_TRUNCATE_TRIGGER = f"{PREFIX}context_fixed_truncate"
+
+
+def context_key(key: str) -> Composable:
+    """The indexed expression of a key of :data:`ORDERED_CONTEXT_KEYS`: its text, so that a
+    number and its text are one value (``filter_context(user_id=7)`` finds ``"7"``)."""
+    return SQL("(context ->> {})").format(literal(key))
+
+
+#: The context table's partition key: the transaction's start, as the audit rows' time.
+CONTEXT_TIME_COLUMN = "created"
+
+
+def create_context_default(layout: Layout, schema: str) -> Composable:
+    return SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
+        ident(schema, layout.context_default_partition), ident(schema, layout.context_table)
+    )
+
+
+def create_context_partition(
+    layout: Layout, schema: str, partition: str, lower: object, upper: object
+) -> list[Composable]:
+    """The context table's partition beside the audit partition ``partition`` (bounds
+    ``lower`` to ``upper``), for a table whose partitions were made before the context
+    table: its DEFAULT partition is then empty, so nothing needs to move."""
+    table = ident(schema, layout.context_partition(partition))
+    return [
+        SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+            table, ident(schema, layout.context_table), literal(lower), literal(upper)
+        ),
+        SQL("COMMENT ON TABLE {} IS {}").format(table, literal(PARTITION_COMMENT)),
+    ]
+
+
+def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Composable]:
+    """The context table, its DEFAULT partition, its indexes and the triggers refusing
+    to change its rows (see _CONTEXT_NOTE).
+
+    A (txid, id) B-tree serves the capture's lookup and the views' join; a partial GIN
+    ``jsonb_path_ops`` serves containment (``@>``) on any key; a B-tree per key of
+    :data:`ORDERED_CONTEXT_KEYS` reads one user's contexts newest first.
+    """
+    table = ident(schema, layout.context_table)
+    sequence = ident(schema, layout.context_sequence)
+    fixed = ident(schema, f"{PREFIX}context_fixed")
+    statements: list[Composable] = [
+        SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(sequence),
+        SQL("CREATE TABLE IF NOT EXISTS {} (" + _CONTEXT_COLUMNS + ") PARTITION BY RANGE (created)").format(
+            table, seq=_seq_default(seq_text)
+        ),
+        create_context_default(layout, schema),
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} (txid, context_id)").format(
+            ident(layout.context_txid_index), table
+        ),
+        SQL(
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (context jsonb_path_ops) WHERE context IS NOT NULL"
+        ).format(ident(layout.context_gin_index), table),
+    ]
+    for key in ORDERED_CONTEXT_KEYS:
+        statements.append(
+            SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, created) WHERE {} IS NOT NULL").format(
+                ident(layout.context_key_index(key)), table, context_key(key), context_key(key)
+            )
+        )
+    statements += [
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRIGGER), table),
+        SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRUNCATE_TRIGGER), table),
+        SQL("CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
+            ident(CONTEXT_FIXED_TRIGGER), table, fixed
+        ),
+        SQL("CREATE TRIGGER {} BEFORE TRUNCATE ON {} FOR EACH STATEMENT EXECUTE FUNCTION {}()").format(
+            ident(CONTEXT_FIXED_TRUNCATE_TRIGGER), table, fixed
+        ),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(table, ident(CONTEXT_FIXED_TRIGGER)),
+        SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(table, ident(CONTEXT_FIXED_TRUNCATE_TRIGGER)),
+    ]
+    # Only the owner (and the SECURITY DEFINER capture) may touch them, as the audit rows.
+    statements += [
+        SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
+        for name in (layout.context_table, layout.context_default_partition, layout.context_sequence)
+    ]
+    return statements
 
 
 def gin_index(schema: str, wanted: bool) -> Composable:
@@ -893,25 +1055,29 @@ def comment_table(layout: Layout, schema: str) -> Composable:
 # ---------------------------------------------------------------------------------------
 
 
-#: What the capture stores in ``audit_context`` of every row of a statement but the first,
-#: when the statement was written inside a context: the first row holds the context itself.
+#: What the capture stored, before the context table, in ``audit_context`` of every row of
+#: a statement but the first, when the statement was written inside a context: the first
+#: row held the context itself. Rows written so are read as they were (see
+#: :func:`legacy_context`).
 CONTEXT_REF = "0"
-#: The rows holding a context themselves (a statement's first row): the predicate of the
-#: two partial indexes on them.
+#: The rows holding a context themselves (a statement's first row), before the context
+#: table: the predicate of the two partial indexes on them.
 CONTEXT_HEAD = "jsonb_typeof(audit_context) = 'object'"
 
 
-def resolved_context(layout: Layout, schema: str) -> Composable:
-    """``audit_context`` as the view shows it: the row's own, or for a row that refers to
-    its statement's first row, that row's: the nearest row before it in its transaction
-    holding a context (through the partial head index; its time prunes the partitions)."""
+def legacy_context(layout: Layout, schema: str) -> Composable:
+    """``audit_context`` as the view shows it where rows written before the context table
+    are left: the context row's, else the row's own, or for a row that refers to its
+    statement's first row, that row's (through the partial head index)."""
     return SQL(
-        "CASE WHEN jsonb_typeof(a.audit_context) = 'number' THEN ("
+        "CASE WHEN a.{ctx} IS NOT NULL THEN c.context"
+        " WHEN jsonb_typeof(a.audit_context) = 'number' THEN ("
         "SELECT h.audit_context FROM {table} AS h"
         " WHERE h.{txid} = a.{txid} AND h.{time} = a.{time} AND h.{event} < a.{event}"
         # Unqualified, audit_context is the head's here: the predicate of the head index.
         " AND " + CONTEXT_HEAD + " ORDER BY h.{event} DESC LIMIT 1) ELSE a.audit_context END AS audit_context"
     ).format(
+        ctx=ident(CONTEXT_ID_COLUMN),
         table=ident(schema, layout.table),
         txid=ident(layout.txid_column),
         time=ident(layout.time_column),
@@ -919,19 +1085,20 @@ def resolved_context(layout: Layout, schema: str) -> Composable:
     )
 
 
-def context_heads(layout: Layout, schema: str, column: str, shape: list[int]) -> Composable:
-    """``column`` of the rows holding a context that contains, for each entry of ``shape``,
-    one of that many jsonb values (bound parameters, in order): served by the partial GIN."""
-    if not shape or min(shape) < 1:
-        raise ValueError(f"context_heads() needs at least one condition, each with a value: {shape!r}")
-    conditions = " AND ".join("(" + " OR ".join(["audit_context @> %s::jsonb"] * n) + ")" for n in shape)
-    return SQL("SELECT {} FROM {} WHERE " + CONTEXT_HEAD + " AND " + conditions).format(
-        ident(column), ident(schema, layout.table)
-    )
+def has_legacy_contexts(layout: Layout, schema: str) -> Composable:
+    """Whether some row written before the context table holds a context (one probe of
+    the partial head index, where it exists)."""
+    return SQL("SELECT EXISTS (SELECT FROM {} WHERE " + CONTEXT_HEAD + ")").format(ident(schema, layout.table))
 
 
-def create_view(layout: Layout, schema: str) -> list[Composable]:
+def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:
     """The read view, refusing every write.
+
+    Each row is joined to its context row (on the transaction, its time, which prunes the
+    context table to one partition, and the id): its ``audit_context`` is the context
+    row's context, a plain column, so a filter on it reaches the context table's indexes.
+    With ``legacy``, rows written before the context table keep showing theirs (see
+    :func:`legacy_context`).
 
     A plain view is automatically updatable and writes through it run with the view
     owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
@@ -942,8 +1109,17 @@ def create_view(layout: Layout, schema: str) -> list[Composable]:
     return [
         # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
         SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL("CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a").format(
-            view=view, table=ident(schema, layout.table), context=resolved_context(layout, schema)
+        SQL(
+            "CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a"
+            " LEFT JOIN {contexts} AS c ON c.txid = a.{txid} AND c.created = a.{time} AND c.context_id = a.{ctx}"
+        ).format(
+            view=view,
+            table=ident(schema, layout.table),
+            contexts=ident(schema, layout.context_table),
+            txid=ident(layout.txid_column),
+            time=ident(layout.time_column),
+            ctx=ident(CONTEXT_ID_COLUMN),
+            context=legacy_context(layout, schema) if legacy else SQL("c.context AS audit_context"),
         ),
         SQL(
             "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
@@ -965,6 +1141,7 @@ HELPERS = (
     (f"{PREFIX}foreign_type", "oid, name"),
     (f"{PREFIX}refuse_write", ""),
     (f"{PREFIX}context_object", "jsonb"),
+    (f"{PREFIX}context_fixed", ""),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
 #: The event trigger function guarding the capture objects.
@@ -1178,6 +1355,18 @@ CREATE OR REPLACE FUNCTION {context_object}(c jsonb) RETURNS jsonb
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
     SELECT CASE WHEN c IS NULL OR pg_catalog.jsonb_typeof(c) OPERATOR(pg_catalog.=) 'object' THEN c
                 ELSE pg_catalog.jsonb_build_object('value', c) END
+$fn$;
+-- Keeps the context rows as the capture wrote them: they go with their partition only, and
+-- the engine's maintenance moves them out of the DEFAULT partition unchanged.
+CREATE OR REPLACE FUNCTION {context_fixed}() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF {maintenance_allowed} THEN
+        RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
+    END IF;
+    RAISE EXCEPTION 'partitioned_audit: the rows of % are never changed nor removed but with their partition', TG_TABLE_NAME
+        USING ERRCODE = 'insufficient_privilege';
+END
 $fn$;
 CREATE OR REPLACE FUNCTION {refuse_write}() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
@@ -1463,7 +1652,10 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
             "{f}(CASE WHEN pg_catalog.current_setting({s}, true) OPERATOR(pg_catalog.=) '' THEN NULL"
             " ELSE pg_catalog.current_setting({s}, true)::pg_catalog.jsonb END)"
         ).format(f=helpers["context_object"], s=literal(CONTEXT_SETTING)),
-        "context_ref": SQL("{}::pg_catalog.jsonb").format(literal(CONTEXT_REF)),
+        "contexts": ident(schema, layout.context_table),
+        "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
+            setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
+        ),
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }

@@ -242,7 +242,7 @@ def layout_status(
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
         and not function_problems(cursor, layout, schema)
         and not seal_trigger_problems(cursor, layout, schema)
-        and {layout.context_index, layout.context_head_index} <= state.indexes
+        and layout.context_id_index in state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
             sealing.FREEZE_TRIGGERS <= state.seal_triggers
@@ -316,7 +316,12 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     statements.append(functions)
     statements.extend(sealing.create_append_only(layout, schema))
     statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
-    statements.extend(layouts.create_view(layout, schema))  # its trigger calls a helper
+    # After the functions: its triggers call one.
+    statements.extend(
+        layouts.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
+    )
+    legacy = found.table.exists and _legacy_contexts(cursor, layout, schema)
+    statements.extend(layouts.create_view(layout, schema, legacy))  # its trigger calls a helper
     statements.extend(layouts.protect_table(layout, schema))
     statements.append(layouts.comment_table(layout, schema))
     for statement in statements:
@@ -332,7 +337,35 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         # once, at this upgrade. On any later reinstall an uncommented partition is somebody
         # else's, and retention must never touch it.
         _adopt_partitions(cursor, layout, schema)
+    if found.table.exists:
+        _context_partitions(cursor, layout, schema)
     return found.status
+
+
+def _context_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Give the context table a partition beside each audit partition made before it."""
+    for row in catalog.partitions(cursor, schema, layout.table):
+        if row.is_default or row.lower is None or row.upper is None:
+            continue
+        name = layout.context_partition(row.name)
+        if catalog.existing_tables(cursor, [(schema, name)]):
+            continue
+        for statement in layouts.create_context_partition(layout, schema, row.name, row.lower, row.upper):
+            execute(cursor, statement)
+        privileges.match_parent(cursor, schema, name, layout.context_table)
+
+
+def _legacy_contexts(cursor: Cursor, layout: Layout, schema: str) -> bool:
+    """Whether the table holds rows written before the context table that carry a context
+    (their statement's first row holds it: the partial head index finds one at once)."""
+    cursor.execute(
+        "SELECT to_regclass(%s) IS NOT NULL",
+        [render(ident(schema, layout.context_head_index), cursor)],
+    )
+    if not cursor.fetchone()[0]:
+        return False
+    execute(cursor, layouts.has_legacy_contexts(layout, schema))
+    return bool(cursor.fetchone()[0])
 
 
 def _unfinished(cursor: Cursor, layout: Layout, schema: str) -> tuple[bool, list[str]]:
@@ -706,6 +739,8 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
     if drop_data:
         execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
+        execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.context_table)))
+        execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.context_sequence)))
         for table in (layout.seal_table, layout.mark_table):
             execute(cursor, SQL("DROP TABLE IF EXISTS {}").format(ident(schema, table)))
         # A detached partition is kept with its rows, but its event id default still draws

@@ -117,9 +117,13 @@ def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
                 layout.sequence: "SEQUENCE",
                 layout.seal_table: "TABLE",
                 layout.mark_table: "TABLE",
+                layout.context_table: "TABLE",
+                layout.context_default_partition: "TABLE",
+                layout.context_sequence: "SEQUENCE",
             }
         )
-        relations.update({row.name: "TABLE" for row in catalog.partitions(cursor, schema, layout.table)})
+        for parent in (layout.table, layout.context_table):
+            relations.update({row.name: "TABLE" for row in catalog.partitions(cursor, schema, parent)})
         relations[layout.view] = "VIEW"
         for name, args in functions(layout):
             signature = SQL("{}({})").format(ident(schema, name), SQL(args))

@@ -37,7 +37,9 @@ from ..layouts import (
     DETACHED_COMMENT,
     MAINTENANCE_SETTING,
     PARTITION_COMMENT,
+    CONTEXT_TIME_COLUMN,
     Layout,
+    create_context_default,
     create_default_partition,
 )
 from ..offline import verify as offline_verify
@@ -185,6 +187,7 @@ class Maintainer:
             if not any(row.is_default for row in present.values()):
                 execute(cursor, create_default_partition(self.layout, self.schema))
                 privileges.match_parent(cursor, self.schema, self.layout.default_partition, self.layout.table)
+            self._context_default(cursor)
             made, moved, covered = [], 0, {}
             for info in partitions:
                 if info.partition in present:
@@ -228,14 +231,22 @@ class Maintainer:
                         f"{self.schema}.{info.partition} was not created by partitioned_audit "
                         f"(its comment is {row.comment!r}); refusing to detach or drop it"
                     )
-                table = ident(self.schema, info.partition)
                 # The chain records what its sealed rows leave behind, before they go.
                 sealing.retire(cursor, self.layout, self.schema, info.partition, drop)
-                execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(self._parent, table))
-                if drop:
-                    execute(cursor, SQL("DROP TABLE {}").format(table))
-                else:
-                    execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(DETACHED_COMMENT)))
+                # The context rows of its transactions go with it (they have the same time).
+                contexts = self.layout.context_partition(info.partition)
+                for parent, name in (
+                    (self._parent, info.partition),
+                    (ident(self.schema, self.layout.context_table), contexts),
+                ):
+                    if name == contexts and not catalog.existing_tables(cursor, [(self.schema, name)]):
+                        continue  # made before the context table, whose DEFAULT holds its rows
+                    table = ident(self.schema, name)
+                    execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, table))
+                    if drop:
+                        execute(cursor, SQL("DROP TABLE {}").format(table))
+                    else:
+                        execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(DETACHED_COMMENT)))
                 done.append(info)
             return done
 
@@ -285,22 +296,53 @@ class Maintainer:
     def _parent(self) -> Any:
         return ident(self.schema, self.layout.table)
 
+    def _context_default(self, cursor: Cursor) -> None:
+        """Recreate the context table's DEFAULT partition if it went missing."""
+        if not catalog.existing_tables(cursor, [(self.schema, self.layout.context_default_partition)]):
+            execute(cursor, create_context_default(self.layout, self.schema))
+            privileges.match_parent(
+                cursor, self.schema, self.layout.context_default_partition, self.layout.context_table
+            )
+
     def _create_one(
         self, cursor: Cursor, info: PartitionInfo, bounds: tuple[dt.datetime, dt.datetime]
     ) -> int:
-        table = ident(self.schema, info.partition)
-        default = ident(self.schema, self.layout.default_partition)
-        time_col = ident(self.layout.time_column)
+        """Create the audit partition ``info`` and the context table's beside it, with the
+        same bounds: returns how many audit rows left the DEFAULT partition for it."""
+        moved = self._create_partition(
+            cursor, self.layout.table, info.partition, self.layout.default_partition, self.layout.time_column, bounds
+        )
+        self._create_partition(
+            cursor,
+            self.layout.context_table,
+            self.layout.context_partition(info.partition),
+            self.layout.context_default_partition,
+            CONTEXT_TIME_COLUMN,
+            bounds,
+        )
+        return moved
+
+    def _create_partition(
+        self,
+        cursor: Cursor,
+        parent_name: str,
+        partition: str,
+        default_name: str,
+        time_column: str,
+        bounds: tuple[dt.datetime, dt.datetime],
+    ) -> int:
+        parent = ident(self.schema, parent_name)
+        table = ident(self.schema, partition)
+        default = ident(self.schema, default_name)
+        time_col = ident(time_column)
         lower, upper = literal(bounds[0]), literal(bounds[1])
-        bound = ident(f"{info.partition[:50]}_bound")
+        bound = ident(f"{partition[:50]}_bound")
         # Writers whose rows would land in the DEFAULT partition wait from here to commit, so
         # that no row of the new range can slip in between the move and the ATTACH scan.
         execute(cursor, SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
         execute(
             cursor,
-            SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(
-                table, self._parent
-            ),
+            SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table, parent),
         )
         # Sealed rows may be among them: they move unchanged, which the freeze lets through
         # for the engine's maintenance only.
@@ -324,13 +366,13 @@ class Maintainer:
         execute(
             cursor,
             SQL("ALTER TABLE {} ATTACH PARTITION {} FOR VALUES FROM ({}) TO ({})").format(
-                self._parent, table, lower, upper
+                parent, table, lower, upper
             ),
         )
         execute(cursor, SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(table, bound))
         execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(PARTITION_COMMENT)))
         # Default privileges may have opened the new table: give it its parent's grants only.
-        privileges.match_parent(cursor, self.schema, info.partition, self.layout.table)
+        privileges.match_parent(cursor, self.schema, partition, parent_name)
         return moved
 
     def _locked(self, work: Callable[[Cursor], T]) -> T:
