@@ -88,6 +88,12 @@ def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -
         module.create_table(layout, schema, seq),
         module.create_default_partition(layout, schema),
         *module.create_indexes(layout, schema),
+        # (since the context table)
+        *(
+            module.create_context_table(layout, schema, render(ident(schema, layout.context_sequence)))
+            if hasattr(module, "create_context_table")
+            else ()
+        ),
         module.create_functions(layout, schema, seq),
     ):
         execute(cur, statement)

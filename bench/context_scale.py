@@ -16,7 +16,7 @@ history), with the server's default settings.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import json
 import statistics
 import time
 from typing import Any
@@ -95,7 +95,10 @@ def fill(rows: int) -> None:
                     f"{layout.name}: {count(conn, layout, schema):,} rows, {time.perf_counter() - started:.0f} s"
                 )
             spread(conn, layout, schema)
-        run(conn, "VACUUM ANALYZE")
+        # The spread moved rows between partitions: compact them, as a trail written in
+        # order would be.
+        run(conn, "VACUUM FULL")
+        run(conn, "ANALYZE")
 
 
 def count(conn: Any, layout: Layout, schema: str) -> int:
@@ -115,8 +118,8 @@ def spread(conn: Any, layout: Layout, schema: str) -> None:
                 ident(schema, layout.table), time_column, time_column, shift, ident(layout.txid_column)
             ),
         )
-        contexts = getattr(layout, "context_table", None)
-        if contexts:
+        contexts = layout.context_table
+        if run(conn, "SELECT to_regclass(%s) IS NOT NULL", [f"{schema}.{contexts}"])[0][0]:
             run(
                 conn,
                 SQL(
@@ -159,110 +162,121 @@ def sizes(conn: Any, layout: Layout, schema: str) -> None:
             [f"{schema}.{layout.table}"],
         )
     ]
-    select = ", ".join(f"avg(pg_column_size({c}))::numeric(8,1)" for c in columns)
+    select = SQL(", ").join(SQL("avg(pg_column_size({}))::numeric(8,1)").format(ident(c)) for c in columns)
     values = run(
-        conn, SQL("SELECT " + select + " FROM {} TABLESAMPLE SYSTEM (2)").format(ident(schema, layout.table))
+        conn, SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM (2)").format(select, ident(schema, layout.table))
     )[0]
     print("  columns: " + ", ".join(f"{c} {v}" for c, v in zip(columns, values, strict=True)))
 
 
-def timed(conn: Any, sql: str, params: Any = None, repeat: int = 15) -> tuple[float, float]:
-    """Median wall time (ms) as the client sees it, and median planning time."""
-    walls, plans = [], []
+def orm() -> Any:
+    """Django set up on ``DB`` (both layouts' schemas on the search path): the read models."""
+    import os
+
+    import django
+    from django.conf import settings
+
+    os.environ["DPA_DB_NAME"] = DB
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "testproject.settings")
+    django.setup()
+    settings.DATABASES["default"].setdefault("OPTIONS", {})["options"] = "-c search_path=public,adv"
+    from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
+
+    return {"simple": SimpleAuditEntry, "advanced": AdvancedAuditEntry}
+
+
+def median_ms(call: Any, repeat: int = 21) -> float:
+    call()  # warm up
+    times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        run(conn, sql, params)
-        walls.append((time.perf_counter() - started) * 1000)
-        plan = run(conn, "EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + sql, params)[0][0][0]
-        plans.append(plan["Planning Time"])
-    return statistics.median(walls), statistics.median(plans)
+        call()
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("action", choices=["fill", "measure"])
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    args = parser.parse_args()
-    if args.action == "fill":
-        fill(args.rows)
-        return
-    with connect(get_server(), DB) as conn:
-        for layout in (SIMPLE, ADVANCED):
-            sizes(conn, layout, SCHEMA[layout.name])
-            reads(conn, layout, SCHEMA[layout.name])
+def server_ms(qs: Any) -> tuple[float, float]:
+    """Median execution and planning time (ms) of ``qs``'s SQL, from EXPLAIN ANALYZE."""
+    from django.db import connection
+
+    sql, params = qs.query.sql_with_params()
+    executions, plans = [], []
+    with connection.cursor() as cursor:
+        for _ in range(7):
+            cursor.execute("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+            plan = json.loads(plan) if isinstance(plan, str) else plan
+            executions.append(plan[0]["Execution Time"])
+            plans.append(plan[0]["Planning Time"])
+    return statistics.median(executions), statistics.median(plans)
 
 
-def reads(conn: Any, layout: Layout, schema: str) -> None:
-    """The reads users run, as the read models send them, with the server's settings."""
-    view = ident(schema, layout.view)
-    key, time_column = ("id" if layout is SIMPLE else "event_id"), layout.time_column
+def reads(conn: Any, layout: Layout, schema: str, model: Any) -> None:
+    """The reads users run, through the read models, with the server's settings."""
+    contexts = ident(schema, layout.context_table)
     light = run(
         conn,
         SQL(
-            "SELECT (audit_context ->> 'user_id') FROM {} WHERE audit_context ? 'user_id'"
+            "SELECT context ->> 'user_id' FROM {} WHERE context ? 'user_id'"
             " GROUP BY 1 ORDER BY count(*), 1 LIMIT 1 OFFSET 500"
-        ).format(view),
+        ).format(contexts),
     )[0][0]
     request = run(
         conn,
         SQL(
-            "SELECT audit_context ->> 'request_id' FROM {} WHERE audit_context IS NOT NULL"
-            " ORDER BY {} DESC LIMIT 1 OFFSET 5000"
-        ).format(view, ident(key)),
+            "SELECT context ->> 'request_id' FROM {} WHERE context IS NOT NULL ORDER BY context_id DESC LIMIT 1 OFFSET 5000"
+        ).format(contexts),
     )[0][0]
     obj = run(
         conn,
-        SQL("SELECT object_pk FROM {} WHERE {} = 'item' ORDER BY {} DESC LIMIT 1 OFFSET 7000").format(
-            ident(schema, layout.table), ident(layout.table_column), ident(layout.event_column)
+        SQL("SELECT object_pk FROM {} ORDER BY {} DESC LIMIT 1 OFFSET 7000").format(
+            ident(schema, layout.table), ident(layout.event_column)
         ),
     )[0][0]
-    for label, sql in context_reads(layout, schema, view, key, time_column).items():
-        for who, value in (("busiest user", "1"), ("light user", str(light)), ("request", request)):
-            if (who == "request") != ("request" in label):
-                continue
-            wall, plan = timed(conn, sql, [value])
-            print(f"  {label}, {who}: {wall:.2f} ms (planning {plan:.2f} ms)")
-    history = SQL(
-        "SELECT * FROM {} WHERE {} = 'item' AND object_schema = %s AND object_pk = %s ORDER BY {} LIMIT 100"
-    ).format(view, ident(layout.table_column), ident(key))
-    if layout is ADVANCED:
-        history = SQL(
-            "SELECT * FROM {} WHERE table_name = 'item' AND schema_name = %s AND object_pk = %s ORDER BY event_id LIMIT 100"
-        ).format(view)
-    wall, plan = timed(conn, history.as_string(conn), [schema, obj])
-    print(f"  history of one object: {wall:.2f} ms (planning {plan:.2f} ms)")
+    objects = model.objects.all()
+    table = "table_name" if layout is ADVANCED else "object_table"
+    cases = {
+        "filter_context(user_id=busiest).newest_first()[:100]": objects.filter_context(
+            user_id=1
+        ).newest_first()[:100],
+        "filter_context(user_id=light).newest_first()[:100]": objects.filter_context(
+            user_id=int(light)
+        ).newest_first()[:100],
+        "filter_context(user_id=busiest).order_by('-pk')[:100]": objects.filter_context(user_id=1).order_by(
+            "-pk"
+        )[:100],
+        "filter_context(user_id=light).order_by('-pk')[:100]": objects.filter_context(
+            user_id=int(light)
+        ).order_by("-pk")[:100],
+        "filter_context(request_id=...).order_by('-pk')[:100]": objects.filter_context(
+            request_id=request
+        ).order_by("-pk")[:100],
+        "one object's entries, first page": objects.filter(**{table: "item"}, object_pk=obj).order_by("pk")[
+            :100
+        ],
+    }
+    for label, qs in cases.items():
+        wall = median_ms(lambda qs=qs: list(qs.all()))
+        execution, planning = server_ms(qs)
+        print(f"  {label}: ORM {wall:.2f} ms, SQL {execution:.2f} ms + planning {planning:.2f} ms")
 
 
-def context_reads(layout: Layout, schema: str, view: Any, key: str, time_column: str) -> dict[str, str]:
-    """What ``filter_context(k=v).order_by(...)[:100]`` sends, by read."""
-    table = ident(schema, layout.table)
-    reads = {}
-    for name, param in (("user_id", "%s"), ("request_id", "%s")):
-        both = f"(audit_context @> jsonb_build_object('{name}', {param}::text) OR audit_context @> jsonb_build_object('{name}', ({param})::text::jsonb))"
-        if name == "request_id":
-            both = f"audit_context @> jsonb_build_object('{name}', {param}::text)"
-        heads = f"jsonb_typeof(audit_context) = 'object' AND {both.replace(param, '$1')}"
-        _ = heads
-        reads[f"filter_context({name}=) newest 100 by pk" + (" request" if name == "request_id" else "")] = (
-            SQL(
-                "WITH p AS (SELECT %s AS v) SELECT * FROM {view}, p WHERE "
-                + both.replace(param, "p.v")
-                + " AND {txid} IN (SELECT {txid} FROM {table}, p WHERE jsonb_typeof(audit_context) = 'object' AND "
-                + both.replace(param, "p.v")
-                + ") AND {time} IN (SELECT {time} FROM {table}, p WHERE jsonb_typeof(audit_context) = 'object' AND "
-                + both.replace(param, "p.v")
-                + ") ORDER BY {key} DESC LIMIT 100"
-            )
-            .format(
-                view=view,
-                table=table,
-                txid=ident(layout.txid_column),
-                time=ident(time_column),
-                key=ident(key),
-            )
-            .as_string(None)
-        )
-    return reads
+def main() -> None:
+    global DB  # noqa: PLW0603 - one database per run
+    parser = argparse.ArgumentParser()
+    parser.add_argument("action", choices=["fill", "measure"])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--db", default=DB)
+    args = parser.parse_args()
+    DB = args.db
+    if args.action == "fill":
+        fill(args.rows)
+        return
+    models = orm()
+    with connect(get_server(), DB) as conn:
+        for layout in (SIMPLE, ADVANCED):
+            sizes(conn, layout, SCHEMA[layout.name])
+            reads(conn, layout, SCHEMA[layout.name], models[layout.name])
 
 
 if __name__ == "__main__":

@@ -71,6 +71,11 @@ def empty_trails(using: str = "default") -> None:
             cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [layout.table])
             if cursor.fetchone()[0]:
                 cursor.execute(f"TRUNCATE {layout.table}")
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [layout.context_table])
+            if cursor.fetchone()[0]:  # its rows refuse a TRUNCATE but the engine's own
+                cursor.execute("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+                cursor.execute(f"TRUNCATE {layout.context_table}")
+                cursor.execute("SELECT set_config('partitioned_audit.maintenance', '', false)")
 
 
 def generated_item_model(layout: str) -> Any:

@@ -1,8 +1,9 @@
 """A second verifier, written from docs/tamper-evidence.md ("The bytes hashed") alone.
 
 It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table names and
-the column list from the docs, ``hashlib``; both formats (1: rows' lines, 2: rows hashed
-apart; an entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
+the column list from the docs, ``hashlib``; the three formats (1: rows' lines, 2: rows hashed
+apart, 3: as 2 with the row's context reference and its context row's role and context; an
+entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
 digest of each stored chunk as the rows now hash; the caller compares them with the chain.
 """
 
@@ -20,6 +21,11 @@ COLUMNS = {
     " client_query, action, row_data, changed_fields, statement_only, object_pk, statement_id, audit_context",
 }
 EVENT = {"audit_simple": "audit_event_id", "logged_actions": "event_id"}
+#: Format 3: how a row finds its context row (transaction id, time).
+CONTEXT_KEY = {
+    "audit_simple": ("audit_txid_current", "audit_entry_created"),
+    "logged_actions": ("transaction_id", "action_tstamp_tx"),
+}
 
 
 def r(values: list[Any]) -> str:
@@ -68,18 +74,24 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
         if header[1] == "seal":
             fmt = 1 if extra is None else json.loads(extra)["format"]
             seals.append((header[0], header[3], header[4], header[6], fmt))  # id, first, last, size, format
-    columns = ", ".join(
-        f"CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END" for c in COLUMNS[table].split(", ")
+    names = [f"e.{c}" for c in COLUMNS[table].split(", ")]
+    names += ["e.audit_context_id", "c.session_user_name", "c.context"]
+    columns = ", ".join(f"CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END" for c in names)
+    txid, time = CONTEXT_KEY[table]
+    cur.execute(
+        f"SELECT e.{EVENT[table]}, {columns} FROM {table} e LEFT JOIN {table}_context c"  # noqa: S608
+        f" ON c.txid = e.{txid} AND c.created = e.{time} AND c.context_id = e.audit_context_id ORDER BY 1"
     )
-    cur.execute(f"SELECT {EVENT[table]}, {columns} FROM {table} ORDER BY 1")
     data: dict[tuple[int, int], bytes] = {}
-    for event_id, *values in cur.fetchall():
+    for event_id, *fields in cur.fetchall():
+        values, context = fields[:-3], fields[-3:]
         for seal_id, first, last, size, fmt in seals:
             if first <= event_id <= last:
                 key = (seal_id, (event_id - first) // size)
                 if fmt == 1:
                     part = (r(values) + "\n").encode("utf-8")
                 else:
-                    part = hashlib.sha256(b"".join(piece(v) for v in values)).digest()
+                    hashed = values if fmt == 2 else [*values, *context]
+                    part = hashlib.sha256(b"".join(piece(v) for v in hashed)).digest()
                 data[key] = data.get(key, b"") + part
     return previous, {key: hashlib.sha256(text).digest() for key, text in data.items()}

@@ -143,6 +143,25 @@ def test_the_detail_page_shows_the_context_and_the_old_and_new_values(
     assert '<th scope="row">job_id</th><td>j-1</td>' in page
 
 
+def test_the_login_role_is_shown_beside_the_context(site, read_model, book_story, admin_client):
+    """The context is what the writer declared; the database role is what logged in: the
+    list, an entry's page and the object's audit history show both."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT session_user::text")
+        (login,) = cursor.fetchone()
+    update = [e for e in read_model.objects.filter_object(Book, "111") if e.is_update()][0]
+    assert update.session_user_name == login
+    page = admin_client.get(entries_url(read_model, "change", update.pk)).content.decode()
+    assert re.search(r"database role</label>\s*<div class=\"readonly\">" + re.escape(login), page), page
+    listing = admin_client.get(entries_url(read_model)).content.decode()
+    assert "database role" in listing and f'<td class="field-login_role">{login}</td>' in listing
+    book = Book.objects.get(isbn="111")
+    history = admin_client.get(reverse("admin:library_book_audit_history", args=[book.pk])).content.decode()
+    assert '<th scope="col">database role</th>' in history and f"<td>{login}</td>" in history
+    (version, *_) = read_model.objects.history(book)
+    assert version.session_user == login and version.context is not None
+
+
 def test_nobody_adds_changes_or_deletes_an_entry_through_the_admin(
     site, read_model, book_story, admin_client
 ):

@@ -751,7 +751,8 @@ def test_a_transaction_stores_each_context_once_and_every_row_shows_it(read_mode
             Book.objects.create(isbn="a-again", title="y")
         Book.objects.create(isbn="none", title="z")
     stored = sql(
-        f"SELECT context::text, session_user_name FROM {table.context_table} ORDER BY context_id"  # noqa: S608 - a constant
+        f"SELECT context::text, session_user_name FROM {table.context_table}"  # noqa: S608 - constants
+        f" WHERE context_id IN (SELECT audit_context_id FROM {table.table}) ORDER BY context_id"
     )
     ((login,),) = sql("SELECT session_user::text")
     assert stored == [('{"user_id": 1}', login), ('{"user_id": 2}', login), (None, login)]
@@ -778,3 +779,57 @@ def test_a_context_set_by_hand_that_is_not_an_object_is_kept_wrapped(read_model,
         Book.objects.create(isbn="by-hand", title="y")
     entry = read_model.objects.filter_object(Book, "by-hand").get()
     assert entry.audit_context == {"value": json.loads(value)}
+
+
+#: Rows as the capture wrote them before the context table: the context on a statement's
+#: first row, the number 0 on its others; a third row outside any context.
+_LEGACY_ROWS = {
+    "simple": "INSERT INTO audit_simple (object_table, object_schema, object_pk, object_payload,"
+    " audit_txid_current, audit_operation, audit_context) VALUES"
+    " ('library_book', 'public', 'old1', '{\"isbn\": \"old1\"}', 41, 'I', '{\"user_id\": 41}'),"
+    " ('library_book', 'public', 'old2', '{\"isbn\": \"old2\"}', 41, 'I', '0'),"
+    " ('library_book', 'public', 'old3', '{\"isbn\": \"old3\"}', 42, 'I', NULL)",
+    "advanced": "INSERT INTO logged_actions (schema_name, table_name, relid, session_user_name,"
+    " action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id, action, row_data,"
+    " statement_only, object_pk, audit_context) SELECT 'public', 'library_book', 'library_book'::regclass,"
+    " 'old_role', now(), now(), now(), t, 'I', jsonb_build_object('isbn', k), false, k, c::jsonb"
+    " FROM (VALUES ('old1', 41, '{\"user_id\": 41}'), ('old2', 41, '0'), ('old3', 42, NULL)) AS v(k, t, c)",
+}
+
+
+def test_rows_written_before_the_context_table_keep_their_context(layout, read_model):
+    """The upgrade leaves such rows as they are (nothing rewritten): the view resolves their
+    context as before, filter_context() finds them beside the new ones, and new writes use
+    the context table."""
+    from partitioned_audit import get_layout, install
+    from partitioned_audit.layouts import CONTEXT_HEAD
+
+    table = get_layout(layout)
+    sql(_LEGACY_ROWS[layout])
+    txid, event = table.txid_column, table.event_column
+    sql(
+        f"CREATE INDEX {table.context_head_index} ON {table.table} ({txid}, {event}) WHERE {CONTEXT_HEAD}"  # noqa: S608
+    )
+    # what an older version left: its capture function's digest differs, so install() upgrades
+    sql(f"COMMENT ON FUNCTION {table.function}() IS 'partitioned_audit an older version'")
+    with connection.cursor() as cursor:
+        install(cursor, table)
+    with audit_context(user_id=41):
+        Book.objects.create(isbn="new1", title="x")
+    found = {e.object_pk: (e.audit_context, e.audit_context_id is not None) for e in read_model.objects.all()}
+    assert found == {
+        "old1": ({"user_id": 41}, False),
+        "old2": ({"user_id": 41}, False),
+        "old3": (None, False),
+        "new1": ({"user_id": 41}, True),
+    }
+    assert sorted(e.object_pk for e in read_model.objects.filter_context(user_id=41)) == [
+        "new1",
+        "old1",
+        "old2",
+    ]
+    assert sorted(e.object_pk for e in read_model.objects.filter_context(user_id="41")) == [
+        "new1",
+        "old1",
+        "old2",
+    ]

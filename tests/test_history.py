@@ -159,7 +159,9 @@ def test_filter_context_reads_context_rows_then_their_rows_by_index(layout, read
     plan = explain(read_model.objects.filter_context(job="import").order_by("-pk")[:50])
     assert "Seq Scan" not in plan, plan
     assert [line for line in context_probes(plan) if "_context_idx" in line and "Bitmap" in line], plan
-    assert [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line], plan
+    assert [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line], (
+        plan
+    )
 
 
 def test_a_page_iterates_counts_and_indexes_its_versions(layout, read_model):

@@ -50,7 +50,11 @@ def scanned_partitions(plan: str) -> set[str]:
 
 def context_probes(plan: str) -> list[str]:
     """How ``plan`` reads the context table's partitions, one line each."""
-    return [line.strip() for line in plan.splitlines() if re.search(r" on \w+_context_(\d{8}_\d{8}|default)", line)]
+    return [
+        line.strip()
+        for line in plan.splitlines()
+        if re.search(r" on \w+_context_(\d{8}_\d{8}|default)", line)
+    ]
 
 
 def test_history_of_an_object_uses_the_index_and_a_time_range_prunes(layout, read_model):

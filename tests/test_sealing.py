@@ -512,16 +512,34 @@ def link(previous: bytes, header: list[str | None], chunks: list[list[Any]], ext
     return hashlib.sha256(text.encode()).digest()
 
 
-def field_texts(trail: Trail) -> dict[int, list[str | None]]:
-    """Each audit row's fields as its type's output function writes them (what COPY prints)."""
+def field_texts(trail: Trail, context: bool = False) -> dict[int, list[str | None]]:
+    """Each audit row's fields as its type's output function writes them (what COPY prints);
+    with ``context``, followed by those format 3 adds: the row's context id, and its context
+    row's login role and context."""
     conn = connect(trail.dbname, autocommit=True)
     cur = conn.cursor()
     cur.execute("SET TimeZone = 'UTC'")
+    names = [SQL("e.{}").format(ident(c)) for c in trail.layout.column_names]
+    if context:
+        names += [SQL("e.audit_context_id"), SQL("c.session_user_name"), SQL("c.context")]
     columns = SQL(", ").join(
-        SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END").format(c=ident(c))
-        for c in trail.layout.column_names
+        SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END").format(c=c) for c in names
     )
-    execute(cur, SQL("SELECT {}, {} FROM {} ORDER BY 1").format(trail.event, columns, trail.table))
+    layout = trail.layout
+    execute(
+        cur,
+        SQL(
+            "SELECT e.{}, {} FROM {} e LEFT JOIN {} c ON c.txid = e.{} AND c.created = e.{}"
+            " AND c.context_id = e.audit_context_id ORDER BY 1"
+        ).format(
+            trail.event,
+            columns,
+            trail.table,
+            ident(trail.schema, layout.context_table),
+            ident(layout.txid_column),
+            ident(layout.time_column),
+        ),
+    )
     rows = {event_id: fields for event_id, *fields in cur.fetchall()}
     conn.close()
     return rows
@@ -537,7 +555,7 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
     trail.m.seal(chunk_size=500)
     trail.write(2000, 3)
     head = trail.m.seal(chunk_size=7).head
-    rows = field_texts(trail)
+    rows = field_texts(trail, context=True)
     seals = trail.run(
         SQL(
             "SELECT seal_id, kind, sealed_at::text, first_event_id, last_event_id, row_count, chunk_size,"
@@ -547,14 +565,14 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
     )
     previous = bytes(32)
     for seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, prev, digest, extra in seals:
-        assert json.loads(extra) == {"format": 2, "pending": [], "closes": []}
+        assert json.loads(extra) == {"format": 3, "pending": [], "closes": []}
         lines: dict[int, list[list[str | None]]] = {}
         for event_id, fields in rows.items():
             if first <= event_id <= last:
                 lines.setdefault((event_id - first) // size, []).append(fields)
         assert sorted(lines) == list(ks) and [len(v) for _, v in sorted(lines.items())] == list(ns)
         for k, d in zip(ks, ds, strict=True):
-            assert chunk_digest(2, lines[k]) == bytes(d)
+            assert chunk_digest(3, lines[k]) == bytes(d)
         header = [str(seal_id), kind, at, str(first), str(last), str(count), str(size), part]
         computed = link(previous, header, list(zip(cs, ks, ns, ds, ps, strict=True)), extra)
         assert bytes(prev) == previous and bytes(digest) == computed
@@ -594,6 +612,41 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     assert new.rows == 5 and trail.verify(expect=digest.hex()).ok
     trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(12)))
     assert [(p.kind, p.seal_id, p.first_event_id) for p in trail.verify().problems] == [("removed", 1, 11)]
+
+
+def test_a_changed_context_row_or_reference_under_sealed_rows_is_found(trail):
+    """Format 3 covers who wrote a row and what it declared: a context row rewritten (the
+    login role, the context), or a row pointed at another context row, changes the sealed
+    rows' digests, inside the database and offline."""
+    trail.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 7}', false)""")
+    trail.write(1, 10)
+    trail.run("SELECT set_config('partitioned_audit.context', '', false)")
+    trail.write(100, 10)
+    head = trail.m.seal(chunk_size=5).head
+    assert trail.verify(expect=head).ok
+    contexts = ident(trail.schema, trail.layout.context_table)
+    (first, last) = trail.run(SQL("SELECT min(context_id), max(context_id) FROM {}").format(contexts))[0]
+    trail.tamper(
+        SQL("UPDATE {} SET session_user_name = 'admin' WHERE context_id = {}").format(
+            contexts, literal(first)
+        )
+    )
+    changed = trail.verify(expect=head).problems
+    assert changed and {p.kind for p in changed} == {"changed"} and {p.seal_id for p in changed} == {1}
+    login = trail.run("SELECT session_user::text")[0][0]
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(
+        SQL("UPDATE {} SET session_user_name = %s WHERE context_id = {}").format(contexts, literal(first)),
+        [login],
+    )
+    trail.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    assert trail.verify(expect=head).ok  # as it was: nothing found
+    trail.tamper(
+        SQL("UPDATE {} SET audit_context_id = {} WHERE audit_context_id = {}").format(
+            trail.table, literal(last), literal(first)
+        )
+    )
+    assert {p.kind for p in trail.verify(expect=head).problems} == {"changed"}
 
 
 # ---------------------------------------------------------------------------------------

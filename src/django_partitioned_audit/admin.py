@@ -239,7 +239,7 @@ class OperationFilter(admin.SimpleListFilter):
 class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Read-only list and detail of the audit entries of either layout."""
 
-    list_display = ("entry_id", "when", "table", "operation", "key", "user", "object_links")
+    list_display = ("entry_id", "when", "table", "operation", "key", "user", "login_role", "object_links")
     list_display_links = ("entry_id",)
     list_filter: tuple[Any, ...] = (TableFilter, OperationFilter, UserFilter)
     search_fields = ("object_pk",)  # shows the search box; get_search_results does the search
@@ -261,13 +261,13 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
         return [
             (None, {"fields": self.detail_fields}),
-            ("Who", {"fields": ("context",)}),
+            ("Who", {"fields": ("login_role", "context")}),
             ("What changed", {"fields": ("changes",)}),
             ("The row after the change (before it, for a delete)", {"fields": ("row",)}),
         ]
 
     def get_readonly_fields(self, request: Any, obj: Any = None) -> Any:
-        return self.detail_fields + ("context", "changes", "row")
+        return self.detail_fields + ("login_role", "context", "changes", "row")
 
     def get_search_results(self, request: Any, queryset: Any, search_term: str) -> tuple[Any, bool]:
         key = search_term.strip()
@@ -331,7 +331,13 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def user(self, entry: Any) -> str:
         return who(entry.audit_context)
 
-    @admin.display(description="context")
+    @admin.display(description="database role")
+    def login_role(self, entry: Any) -> str:
+        """The role that logged in (``session_user``), recorded by the capture: unlike the
+        context, which the writer declares, the application cannot choose it."""
+        return entry.session_user_name or "—"
+
+    @admin.display(description="context (declared by the writer)")
     def context(self, entry: Any) -> str:
         rows = [(k, _shown(v)) for k, v in sorted((entry.audit_context or {}).items())]
         return render_to_string(f"{TEMPLATES}/context.html", {"rows": rows})
@@ -365,7 +371,6 @@ class SimpleAuditEntryAdmin(AuditEntryAdmin):
 class AdvancedAuditEntryAdmin(AuditEntryAdmin):
     detail_fields = (
         *AuditEntryAdmin.detail_fields,
-        "session_user_name",
         "application_name",
         "client_addr",
         "transaction_id",
@@ -500,6 +505,7 @@ class AuditHistoryAdminMixin:
             {
                 "version": v,
                 "who": who(v.context),
+                "role": v.session_user or "—",
                 "context": sorted((v.context or {}).items()),
                 "rows": changes_rows(v.changes),
                 "unchanged": not v.changes and v.operation is Operation.UPDATE,
@@ -633,6 +639,7 @@ class AuditHistoryAdminMixin:
                     "key": key,
                     "version": version,
                     "who": who(version.context),
+                    "role": version.session_user or "—",
                     "summary": ", ".join(
                         f"{f.name}={_shown(version.changes[f.name][0])}" for f in shown_fields
                     ),

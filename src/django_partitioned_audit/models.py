@@ -16,7 +16,6 @@ from typing import Any, overload
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
-from django.db.models.expressions import RawSQL
 
 from . import conf
 from .errors import RevertError

@@ -968,8 +968,8 @@ def create_context_partition(
 
 
 def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Composable]:
-    """The context table, its DEFAULT partition, its indexes and the triggers refusing
-    to change its rows (see _CONTEXT_NOTE).
+    """The context table, its DEFAULT partition and its indexes (see _CONTEXT_NOTE);
+    :func:`protect_context_table` closes it once the functions exist.
 
     A (txid, id) B-tree serves the capture's lookup and the views' join; a partial GIN
     ``jsonb_path_ops`` serves containment (``@>``) on any key; a B-tree per key of
@@ -977,7 +977,6 @@ def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Com
     """
     table = ident(schema, layout.context_table)
     sequence = ident(schema, layout.context_sequence)
-    fixed = ident(schema, f"{PREFIX}context_fixed")
     statements: list[Composable] = [
         SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(sequence),
         SQL("CREATE TABLE IF NOT EXISTS {} (" + _CONTEXT_COLUMNS + ") PARTITION BY RANGE (created)").format(
@@ -997,7 +996,14 @@ def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Com
                 ident(layout.context_key_index(key)), table, context_key(key), context_key(key)
             )
         )
-    statements += [
+    return statements
+
+
+def protect_context_table(layout: Layout, schema: str) -> list[Composable]:
+    """The triggers refusing to change the context rows, and no privilege for PUBLIC."""
+    table = ident(schema, layout.context_table)
+    fixed = ident(schema, f"{PREFIX}context_fixed")
+    statements = [
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRIGGER), table),
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRUNCATE_TRIGGER), table),
         SQL("CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
@@ -1088,7 +1094,9 @@ def legacy_context(layout: Layout, schema: str) -> Composable:
 def has_legacy_contexts(layout: Layout, schema: str) -> Composable:
     """Whether some row written before the context table holds a context (one probe of
     the partial head index, where it exists)."""
-    return SQL("SELECT EXISTS (SELECT FROM {} WHERE " + CONTEXT_HEAD + ")").format(ident(schema, layout.table))
+    return SQL("SELECT EXISTS (SELECT FROM {} WHERE " + CONTEXT_HEAD + ")").format(
+        ident(schema, layout.table)
+    )
 
 
 def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:

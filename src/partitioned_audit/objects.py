@@ -309,6 +309,9 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         statements.append(layouts.add_columns(layout, schema))
     statements.append(layouts.create_default_partition(layout, schema))
     statements.extend(layouts.create_indexes(layout, schema))
+    statements.extend(
+        layouts.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
+    )
     if layout.has_payload_gin:
         statements.append(layouts.gin_index(schema, gin_index))
     statements.extend(sealing.create_tables(layout, schema))
@@ -316,10 +319,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     statements.append(functions)
     statements.extend(sealing.create_append_only(layout, schema))
     statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
-    # After the functions: its triggers call one.
-    statements.extend(
-        layouts.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
-    )
+    statements.extend(layouts.protect_context_table(layout, schema))  # its triggers call a helper
     legacy = found.table.exists and _legacy_contexts(cursor, layout, schema)
     statements.extend(layouts.create_view(layout, schema, legacy))  # its trigger calls a helper
     statements.extend(layouts.protect_table(layout, schema))

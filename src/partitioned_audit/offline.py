@@ -24,8 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .layouts import Layout
-from .sealing import GENESIS, INLINE_BYTES, MIN_RETENTION, Finding, Verification, parse_head
+from .layouts import CONTEXT_ID_COLUMN, Layout
+from .sealing import CONTEXT_FIELDS, GENESIS, INLINE_BYTES, MIN_RETENTION, Finding, Verification, parse_head
 from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
 
 #: Rows fetched per round trip from the server-side cursor.
@@ -173,11 +173,11 @@ class Entry:
 
     @property
     def format(self) -> int | None:
-        """The entry's format: 1 without ``extra``, 2 when ``extra`` says so, else None."""
+        """The entry's format: 1 without ``extra``, 2 or 3 when ``extra`` says so, else None."""
         if self.extra is None:
             return 1
         value = None if self.document is None else self.document.get("format")
-        return 2 if _is_number(value) and value == 2 else None
+        return int(value) if _is_number(value) and value in (2, 3) else None
 
     def ids(self, key: str) -> list[int] | None:
         """``extra -> key`` when it is a list of ids (at most 18 digits), else None."""
@@ -273,18 +273,25 @@ def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
 
 
 def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[tuple[Any, ...]]:
-    """(event id, partition, field texts...) of every row up to ``sealed`` or with no valid id,
-    in event-id order (NULL first), through a server-side cursor."""
+    """(event id, partition, field texts..., context field texts...) of every row up to
+    ``sealed`` or with no valid id, in event-id order (NULL first), through a server-side
+    cursor: the fields of ``layout.column_names``, then those of ``CONTEXT_FIELDS``, its
+    context row found as the views find it."""
     event = ident(layout.event_column)
+    text = "CASE WHEN {c} IS NULL THEN NULL ELSE pg_catalog.format('%s', {c}) END"
     fields = SQL(", ").join(
-        SQL("CASE WHEN e.{c} IS NULL THEN NULL ELSE pg_catalog.format('%s', e.{c}) END").format(c=ident(c))
-        for c in layout.column_names
+        [
+            *(SQL(text).format(c=SQL("e.{}").format(ident(c))) for c in layout.column_names),
+            *(SQL(text).format(c=SQL("{}.{}").format(ident(a), ident(c))) for a, c in CONTEXT_FIELDS),
+        ]
     )
     execute(
         cursor,
         SQL(
             "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT e.{event},"
             " pg_catalog.format('%s', e.tableoid::pg_catalog.regclass), {fields} FROM {table} e"
+            " LEFT JOIN {contexts} c ON c.txid OPERATOR(pg_catalog.=) e.{txid}"
+            " AND c.created OPERATOR(pg_catalog.=) e.{time} AND c.context_id OPERATOR(pg_catalog.=) e.{context_id}"
             " WHERE e.{event} OPERATOR(pg_catalog.<=) {sealed} OR e.{event} IS NULL"
             " ORDER BY e.{event} NULLS FIRST"
         ).format(
@@ -292,6 +299,10 @@ def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[
             event=event,
             fields=fields,
             table=ident(schema, layout.table),
+            contexts=ident(schema, layout.context_table),
+            txid=ident(layout.txid_column),
+            time=ident(layout.time_column),
+            context_id=ident(CONTEXT_ID_COLUMN),
             sealed=SQL("{}::pg_catalog.int8").format(literal(sealed)),
         ),
     )
@@ -323,7 +334,7 @@ def _entry_problem(entry: Entry, seals: dict[int, _Seal], opens: list[int], late
     """What an entry claims that it may not (``dpa_seal_entry_problem``), or None: ``seals``
     are the earlier counted seals covering ids, ``opens`` those still open, ``late_before``
     the rows the chunks of earlier seals it carries had."""
-    if entry.extra is not None and entry.format != 2:
+    if entry.extra is not None and entry.format not in (2, 3):
         return f"its format {entry.format_text or ''} is unknown"
     closes: list[int] = []
     if entry.kind == "seal" and entry.extra is not None:
@@ -598,7 +609,9 @@ def _recompute(
     count = 0
     parts: set[str] = set()
     tally: _Tally | None = None
-    for event_id, partition, *fields in _rows(cursor, layout, schema, sealed):
+    width = len(layout.column_names)
+    for event_id, partition, *values in _rows(cursor, layout, schema, sealed):
+        fields, context = values[:width], values[width:]
         if event_id is None or event_id < 1:
             if event_id is not None:
                 low = event_id if low is None else min(low, event_id)
@@ -619,7 +632,7 @@ def _recompute(
         if seal.format == 1:
             tally.hasher.update(row_line(fields))
         else:
-            digest = row_digest(fields)
+            digest = row_digest(fields if seal.format == 2 else [*fields, *context])
             tally.hasher.update(digest)
             if not late:
                 tally.settled.update(digest)

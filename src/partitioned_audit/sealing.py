@@ -33,6 +33,7 @@ from typing import Any
 from .errors import AuditError, ConfigurationError
 from .layouts import (
     COMMENT_TAG,
+    CONTEXT_ID_COLUMN,
     MAINTENANCE_ALLOWED,
     MAINTENANCE_SETTING,
     PREFIX,
@@ -51,9 +52,13 @@ DEFAULT_CHUNK_SIZE = 1_000
 DEFAULT_WAIT_MS = 2_000
 #: The digest the first seal chains from.
 GENESIS = "00" * 32
-#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of format 1, made
-#: before it, keep verifying with theirs.
-FORMAT = 2
+#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of formats 1 and
+#: 2, made before it, keep verifying with theirs. Format 3 adds to each row's fields the
+#: context reference and what the context row it points at holds (:data:`CONTEXT_FIELDS`).
+FORMAT = 3
+#: What format 3 appends to a row's fields, in order: the row's ``audit_context_id``, then
+#: the login role and the context of the context row it points at (NULL where none).
+CONTEXT_FIELDS = (("e", CONTEXT_ID_COLUMN), ("c", "session_user_name"), ("c", "context"))
 #: The largest chunk a seal accepts: a chunk's digest hashes 32 bytes a row, 32 MB at most.
 MAX_CHUNK_SIZE = 1_000_000
 #: A field whose text is longer (in UTF-8 bytes) enters its row's digest as its own SHA-256.
@@ -108,6 +113,9 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
         "row_digest": _row_digest(layout),
+        "contexts": ident(schema, layout.context_table),
+        "time": ident(layout.time_column),
+        "context_id": ident(CONTEXT_ID_COLUMN),
         "field_bytes": _field_bytes(layout),
         "txid": ident(layout.txid_column),
         "format": literal(FORMAT),
@@ -128,30 +136,42 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
 _FULL_XID = "(_next - ((_next - t.transactionid::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
 
 
+def _piece(name: str) -> Composable:
+    """The piece of field bytes ``b.<name>``: 0x00 for NULL; 0x01, the length in 4 bytes
+    and the bytes when at most ``INLINE_BYTES`` long; else 0x02 and their SHA-256."""
+    return SQL(
+        "CASE WHEN b.{f} IS NULL THEN '\\x00'::bytea"
+        " WHEN octet_length(b.{f}) <= {inline} THEN '\\x01'::bytea || int4send(octet_length(b.{f})) || b.{f}"
+        " ELSE '\\x02'::bytea || sha256(b.{f}) END"
+    ).format(f=ident(name), inline=literal(INLINE_BYTES))
+
+
 def _row_digest(layout: Layout) -> Composable:
-    """A row's digest (format 2): SHA-256 over its fields' pieces in column order, from the
-    UTF-8 bytes ``b.f<i>`` of their output text (see :func:`_field_bytes`): 0x00 for NULL;
-    0x01, the length in 4 bytes and the bytes when at most ``INLINE_BYTES`` long; else 0x02
-    and their SHA-256. One hash a row, and a bounded one, whatever the row holds."""
-    fields = [
-        SQL(
-            "CASE WHEN b.{f} IS NULL THEN '\\x00'::bytea"
-            " WHEN octet_length(b.{f}) <= {inline} THEN '\\x01'::bytea || int4send(octet_length(b.{f})) || b.{f}"
-            " ELSE '\\x02'::bytea || sha256(b.{f}) END"
-        ).format(f=ident(f"f{i}"), inline=literal(INLINE_BYTES))
-        for i, _ in enumerate(layout.column_names)
-    ]
-    return SQL("sha256({})").format(SQL(" || ").join(fields))
+    """A row's digest (formats 2 and 3): SHA-256 over its fields' pieces in column order
+    (see :func:`_piece`), from the UTF-8 bytes ``b.f<i>`` of their output text (see
+    :func:`_field_bytes`); format 3 goes on with the pieces of :data:`CONTEXT_FIELDS`
+    (``b.g<i>``). One hash a row, and a bounded one, whatever the row holds."""
+    fields = SQL(" || ").join(_piece(f"f{i}") for i, _ in enumerate(layout.column_names))
+    context = SQL(" || ").join(_piece(f"g{i}") for i, _ in enumerate(CONTEXT_FIELDS))
+    return SQL("sha256({} || CASE WHEN formats[w.i] >= 3 THEN {} ELSE ''::bytea END)").format(fields, context)
 
 
 def _field_bytes(layout: Layout) -> Composable:
-    """The UTF-8 bytes of each field's output text, as ``f0``, ``f1``, ... (each made once)."""
+    """The UTF-8 bytes of each field's output text, as ``f0``, ``f1``, ... (each made
+    once), and for format 3 those of :data:`CONTEXT_FIELDS` as ``g0``, ``g1``, ``g2``."""
+    # (format() writes NULL as an empty string: NULL must stay NULL)
+    text = "CASE WHEN {c} IS NOT NULL THEN convert_to(format('%s', {c}), 'UTF8') END AS {f}"
     return SQL(", ").join(
-        # (format() writes NULL as an empty string: NULL must stay NULL)
-        SQL("CASE WHEN e.{c} IS NOT NULL THEN convert_to(format('%s', e.{c}), 'UTF8') END AS {f}").format(
-            c=ident(c), f=ident(f"f{i}")
-        )
-        for i, c in enumerate(layout.column_names)
+        [
+            *(
+                SQL(text).format(c=SQL("e.{}").format(ident(c)), f=ident(f"f{i}"))
+                for i, c in enumerate(layout.column_names)
+            ),
+            *(
+                SQL(text).format(c=SQL("{}.{}").format(ident(alias), ident(c)), f=ident(f"g{i}"))
+                for i, (alias, c) in enumerate(CONTEXT_FIELDS)
+            ),
+        ]
     )
 
 
@@ -225,7 +245,8 @@ RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS
 DECLARE
     _closes bigint[] := '{{}}';
 BEGIN
-    IF extra IS NOT NULL AND (jsonb_typeof(extra) <> 'object' OR (extra -> 'format') IS DISTINCT FROM '2'::jsonb) THEN
+    IF extra IS NOT NULL AND (jsonb_typeof(extra) <> 'object'
+                              OR NOT coalesce((extra -> 'format') IN ('2'::jsonb, '3'::jsonb), false)) THEN
         RETURN format('its format %s is unknown', CASE WHEN jsonb_typeof(extra) = 'object' THEN extra -> 'format' END);
     END IF;
     IF kind = 'seal' AND extra IS NOT NULL THEN
@@ -440,7 +461,11 @@ LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
                    CASE WHEN formats[w.i] = 1 THEN ROW({columns})::text || E'\\n' END AS line,
                    CASE WHEN formats[w.i] <> 1 THEN {row_digest} END AS d,
                    coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
-              FROM {table} e CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
+              FROM {table} e
+              -- (format 3: the row's context row, as the views join it)
+              LEFT JOIN {contexts} c
+                     ON c.txid = e.{txid} AND c.created = e.{time} AND c.context_id = e.{context_id}
+             CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
               -- (OFFSET 0: each field's text is made once, not once a use)
               LEFT JOIN LATERAL (SELECT {field_bytes} WHERE formats[w.i] <> 1 OFFSET 0) AS b ON true
              WHERE e.{event} >= lo AND e.{event} <= hi AND e.tableoid IS DISTINCT FROM exclude) AS r

@@ -34,10 +34,10 @@ from .. import catalog, privileges, sealing
 from ..errors import ConfigurationError, PartitionError
 from ..layouts import (
     COMMENT_TAG,
+    CONTEXT_TIME_COLUMN,
     DETACHED_COMMENT,
     MAINTENANCE_SETTING,
     PARTITION_COMMENT,
-    CONTEXT_TIME_COLUMN,
     Layout,
     create_context_default,
     create_default_partition,
@@ -246,7 +246,9 @@ class Maintainer:
                     if drop:
                         execute(cursor, SQL("DROP TABLE {}").format(table))
                     else:
-                        execute(cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(DETACHED_COMMENT)))
+                        execute(
+                            cursor, SQL("COMMENT ON TABLE {} IS {}").format(table, literal(DETACHED_COMMENT))
+                        )
                 done.append(info)
             return done
 
@@ -310,7 +312,12 @@ class Maintainer:
         """Create the audit partition ``info`` and the context table's beside it, with the
         same bounds: returns how many audit rows left the DEFAULT partition for it."""
         moved = self._create_partition(
-            cursor, self.layout.table, info.partition, self.layout.default_partition, self.layout.time_column, bounds
+            cursor,
+            self.layout.table,
+            info.partition,
+            self.layout.default_partition,
+            self.layout.time_column,
+            bounds,
         )
         self._create_partition(
             cursor,

@@ -1,0 +1,134 @@
+"""The context table against the application role: what a writer declares about itself is
+a claim, the login role beside it is recorded by the capture, and the context rows are as
+closed to the application as the audit rows.
+
+Each test runs in both layouts, as real logins (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+from tests.attacks.conftest import TwoRoles, refused
+
+
+def view_rows(setup: TwoRoles, role: str) -> list[tuple[object, ...]]:
+    """(audit_context, session_user_name, audit_context_id) of every row, through the read
+    view, as ``role`` reads it."""
+    key = "id" if setup.layout.name == "simple" else "event_id"
+    return setup.run(
+        role,
+        f"SELECT audit_context::text, session_user_name, audit_context_id FROM {setup.layout.view}"  # noqa: S608
+        f" ORDER BY {key}",
+    )
+
+
+def test_a_context_naming_another_user_still_shows_the_real_login_role(two_roles: TwoRoles):
+    """F10: any writer can SET LOCAL a context claiming to be someone else, even through a
+    role it may SET ROLE to; the trail records the role that logged in beside it."""
+    setup = two_roles
+    other = f"{setup.app}_other"
+    setup.run(
+        None,
+        f'CREATE ROLE "{other}"',
+        f'GRANT "{other}" TO "{setup.app}"',
+        f'GRANT INSERT ON invoice TO "{other}"',
+    )
+    claimed = {"user_id": 1, "username": "admin"}
+    setup.run(
+        setup.app,
+        f"SET LOCAL partitioned_audit.context = '{json.dumps(claimed)}'",
+        f'SET LOCAL ROLE "{other}"',
+        "INSERT INTO invoice VALUES (2, 20)",
+    )
+    *_, (context, role, _) = view_rows(setup, setup.app)
+    assert json.loads(context) == claimed  # recorded as declared ...
+    assert role == setup.app  # ... beside the role that logged in, neither admin nor the SET ROLE
+    # The first write, outside any context, has the role too.
+    assert view_rows(setup, setup.owner)[0][:2] == (None, setup.app)
+
+
+def test_the_app_role_cannot_write_or_read_the_context_table(two_roles: TwoRoles):
+    setup = two_roles
+    layout = setup.layout
+    trail_before = setup.trail()
+    contexts_before = setup.run(setup.owner, f"SELECT * FROM {layout.context_table} ORDER BY context_id")  # noqa: S608
+    conn = setup.session(setup.app)
+    try:
+        for table in (layout.context_table, layout.context_default_partition):
+            for statement in (
+                f"INSERT INTO {table} (created, txid, session_user_name, context)"  # noqa: S608
+                " VALUES (now(), txid_current(), 'admin', '{\"user_id\": 1}')",
+                f"UPDATE {table} SET session_user_name = 'admin'",  # noqa: S608
+                f"DELETE FROM {table}",  # noqa: S608
+                f"TRUNCATE {table}",
+                f"SELECT * FROM {table}",  # noqa: S608
+            ):
+                assert "permission denied" in refused(conn, statement)
+        assert "permission denied" in refused(conn, f"SELECT nextval('{layout.context_sequence}')")
+    finally:
+        conn.close()
+    assert setup.trail() == trail_before
+    after = setup.run(setup.owner, f"SELECT * FROM {layout.context_table} ORDER BY context_id")  # noqa: S608
+    assert after == contexts_before
+
+
+def test_the_context_rows_stay_as_written_even_for_their_owner(two_roles: TwoRoles):
+    """Only the engine's maintenance moves them, with their partition; an UPDATE, a DELETE
+    or a TRUNCATE is refused, whoever runs it."""
+    setup = two_roles
+    table = setup.layout.context_table
+    conn = setup.owner_session()
+    try:
+        for statement in (
+            f"UPDATE {table} SET session_user_name = 'admin'",  # noqa: S608
+            f"DELETE FROM {table}",  # noqa: S608
+            f"TRUNCATE {table}",
+        ):
+            assert "are never changed nor removed" in refused(conn, statement)
+    finally:
+        conn.close()
+
+
+def test_the_capture_never_points_a_row_at_another_transactions_context(two_roles: TwoRoles):
+    """The capture picks the context row by txid_current(): a writer repeating another
+    transaction's context, or setting a reference of its own, gets a row of its own."""
+    setup = two_roles
+    context = '{"user_id": 7, "request_id": "r-1"}'
+    setup.run(
+        setup.app, f"SET LOCAL partitioned_audit.context = '{context}'", "INSERT INTO invoice VALUES (2, 20)"
+    )
+    (first,) = setup.run(setup.owner, f"SELECT max(context_id) FROM {setup.layout.context_table}")  # noqa: S608
+    setup.run(
+        setup.app,
+        f"SET LOCAL partitioned_audit.context = '{context}'",
+        # settings a writer might hope the capture reads: it reads none of them
+        f"SET LOCAL partitioned_audit.context_id = '{first[0]}'",
+        f"SET LOCAL partitioned_audit.audit_context_id = '{first[0]}'",
+        "INSERT INTO invoice VALUES (3, 30)",
+    )
+    layout = setup.layout
+    rows = setup.run(
+        setup.owner,
+        f"SELECT a.{layout.txid_column}, c.txid, c.context_id FROM {layout.table} AS a"  # noqa: S608 - constants
+        f" JOIN {layout.context_table} AS c ON c.context_id = a.audit_context_id ORDER BY a.{layout.event_column}",
+    )
+    assert all(row_txid == context_txid for row_txid, context_txid, _ in rows), rows
+    assert rows[-1][2] != first[0] and rows[-2][2] == first[0]
+
+
+def test_a_read_only_role_searches_by_context_through_the_view(two_roles: TwoRoles):
+    """``audit_privileges --read`` grants the views only: a search by context goes through
+    them (before the context table, filter_context() queried the audit table)."""
+    setup = two_roles
+    setup.run(
+        setup.app,
+        """SET LOCAL partitioned_audit.context = '{"user_id": 7}'""",
+        "INSERT INTO invoice VALUES (2, 20)",
+    )
+    found = setup.run(
+        setup.app,
+        f"""SELECT count(*) FROM {setup.layout.view} WHERE audit_context @> '{{"user_id": 7}}'"""  # noqa: S608
+        f""" AND (audit_context ->> 'user_id') = '7'""",
+    )
+    assert found == [(1,)]
