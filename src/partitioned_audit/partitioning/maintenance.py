@@ -233,11 +233,12 @@ class Maintainer:
                     )
                 # The chain records what its sealed rows leave behind, before they go.
                 sealing.retire(cursor, self.layout, self.schema, info.partition, drop)
-                # The context rows of its transactions go with it (they have the same time).
+                # The context rows of its transactions go with it (they have the same time):
+                # first, as writers lock the context table first (see _create_one).
                 contexts = self.layout.context_partition(info.partition)
                 for parent, name in (
-                    (self._parent, info.partition),
                     (ident(self.schema, self.layout.context_table), contexts),
+                    (self._parent, info.partition),
                 ):
                     if name == contexts and not catalog.existing_tables(cursor, [(self.schema, name)]):
                         continue  # made before the context table, whose DEFAULT holds its rows
@@ -310,8 +311,25 @@ class Maintainer:
         self, cursor: Cursor, info: PartitionInfo, bounds: tuple[dt.datetime, dt.datetime]
     ) -> int:
         """Create the audit partition ``info`` and the context table's beside it, with the
-        same bounds: returns how many audit rows left the DEFAULT partition for it."""
-        moved = self._create_partition(
+        same bounds: returns how many audit rows left the DEFAULT partition for it.
+
+        The context table's first: a writer locks it before the audit table (the capture
+        looks its context row up first), so taking them in that order never deadlocks. A
+        context partition is not made where one already holds part of the range (left by
+        an audit partition dropped by hand): its rows stay there.
+        """
+        contexts = self.layout.context_partition(info.partition)
+        present = catalog.partitions(cursor, self.schema, self.layout.context_table)
+        if contexts not in {row.name for row in present} and not overlapping(*bounds, present):
+            self._create_partition(
+                cursor,
+                self.layout.context_table,
+                contexts,
+                self.layout.context_default_partition,
+                CONTEXT_TIME_COLUMN,
+                bounds,
+            )
+        return self._create_partition(
             cursor,
             self.layout.table,
             info.partition,
@@ -319,15 +337,6 @@ class Maintainer:
             self.layout.time_column,
             bounds,
         )
-        self._create_partition(
-            cursor,
-            self.layout.context_table,
-            self.layout.context_partition(info.partition),
-            self.layout.context_default_partition,
-            CONTEXT_TIME_COLUMN,
-            bounds,
-        )
-        return moved
 
     def _create_partition(
         self,
