@@ -1003,7 +1003,7 @@ def protect_context_table(layout: Layout, schema: str) -> list[Composable]:
     """The triggers refusing to change the context rows, and no privilege for PUBLIC."""
     table = ident(schema, layout.context_table)
     fixed = ident(schema, f"{PREFIX}context_fixed")
-    statements = [
+    statements: list[Composable] = [
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRIGGER), table),
         SQL("DROP TRIGGER IF EXISTS {} ON {}").format(ident(CONTEXT_FIXED_TRUNCATE_TRIGGER), table),
         SQL("CREATE TRIGGER {} BEFORE UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}()").format(
@@ -1091,6 +1091,22 @@ def legacy_context(layout: Layout, schema: str) -> Composable:
     )
 
 
+def context_join(layout: Layout, schema: str, row: str) -> Composable:
+    """``LEFT JOIN`` of the context table, as ``c``, to the audit rows aliased ``row``: on the
+    transaction, its time (which prunes the context table to one partition) and the id. The
+    one way a row finds its context row: the views, the seals and the offline verifier."""
+    return SQL(
+        "LEFT JOIN {contexts} AS c ON c.txid OPERATOR(pg_catalog.=) {row}.{txid}"
+        " AND c.created OPERATOR(pg_catalog.=) {row}.{time} AND c.context_id OPERATOR(pg_catalog.=) {row}.{ctx}"
+    ).format(
+        contexts=ident(schema, layout.context_table),
+        row=ident(row),
+        txid=ident(layout.txid_column),
+        time=ident(layout.time_column),
+        ctx=ident(CONTEXT_ID_COLUMN),
+    )
+
+
 def has_legacy_contexts(layout: Layout, schema: str) -> Composable:
     """Whether some row written before the context table holds a context (one probe of
     the partial head index, where it exists)."""
@@ -1117,16 +1133,10 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     return [
         # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
         SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL(
-            "CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a"
-            " LEFT JOIN {contexts} AS c ON c.txid = a.{txid} AND c.created = a.{time} AND c.context_id = a.{ctx}"
-        ).format(
+        SQL("CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a {join}").format(
             view=view,
             table=ident(schema, layout.table),
-            contexts=ident(schema, layout.context_table),
-            txid=ident(layout.txid_column),
-            time=ident(layout.time_column),
-            ctx=ident(CONTEXT_ID_COLUMN),
+            join=context_join(layout, schema, "a"),
             context=legacy_context(layout, schema) if legacy else SQL("c.context AS audit_context"),
         ),
         SQL(

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .layouts import CONTEXT_ID_COLUMN, Layout
+from .layouts import Layout, context_join
 from .sealing import CONTEXT_FIELDS, GENESIS, INLINE_BYTES, MIN_RETENTION, Finding, Verification, parse_head
 from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
 
@@ -289,9 +289,7 @@ def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[
         cursor,
         SQL(
             "DECLARE {cursor} NO SCROLL CURSOR FOR SELECT e.{event},"
-            " pg_catalog.format('%s', e.tableoid::pg_catalog.regclass), {fields} FROM {table} e"
-            " LEFT JOIN {contexts} c ON c.txid OPERATOR(pg_catalog.=) e.{txid}"
-            " AND c.created OPERATOR(pg_catalog.=) e.{time} AND c.context_id OPERATOR(pg_catalog.=) e.{context_id}"
+            " pg_catalog.format('%s', e.tableoid::pg_catalog.regclass), {fields} FROM {table} e {join}"
             " WHERE e.{event} OPERATOR(pg_catalog.<=) {sealed} OR e.{event} IS NULL"
             " ORDER BY e.{event} NULLS FIRST"
         ).format(
@@ -299,10 +297,7 @@ def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[
             event=event,
             fields=fields,
             table=ident(schema, layout.table),
-            contexts=ident(schema, layout.context_table),
-            txid=ident(layout.txid_column),
-            time=ident(layout.time_column),
-            context_id=ident(CONTEXT_ID_COLUMN),
+            join=context_join(layout, schema, "e"),
             sealed=SQL("{}::pg_catalog.int8").format(literal(sealed)),
         ),
     )

@@ -40,6 +40,7 @@ from .layouts import (
     SEAL_FUNCTIONS,
     SEAL_HELPERS,
     Layout,
+    context_join,
 )
 from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, quote_ident, render, sqlstate
 
@@ -113,9 +114,7 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         ),
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
         "row_digest": _row_digest(layout),
-        "contexts": ident(schema, layout.context_table),
-        "time": ident(layout.time_column),
-        "context_id": ident(CONTEXT_ID_COLUMN),
+        "context_join": context_join(layout, schema, "e"),
         "field_bytes": _field_bytes(layout),
         "txid": ident(layout.txid_column),
         "format": literal(FORMAT),
@@ -463,8 +462,7 @@ LANGUAGE sql STABLE {canonical} SET work_mem = '64MB' AS $fn$
                    coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
               FROM {table} e
               -- (format 3: the row's context row, as the views join it)
-              LEFT JOIN {contexts} c
-                     ON c.txid = e.{txid} AND c.created = e.{time} AND c.context_id = e.{context_id}
+              {context_join}
              CROSS JOIN LATERAL (SELECT width_bucket(e.{event}, firsts) AS i) AS w
               -- (OFFSET 0: each field's text is made once, not once a use)
               LEFT JOIN LATERAL (SELECT {field_bytes} WHERE formats[w.i] <> 1 OFFSET 0) AS b ON true
