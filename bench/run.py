@@ -201,8 +201,8 @@ def as_variant(variant: str, statement: Composable, table: str) -> Composable:
 
 def audit_bytes(conn: psycopg.Connection[Any], variant: str, table: str) -> int:
     """On-disk bytes of where the variant keeps the history of ``table``, with its indexes:
-    this project's audit table (every partition), pghistory's event table, the dual-write
-    log; for the baseline, ``table`` itself."""
+    this project's audit table and context table (every partition), pghistory's event
+    table, the dual-write log; for the baseline, ``table`` itself."""
     audit = AUDIT.get(variant)
     if audit is None:
         if variant in PGHISTORY_LEVELS:
@@ -214,12 +214,14 @@ def audit_bytes(conn: psycopg.Connection[Any], variant: str, table: str) -> int:
             table = dual_log(table)
         return int(run(conn, "SELECT pg_total_relation_size(%s::regclass)", [table])[0][0])
     layout, schema, _ = audit
+    # Every partition of the audit table and of its context table, with their indexes.
     return int(
         run(
             conn,
             "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0) FROM pg_inherits i"
-            " WHERE i.inhparent = (quote_ident(%s) || '.' || quote_ident(%s))::regclass",
-            [schema, layout.table],
+            " WHERE i.inhparent IN ((quote_ident(%s) || '.' || quote_ident(%s))::regclass,"
+            " to_regclass(quote_ident(%s) || '.' || quote_ident(%s)))",
+            [schema, layout.table, schema, layout.context_table],
         )[0][0]
     )
 

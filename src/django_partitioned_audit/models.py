@@ -586,9 +586,10 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
 
     def newest_first(self) -> Any:
-        """Newest entries first: by time, then by id. What reads a user's newest entries
-        from the index of the context table (``filter_context(user_id=7).newest_first()[:100]``);
-        ``order_by("-pk")`` gives the same rows but has to sort them all."""
+        """Newest entries first: by time (the transaction's start), then by id; the order
+        of the context table's ``user_id`` index (``filter_context(user_id=7).newest_first()[:100]``).
+        docs/performance.md says when the planner reads that index in order and when it
+        sorts a user's rows instead."""
         return self.order_by(f"-{self._time}", "-pk")
 
     def history(
