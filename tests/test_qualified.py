@@ -21,8 +21,11 @@ from tests.engine_db import connect
 #: and the first step of the check without a guard, which has no SET clause to save its cost
 #: on every statement.
 INLINED_HELPERS = ("pk_text", "redact", "context_object", "check_type_owners")
-#: Names that look like calls but are SQL syntax, resolved without any search.
-SYNTAX = set("coalesce exists any over values in row when then else select and or not from join".split())
+#: Names that look like calls but are SQL syntax, resolved without any search (``assign``
+#: is what ``:=`` became above: ``_x bigint := (SELECT ...)`` assigns a subquery).
+SYNTAX = set(
+    "coalesce exists any over values in row when then else select and or not from join assign".split()
+)
 #: Type names that are SQL keywords, always pg_catalog's.
 KEYWORD_TYPES = {"boolean", "bigint", "integer"}
 

@@ -740,21 +740,21 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
         execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.context_table)))
-        execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.context_sequence)))
         for table in (layout.seal_table, layout.mark_table):
             execute(cursor, SQL("DROP TABLE IF EXISTS {}").format(ident(schema, table)))
-        # A detached partition is kept with its rows, but its event id default still draws
-        # from the sequence, which could then not be dropped: it loses the default instead.
-        for table, column in catalog.detached_defaults(
-            cursor, schema, layout.sequence, layouts.DETACHED_COMMENT
-        ):
-            execute(
-                cursor,
-                SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
-                    ident(schema, table), ident(column)
-                ),
-            )
-        execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, layout.sequence)))
+        # A detached partition is kept with its rows, but its id default still draws from
+        # the sequence, which could then not be dropped: it loses the default instead.
+        for sequence in (layout.sequence, layout.context_sequence):
+            for table, column in catalog.detached_defaults(
+                cursor, schema, sequence, layouts.DETACHED_COMMENT
+            ):
+                execute(
+                    cursor,
+                    SQL("ALTER TABLE {} ALTER COLUMN {} DROP DEFAULT").format(
+                        ident(schema, table), ident(column)
+                    ),
+                )
+            execute(cursor, SQL("DROP SEQUENCE IF EXISTS {}").format(ident(schema, sequence)))
 
 
 @dataclass(frozen=True)
