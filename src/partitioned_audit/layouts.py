@@ -214,7 +214,7 @@ class Layout:
 
     @property
     def event_index(self) -> str:
-        return f"{self.table}_event_brin"
+        return f"{self.table}_event_idx"
 
     @property
     def key_function(self) -> str:
@@ -816,11 +816,17 @@ def create_default_partition(layout: Layout, schema: str) -> Composable:
 
 
 def create_indexes(layout: Layout, schema: str) -> list[Composable]:
-    """B-tree for the history of one object; BRIN on time and on the event id, which cost
-    next to nothing to maintain (both grow with every row) and serve a time range and the
-    lookup of one entry by id (``.get(pk=)``, ``get_instance()``); a partial GIN on the
-    audit context, for ``filter_context()``, and a B-tree that finds a statement's first row
-    from the others (the view's ``audit_context``).
+    """B-tree for the history of one object; BRIN on time, which costs next to nothing to
+    maintain (it grows with every row) and serves a time range; a B-tree on the event id,
+    which reads the newest entries in order (the admin's list and its pages, each a bounded
+    walk down the index, index-only for the entries a page skips) and one entry by id
+    (``.get(pk=)``, ``get_instance()``); a partial GIN on the audit context, for
+    ``filter_context()``, and a B-tree that finds a statement's first row from the others
+    (the view's ``audit_context``).
+
+    The event id's index was a BRIN until the admin had to show the newest entries of ten
+    million without sorting a partition: only a B-tree gives them in order. Filled at its
+    right edge, it costs about 20 bytes per row (docs/performance.md).
 
     Both hold only the rows that carry a context themselves, one per statement: the others
     refer to their statement's first row (``CONTEXT_REF``), so a bulk statement pays for one
@@ -839,7 +845,7 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
         SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
             ident(layout.time_index), ident(schema, layout.table), ident(layout.time_column)
         ),
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
             ident(layout.event_index), ident(schema, layout.table), ident(layout.event_column)
         ),
         SQL(
