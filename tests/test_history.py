@@ -148,7 +148,9 @@ def test_filter_context_reads_statement_heads_then_their_rows_by_index(layout, r
         Book.objects.bulk_create([Book(isbn=f"u{i}", title="x") for i in range(20)])
     Book.objects.create(isbn="none", title="z")
     assert read_model.objects.filter_context(user_id=7).count() == 20
-    plan = explain(read_model.objects.filter_context(user_id=7).order_by("-pk")[:50])
+    # Without an order: on 21 rows the planner would rather walk the event-id index newest
+    # first and test each row, which it never does on a large trail (a user's rows are few).
+    plan = explain(read_model.objects.filter_context(user_id=7).order_by())
     assert "Seq Scan" not in plan, plan
     # Partitions name their copies of an index after its columns.
     txid, time = read_model.objects.all()._txid, read_model._time

@@ -91,9 +91,9 @@ def test_one_entry_is_found_without_reading_every_partition(layout, read_model):
 
     book = Book.objects.create(isbn="1", title="t")
     entry = read_model.objects.filter_object(Book, "1").get()
-    # .get(pk=): the BRIN on the event id, no sequential scan of any partition
+    # .get(pk=): the B-tree on the event id, no sequential scan of any partition
     plan = explain(read_model.objects.filter(pk=entry.pk))
-    assert "Seq Scan" not in plan and "event_id_idx" in plan  # the BRIN, on every partition
+    assert "Seq Scan" not in plan and "event_id_idx" in plan  # the B-tree, on every partition
     # get_instance(): the entry's own partition only, found by its time
     with CaptureQueriesContext(connection) as queries:
         assert entry.get_instance().title == book.title
