@@ -807,7 +807,7 @@ class Bench:
             limit = f"< {limits[name]:g}" if name in limits else "-"
             out.append(f"| {name} | " + " | ".join(cells) + f" | {limit} |")
         sizes = sorted({key for v in layouts for key in self.reads[v]["bytes_per_row"]} - {"rows"})
-        out += ["", "Bytes per audit row at that scale: | " + " | ".join(layouts) + " |", ""]
+        out += ["", "Bytes per audit row at that scale: every table the trail keeps, with its indexes:", ""]
         out += ["| part | " + " | ".join(layouts) + " |", "|---|" + "---|" * len(layouts)]
         for key in sizes:
             out.append(

@@ -125,9 +125,22 @@ def test_search_finds_the_entries_of_one_key_through_the_object_index(
     assert listed(admin_client.get(entries_url(read_model), {"q": "333"})) == []
     model_admin = site._registry[read_model]
     queryset, _ = model_admin.get_search_results(None, read_model.objects.all(), "111")
-    plan = explain(queryset)
-    scans = [line for line in plan.splitlines() if "Scan" in line and "Bitmap Heap" not in line]
-    assert scans and all("object_pk_idx" in line for line in scans), plan
+    assert "Seq Scan" not in explain(queryset)
+    # The scans that read entries go through the (table, key) index; an empty partition may
+    # be walked down the event-id index instead, in the list's order: it reads nothing.
+    sql, params = queryset.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
+        plan = [row[0] for row in cursor.fetchall()]
+    scans = [
+        line
+        for line in plan
+        if "Scan" in line
+        and "Bitmap Heap" not in line
+        and "rows=0 " not in line
+        and "never executed" not in line
+    ]
+    assert scans and all("object_pk_idx" in line for line in scans), "\n".join(plan)
 
 
 def test_the_detail_page_shows_the_context_and_the_old_and_new_values(
@@ -222,6 +235,8 @@ def test_the_history_needs_view_permission_on_the_object_and_on_the_entries(
 
 def test_the_list_counts_a_large_trail_by_the_planners_estimate(site, read_model, book_story, monkeypatch):
     queryset = read_model.objects.order_by("-pk")
+    # What rolled-back tests left in the partitions' files may make the planner expect more.
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "exact_below", 10**9)
     exact = audit_admin.EstimatedCountPaginator(queryset, 50)
     with CaptureQueriesContext(connection) as queries:
         assert exact.count == 3

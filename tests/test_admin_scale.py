@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 import pytest
+from django.contrib import admin
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -21,14 +22,23 @@ from tests.test_admin import entries_url, listed, site  # noqa: F401 - site is a
 
 pytestmark = pytest.mark.usefixtures("site")
 
-#: Entries of the trail: far more than any page reads.
-TRAIL = 30_000
+#: Entries of the trail: far more than any page reads, in pages of 10; few enough that what
+#: a rolled-back test leaves in the partitions' files does not change the next tests' plans.
+TRAIL = 2_500
+
+
+@pytest.fixture(autouse=True)
+def small_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pages of 10 entries, and a count from the planner above 100 entries."""
+    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_per_page", 10)
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "exact_below", 100)
 
 
 @pytest.fixture
 def trail(layout: str, read_model: Any) -> list[Book]:
     """TRAIL books inserted by one job, then a few renamed and deleted in requests, all
-    through the capture; the audit table analyzed, so the planner sees its size."""
+    through the capture; analyzed, so the planner knows how the entries spread over the
+    tables and operations, as it does on a trail that autovacuum analyzes."""
     with audit_context(job="import"):
         books = Book.objects.bulk_create(
             [Book(isbn=str(i), title=f"Book {i}") for i in range(TRAIL)], batch_size=5000
@@ -47,8 +57,15 @@ def reads(sql: str) -> tuple[dict[str, int], list[str]]:
     """Run ``sql`` under EXPLAIN ANALYZE: the audit rows (and index entries) each scan of an
     audit partition read, kept or filtered out, and the node types seen there."""
     with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
-        plan = cursor.fetchone()[0]
+        # A table this small makes a sequential scan cheapest where an index serves at
+        # scale: forbid it (as tests/test_read_api.py does), so one can only mean no index
+        # serves the query.
+        cursor.execute("SET enable_seqscan = off")
+        try:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+            plan = cursor.fetchone()[0]
+        finally:
+            cursor.execute("RESET enable_seqscan")
     if isinstance(plan, str):
         plan = json.loads(plan)
     read: dict[str, int] = {}
@@ -89,7 +106,7 @@ def test_no_page_reads_more_than_it_shows(read_model, trail, admin_client, monke
     """Each page of the list, filtered or not, a search, an entry, an object's history: every
     query reads a bounded number of audit rows, whatever the trail's size; a filter that no
     index serves in the list's order looks at ``list_scan`` entries only."""
-    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_scan", 2000)
+    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_scan", 100)
     url = entries_url(read_model)
     time = read_model._time
     newest = read_model.objects.order_by("-pk").first()
@@ -104,15 +121,15 @@ def test_no_page_reads_more_than_it_shows(read_model, trail, admin_client, monke
         "key search": (url, {"q": "5000"}),
         "an entry": (entries_url(read_model, "change", newest.pk - 100), {}),
         "an object's history": (reverse("admin:library_book_audit_history", args=["110"]), {}),
-        "page 100": (url, {"p": "100"}),
+        "page 20": (url, {"p": "20"}),
     }
     for name, (page, params) in pages.items():
         for sql, read, _ in page_reads(admin_client, page, params):
             # A sequential scan shows up on a partition the planner has no statistics for
             # (an empty one): it reads nothing, which the bound checks with the rest.
-            # page 100 skips 99 pages of keys, on the index alone; every other query reads
+            # page 20 skips 19 pages of keys, on the index alone; every other query reads
             # about a page, or the scan window of a filter no index serves.
-            bound = 100 * 50 + 50 if name == "page 100" else 2000 + 60
+            bound = 20 * 10 + 10 if name == "page 20" else 100 + 12
             assert read <= bound, (name, read, sql)
     assert read_model.objects.count() > TRAIL
 
@@ -120,14 +137,14 @@ def test_no_page_reads_more_than_it_shows(read_model, trail, admin_client, monke
 def test_a_page_skips_entries_without_building_them(read_model, trail, admin_client):
     """Django's OFFSET would build each skipped entry, its context included; the list reads
     the keys of a page alone first (no context subquery runs for a skipped entry)."""
-    queries = page_reads(admin_client, entries_url(read_model), {"p": "100"})
-    skipping = [(sql, read) for sql, read, _ in queries if " OFFSET 4950" in sql]
+    queries = page_reads(admin_client, entries_url(read_model), {"p": "20"})
+    skipping = [(sql, read) for sql, read, _ in queries if " OFFSET 190" in sql]
     assert len(skipping) == 1
     sql, read = skipping[0]
-    assert read >= 4950  # it does walk past the skipped entries...
+    assert read >= 190  # it does walk past the skipped entries...
     assert "audit_context" not in sql and "SELECT" not in sql.split("FROM", 1)[0][6:]  # ...keys only
-    shown = listed(admin_client.get(entries_url(read_model), {"p": "100"}))
-    expected = list(read_model.objects.order_by("-pk")[4950:5000])
+    shown = listed(admin_client.get(entries_url(read_model), {"p": "20"}))
+    expected = list(read_model.objects.order_by("-pk")[190:200])
     assert [e.pk for e in shown] == [e.pk for e in expected]
     assert [e.audit_context for e in shown] == [e.audit_context for e in expected]
 
@@ -137,16 +154,16 @@ def test_the_pages_are_numbered_up_to_a_bound_then_older_entries_go_on(
 ):
     monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "max_pages", 3)
     url = entries_url(read_model)
-    newest_first = list(read_model.objects.order_by("-pk").values_list("pk", flat=True)[:200])
+    newest_first = list(read_model.objects.order_by("-pk").values_list("pk", flat=True)[:40])
     response = admin_client.get(url, {"p": "3"})
-    assert [e.pk for e in listed(response)] == newest_first[100:150]
+    assert [e.pk for e in listed(response)] == newest_first[20:30]
     cl = response.context["cl"]
     assert cl.paginator.num_pages == 3
     assert admin_client.get(url, {"p": "4"}).status_code == 302  # no page 4: Django's error redirect
-    assert cl.older_url == f"?before={newest_first[149]}"
+    assert cl.older_url == f"?before={newest_first[29]}"
     assert admin_client.get(url, {"p": "2"}).context["cl"].older_url is None  # only on the last page
     older = admin_client.get(url + cl.older_url)
-    assert [e.pk for e in listed(older)] == newest_first[150:200]
+    assert [e.pk for e in listed(older)] == newest_first[30:40]
     assert older.context["cl"].newest_url == "?"
     assert 'class="dpa-older"' in response.content.decode()
 
@@ -201,10 +218,13 @@ def test_the_count_says_when_it_is_an_estimate(read_model, trail, admin_client, 
 
 def test_show_counts_is_not_offered(read_model, trail, admin_client):
     """Django 5's facets count every choice of every filter over the selection, a scan of the
-    trail per page view: the audit list never offers them (4.2 has none)."""
+    trail per page view: the audit list never offers them."""
     url = entries_url(read_model)
     assert "Show counts" not in admin_client.get(url).content.decode()
     with CaptureQueriesContext(connection) as queries:
         response = admin_client.get(url, {"_facets": "True"})
-    assert response.status_code == 200
+    if hasattr(admin, "ShowFacets"):  # Django 5.0+: the parameter is ignored
+        assert response.status_code == 200
+    else:  # Django 4.2 has no facets: an unknown parameter, refused as Django refuses one
+        assert response.status_code == 302
     assert not [q for q in queries.captured_queries if "FILTER (WHERE" in q["sql"]]
