@@ -296,7 +296,11 @@ class Reads:
                 " WHERE p.indrelid = %s::regclass GROUP BY 1 ORDER BY 1",
                 [render(self.table, cursor)],
             )
-            per_index = {f"index {name}": size / rows for name, size in cursor.fetchall()}
+            table = render(self.table, cursor).split(".")[-1].strip('"')
+            per_index = {
+                f"index {name.split('.')[-1].strip(chr(34)).removeprefix(table + '_')}": size / rows
+                for name, size in cursor.fetchall()
+            }
         return {"rows": rows, "total": total / rows, "heap": heap / rows, **per_index}
 
 

@@ -574,7 +574,7 @@ class Bench:
             ):
                 self.notes.append(
                     f"{layout.name}: {done['rows']:,} audit rows written in {done['seconds']:.0f} s"
-                    f" ({SEED_ROWS:,} through the capture, {done['copies']} copies)"
+                    f" ({min(SEED_ROWS, n):,} through the capture, {done['copies']} copies)"
                 )
 
     def measure_scale(self) -> None:

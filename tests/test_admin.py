@@ -137,7 +137,7 @@ def test_search_finds_the_entries_of_one_key_through_the_object_index(
         for line in plan
         if "Scan" in line
         and "Bitmap Heap" not in line
-        and "rows=0 " not in line
+        and not re.search(r"rows=0(\.0+)? ", line)
         and "never executed" not in line
     ]
     assert scans and all("object_pk_idx" in line for line in scans), "\n".join(plan)

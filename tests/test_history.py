@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -95,7 +96,9 @@ def test_history_reads_through_the_object_index(layout, read_model):
         cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
         analyzed = [row[0] for row in cursor.fetchall()]
     read = [
-        line for line in analyzed if "Scan" in line and "rows=0 " not in line and "never executed" not in line
+        line
+        for line in analyzed
+        if "Scan" in line and not re.search(r"rows=0(\.0+)? ", line) and "never executed" not in line
     ]
     assert read and all("object_pk_idx" in line for line in read), "\n".join(analyzed)
 
