@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import random
 import re
 import shutil
 import statistics
@@ -50,7 +49,9 @@ from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, Par
 from partitioned_audit.sql import SQL, Composable, ident, literal  # noqa: E402
 
 MAIN_DB = "dpa_bench"
-HISTORY_DB = "dpa_bench_history"
+SCALE_DB = "dpa_bench_scale_{}"
+#: Audit rows of the scale section written through the capture; the rest are copies.
+SEED_ROWS = 100_000
 TPCB_DB = "dpa_bench_tpcb_{}"
 
 #: Where each of this project's variants writes its audit rows: (layout, schema of the audit
@@ -119,13 +120,12 @@ class Scale:
     bulk_create_batches: int
     tpcb_scale: int
     tpcb_tx: int
-    history_rows: int
-    lookups: int
+    scale_rows: int
     seal_rows: int
 
 
-QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200, 200_000)
-FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 500, 1_000_000)
+QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200_000)
+FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 1_000_000)
 SEAL_DB = "dpa_bench_seal"
 #: Chunk sizes compared once each, beside the default measured every round.
 SEAL_CHUNKS = (1_000, 10_000, 100_000)
@@ -279,7 +279,7 @@ class Bench:
         self.times: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.wal: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.storage: dict[str, float] = {}
-        self.history: dict[str, dict[str, float]] = {}
+        self.reads: dict[str, dict[str, Any]] = {}
         self.sealing: dict[str, dict[str, float]] = {}
         self.context: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         self.notes: list[str] = []
@@ -375,7 +375,6 @@ class Bench:
         settings.configure(
             DATABASES={
                 "default": {**self.server.django_database(MAIN_DB), "CONN_MAX_AGE": None},
-                "history": {**self.server.django_database(HISTORY_DB), "CONN_MAX_AGE": None},
                 **tpcb,
             },
             INSTALLED_APPS=["django_partitioned_audit", "pgtrigger", "pghistory", "bench.benchapp"],
@@ -541,100 +540,59 @@ class Bench:
                 for op in ("insert", "update", "delete"):
                     self.context[variant][op].append(self.context_cost(op, variant))
 
-    # history among millions of audit rows
+    # reads of a trail at scale (bench/scale.py writes it, bench/reads.py reads it)
 
-    def set_up_history(self) -> None:
-        n = self.scale.history_rows
-        with connect(self.server, "postgres") as admin:
-            found = run(
-                admin,
-                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
-                [HISTORY_DB],
-            )
-        if found and found[0][0] == f"rows={n}":
-            say(f"reusing {HISTORY_DB} ({n:,} audit rows per layout)")
+    def set_up_scale(self) -> None:
+        """A database per layout holding ``scale_rows`` audit rows written by the capture
+        over 13 months, kept from an earlier run when it holds the same; both filled at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from bench import scale
+
+        n = self.scale.scale_rows
+        todo = [
+            layout
+            for layout in (SIMPLE, ADVANCED)
+            if not scale.filled(self.server, SCALE_DB.format(layout.name), layout, n)
+        ]
+        for layout in (layout for layout in (SIMPLE, ADVANCED) if layout not in todo):
+            say(f"reusing {SCALE_DB.format(layout.name)} ({n:,} audit rows)")
+        if not todo:
             return
-        say(f"setting up {HISTORY_DB}: {n:,} audit rows per layout over 12 monthly partitions")
-        recreate_database(self.server, HISTORY_DB, self.sync)
-        objects = n // 10  # ten versions of each object
-        with connect(self.server, HISTORY_DB) as conn:
-            run(conn, "CREATE TABLE history_row (id integer PRIMARY KEY, amount integer)")
-            for layout in (SIMPLE, ADVANCED):
-                install_audit(conn, layout, "public", False, past_months=11)
-                for start in range(0, n, 1_000_000):
-                    stop = min(start + 1_000_000, n)
-                    if layout is SIMPLE:
-                        statement = (
-                            "INSERT INTO audit_simple (object_table, object_schema, object_pk, object_payload,"
-                            " audit_txid_current, audit_operation, audit_entry_created)"
-                            " SELECT 'history_row', 'public', (i %% %(o)s)::text,"
-                            " jsonb_build_object('id', i %% %(o)s, 'amount', i), i, 'U',"
-                            " now() - (i %% 330) * interval '1 day' - interval '1 hour'"
-                            " FROM generate_series(%(a)s, %(b)s) AS i"
-                        )
-                    else:
-                        statement = (
-                            "INSERT INTO logged_actions (schema_name, table_name, relid, session_user_name,"
-                            " action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id, action,"
-                            " row_data, changed_fields, statement_only, object_pk, statement_id)"
-                            " SELECT 'public', 'history_row', 'history_row'::regclass, 'app', t, t, t, i, 'U',"
-                            " jsonb_build_object('id', i %% %(o)s, 'amount', i - 1),"
-                            " jsonb_build_object('amount', i), false, (i %% %(o)s)::text, i"
-                            " FROM (SELECT i, now() - (i %% 330) * interval '1 day' - interval '1 hour' AS t"
-                            "       FROM generate_series(%(a)s, %(b)s) AS i) AS s"
-                        )
-                    run(conn, statement, {"o": objects, "a": start + 1, "b": stop})
-                    say(f"  {layout.name}: {stop:,} rows")
-            run(conn, "VACUUM ANALYZE")
-        with connect(self.server, "postgres") as admin:
-            run(admin, SQL("COMMENT ON DATABASE {} IS {}").format(ident(HISTORY_DB), literal(f"rows={n}")))
-
-    def measure_history(self) -> None:
-        import datetime as dt
-
-        from django.db import connections
-
-        from bench.benchapp.models import HistoryRow
-        from django_partitioned_audit.models import AdvancedAuditEntry, SimpleAuditEntry
-
-        objects = self.scale.history_rows // 10
-        rng = random.Random(7)
-        month_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=30)
-        for name, model, time_field in (
-            ("simple", SimpleAuditEntry, "audit_entry_created"),
-            ("advanced", AdvancedAuditEntry, "action_tstamp_tx"),
-        ):
-            qs = model.objects.using("history")
-            list(qs.filter_object(HistoryRow, 1))  # connect and warm up
-            found, full, recent = [], [], []
-            for _ in range(self.scale.lookups):
-                pk = rng.randrange(objects)
-                started = time.perf_counter()
-                found.append(len(list(qs.filter_object(HistoryRow, pk))))
-                full.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                list(qs.filter_object(HistoryRow, pk).filter(**{f"{time_field}__gte": month_ago}))
-                recent.append(time.perf_counter() - started)
-            with connections["history"].cursor() as cursor:
-                sql, params = (
-                    qs.filter_object(HistoryRow, 42)
-                    .filter(**{f"{time_field}__gte": month_ago})
-                    .query.sql_with_params()
-                )
-                cursor.execute("EXPLAIN (ANALYZE, COSTS OFF) " + sql, params)
-                plan = "\n".join(row[0] for row in cursor.fetchall())
-            self.history[name] = {
-                "median_ms": statistics.median(full) * 1000,
-                "max_ms": max(full) * 1000,
-                "recent_ms": statistics.median(recent) * 1000,
-                "versions": statistics.median(found),
-                # Partitions read: the context's subquery lists every partition in the plan,
-                # but runs (and prunes to one) only for an entry that refers to a context.
-                "partitions_scanned": float(
-                    len(re.findall(r"Index (?:Only )?Scan .* on \S+_\d{8}_\d{8}(?!.*never executed)", plan))
+        say(
+            f"writing {n:,} audit rows per layout through the capture, over 13 months: "
+            + ", ".join(SCALE_DB.format(layout.name) for layout in todo)
+        )
+        with ThreadPoolExecutor(len(todo)) as pool:
+            for layout, done in zip(
+                todo,
+                pool.map(
+                    lambda layout: scale.fill(
+                        self.server, SCALE_DB.format(layout.name), layout, n, SEED_ROWS
+                    ),
+                    todo,
                 ),
-                "seq_scans": float(len(re.findall(r"Seq Scan(?!.*never executed)", plan))),
-            }
+                strict=True,
+            ):
+                self.notes.append(
+                    f"{layout.name}: {done['rows']:,} audit rows written in {done['seconds']:.0f} s"
+                    f" ({min(SEED_ROWS, n):,} through the capture, {done['copies']} copies)"
+                )
+
+    def measure_scale(self) -> None:
+        """``bench/reads.py`` on each layout's database, in a process of its own (it sets
+        Django up with the admin for that database)."""
+        for layout in (SIMPLE, ADVANCED):
+            say(f"reads among {self.scale.scale_rows:,} audit rows ({layout.name})")
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                subprocess.run(
+                    [sys.executable, "-m", "bench.reads", "--db", SCALE_DB.format(layout.name)]
+                    + ["--layout", layout.name, "--rounds", str(self.scale.rounds), "--json", out.name],
+                    check=True,
+                    cwd=ROOT,
+                    stdout=subprocess.DEVNULL,
+                )
+                self.reads[layout.name] = json.loads(Path(out.name).read_text())
 
     # tamper evidence
 
@@ -741,7 +699,7 @@ class Bench:
             f"- scale: {self.scale.name}: {self.scale.rounds} rounds; {self.scale.pgbench_tx} pgbench transactions per"
             f" client; {self.scale.bulk_rows:,}-row statements; {self.scale.orm_ops} ORM objects;"
             f" {self.scale.bulk_create_batches} bulk_create batches of 1,000; TPC-B scale {self.scale.tpcb_scale};"
-            f" {self.scale.history_rows:,} audit rows for the history lookups",
+            f" {self.scale.scale_rows:,} audit rows per layout for the reads at scale",
         ]
 
     def report(self) -> str:
@@ -787,20 +745,7 @@ class Bench:
                 + " | ".join(f"{statistics.median(per_variant[v]):.0f}" for v in VARIANTS)
                 + " |"
             )
-        lines += [
-            "",
-            f"History of one object among {self.scale.history_rows:,} audit rows in 12 monthly partitions,"
-            " through the read models (`filter_object()`), "
-            f"{self.scale.lookups} random objects:",
-            "",
-            "| layout | median | max | last 30 days only | versions found | partitions read (last 30 days) | seq scans |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for name, h in self.history.items():
-            lines.append(
-                f"| {name} | {h['median_ms']:.2f} ms | {h['max_ms']:.1f} ms | {h['recent_ms']:.2f} ms |"
-                f" {h['versions']:.0f} | {h['partitions_scanned']:.0f} | {h['seq_scans']:.0f} |"
-            )
+        lines += ["", *self.scale_report()]
         lines += [
             "",
             f"Tamper evidence: sealing and verifying audit rows inside PostgreSQL, medians of"
@@ -836,6 +781,44 @@ class Bench:
             lines.append(f"| {LABELS[variant.removesuffix('_ctx')]} | " + " | ".join(cells) + " |")
         lines += ["", "## Targets", "", *self.targets()]
         return "\n".join(lines)
+
+    def scale_report(self) -> list[str]:
+        """The reads at scale: one row per measurement, one column per layout."""
+        layouts = list(self.reads)
+        if not layouts:
+            return []
+        first = self.reads[layouts[0]]
+        out = [
+            f"Reads among {self.scale.scale_rows:,} audit rows per layout written by the capture over 13"
+            " monthly partitions (bench/scale.py; 1,000 users, the busiest behind 5 % of the statements,"
+            " a context on 80 %), median of every run [max], ms; a read cancelled after"
+            f" {first['timeout_ms'] / 1000:.0f} s counts as that long (bench/reads.py):",
+            "",
+            "| read | " + " | ".join(layouts) + " | target |",
+            "|---|" + "---|" * (len(layouts) + 1),
+        ]
+        limits = dict(scale_targets(first))
+        for name in first["medians_ms"]:
+            cells = []
+            for v in layouts:
+                found = self.reads[v]
+                cell = f"{found['medians_ms'][name]:,.2f} [{found['max_ms'][name]:,.1f}]"
+                if name in found["errors"] or any(code != 200 for code in found["statuses"].get(name, [200])):
+                    cell += " (cancelled or failed)"
+                cells.append(cell)
+            limit = f"< {limits[name]:g}" if name in limits else "-"
+            out.append(f"| {name} | " + " | ".join(cells) + f" | {limit} |")
+        sizes = sorted({key for v in layouts for key in self.reads[v]["bytes_per_row"]} - {"rows"})
+        out += ["", "Bytes per audit row at that scale: every table the trail keeps, with its indexes:", ""]
+        out += ["| part | " + " | ".join(layouts) + " |", "|---|" + "---|" * len(layouts)]
+        for key in sizes:
+            out.append(
+                f"| {key} | "
+                + " | ".join(f"{float(self.reads[v]['bytes_per_row'].get(key, 0)):.1f}" for v in layouts)
+                + " |"
+            )
+        out += ["", *(f"- {note}" for note in self.notes)]
+        return out
 
     def unit(self, name: str) -> tuple[int, str]:
         """What a workload's time is divided by for its added µs, and what that is."""
@@ -922,12 +905,19 @@ class Bench:
                 0.8,
                 True,
             )
-            line(
-                f"history of one object < 1 ms median through the read API ({v}), ms",
-                self.history[v]["median_ms"],
-                1.0,
-            )
         line("audit storage ≤ 250 bytes per row, simple layout", self.storage["simple"], 250)
+        for v, found in self.reads.items():
+            for name, limit in scale_targets(found):
+                line(
+                    f"{name} < {limit:g} ms at {self.scale.scale_rows:,} rows ({v}), ms",
+                    found["medians_ms"][name],
+                    limit,
+                )
+            line(
+                f"≤ 250 bytes per audit row at scale, every index and the context included ({v})",
+                found["bytes_per_row"]["total"],
+                250,
+            )
         for name, h in self.sealing.items():
             per_million = 1_000_000 / h["rows"]
             line(f"sealing 1 M audit rows < 10 s ({name}), s", h["seal_s"] * per_million, 10.0)
@@ -964,6 +954,26 @@ class Bench:
         return out
 
 
+def scale_targets(found: dict[str, Any]) -> list[tuple[str, float]]:
+    """(read, limit in ms) of the targets of the reads at scale, for the reads ``found`` has."""
+    limits = {
+        "history(obj) first page, SQL": 1.0,
+        "history(obj) first page, ORM": 3.0,
+        "filter_object(), SQL": 1.0,
+        "filter_object(), ORM": 3.0,
+        "filter_context(user_id=busiest)": 20.0,
+        "filter_context(user_id=light)": 20.0,
+        "filter_context(request_id=)": 5.0,
+        "admin: ": 300.0,
+    }
+    return [
+        (name, limit)
+        for name in found["medians_ms"]
+        for prefix, limit in limits.items()
+        if name.startswith(prefix)
+    ]
+
+
 def header(*first: str) -> list[str]:
     """The head of a table with a column per audited variant after the ``first`` ones."""
     columns = [*first, *(LABELS[v] for v in VARIANTS[1:])]
@@ -989,10 +999,10 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench = Bench(get_server(), scale, args.synchronous_commit)
     bench.set_up()
-    bench.set_up_history()
+    bench.set_up_scale()
     bench.rounds()
     bench.measure_storage()
-    bench.measure_history()
+    bench.measure_scale()
     bench.measure_sealing()
     report = bench.report() + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
     print(report)

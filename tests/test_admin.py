@@ -24,7 +24,7 @@ from django_partitioned_audit import admin as audit_admin
 from django_partitioned_audit.checks import check_settings
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import AdvancedAuditEntry, Operation, SimpleAuditEntry
-from tests.test_read_api import context_probes, explain
+from tests.test_read_api import context_probes, explain, reading_scans
 
 
 @pytest.fixture
@@ -125,11 +125,12 @@ def test_search_finds_the_entries_of_one_key_through_the_object_index(
     assert listed(admin_client.get(entries_url(read_model), {"q": "333"})) == []
     model_admin = site._registry[read_model]
     queryset, _ = model_admin.get_search_results(None, read_model.objects.all(), "111")
-    plan = explain(queryset)
-    scans = [line for line in plan.splitlines() if "Scan" in line and "Bitmap Heap" not in line]
-    rows = [
-        line for line in scans if line.strip() not in context_probes(plan)
-    ]  # each row's context: an index probe
+    assert "Seq Scan" not in explain(queryset)
+    # The scans that read entries go through the (table, key) index; an empty partition may
+    # be walked down the event-id index instead, in the list's order: it reads nothing.
+    # (Each row's context row is an index probe of the context table.)
+    scans, plan = reading_scans(queryset)
+    rows = [line for line in scans if line.strip() not in context_probes(plan)]
     assert rows and all("object_pk_idx" in line for line in rows), plan
 
 
@@ -244,6 +245,8 @@ def test_the_history_needs_view_permission_on_the_object_and_on_the_entries(
 
 def test_the_list_counts_a_large_trail_by_the_planners_estimate(site, read_model, book_story, monkeypatch):
     queryset = read_model.objects.order_by("-pk")
+    # What rolled-back tests left in the partitions' files may make the planner expect more.
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "exact_below", 10**9)
     exact = audit_admin.EstimatedCountPaginator(queryset, 50)
     with CaptureQueriesContext(connection) as queries:
         assert exact.count == 3

@@ -12,7 +12,7 @@ from shop.models import Customer, Order
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import Operation
 from tests.helpers import past_the_guard, sql
-from tests.test_read_api import context_probes, explain, scanned_partitions
+from tests.test_read_api import context_probes, explain, reading_scans, scanned_partitions
 
 
 def test_history_lists_every_version_with_its_changes_and_context(layout, read_model):
@@ -86,8 +86,12 @@ def test_history_reads_through_the_object_index(layout, read_model):
     qs = read_model.objects.filter_object(Book, book.pk).order_by("pk")
     plan = explain(qs[:101])
     scans = [line for line in plan.splitlines() if "Scan" in line]
-    rows = [line for line in scans if line.strip() not in context_probes(plan)]
-    assert rows and all("Index Scan" in line and "object_pk_idx" in line for line in rows), plan
+    # The partition holding the entry is read through the (table, key) index. An empty one
+    # may be walked down the event-id index in the page's order instead: it reads nothing.
+    assert scans and all("Index Scan" in line for line in scans), plan
+    read, analyzed = reading_scans(qs[:101])
+    rows = [line for line in read if line.strip() not in context_probes(analyzed)]
+    assert rows and all("object_pk_idx" in line for line in rows), analyzed
     # and each row's context row by the context table's (txid, id) index
     assert all("Index Scan" in line and "txid_context_id_idx" in line for line in context_probes(plan)), plan
 

@@ -109,14 +109,3 @@ def _tpcb_model(table: str, variant: str) -> type[models.Model]:
 TPCB_MODELS = {
     variant: [_tpcb_model(table, variant) for table in TPCB_TABLES] for variant in PGHISTORY_LEVELS
 }
-
-
-class HistoryRow(models.Model):
-    """The audited table whose history is read among millions of audit rows."""
-
-    amount = models.IntegerField()
-
-    class Meta:
-        app_label = "benchapp"
-        managed = False
-        db_table = "history_row"

@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -51,10 +55,23 @@ TEMPLATES = "admin/django_partitioned_audit"
 
 
 class EstimatedCountPaginator(Paginator):
-    """Counts exactly below ``exact_below`` rows; above, takes the planner's estimate, since
-    ``count(*)`` over a large trail would read every partition it selects."""
+    """Pages of the audit list that stay cheap on a trail of any size.
+
+    The count is exact below ``exact_below`` rows; above, it is the planner's estimate
+    (``estimated`` is then True and the admin says "about"), since ``count(*)`` over a
+    large trail would read every partition it selects.
+
+    A page's entries are found in two steps: first their keys, with the entries before
+    them skipped on the event-id index alone (an index-only scan: no row, no context is
+    read for a skipped entry), then the page's own rows by key. Django's one-query
+    ``OFFSET`` would build every skipped row, context included. The skipped entries still
+    cost one index entry each, so pages are numbered up to ``max_pages`` only; the list
+    goes further back by keyset ("Older entries", :class:`OlderThanFilter`).
+    """
 
     exact_below = 10_000
+    max_pages = 1000
+    estimated = False
 
     @cached_property
     def count(self) -> int:  # type: ignore[override]
@@ -69,7 +86,30 @@ class EstimatedCountPaginator(Paginator):
         if isinstance(plan, str):
             plan = json.loads(plan)
         estimate = int(plan[0]["Plan"]["Plan Rows"])
-        return queryset.count() if estimate < self.exact_below else estimate  # type: ignore[no-any-return]
+        if estimate < self.exact_below:
+            return queryset.count()  # type: ignore[no-any-return]
+        self.estimated = True
+        return estimate
+
+    @cached_property
+    def num_pages(self) -> int:  # type: ignore[override]
+        if self.count == 0 and not self.allow_empty_first_page:
+            return 0
+        hits = max(1, self.count - self.orphans)
+        return min(math.ceil(hits / self.per_page), self.max_pages)
+
+    def page(self, number: Any) -> Any:
+        number = self.validate_number(number)
+        bottom = (number - 1) * self.per_page
+        top = bottom + self.per_page
+        if top + self.orphans >= self.count:
+            top = self.count
+        entries: Any = self.object_list
+        keys = list(entries.values_list("pk", flat=True)[bottom:top])
+        # By key, in no order (a probe of the event-id index per key, whatever the planner
+        # believes of the table), then put in the keys' order.
+        found = {entry.pk: entry for entry in entries.filter(pk__in=keys).order_by()}
+        return self._get_page([found[key] for key in keys if key in found], number, self)
 
 
 def _shown(value: Any) -> str:
@@ -236,6 +276,33 @@ class OperationFilter(admin.SimpleListFilter):
         return queryset.filter_operation(_OPERATIONS[code])
 
 
+class OlderThanFilter(admin.SimpleListFilter):
+    """The entries older than a given one (``?before=<id>``): the "Older entries" link of the
+    list's last page, a keyset cursor on the event id, so the list goes back as far as the
+    trail does, each page a bounded walk down the event-id index. Never shown in the
+    sidebar (its template renders nothing); "Newest entries" removes it."""
+
+    title = "older than"
+    parameter_name = "before"
+    template = f"{TEMPLATES}/hidden_filter.html"
+
+    def lookups(self, request: Any, model_admin: Any) -> list[tuple[str, str]]:
+        return []
+
+    def has_output(self) -> bool:
+        return True  # applied even though it lists no choice
+
+    def queryset(self, request: Any, queryset: Any) -> Any:
+        value = self.value()
+        if value is None:
+            return queryset
+        try:
+            before = int(value)
+        except ValueError:
+            raise IncorrectLookupParameters(f"before must be an entry id, got {value!r}") from None
+        return queryset.filter(pk__lt=before)
+
+
 class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Read-only list and detail of the audit entries of either layout."""
 
@@ -249,11 +316,20 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     show_full_result_count = False
     paginator = EstimatedCountPaginator
     list_per_page = 50
+    #: The filters no index serves in the list's order (the table, the operation): with one
+    #: of them, a page looks at the ``list_scan`` newest entries (before ``?before=``) only.
+    scanned_filters: tuple[str, ...] = (TableFilter.parameter_name, OperationFilter.parameter_name)
+    list_scan = 100_000
     actions: Any = ()
     detail_fields: tuple[str, ...] = ("entry_id", "when", "table", "operation", "key", "object_links")
 
+    # Django's "Show counts" counts each filter's choices over the whole selection: a scan of
+    # the trail per page view. Not offered (Django 5.0+; 4.2 has no facets).
+    if hasattr(admin, "ShowFacets"):
+        show_facets = admin.ShowFacets.NEVER
+
     def get_list_filter(self, request: Any) -> Any:
-        return (*self.list_filter, (self.model._time, admin.DateFieldListFilter))
+        return (*self.list_filter, (self.model._time, admin.DateFieldListFilter), OlderThanFilter)
 
     def get_ordering(self, request: Any) -> Any:
         return ("-pk",)
@@ -278,12 +354,68 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     def get_changelist(self, request: Any, **kwargs: Any) -> Any:
         site = self.admin_site
 
+        model_admin = self
+
         class AuditChangeList(super().get_changelist(request, **kwargs)):  # type: ignore[misc]
+            scan_floor = None
+            scan_window = model_admin.list_scan
+
+            def get_queryset(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+                queryset = super().get_queryset(request, *args, **kwargs)
+                if not args and not kwargs and any(p in self.params for p in model_admin.scanned_filters):
+                    # No index serves these filters in the list's order: they read the
+                    # event-id index newest first and test each entry, so they look at the
+                    # list_scan entries before the start only ("Older entries" goes on).
+                    start = self.root_queryset
+                    before = self.params.get(OlderThanFilter.parameter_name)
+                    if before is not None and before.lstrip("-").isdigit():
+                        start = start.filter(pk__lt=int(before))
+                    floor = list(
+                        start.order_by("-pk").values_list("pk", flat=True)[self.scan_window - 1 :][:1]
+                    )
+                    if floor:
+                        self.scan_floor = floor[0]
+                        queryset = queryset.filter(pk__gte=self.scan_floor)
+                        request._dpa_scanned = True  # see get_paginator()
+                return queryset
+
             def get_results(self, request: Any) -> None:
                 super().get_results(request)
+                if isinstance(self.result_list, QuerySet):
+                    # Django takes the whole selection when its count fits on one page; an
+                    # estimated count may be short of the truth: never more than a page.
+                    shown = self.list_max_show_all if self.show_all else self.list_per_page
+                    self.result_list = self.result_list[:shown]
                 _mark_existing(site, request, self.result_list)
+                paginator = self.paginator
+                self.count_estimated = getattr(paginator, "estimated", False)
+                # Keyset links: older than this page's last entry, where the numbered pages
+                # end; back to the newest entries, once the list starts below them.
+                self.older_url = self.newest_url = None
+                last_page = self.page_num >= paginator.num_pages
+                beyond = paginator.estimated or paginator.count > paginator.num_pages * paginator.per_page
+                short = len(self.result_list) < self.list_per_page  # an estimate may promise more pages
+                if self.scan_floor is not None and (last_page or short):
+                    self.older_url = self.get_query_string(
+                        {OlderThanFilter.parameter_name: self.scan_floor}, [PAGE_VAR]
+                    )
+                elif self.multi_page and last_page and beyond and self.result_list:
+                    last = list(self.result_list)[-1]
+                    self.older_url = self.get_query_string(
+                        {OlderThanFilter.parameter_name: last.pk}, [PAGE_VAR]
+                    )
+                if OlderThanFilter.parameter_name in self.params:
+                    self.newest_url = self.get_query_string({}, [OlderThanFilter.parameter_name, PAGE_VAR])
 
         return AuditChangeList
+
+    def get_paginator(self, request: Any, queryset: Any, per_page: int, *args: Any, **kwargs: Any) -> Any:
+        paginator = super().get_paginator(request, queryset, per_page, *args, **kwargs)
+        if getattr(request, "_dpa_scanned", False) and isinstance(paginator, EstimatedCountPaginator):
+            # A scanned filter's count is the planner's: an exact one could be read through
+            # another index than the window's (the table's key index, over the whole trail).
+            paginator.exact_below = 0
+        return paginator
 
     def get_object(self, request: Any, object_id: str, from_field: Any = None) -> Any:
         entry = super().get_object(request, object_id, from_field)

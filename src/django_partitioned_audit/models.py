@@ -1002,7 +1002,12 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
         return self.schema_name, self.table_name
 
     def get_client_query(self) -> str | None:
-        """The statement's query text, kept once per statement on its first row."""
+        """The statement's query text, kept once per statement on its first row.
+
+        The statement's id is drawn from the event-id sequence before its rows are
+        numbered, so its first row is the first entry after that id: a probe of the
+        event-id index, however many rows the statement wrote.
+        """
         if self.client_query is not None or self.statement_id is None:
             return self.client_query
         first = (
@@ -1012,6 +1017,8 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
                 transaction_id=self.transaction_id,
                 action_tstamp_tx=self.action_tstamp_tx,
                 client_query__isnull=False,
+                event_id__gt=self.statement_id,
+                event_id__lte=self.event_id,
             )
             .values_list("client_query", flat=True)
             .first()

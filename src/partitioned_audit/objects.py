@@ -242,7 +242,7 @@ def layout_status(
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
         and not function_problems(cursor, layout, schema)
         and not seal_trigger_problems(cursor, layout, schema)
-        and layout.context_id_index in state.indexes
+        and {layout.context_id_index, layout.event_index} <= state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
             sealing.FREEZE_TRIGGERS <= state.seal_triggers

@@ -1,0 +1,1 @@
+"""The application whose trail ``bench/scale.py`` writes: its models, their admin, a URLconf."""
