@@ -930,6 +930,12 @@ def context_heads(layout: Layout, schema: str, column: str, shape: list[int]) ->
     )
 
 
+def view_select_list(layout: Layout, schema: str) -> Composable:
+    """The read view's select list, over the audit table (or one of its partitions) aliased
+    ``a``: the view's columns, as the view and the archive name them."""
+    return SQL(layout.view_columns).format(context=resolved_context(layout, schema))
+
+
 def create_view(layout: Layout, schema: str) -> list[Composable]:
     """The read view, refusing every write.
 
@@ -942,8 +948,8 @@ def create_view(layout: Layout, schema: str) -> list[Composable]:
     return [
         # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
         SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL("CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a").format(
-            view=view, table=ident(schema, layout.table), context=resolved_context(layout, schema)
+        SQL("CREATE VIEW {view} AS SELECT {columns} FROM {table} AS a").format(
+            view=view, table=ident(schema, layout.table), columns=view_select_list(layout, schema)
         ),
         SQL(
             "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"

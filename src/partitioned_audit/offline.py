@@ -460,9 +460,23 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
                 )
             )
         if entry.kind != "seal" and entry.partition_name in attached:
-            problem: str | None = (
-                f"it retires {entry.partition_name}, which is still a partition of {table_text}"
+            # A retired partition attached again (restored): checked against the earlier seals.
+            findings.append(
+                Finding(
+                    "restored",
+                    entry.seal_id,
+                    entry.first_event_id,
+                    entry.last_event_id,
+                    entry.row_count,
+                    None,
+                    entry.partition_name,
+                    f"{_text(entry.row_count)} rows retired at {entry.sealed_at} are a partition of"
+                    f" {table_text} again, checked against their seals",
+                )
             )
+            previous = entry.digest
+            following = entry.seal_id + 1
+            continue
         else:
             late_before = sum(
                 expected[(c.seal_id, c.index)][0]

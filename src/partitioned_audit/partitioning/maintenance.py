@@ -209,8 +209,17 @@ class Maintainer:
 
         return self._locked(work)
 
-    def detach(self, partitions: Sequence[PartitionInfo], drop: bool = False) -> list[PartitionInfo]:
+    def detach(
+        self,
+        partitions: Sequence[PartitionInfo],
+        drop: bool = False,
+        check: Callable[[Cursor, str], None] | None = None,
+    ) -> list[PartitionInfo]:
         """Detach (and with ``drop``, drop) ``partitions``; only ones this engine created.
+
+        ``check`` is called with the cursor and each partition's name under the maintenance
+        lock, before anything changes; it raises to keep the partition (the archive checks
+        that the partition still holds the rows it copied).
 
         Returns:
             The partitions detached or dropped; ones already gone are skipped.
@@ -229,6 +238,8 @@ class Maintainer:
                         f"(its comment is {row.comment!r}); refusing to detach or drop it"
                     )
                 table = ident(self.schema, info.partition)
+                if check is not None:
+                    check(cursor, info.partition)
                 # The chain records what its sealed rows leave behind, before they go.
                 sealing.retire(cursor, self.layout, self.schema, info.partition, drop)
                 execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(self._parent, table))
@@ -285,8 +296,37 @@ class Maintainer:
     def _parent(self) -> Any:
         return ident(self.schema, self.layout.table)
 
+    def restore(self, info: PartitionInfo, fill: Callable[[Cursor, str], int]) -> int:
+        """Create and attach ``info`` holding the rows ``fill(cursor, name)`` copies into it
+        before it is attached (the archive's restore), in one transaction.
+
+        Returns:
+            What ``fill`` returned (the rows it copied).
+
+        Raises:
+            PartitionError: ``info`` or a partition holding part of its range exists.
+        """
+
+        def work(cursor: Cursor) -> int:
+            present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
+            clash = overlapping(info.time_range.lower, info.time_range.upper, present.values())
+            if info.partition in present or clash:
+                raise PartitionError(
+                    f"{self.schema}.{(clash[0].name if clash else info.partition)} holds the range of "
+                    f"{info.partition} in the audit table; nothing to restore (list-all shows it)"
+                )
+            copied: list[int] = []
+            self._create_one(cursor, info, (info.time_range.lower, info.time_range.upper), lambda c, n: copied.append(fill(c, n)))
+            return copied[0]
+
+        return self._locked(work)
+
     def _create_one(
-        self, cursor: Cursor, info: PartitionInfo, bounds: tuple[dt.datetime, dt.datetime]
+        self,
+        cursor: Cursor,
+        info: PartitionInfo,
+        bounds: tuple[dt.datetime, dt.datetime],
+        fill: Callable[[Cursor, str], None] | None = None,
     ) -> int:
         table = ident(self.schema, info.partition)
         default = ident(self.schema, self.layout.default_partition)
@@ -302,6 +342,8 @@ class Maintainer:
                 table, self._parent
             ),
         )
+        if fill is not None:
+            fill(cursor, info.partition)
         # Sealed rows may be among them: they move unchanged, which the freeze lets through
         # for the engine's maintenance only.
         cursor.execute("SELECT set_config(%s, 'on', true)", [MAINTENANCE_SETTING])
