@@ -27,8 +27,8 @@ Runs on one audit table take a session advisory lock: a second one fails at once
 from __future__ import annotations
 
 import base64
-import contextlib
 import bisect
+import contextlib
 import datetime as dt
 import hashlib
 import json

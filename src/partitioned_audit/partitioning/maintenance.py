@@ -316,7 +316,12 @@ class Maintainer:
                     f"{info.partition} in the audit table; nothing to restore (list-all shows it)"
                 )
             copied: list[int] = []
-            self._create_one(cursor, info, (info.time_range.lower, info.time_range.upper), lambda c, n: copied.append(fill(c, n)))
+            self._create_one(
+                cursor,
+                info,
+                (info.time_range.lower, info.time_range.upper),
+                lambda c, n: copied.append(fill(c, n)),
+            )
             return copied[0]
 
         return self._locked(work)
