@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import pytest
 from django.core import checks
 from library.models import Book
 
@@ -13,7 +12,7 @@ from django_partitioned_audit.maintenance import maintainer
 from partitioned_audit import archive
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.store import open_store
-from tests.helpers import past_the_guard, sql
+from tests.helpers import past_the_guard
 
 JAN = (dt.date(2001, 1, 1), dt.date(2001, 2, 1))
 NOW = dt.datetime(2026, 3, 15, 12, tzinfo=dt.UTC)

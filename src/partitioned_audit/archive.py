@@ -1081,7 +1081,7 @@ def copy_lines(rows: Sequence[Sequence[str | None]]) -> bytes:
 
 
 def _copy_in(cursor: Cursor, statement: str, chunks: Iterator[bytes]) -> None:
-    raw = getattr(cursor, "cursor", cursor)  # (Django's cursor wrapper)
+    raw: Any = getattr(cursor, "cursor", cursor)  # (Django's cursor wrapper)
     if hasattr(raw, "copy"):  # psycopg 3
         with raw.copy(statement) as copy:
             for chunk in chunks:

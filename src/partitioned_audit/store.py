@@ -73,7 +73,7 @@ class Store:
             with self.fs.open_input_stream(path) as stream:
                 return bytes(stream.read())
 
-        return self._call("read", path, read)
+        return bytes(self._call("read", path, read))
 
     def write_bytes(self, path: str, data: bytes) -> None:
         def write() -> None:
