@@ -23,7 +23,7 @@ import pyarrow.parquet as pq  # noqa: E402
 
 from partitioned_audit import ADVANCED, SIMPLE, archive, cli  # noqa: E402
 from partitioned_audit.partitioning.ranges import PartitionInfo  # noqa: E402
-from partitioned_audit.sql import SQL, ident  # noqa: E402
+from partitioned_audit.sql import SQL, execute, ident  # noqa: E402
 from partitioned_audit.store import StoreError, open_store  # noqa: E402
 from tests.engine_db import scratch_database  # noqa: E402
 from tests.seaweed import SeaweedFS  # noqa: E402
@@ -114,9 +114,7 @@ def test_archive_drop_verify_restore_round_trip(trail, url):
     # The columns are the read view's: a query written against the view runs on the archive.
     archived = pq.read_table(store.fs.open_input_file(store.path(trail.old.partition, "data.parquet")))
     cur = trail.conn.cursor()
-    cur.execute(
-        SQL("SELECT * FROM {} LIMIT 0").format(ident(trail.schema, trail.layout.view)).as_string(None)
-    )
+    execute(cur, SQL("SELECT * FROM {} LIMIT 0").format(ident(trail.schema, trail.layout.view)))
     view = [d[0] for d in cur.description]
     assert archived.column_names[: len(view)] == view
     manifest = json.loads(store.read_bytes(store.path(trail.old.partition, "manifest.json")))
