@@ -368,3 +368,23 @@ def test_archive_needs_yes_to_drop_and_older_than(trail, tmp_path, capsys):
     assert cli.main(["--dsn", dsn, "archive", "--to", f"file://{tmp_path}"]) == 2
     assert capsys.readouterr().err == "partitioned-audit: archive needs --older-than DAYS\n"
     assert rows_of(trail, trail.old.partition)
+
+
+def test_restore_refuses_what_it_cannot_do_and_changes_nothing(trail, tmp_path):
+    from partitioned_audit.errors import PartitionError
+
+    store = open_store(f"file://{tmp_path}")
+    with pytest.raises(archive.ArchiveError) as info:
+        archive.restore(trail.m, store, trail.old.partition)
+    assert str(info.value) == (
+        f"no archive of public.{trail.old.partition} at file://{tmp_path}/{trail.old.partition}/manifest.json"
+    )
+    archive.archive(trail.m, store, 30, now=NOW)  # kept in PostgreSQL: restore has nothing to do
+    with pytest.raises(PartitionError) as refused:
+        archive.restore(trail.m, store, trail.old.partition)
+    assert str(refused.value) == (
+        f"public.{trail.old.partition} holds the range of {trail.old.partition} in the audit table;"
+        " nothing to restore (list-all shows it)"
+    )
+    with pytest.raises(archive.ArchiveError, match="is not a partition name of"):
+        archive.restore(trail.m, store, "invoice")

@@ -35,13 +35,22 @@ import json
 import struct
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
 from .errors import AuditError
 from .layouts import COMMENT_TAG, PREFIX, Layout, view_select_list
-from .offline import _SETTINGS, Entry, _entries, field_piece, row_digest, row_line
+from .offline import (
+    _SETTINGS,
+    Entry,
+    _entries,
+    attached_partitions,
+    field_piece,
+    field_texts,
+    row_digest,
+    row_line,
+)
 from .partitioning.maintenance import Maintainer
 from .partitioning.ranges import PartitionInfo
 from .sealing import INLINE_BYTES, Finding
@@ -354,7 +363,6 @@ class Manifest:
     entries: dict[int, str]
     archived_at: str
     format: int = ARCHIVE_FORMAT
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -662,15 +670,6 @@ def _snapshot(connection: Any) -> Iterator[Cursor]:
         cursor.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dpa_archive")
 
 
-def _attached(cursor: Cursor, maintainer: Maintainer) -> set[str]:
-    cursor.execute(
-        "SELECT pg_catalog.format('%%s', i.inhrelid::pg_catalog.regclass) FROM pg_catalog.pg_inherits i"
-        " WHERE i.inhparent = pg_catalog.to_regclass(%s)",
-        [render(ident(maintainer.schema, maintainer.layout.table), cursor)],
-    )
-    return {name for (name,) in cursor.fetchall()}
-
-
 def archived_marks(maintainer: Maintainer) -> dict[str, str]:
     """{partition: manifest URL} of the attached partitions marked archived."""
     cursor = maintainer.connection.cursor()
@@ -732,7 +731,7 @@ def _write_partition(
     event_name = next(c.name for c in columns if c.source == layout.event_column)
     txid_name = next(c.name for c in columns if c.source == layout.txid_column)
     with _snapshot(maintainer.connection) as cursor:
-        state = seal_state(_entries(cursor, layout, schema), _attached(cursor, maintainer))
+        state = seal_state(_entries(cursor, layout, schema), attached_partitions(cursor, layout, schema))
         inner = SQL("SELECT {view}, {stored} FROM {part} AS a").format(
             view=view_select_list(layout, schema),
             stored=SQL(", ").join(
@@ -835,10 +834,7 @@ def _chunks(
     low = min(lo for lo, _ in spans.values())
     high = max(hi for _, hi in spans.values())
     event = ident(layout.event_column)
-    fields = SQL(", ").join(
-        SQL("CASE WHEN e.{c} IS NULL THEN NULL ELSE pg_catalog.format('%s', e.{c}) END").format(c=ident(c))
-        for c in layout.column_names
-    )
+    fields = field_texts(layout)
     execute(
         cursor,
         SQL(

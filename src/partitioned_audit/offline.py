@@ -262,7 +262,7 @@ def _entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
     return found
 
 
-def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
+def attached_partitions(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
     """The partitions of the audit table, named as ``regclass`` prints them."""
     cursor.execute(
         "SELECT pg_catalog.format('%%s', i.inhrelid::pg_catalog.regclass) FROM pg_catalog.pg_inherits i"
@@ -272,14 +272,20 @@ def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
     return {name for (name,) in cursor.fetchall()}
 
 
+def field_texts(layout: Layout) -> Composable:
+    """The select list of a row's field texts, in the layout's column order, from the audit
+    table aliased ``e``: each field's output text, NULL kept apart."""
+    return SQL(", ").join(
+        SQL("CASE WHEN e.{c} IS NULL THEN NULL ELSE pg_catalog.format('%s', e.{c}) END").format(c=ident(c))
+        for c in layout.column_names
+    )
+
+
 def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[tuple[Any, ...]]:
     """(event id, partition, field texts...) of every row up to ``sealed`` or with no valid id,
     in event-id order (NULL first), through a server-side cursor."""
     event = ident(layout.event_column)
-    fields = SQL(", ").join(
-        SQL("CASE WHEN e.{c} IS NULL THEN NULL ELSE pg_catalog.format('%s', e.{c}) END").format(c=ident(c))
-        for c in layout.column_names
-    )
+    fields = field_texts(layout)
     execute(
         cursor,
         SQL(
@@ -429,7 +435,7 @@ def verify(
 
 def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
     findings: list[Finding] = []
-    attached = _attached(cursor, layout, schema)
+    attached = attached_partitions(cursor, layout, schema)
     table_text = f"{schema}.{layout.table}"
     previous = bytes.fromhex(GENESIS)
     following = 1
