@@ -388,3 +388,43 @@ def test_restore_refuses_what_it_cannot_do_and_changes_nothing(trail, tmp_path):
     )
     with pytest.raises(archive.ArchiveError, match="is not a partition name of"):
         archive.restore(trail.m, store, "invoice")
+
+
+def test_rows_under_several_seals_and_rows_not_sealed_yet_are_archived_and_checked(tmp_path):
+    with scratch_database() as dbname:
+        t = Trail(dbname, SIMPLE)
+        old = PartitionInfo.create(t.layout.table, *JAN)
+        t.m.create([old])
+        move = SQL("UPDATE {} SET {} = '2001-01-10' WHERE {} > {}").format(
+            t.table,
+            ident(t.layout.time_column),
+            t.event,
+            SQL("coalesce((SELECT max(last_event_id) FROM audit_simple_seal), 0)"),
+        )
+        for first in (1, 401, 801):
+            t.write(first, 400)
+            t.tamper(move)
+            if first < 801:  # the last 400 rows stay unsealed
+                t.m.seal(chunk_size=150)
+        store = open_store(f"file://{tmp_path}")
+        (done,) = archive.archive(t.m, store, 30, drop=False, now=NOW)
+        assert done.rows == 1200
+        manifest = json.loads(store.read_bytes(store.path(old.partition, "manifest.json")))
+        assert {c["seal_id"] for c in manifest["seals"]["chunks"]} == {1, 2}
+        assert manifest["seals"]["sealed_through"] == 800
+        assert archive.verify_archive(t.m, store)[0] == []
+        # A changed unsealed row is caught by the file's SHA-256 alone; a sealed one by its seal too.
+        path = store.path(old.partition, "data.parquet")
+        table = pq.read_table(store.fs.open_input_file(path))
+        pks = table.column("object_pk").to_pylist()
+        pks[500] = "changed"
+        table = table.set_column(
+            table.column_names.index("object_pk"), "object_pk", pa.array(pks, pa.string())
+        )
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        store.write_bytes(path, sink.getvalue())
+        details = [f.detail for f in archive.verify_archive(t.m, store)[0]]
+        assert any("SHA-256" in d for d in details)
+        assert any(d.startswith("chunk 0 of seal 2 differs from its seal") for d in details)
+        t.conn.close()

@@ -42,12 +42,12 @@ from . import catalog
 from .errors import AuditError
 from .layouts import COMMENT_TAG, PREFIX, Layout, view_select_list
 from .offline import (
-    _SETTINGS,
+    TEXT_SETTINGS,
     Entry,
-    _entries,
     attached_partitions,
     field_piece,
     field_texts,
+    read_entries,
     row_digest,
     row_line,
 )
@@ -289,13 +289,17 @@ class SealState:
     #: Entry digests by id.
     digests: dict[int, bytes]
 
+    def __post_init__(self) -> None:
+        # Seals cover contiguous, increasing ranges: a row's seal is found by bisection.
+        self.seals = sorted(self.seals, key=lambda s: s.first)
+        self._firsts = [s.first for s in self.seals]
+
     def chunk_of(self, event_id: int) -> tuple[_Seal, int] | None:
-        found = None
-        for seal in self.seals:
-            if seal.first <= event_id <= seal.last:
-                found = seal
-        if found is None:
+        """The seal covering ``event_id`` and the index of its chunk there, if any."""
+        at = bisect.bisect_right(self._firsts, event_id) - 1
+        if at < 0 or event_id > self.seals[at].last:
             return None
+        found = self.seals[at]
         return found, (event_id - found.first) // found.size
 
 
@@ -663,7 +667,7 @@ def _snapshot(connection: Any) -> Iterator[Cursor]:
     own = bool(getattr(connection, "autocommit", False))
     cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if own else "SAVEPOINT dpa_archive")
     try:
-        for name, value in _SETTINGS.items():
+        for name, value in TEXT_SETTINGS.items():
             cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         yield cursor
     finally:
@@ -731,7 +735,7 @@ def _write_partition(
     event_name = next(c.name for c in columns if c.source == layout.event_column)
     txid_name = next(c.name for c in columns if c.source == layout.txid_column)
     with _snapshot(maintainer.connection) as cursor:
-        state = seal_state(_entries(cursor, layout, schema), attached_partitions(cursor, layout, schema))
+        state = seal_state(read_entries(cursor, layout, schema), attached_partitions(cursor, layout, schema))
         inner = SQL("SELECT {view}, {stored} FROM {part} AS a").format(
             view=view_select_list(layout, schema),
             stored=SQL(", ").join(
@@ -1175,7 +1179,7 @@ def restore(
 
         def fill(cursor: Cursor, name: str) -> int:
             statement = SQL("COPY {} ({}) FROM STDIN").format(ident(maintainer.schema, name), columns)
-            for setting, value in _SETTINGS.items():
+            for setting, value in TEXT_SETTINGS.items():
                 cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [setting, value])
             _copy_in(cursor, render(statement, cursor), chunks())
             found = _counts(cursor, maintainer, name)

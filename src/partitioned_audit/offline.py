@@ -32,7 +32,7 @@ from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
 FETCH_ROWS = 5_000
 _CURSOR = "dpa_offline_verify"
 #: The settings the text of a row depends on, as the sealing functions fix them.
-_SETTINGS = {
+TEXT_SETTINGS = {
     "search_path": "pg_catalog, pg_temp",
     "TimeZone": "UTC",
     "DateStyle": "ISO, YMD",
@@ -201,7 +201,8 @@ def _maybe_bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
+def read_entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
+    """Every entry of the seal table, in seal_id order, as stored."""
     execute(
         cursor,
         SQL(
@@ -426,7 +427,7 @@ def verify(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if own else "SAVEPOINT dpa_offline_verify"
     )
     try:
-        for name, value in _SETTINGS.items():
+        for name, value in TEXT_SETTINGS.items():
             cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         return _verify(cursor, layout, schema, wanted)
     finally:
@@ -447,7 +448,7 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
     pending: dict[int, list[int]] = {}
     #: (seal id, chunk) -> (rows, digest, partitions) of the newest counted entry.
     expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]] = {}
-    entries = _entries(cursor, layout, schema)
+    entries = read_entries(cursor, layout, schema)
     for entry in entries:
         if entry.seal_id != following:
             findings.append(
