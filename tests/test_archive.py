@@ -428,3 +428,31 @@ def test_rows_under_several_seals_and_rows_not_sealed_yet_are_archived_and_check
         assert any("SHA-256" in d for d in details)
         assert any(d.startswith("chunk 0 of seal 2 differs from its seal") for d in details)
         t.conn.close()
+
+
+def test_people_get_a_table_and_a_progress_bar_with_rows_per_second(trail, tmp_path, capsys):
+    dsn = f"dbname={trail.dbname} " + _dsn_tail()
+    rows = len(rows_of(trail, trail.old.partition))
+    args = [
+        "--dsn",
+        dsn,
+        "--layout",
+        trail.layout.name,
+        "archive",
+        "--older-than",
+        "30",
+        "--to",
+        f"file://{tmp_path}",
+    ]
+    with time_machine_travel(NOW):
+        assert cli.main(args) == 0
+    out, err = capsys.readouterr()
+    assert f"|  {trail.old.partition}  |" in out and "|  archived  |" in out and f"|  {rows}  |" in out
+    assert f"1 partition(s), {rows} row(s) archived to file://{tmp_path}" in out
+    assert trail.old.partition in err and "rows/s" in err
+
+
+def time_machine_travel(now: dt.datetime) -> Any:
+    import time_machine
+
+    return time_machine.travel(now, tick=False)
