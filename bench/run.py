@@ -998,7 +998,12 @@ def main(argv: list[str] | None = None) -> int:
     from bench import archive
 
     archived = archive.measure(bench.server, scale.archive_rows, scale.archive_large, scale.rounds)
-    report = bench.report() + "\n\n" + archive.report(archived) + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
+    report = (
+        bench.report()
+        + "\n\n"
+        + archive.report(archived)
+        + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
+    )
     print(report)
     if args.output:
         args.output.write_text(report)
