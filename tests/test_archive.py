@@ -27,7 +27,7 @@ from partitioned_audit.sql import SQL, execute, ident, literal  # noqa: E402
 from partitioned_audit.store import StoreError, open_store  # noqa: E402
 from tests.engine_db import connect, scratch_database  # noqa: E402
 from tests.seaweed import SeaweedFS  # noqa: E402
-from tests.test_sealing import Trail  # noqa: E402
+from tests.test_sealing import Trail, chunk_digest, field_texts, link  # noqa: E402
 
 #: A fixed "now" for every archive run: no test depends on today's date.
 NOW = dt.datetime(2026, 3, 15, 12, tzinfo=dt.UTC)
@@ -599,3 +599,92 @@ def test_a_changed_context_in_the_archive_differs_from_its_seal(context_trail, t
     details = [f.detail for f in archive.verify_archive(t.m, store)[0]]
     assert any("SHA-256" in d for d in details)
     assert any(d.startswith("chunk 0 of seal 1 differs from its seal") for d in details)
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_restored(layout, tmp_path):
+    """Seal 1 in format 1 and seal 2 in format 2 (made by earlier versions: written here by
+    hand, as the documented encoding says), seal 3 in format 3, all over January's rows."""
+    with scratch_database() as dbname:
+        t = Trail(dbname, layout)
+        old = PartitionInfo.create(layout.table, *JAN)
+        t.m.create([old])
+        t.write(1, 60)
+        t.tamper(SQL("UPDATE {} SET {} = '2001-01-10'").format(t.table, ident(layout.time_column)))
+        rows = field_texts(t)
+        ids = sorted(rows)
+        where = f"{t.schema}.{old.partition}"
+        seals = ident(t.schema, layout.seal_table)
+        previous = bytes(32)
+        first = 1
+        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
+        for seal_id, form, last in ((1, 1, ids[19]), (2, 2, ids[39])):
+            covered = [i for i in ids if first <= i <= last]
+            groups: dict[int, list[list[str | None]]] = {}
+            for i in covered:
+                groups.setdefault((i - first) // 10, []).append(rows[i])
+            chunks = [[seal_id, k, len(g), chunk_digest(form, g), where] for k, g in sorted(groups.items())]
+            extra = (
+                None
+                if form == 1
+                else t.run("""SELECT '{"format": 2, "pending": [], "closes": []}'::jsonb::text""")[0][0]
+            )
+            sealed_at = t.run("SELECT now()::text")[0][0]
+            header = [str(seal_id), "seal", sealed_at, str(first), str(last), str(len(covered)), "10", None]
+            digest = link(previous, header, chunks, extra)
+            t.run(
+                SQL(
+                    "INSERT INTO {} VALUES (%s, 'seal', %s, %s, %s, %s, 10, NULL,"
+                    " %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+                ).format(seals),
+                [
+                    seal_id,
+                    sealed_at,
+                    first,
+                    last,
+                    len(covered),
+                    *(list(c) for c in zip(*chunks, strict=True)),
+                    previous,
+                    digest,
+                    extra,
+                ],
+            )
+            previous, first = digest, last + 1
+        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
+        assert t.m.seal(chunk_size=10).rows == len(ids) - 40
+        assert t.verify().ok
+        store = open_store(f"file://{tmp_path}")
+        before = rows_of(t, old.partition)
+        (done,) = archive.archive(t.m, store, 30, drop=True, now=NOW)
+        assert done.dropped
+        manifest = json.loads(store.read_bytes(store.path(old.partition, "manifest.json")))
+        assert sorted({(c["seal_id"], c["format"]) for c in manifest["seals"]["chunks"]}) == [
+            (1, 1),
+            (2, 2),
+            (3, 3),
+        ]
+        assert archive.verify_archive(t.m, store)[0] == []
+        archive.restore(t.m, store, old.partition)
+        assert rows_of(t, old.partition) == before
+        result = t.verify()
+        assert result.ok, [p.describe() for p in result.problems]
+        t.conn.close()
+
+
+def test_a_partition_changed_after_its_archive_is_not_dropped_nor_its_context_rows(context_trail, tmp_path):
+    t, clerk = context_trail
+    store = open_store(f"file://{tmp_path}")
+    (done,) = archive.archive(t.m, store, 30, drop=False, now=NOW)
+    contexts = context_rows(t)
+    t.run("INSERT INTO invoice VALUES (5000, 1, 'late')")
+    (txid,) = t.run(
+        SQL("SELECT {} FROM {} ORDER BY {} DESC LIMIT 1").format(
+            ident(t.layout.txid_column), t.table, t.event
+        )
+    )[0]
+    backdate(t, [txid], "2001-01-20 00:00:00+00")
+    with pytest.raises(archive.ArchiveError) as info:
+        archive.archive(t.m, store, 30, drop=True, now=NOW)
+    assert str(info.value).startswith(f"{done.manifest} exists but does not match public.{t.old.partition}: ")
+    assert len(context_rows(t)) == len(contexts) + 1
+    assert len(rows_of(t, t.old.partition)) == done.rows + 1

@@ -249,9 +249,9 @@ class Maintainer:
                 beside = context_partitions.get(contexts)
                 if beside is not None and (beside.lower, beside.upper) != (row.lower, row.upper):
                     raise PartitionError(
-                        f"{self.schema}.{contexts} does not have the bounds of {info.partition}"
-                        f" ({beside.bound}): rows of other audit partitions may point at its context"
-                        " rows; refusing to detach or drop them"
+                        f"{self.schema}.{contexts} does not have the bounds of {info.partition}:"
+                        " rows of other audit partitions may point at its context rows; refusing"
+                        " to detach or drop them"
                     )
                 if check is not None:
                     check(cursor, info.partition)
