@@ -150,18 +150,25 @@ def _dsn_tail() -> str:
     return " ".join(part for part in dsn.split() if not part.startswith("dbname="))
 
 
-def test_an_object_changed_after_upload_is_reported_with_its_name(trail, url):
-    store = open_store(url)
-    archive.archive(trail.m, store, 30, drop=True, now=NOW)
-    path = store.path(trail.old.partition, "data.parquet")
+def change_archived(store: Any, partition: str, column: str, row: int, value: str) -> str | None:
+    """Rewrite ``partition``'s data file with ``value`` in ``column`` of row ``row``, as one
+    changing the object would; returns the value it replaced."""
+    path = store.path(partition, "data.parquet")
     table = pq.read_table(store.fs.open_input_file(path))
-    column = "object_pk"
     values = table.column(column).to_pylist()
-    values[5] = values[5] + "9"
+    old, values[row] = values[row], value
     table = table.set_column(table.column_names.index(column), column, pa.array(values, pa.string()))
     sink = io.BytesIO()
     pq.write_table(table, sink, compression="zstd")
     store.write_bytes(path, sink.getvalue())
+    return old
+
+
+def test_an_object_changed_after_upload_is_reported_with_its_name(trail, url):
+    store = open_store(url)
+    archive.archive(trail.m, store, 30, drop=True, now=NOW)
+    old = change_archived(store, trail.old.partition, "object_pk", 5, "")
+    assert old
     findings, _, _ = archive.verify_archive(trail.m, store)
     assert findings and all(
         f.partitions == store.url_of(trail.old.partition, "data.parquet") for f in findings
@@ -414,16 +421,7 @@ def test_rows_under_several_seals_and_rows_not_sealed_yet_are_archived_and_check
         assert manifest["seals"]["sealed_through"] == 800
         assert archive.verify_archive(t.m, store)[0] == []
         # A changed unsealed row is caught by the file's SHA-256 alone; a sealed one by its seal too.
-        path = store.path(old.partition, "data.parquet")
-        table = pq.read_table(store.fs.open_input_file(path))
-        pks = table.column("object_pk").to_pylist()
-        pks[500] = "changed"
-        table = table.set_column(
-            table.column_names.index("object_pk"), "object_pk", pa.array(pks, pa.string())
-        )
-        sink = io.BytesIO()
-        pq.write_table(table, sink, compression="zstd")
-        store.write_bytes(path, sink.getvalue())
+        change_archived(store, old.partition, "object_pk", 500, "changed")
         details = [f.detail for f in archive.verify_archive(t.m, store)[0]]
         assert any("SHA-256" in d for d in details)
         assert any(d.startswith("chunk 0 of seal 2 differs from its seal") for d in details)
@@ -587,15 +585,7 @@ def test_a_changed_context_in_the_archive_differs_from_its_seal(context_trail, t
     manifest = json.loads(store.read_bytes(store.path(t.old.partition, "manifest.json")))
     # The login role as the seals read it: the view's column, or the column stored beside it.
     (column,) = [c["name"] for c in manifest["columns"] if c["stores"] == "c.session_user_name"]
-    path = store.path(t.old.partition, "data.parquet")
-    table = pq.read_table(store.fs.open_input_file(path))
-    values = table.column(column).to_pylist()
-    assert values[0] == clerk
-    values[0] = "someone_else"
-    table = table.set_column(table.column_names.index(column), column, pa.array(values, pa.string()))
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    store.write_bytes(path, sink.getvalue())
+    assert change_archived(store, t.old.partition, column, 0, "someone_else") == clerk
     details = [f.detail for f in archive.verify_archive(t.m, store)[0]]
     assert any("SHA-256" in d for d in details)
     assert any(d.startswith("chunk 0 of seal 1 differs from its seal") for d in details)
