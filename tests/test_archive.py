@@ -307,22 +307,20 @@ def test_a_run_killed_mid_write_is_completed_by_the_next(tmp_path):
         )
         t.m.seal(chunk_size=1000)
         dsn = f"dbname={dbname} " + _dsn_tail()
+        args = [
+            "--dsn",
+            dsn,
+            "archive",
+            "--older-than",
+            "30",
+            "--to",
+            f"file://{tmp_path}",
+            "--drop",
+            "--yes",
+            "--json",
+        ]
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "partitioned_audit.cli",
-                "--dsn",
-                dsn,
-                "archive",
-                "--older-than",
-                "30",
-                "--to",
-                f"file://{tmp_path}",
-                "--drop",
-                "--yes",
-                "--json",
-            ],
+            [sys.executable, "-m", "partitioned_audit.cli", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
         )
@@ -341,23 +339,7 @@ def test_a_run_killed_mid_write_is_completed_by_the_next(tmp_path):
         assert not (tmp_path / old.partition / "manifest.json").exists()
         assert glob_count(f"file://{tmp_path}", None) == 0
         assert t.run(SQL("SELECT count(*) FROM {}").format(ident(old.partition))) == [(300000,)]
-        assert (
-            cli.main(
-                [
-                    "--dsn",
-                    dsn,
-                    "archive",
-                    "--older-than",
-                    "30",
-                    "--to",
-                    f"file://{tmp_path}",
-                    "--drop",
-                    "--yes",
-                    "--json",
-                ]
-            )
-            == 0
-        )
+        assert cli.main(args) == 0
         assert glob_count(f"file://{tmp_path}", None) == 300000
         assert t.run("SELECT to_regclass(%s)", [old.partition]) == [(None,)]
         assert t.verify().ok
