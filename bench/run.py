@@ -122,10 +122,13 @@ class Scale:
     tpcb_tx: int
     scale_rows: int
     seal_rows: int
+    #: Rows of the partition archived each round, and of the one whose memory is measured.
+    archive_rows: int = 200_000
+    archive_large: int = 1_000_000
 
 
-QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200_000)
-FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 1_000_000)
+QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200_000, 200_000, 1_000_000)
+FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 1_000_000, 1_000_000, 4_000_000)
 SEAL_DB = "dpa_bench_seal"
 #: Chunk sizes compared once each, beside the default measured every round.
 SEAL_CHUNKS = (1_000, 10_000, 100_000)
@@ -1004,7 +1007,15 @@ def main(argv: list[str] | None = None) -> int:
     bench.measure_storage()
     bench.measure_scale()
     bench.measure_sealing()
-    report = bench.report() + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
+    from bench import archive
+
+    archived = archive.measure(bench.server, scale.archive_rows, scale.archive_large, scale.rounds)
+    report = (
+        bench.report()
+        + "\n\n"
+        + archive.report(archived)
+        + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
+    )
     print(report)
     if args.output:
         args.output.write_text(report)

@@ -141,6 +141,31 @@ def test_retention_detaches_or_drops_only_old_partitions_of_ours(conn):
     ) == [(2,)]
 
 
+def test_retention_refuses_a_context_partition_wider_than_its_audit_partition(conn):
+    """A context partition of the audit partition's name but other bounds (made by hand)
+    may hold context rows that rows of other audit partitions point at: kept, with both."""
+    manager = Maintainer(conn, SIMPLE, policy=FAST)
+    query(
+        conn,
+        "CREATE TABLE audit_simple_context_20100101_20100201 PARTITION OF audit_simple_context"
+        " FOR VALUES FROM ('2009-12-01 00:00+00') TO ('2010-02-01 00:00+00')",
+    )
+    (jan,) = months(dt.date(2010, 1, 1), 1)
+    manager.create([jan])
+    with pytest.raises(PartitionError) as info:
+        manager.detach([jan], drop=True)
+    assert str(info.value) == (
+        "public.audit_simple_context_20100101_20100201 does not have the bounds of"
+        " audit_simple_20100101_20100201: rows of other audit partitions may point at its"
+        " context rows; refusing to detach or drop them"
+    )
+    assert query(
+        conn,
+        "SELECT to_regclass('audit_simple_20100101_20100201') IS NOT NULL,"
+        " to_regclass('audit_simple_context_20100101_20100201') IS NOT NULL",
+    ) == [(True, True)]
+
+
 def test_two_create_runs_at_once_neither_fails_nor_creates_twice(database, conn):
     holder = connect(database)
     query(holder, "SELECT pg_advisory_xact_lock(hashtext(%s))", [LOCK_KEY])  # a run in progress

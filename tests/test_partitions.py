@@ -321,9 +321,13 @@ def test_every_action_speaks_json(db):
     created, simulated, listed, checked, dropped = docs
     assert simulated["status"] == "OK" and simulated["to_create"] == []
     assert len(simulated["existing"]) == 2 + len(created["created"])
-    assert {"name": "audit_simple_default", "from_date": None, "to_date": None, "default": True} in listed[
-        "partitions"
-    ]
+    assert {
+        "name": "audit_simple_default",
+        "from_date": None,
+        "to_date": None,
+        "default": True,
+        "archived": None,
+    } in listed["partitions"]
     assert checked["ok"] is True and checked["default_rows"] == 0
     assert dropped == {"action": "drop", "older_than_days": 1, "applied": False, "partitions": []}
 

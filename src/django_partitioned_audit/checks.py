@@ -34,6 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         conf.min_coverage_days,
         conf.request_id_header,
         conf.audit_context_extra_setting,
+        conf.archive_url,
     ):
         try:
             accessor()

@@ -67,6 +67,22 @@ def audit_schema() -> str:
         raise ImproperlyConfigured(f"DPA_AUDIT_SCHEMA: {exc}. See {DOCS}.") from exc
 
 
+def archive_url() -> str | None:
+    """``DPA_ARCHIVE_URL``: where ``archive`` writes and ``restore`` and ``verify --archive``
+    read old partitions, ``s3://bucket/prefix`` or ``file:///path`` (default ``None``: give
+    ``--to``/``--from``/``--archive URL``)."""
+    from partitioned_audit.store import parse
+
+    value = _get("DPA_ARCHIVE_URL", None)
+    if value is None:
+        return None
+    try:
+        parse(value)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"DPA_ARCHIVE_URL: {exc}. See {DOCS}.") from exc
+    return str(value)
+
+
 def payload_gin_index() -> bool:
     """``DPA_PAYLOAD_GIN_INDEX``: keep a GIN index on the simple payload (default ``False``)."""
     value = _get("DPA_PAYLOAD_GIN_INDEX", False)

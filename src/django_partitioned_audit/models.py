@@ -203,20 +203,28 @@ class _Snapshot:
             return None
         schema, table = self._table()
         model = model or _model_for_table(schema, table)
-        statement = SQL(
-            "SELECT (jsonb_populate_record(NULL::{table}, ({row}) - %s::text[])).*"
-            " FROM {view} AS v WHERE v.{key} = %s AND v.{time} = %s"
-        ).format(
-            table=ident(schema, table),
-            row=SQL(self._row_sql),
-            view=ident(conf.audit_schema(), self._view),
-            key=ident(self._key),
-            time=ident(self._time),
-        )
+        masked = list(table_spec(model).masked)
+        if getattr(self, "archived", False):
+            # Read from the archive, not in the view: PostgreSQL types the entry's own JSON.
+            statement = SQL("SELECT (jsonb_populate_record(NULL::{table}, %s::jsonb - %s::text[])).*").format(
+                table=ident(schema, table)
+            )
+            params = [json.dumps(self.get_row_data()), masked]
+        else:
+            statement = SQL(
+                "SELECT (jsonb_populate_record(NULL::{table}, ({row}) - %s::text[])).*"
+                " FROM {view} AS v WHERE v.{key} = %s AND v.{time} = %s"
+            ).format(
+                table=ident(schema, table),
+                row=SQL(self._row_sql),
+                view=ident(conf.audit_schema(), self._view),
+                key=ident(self._key),
+                time=ident(self._time),
+            )
+            params = [masked, self.pk, getattr(self, self._time)]  # type: ignore[attr-defined]
         using = self._state.db or "default"  # type: ignore[attr-defined]
         connection = connections[using]
         with connection.cursor() as cursor:
-            params = [list(table_spec(model).masked), self.pk, getattr(self, self._time)]  # type: ignore[attr-defined]
             cursor.execute(render(statement, cursor), params)
             row = cursor.fetchone()
             columns = [c[0] for c in cursor.description or ()]
@@ -600,6 +608,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         after: int | str | None = None,
         limit: int = 100,
         all_layouts: bool = False,
+        archive: str | None = None,
     ) -> HistoryPage:
         """The versions of ``obj``, oldest first, ``limit`` at a time: each with its operation,
         time, context and changed fields. ``after`` is the ``next_after`` of the previous page
@@ -612,11 +621,19 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         after a switch of ``DPA_AUDIT_TABLE_MANAGER``): one history across both tables,
         merged by time, each table's versions in their own order. Its ``next_after`` is a
         text cursor holding the position in each table.
+
+        ``archive`` (an ``s3://`` or ``file://`` URL, see docs/archive.md) adds the versions
+        of partitions archived there, read with pyarrow; a version both there and in the
+        database (a restored partition) is listed once. Their changes are JSON values.
         """
         model, pk = _model_and_key(obj, pk)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive integer, got {limit!r}")
         if all_layouts:
+            if archive is not None:
+                raise ValueError(
+                    "history(): archive= reads one layout's archive; it cannot go with all_layouts=True"
+                )
             return self._merged_history(model, pk, after, limit)
         if after is not None and (not isinstance(after, int) or isinstance(after, bool)):
             raise ValueError(f"after must be the next_after of a page, an integer, got {after!r}")
@@ -624,11 +641,52 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         if after is not None:
             entries = entries.filter(pk__gt=after)
         found = list(entries[: limit + 1])
+        archived = self._archived(model, pk, archive) if archive is not None else []
+        if archived:
+            # The first limit + 1 of the union hold no database entry past the first limit + 1.
+            known = {e.pk for e in found}
+            found += [e for e in archived if (after is None or e.pk > after) and e.pk not in known]
+            found = sorted(found, key=lambda e: e.pk)[: limit + 1]
         page, more = found[:limit], len(found) > limit
         previous = None
         if page and after is not None and page[0].needs_previous():
             previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
+            earlier = [e for e in archived if e.pk <= after]
+            if earlier and (previous is None or earlier[-1].pk > previous.pk):
+                previous = earlier[-1]
         return HistoryPage(_versions(model, page, previous), page[-1].pk if more else None)
+
+    def _archived(self, model: type[models.Model], pk: Any, url: str, **equal: Any) -> list[Any]:
+        """The entries of ``model``'s row ``pk`` (or, with ``pk=None``, of ``equal``) archived
+        at ``url``, as unsaved read-model instances marked ``archived``, by event id."""
+        from partitioned_audit.archive import read_rows
+        from partitioned_audit.layouts import get_layout
+        from partitioned_audit.store import open_store
+
+        layout = get_layout(self.model._layout)
+        schema, table = split_table(model._meta.db_table)
+        conditions = {self._table_field: table, **equal}
+        if pk is not None:
+            conditions["object_pk"] = _pk_text(pk)
+        fields = self.model._meta.concrete_fields
+        entries = []
+        for row in read_rows(open_store(url), layout.table, conditions):
+            where = row.get(self._schema_field)
+            if where != schema and not (
+                where is None and schema == "public" and self._schema_field == "object_schema"
+            ):
+                continue
+            values = {}
+            for f in fields:
+                value = row.get(f.column)
+                if isinstance(f, models.JSONField) and isinstance(value, str):
+                    value = json.loads(value)
+                values[f.attname] = value
+            entry = self.model(**values)
+            entry._state.adding, entry._state.db = False, self.db
+            entry.archived = True
+            entries.append(entry)
+        return sorted(entries, key=lambda e: e.pk)
 
     def _merged_history(self, model: type[models.Model], pk: Any, after: Any, limit: int) -> HistoryPage:
         positions = _parse_cursor(after)
@@ -667,12 +725,19 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             cursor = ",".join(f"{name}:{pk}" for name, pk in positions.items())
         return HistoryPage(_versions(model, [entry for _, entry in page], previous), cursor)
 
-    def as_of(self, model_class: type[models.Model], pk: Any, when: dt.datetime) -> models.Model | None:
+    def as_of(
+        self, model_class: type[models.Model], pk: Any, when: dt.datetime, *, archive: str | None = None
+    ) -> models.Model | None:
         """The row ``pk`` of ``model_class`` as it was at ``when`` (an instance typed as
-        ``get_instance()`` types it); None if it did not exist then."""
+        ``get_instance()`` types it); None if it did not exist then. ``archive`` (a URL, see
+        ``history()``) also reads the partitions archived there."""
         last = (
             self.filter_object(model_class, pk).filter(**{f"{self._time}__lte": when}).order_by("-pk").first()
         )
+        if archive is not None:
+            earlier = [e for e in self._archived(model_class, pk, archive) if getattr(e, self._time) <= when]
+            if earlier and (last is None or earlier[-1].pk > last.pk):
+                last = earlier[-1]
         if last is None or last.is_delete():
             return None
         truncated = (
@@ -680,6 +745,11 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             .filter(**{self._operation: "T", f"{self._time}__lte": when, "pk__gt": last.pk})
             .exists()
         )
+        if archive is not None and not truncated:
+            truncated = any(
+                getattr(e, self._time) <= when and e.pk > last.pk
+                for e in self._archived(model_class, None, archive, **{self._operation: "T"})
+            )
         return None if truncated else last.get_instance(model_class)
 
     def revert(self, model_class: type[models.Model], pk: Any, *, to: Any) -> models.Model:

@@ -8,7 +8,9 @@ which asks the :class:`~partitioned_audit.partitioning.maintenance.Maintainer` a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -30,8 +32,12 @@ ACTIONS = (
     "privileges",
     "seal",
     "verify",
+    "archive",
+    "restore",
 )
 DEFAULT_EXTRA_DAYS = 30
+#: ``--archive`` given without a URL: the default archive URL.
+DEFAULT_URL = "default"
 #: How long (seconds) a transaction may hold audit rows open before ``seal`` and ``check``
 #: fail: its rows stay unsealed, and open to change, until it ends.
 DEFAULT_MAX_STALL = 3600
@@ -73,9 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "actions",
         nargs="+",
-        choices=ACTIONS,
+        type=_action,
         metavar="action",
-        help=f"one or more of: {', '.join(ACTIONS)}",
+        help=f"one or more of: {', '.join(ACTIONS)}; restore is followed by the partition's name",
     )
     parser.add_argument(
         "--extra-days",
@@ -92,10 +98,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--older-than",
         type=int,
         metavar="DAYS",
-        help="detach/drop: partitions whose whole range ended at least DAYS days ago",
+        help="detach/drop/archive: partitions whose whole range ended at least DAYS days ago",
     )
     parser.add_argument(
-        "--yes", action="store_true", help="detach/drop: really do it, not only show the plan"
+        "--yes", action="store_true", help="detach/drop, archive --drop: really do it, not only show the plan"
     )
     add_privilege_arguments(parser, required=False)
     parser.add_argument(
@@ -130,6 +136,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="verify: recompute every digest here from plain SELECTs, trusting no function in the database",
     )
+    parser.add_argument(
+        "--to",
+        metavar="URL",
+        help="archive: s3://bucket/prefix or file:///path (default: DPA_ARCHIVE_URL or $DPA_ARCHIVE_URL)",
+    )
+    parser.add_argument(
+        "--from",
+        dest="from_url",
+        metavar="URL",
+        help="restore: the archive to restore PARTITION from (default: as --to)",
+    )
+    parser.add_argument(
+        "--archive",
+        nargs="?",
+        const=DEFAULT_URL,
+        metavar="URL",
+        help="verify: also check the partitions archived there against their seals"
+        " (alone: the default archive URL)",
+    )
+    parser.add_argument(
+        "--drop", action="store_true", help="archive: detach and drop each partition once its copy is checked"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document per action")
     parser.add_argument(
         "--lock-timeout",
@@ -144,6 +172,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=LockPolicy.attempts,
         help="how often DDL is tried when its locks are busy (default %(default)s)",
     )
+
+
+_PARTITION_NAME = re.compile(r".+_[0-9]{8}_[0-9]{8}")
+
+
+def _action(text: str) -> str:
+    """An action, or the partition name that follows ``restore``."""
+    if text in ACTIONS or _PARTITION_NAME.fullmatch(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"invalid choice: {text!r} (choose from {', '.join(repr(a) for a in ACTIONS)})"
+    )
+
+
+def _split_actions(options: dict[str, Any]) -> None:
+    """Move the partition name after ``restore`` from ``actions`` to ``partition``."""
+    actions, partition = [], None
+    for word in options["actions"]:
+        if word in ACTIONS:
+            actions.append(word)
+        elif actions and actions[-1] == "restore" and partition is None:
+            partition = word
+        else:
+            raise ConfigurationError(f"unexpected argument {word!r}: only restore takes a partition name")
+    options["actions"], options["partition"] = actions, partition
 
 
 def add_privilege_arguments(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -199,23 +252,37 @@ class _Run:
                 self.stderr.write(f"warning: {problem}\n")
 
     def list(self, list_all: bool) -> None:
+        from .archive import archived_marks
+
         rows, docs = [], []
-        for part in self.m.catalog_rows():
+        catalog_rows = self.m.catalog_rows()
+        marks = archived_marks(self.m)
+        for part in catalog_rows:
             info = PartitionInfo.of(part.name, self.m.layout.table)
+            mark = marks.get(part.name)
             if info is not None:
-                rows.append([info.partition, str(info.from_date), str(info.to_date)])
-                docs.append({**_as_json(info), "default": False})
+                rows.append([info.partition, str(info.from_date), str(info.to_date), mark or ""])
+                docs.append({**_as_json(info), "default": False, "archived": mark})
             elif list_all:
-                rows.append([part.name, "", ""])
+                rows.append([part.name, "", "", mark or ""])
                 docs.append(
-                    {"name": part.name, "from_date": None, "to_date": None, "default": part.is_default}
+                    {
+                        "name": part.name,
+                        "from_date": None,
+                        "to_date": None,
+                        "default": part.is_default,
+                        "archived": mark,
+                    }
                 )
+        header = ["table_name", "from_date", "to_date", "archived"]
+        if not marks:  # 1.0.4's table, unchanged, until a partition is archived
+            header, rows = header[:3], [row[:3] for row in rows]
         self.emit(
             {
                 "action": "list-all" if list_all else "list",
                 "partitions": sorted(docs, key=lambda d: d["name"]),
             },
-            render_table(["table_name", "from_date", "to_date"], sorted(rows)),
+            render_table(header, sorted(rows)),
         )
 
     def plan_table(self, plan: Plan, created: Created | None = None) -> str:
@@ -351,10 +418,84 @@ class _Run:
         if stalled is not None:
             raise StallFailed("seal", stalled)
 
+    def archive(self) -> None:
+        from . import archive
+        from .store import open_store
+
+        store = open_store(self.options["to"])
+        days = self.options["older_than"]
+        drop = bool(self.options.get("drop"))
+        with _Progress(self.stderr, enabled=not self.json) as bar:
+            done = archive.archive(self.m, store, days, drop=drop, progress=bar.partition_step)
+        rows = [
+            [
+                a.partition.partition,
+                str(a.partition.from_date),
+                str(a.partition.to_date),
+                ("archived" if a.state == "archived" else "already archived")
+                + (", dropped" if a.dropped else ""),
+                str(a.rows),
+                str(a.bytes),
+            ]
+            for a in done
+        ]
+        text = render_table(["table_name", "from_date", "to_date", "status", "rows", "bytes"], rows)
+        if not done:
+            text += f"\nNo partition ended {days} or more days ago."
+        else:
+            total = sum(a.rows for a in done)
+            seconds = sum(a.seconds for a in done) or 1e-9
+            text += f"\n{len(done)} partition(s), {total} row(s) archived to {store.url} ({total / seconds:,.0f} rows/s)."
+        self.emit(
+            {
+                "action": "archive",
+                "url": store.url,
+                "older_than_days": days,
+                "drop": drop,
+                "partitions": [
+                    {
+                        **_as_json(a.partition),
+                        "state": a.state,
+                        "rows": a.rows,
+                        "bytes": a.bytes,
+                        "manifest": a.manifest,
+                        "dropped": a.dropped,
+                        "seconds": round(a.seconds, 3),
+                    }
+                    for a in done
+                ],
+            },
+            text,
+        )
+
+    def restore(self) -> None:
+        from . import archive
+        from .store import open_store
+
+        store = open_store(self.options["from_url"])
+        name = self.options["partition"]
+        with _Progress(self.stderr, enabled=not self.json) as bar:
+            bar.start(name, None)
+            manifest = archive.restore(self.m, store, name, progress=bar.step)
+        self.emit(
+            {"action": "restore", "partition": name, "url": store.url, "rows": manifest.rows},
+            f"Restored {name}: {manifest.rows} row(s) from {store.url_of(name)}, checked against the manifest and the seals.",
+        )
+
     def verify(self) -> None:
         result = self.m.verify(self.options.get("expect"), offline=bool(self.options.get("offline")))
+        if self.options.get("archive"):
+            from . import archive
+            from .store import open_store
+
+            store = open_store(self.options["archive"])
+            found, partitions, rows = archive.verify_archive(self.m, store)
+            result = dataclasses.replace(result, findings=[*result.findings, *found])
+            self.archive_line = (
+                f"archive {store.url}: {partitions} partition(s), {rows} row(s) checked against their seals"
+            )
         lines = [
-            f"retired: events {f.first_event_id}..{f.last_event_id} of {f.partitions}: {f.detail}"
+            f"{f.kind}: events {f.first_event_id}..{f.last_event_id} of {f.partitions}: {f.detail}"
             for f in result.retired
         ]
         if result.ok:
@@ -366,6 +507,8 @@ class _Run:
                 )
             else:
                 lines.insert(0, "OK: nothing is sealed yet; run seal first.")
+            if self.options.get("archive"):
+                lines.append(self.archive_line)
             if self.options.get("expect"):
                 lines.append(
                     f"The chain contains the head kept outside the database, {self.options['expect']}."
@@ -407,6 +550,60 @@ class _Run:
         )
 
 
+class _Progress:
+    """A progress bar with rows per second on ``stream`` (rich), for people; nothing with --json."""
+
+    def __init__(self, stream: Writer, enabled: bool) -> None:
+        self.stream, self.enabled = stream, enabled
+        self.bar: Any = None
+        self.task: Any = None
+        self.current: str | None = None
+
+    def __enter__(self) -> _Progress:
+        if self.enabled:
+            try:
+                from rich.console import Console
+                from rich.progress import (
+                    BarColumn,
+                    MofNCompleteColumn,
+                    Progress,
+                    TextColumn,
+                    TimeElapsedColumn,
+                )
+            except ImportError:  # pragma: no cover - rich comes with the archive extra
+                return self
+            self.bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} rows/s"),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream, stderr=True),  # type: ignore[arg-type]
+            )
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def start(self, name: str, total: int | None) -> None:
+        if self.bar is not None:
+            self.task = self.bar.add_task(name, total=total, rate="0")
+            self.current = name
+
+    def step(self, rows: int) -> None:
+        if self.bar is not None and self.task is not None:
+            self.bar.advance(self.task, rows)
+            task = self.bar.tasks[-1]
+            self.bar.update(self.task, rate=f"{(task.completed / (task.elapsed or 1e-9)):,.0f}")
+
+    def partition_step(self, info: PartitionInfo, rows: int, total: int) -> None:
+        if self.current != info.partition:
+            self.start(info.partition, total)
+        self.step(rows)
+
+
 def _holders_json(holders: Sequence[sealing.Holder]) -> list[dict[str, Any]]:
     return [
         {"pid": h.pid, "xid": h.xid, "since": h.since.isoformat() if h.since else None, "age": h.age}
@@ -430,6 +627,30 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
         raise ConfigurationError(f"{retiring[0]} needs --older-than DAYS")
     if retiring and options["older_than"] < 1:
         raise ConfigurationError(f"--older-than must be 1 or more, got {options['older_than']}")
+    _split_actions(options)
+    # The commands pass the default archive URL (DPA_ARCHIVE_URL) as ``archive_url``.
+    default_url = options.get("archive_url")
+    for key in ("to", "from_url"):
+        options[key] = options.get(key) or default_url
+    if options.get("archive") == DEFAULT_URL:
+        if not default_url:
+            raise ConfigurationError("verify --archive needs a URL (or the DPA_ARCHIVE_URL setting)")
+        options["archive"] = default_url
+    archiving = [a for a in options["actions"] if a == "archive"]
+    if archiving and options.get("older_than") is None:
+        raise ConfigurationError("archive needs --older-than DAYS")
+    if archiving and options["older_than"] < 1:
+        raise ConfigurationError(f"--older-than must be 1 or more, got {options['older_than']}")
+    if archiving and options.get("drop") and not options.get("yes"):
+        raise ConfigurationError(
+            "archive --drop drops each partition once its copy is checked: add --yes to do it"
+        )
+    if archiving and not options.get("to"):
+        raise ConfigurationError("archive needs --to URL (or the DPA_ARCHIVE_URL setting)")
+    if "restore" in options["actions"] and not (options.get("partition") and options.get("from_url")):
+        raise ConfigurationError(
+            "restore needs the partition's name and --from URL (or the DPA_ARCHIVE_URL setting)"
+        )
     if "privileges" in options["actions"] and not options.get("app_role"):
         raise ConfigurationError("privileges needs --app-role ROLE")
     runner = _Run(maintainer, options, stdout, stderr)
@@ -458,4 +679,6 @@ def _run_one(runner: _Run, action: str) -> None:
             "privileges": runner.privileges,
             "seal": runner.seal,
             "verify": runner.verify,
+            "archive": runner.archive,
+            "restore": runner.restore,
         }[action]()

@@ -50,6 +50,7 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--layout", choices=sorted(LAYOUTS), default="simple", help="default: simple")
     result.add_argument("--schema", default="public", help="schema of the audit table (default: public)")
     actions.add_arguments(result)
+    result.set_defaults(archive_url=os.environ.get("DPA_ARCHIVE_URL"))
     return result
 
 

@@ -1122,6 +1122,15 @@ def has_legacy_contexts(layout: Layout, schema: str) -> Composable:
     )
 
 
+def view_select_list(layout: Layout, schema: str, legacy: bool = False) -> Composable:
+    """The read view's select list, over the audit table (or one of its partitions) aliased
+    ``a`` joined to its context rows by :func:`context_join` (``c``): the view's columns, as
+    the view and the archive name them. With ``legacy``, see :func:`create_view`."""
+    return SQL(layout.view_columns).format(
+        context=legacy_context(layout, schema) if legacy else SQL("c.context AS audit_context")
+    )
+
+
 def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:
     """The read view, refusing every write.
 
@@ -1140,11 +1149,11 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     return [
         # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
         SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL("CREATE VIEW {view} AS SELECT " + layout.view_columns + " FROM {table} AS a {join}").format(
+        SQL("CREATE VIEW {view} AS SELECT {columns} FROM {table} AS a {join}").format(
             view=view,
             table=ident(schema, layout.table),
+            columns=view_select_list(layout, schema, legacy),
             join=context_join(layout, schema, "a"),
-            context=legacy_context(layout, schema) if legacy else SQL("c.context AS audit_context"),
         ),
         SQL(
             "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"

@@ -32,7 +32,7 @@ from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
 FETCH_ROWS = 5_000
 _CURSOR = "dpa_offline_verify"
 #: The settings the text of a row depends on, as the sealing functions fix them.
-_SETTINGS = {
+TEXT_SETTINGS = {
     "search_path": "pg_catalog, pg_temp",
     "TimeZone": "UTC",
     "DateStyle": "ISO, YMD",
@@ -91,6 +91,16 @@ def field_piece(value: str | None) -> bytes:
 def row_digest(fields: Sequence[str | None]) -> bytes:
     """A row's 32-byte digest (format 2): SHA-256 of its fields' pieces in column order."""
     return hashlib.sha256(b"".join(field_piece(f) for f in fields)).digest()
+
+
+def row_piece(values: Sequence[str | None], width: int, seal_format: int) -> bytes:
+    """What a row adds to its chunk's digest in ``seal_format``, given its field texts as
+    :func:`field_texts` selects them (its ``width`` fields of ``layout.column_names``, then
+    those of ``CONTEXT_FIELDS``): the line of its fields (format 1), the digest of its
+    fields (format 2), the digest of its fields and context fields (format 3)."""
+    if seal_format == 1:
+        return row_line(values[:width])
+    return row_digest(values[:width] if seal_format == 2 else values)
 
 
 def _number(value: int | None) -> str | None:
@@ -201,7 +211,8 @@ def _maybe_bytes(value: Any) -> bytes | None:
     return None if value is None else bytes(value)
 
 
-def _entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
+def read_entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
+    """Every entry of the seal table, in seal_id order, as stored."""
     execute(
         cursor,
         SQL(
@@ -262,7 +273,7 @@ def _entries(cursor: Cursor, layout: Layout, schema: str) -> list[Entry]:
     return found
 
 
-def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
+def attached_partitions(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
     """The partitions of the audit table, named as ``regclass`` prints them."""
     cursor.execute(
         "SELECT pg_catalog.format('%%s', i.inhrelid::pg_catalog.regclass) FROM pg_catalog.pg_inherits i"
@@ -272,19 +283,27 @@ def _attached(cursor: Cursor, layout: Layout, schema: str) -> set[str]:
     return {name for (name,) in cursor.fetchall()}
 
 
+def field_texts(layout: Layout) -> Composable:
+    """The select list of a row's field texts, each its output text, NULL kept apart: the
+    fields of ``layout.column_names`` from the audit table aliased ``e``, then those of
+    :data:`~.sealing.CONTEXT_FIELDS` (``e`` and its context row ``c``, joined by
+    :func:`~.layouts.context_join`), the order format 3 hashes them in."""
+    text = "CASE WHEN {c} IS NULL THEN NULL ELSE pg_catalog.format('%s', {c}) END"
+    return SQL(", ").join(
+        [
+            *(SQL(text).format(c=SQL("e.{}").format(ident(c))) for c in layout.column_names),
+            *(SQL(text).format(c=SQL("{}.{}").format(ident(a), ident(c))) for a, c in CONTEXT_FIELDS),
+        ]
+    )
+
+
 def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[tuple[Any, ...]]:
     """(event id, partition, field texts..., context field texts...) of every row up to
     ``sealed`` or with no valid id, in event-id order (NULL first), through a server-side
     cursor: the fields of ``layout.column_names``, then those of ``CONTEXT_FIELDS``, its
     context row found as the views find it."""
     event = ident(layout.event_column)
-    text = "CASE WHEN {c} IS NULL THEN NULL ELSE pg_catalog.format('%s', {c}) END"
-    fields = SQL(", ").join(
-        [
-            *(SQL(text).format(c=SQL("e.{}").format(ident(c))) for c in layout.column_names),
-            *(SQL(text).format(c=SQL("{}.{}").format(ident(a), ident(c))) for a, c in CONTEXT_FIELDS),
-        ]
-    )
+    fields = field_texts(layout)
     execute(
         cursor,
         SQL(
@@ -426,7 +445,7 @@ def verify(
         "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" if own else "SAVEPOINT dpa_offline_verify"
     )
     try:
-        for name, value in _SETTINGS.items():
+        for name, value in TEXT_SETTINGS.items():
             cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
         return _verify(cursor, layout, schema, wanted)
     finally:
@@ -435,7 +454,7 @@ def verify(
 
 def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
     findings: list[Finding] = []
-    attached = _attached(cursor, layout, schema)
+    attached = attached_partitions(cursor, layout, schema)
     table_text = f"{schema}.{layout.table}"
     previous = bytes.fromhex(GENESIS)
     following = 1
@@ -447,7 +466,7 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
     pending: dict[int, list[int]] = {}
     #: (seal id, chunk) -> (rows, digest, partitions) of the newest counted entry.
     expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]] = {}
-    entries = _entries(cursor, layout, schema)
+    entries = read_entries(cursor, layout, schema)
     for entry in entries:
         if entry.seal_id != following:
             findings.append(
@@ -466,9 +485,23 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
                 )
             )
         if entry.kind != "seal" and entry.partition_name in attached:
-            problem: str | None = (
-                f"it retires {entry.partition_name}, which is still a partition of {table_text}"
+            # A retired partition attached again (restored): checked against the earlier seals.
+            findings.append(
+                Finding(
+                    "restored",
+                    entry.seal_id,
+                    entry.first_event_id,
+                    entry.last_event_id,
+                    entry.row_count,
+                    None,
+                    entry.partition_name,
+                    f"{_text(entry.row_count)} rows retired at {entry.sealed_at} are a partition of"
+                    f" {table_text} again, checked against their seals",
+                )
             )
+            previous = entry.digest
+            following = entry.seal_id + 1
+            continue
         else:
             late_before = sum(
                 expected[(c.seal_id, c.index)][0]
@@ -606,7 +639,7 @@ def _recompute(
     tally: _Tally | None = None
     width = len(layout.column_names)
     for event_id, partition, *values in _rows(cursor, layout, schema, sealed):
-        fields, context = values[:width], values[width:]
+        fields = values[:width]
         if event_id is None or event_id < 1:
             if event_id is not None:
                 low = event_id if low is None else min(low, event_id)
@@ -624,13 +657,10 @@ def _recompute(
                 found[tally.key] = _done(tally)
             tally = _Tally(key, hashlib.sha256(), hashlib.sha256(), 0, 0, set())
         late = fields[txid] is not None and int(fields[txid]) in skip
-        if seal.format == 1:
-            tally.hasher.update(row_line(fields))
-        else:
-            digest = row_digest(fields if seal.format == 2 else [*fields, *context])
-            tally.hasher.update(digest)
-            if not late:
-                tally.settled.update(digest)
+        piece = row_piece(values, width, seal.format)
+        tally.hasher.update(piece)
+        if seal.format != 1 and not late:
+            tally.settled.update(piece)
         tally.rows += 1
         tally.settled_rows += 0 if late else 1
         tally.partitions.add(partition)

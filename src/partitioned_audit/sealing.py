@@ -752,11 +752,22 @@ BEGIN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
                 NULL::text, format('seal %s was altered: its digest does not match its contents', _s.seal_id);
         END IF;
+        -- A retired partition attached again (restored from its archive) is back: its rows
+        -- are checked against the seals that held them before the retention entry.
+        IF _s.kind <> 'seal' AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = {table_reg}
+                                            AND i.inhrelid::regclass::text = _s.partition_name) THEN
+            RETURN QUERY SELECT 'restored'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, _s.row_count,
+                NULL::bigint, _s.partition_name,
+                format('%s rows retired at %s are a partition of %s again, checked against their seals',
+                       _s.row_count, _s.sealed_at, {table_text});
+            _skipped := _skipped || _s.seal_id;
+            _previous := _s.digest;
+            _next := _s.seal_id + 1;
+            CONTINUE;
+        END IF;
         -- Only an entry that claims what it may counts: its own chunks, or a retired partition's.
         _problem := CASE
-            WHEN _s.kind <> 'seal' AND EXISTS (SELECT FROM pg_inherits i WHERE i.inhparent = {table_reg}
-                                                  AND i.inhrelid::regclass::text = _s.partition_name)
-                THEN format('it retires %s, which is still a partition of %s', _s.partition_name, {table_text})
+            WHEN false THEN NULL
             ELSE {entry_problem}(_s.seal_id, _s.kind, _s.first_event_id, _s.last_event_id, _s.row_count, _s.chunk_size,
                     _s.chunk_seal, _s.chunk_index, _s.chunk_rows, _s.chunk_digest, _s.chunk_partitions, _s.extra,
                     _ids, _firsts, _lasts, _sizes, _opens,
@@ -990,11 +1001,15 @@ class Sealed:
         return {"action": "seal", **self.__dict__}
 
 
+#: Findings that report what retention and restore did, not a problem.
+INFORMATIONAL = frozenset({"retired", "restored"})
+
+
 @dataclass(frozen=True)
 class Finding:
     """One difference ``verify`` found (or, with kind ``retired``, one retention entry)."""
 
-    kind: str  # changed, removed, added, chain, head, retired
+    kind: str  # changed, removed, added, chain, head, archive; retired, restored (not problems)
     seal_id: int | None
     first_event_id: int | None
     last_event_id: int | None
@@ -1024,11 +1039,12 @@ class Verification:
 
     @property
     def problems(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind != "retired"]
+        return [f for f in self.findings if f.kind not in INFORMATIONAL]
 
     @property
     def retired(self) -> list[Finding]:
-        return [f for f in self.findings if f.kind == "retired"]
+        """Retention entries, and partitions restored after one: what changed, by design."""
+        return [f for f in self.findings if f.kind in INFORMATIONAL]
 
     @property
     def ok(self) -> bool:

@@ -63,6 +63,8 @@ DPA_AUDIT_TABLE_MANAGER = os.environ.get(
 DPA_MASKED_COLUMNS = {"shop.customer": ["password"]}
 # tests/test_audit_schema.py runs the project with the audit objects in a schema of their own.
 DPA_AUDIT_SCHEMA = os.environ.get("DPA_AUDIT_SCHEMA", "public")
+# Where manage_partition_tables archive writes old partitions (tests/test_archive_django.py).
+DPA_ARCHIVE_URL = os.environ.get("DPA_ARCHIVE_URL")
 
 # The same test database through PgBouncer in transaction-pooling mode, which the context
 # tests start on this loopback port (tests/test_context_pooled.py).

@@ -212,8 +212,17 @@ class Maintainer:
 
         return self._locked(work)
 
-    def detach(self, partitions: Sequence[PartitionInfo], drop: bool = False) -> list[PartitionInfo]:
+    def detach(
+        self,
+        partitions: Sequence[PartitionInfo],
+        drop: bool = False,
+        check: Callable[[Cursor, str], None] | None = None,
+    ) -> list[PartitionInfo]:
         """Detach (and with ``drop``, drop) ``partitions``; only ones this engine created.
+
+        ``check`` is called with the cursor and each partition's name under the maintenance
+        lock, before anything changes; it raises to keep the partition (the archive checks
+        that the partition still holds the rows it copied).
 
         Returns:
             The partitions detached or dropped; ones already gone are skipped.
@@ -221,6 +230,9 @@ class Maintainer:
 
         def work(cursor: Cursor) -> list[PartitionInfo]:
             present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
+            context_partitions = {
+                row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.context_table)
+            }
             done = []
             for info in partitions:
                 row = present.get(info.partition)
@@ -231,16 +243,27 @@ class Maintainer:
                         f"{self.schema}.{info.partition} was not created by partitioned_audit "
                         f"(its comment is {row.comment!r}); refusing to detach or drop it"
                     )
+                # The context rows of its transactions go with it (they have the same time, so
+                # no other audit partition's row points at them, given the same bounds).
+                contexts = self.layout.context_partition(info.partition)
+                beside = context_partitions.get(contexts)
+                if beside is not None and (beside.lower, beside.upper) != (row.lower, row.upper):
+                    raise PartitionError(
+                        f"{self.schema}.{contexts} does not have the bounds of {info.partition}:"
+                        " rows of other audit partitions may point at its context rows; refusing"
+                        " to detach or drop them"
+                    )
+                if check is not None:
+                    check(cursor, info.partition)
                 # The chain records what its sealed rows leave behind, before they go.
                 sealing.retire(cursor, self.layout, self.schema, info.partition, drop)
-                # The context rows of its transactions go with it (they have the same time):
-                # first, as writers lock the context table first (see _create_one).
-                contexts = self.layout.context_partition(info.partition)
+                # The context partition first, as writers lock the context table first (see
+                # _create_one).
                 for parent, name in (
                     (ident(self.schema, self.layout.context_table), contexts),
                     (self._parent, info.partition),
                 ):
-                    if name == contexts and not catalog.existing_tables(cursor, [(self.schema, name)]):
+                    if name == contexts and beside is None:
                         continue  # made before the context table, whose DEFAULT holds its rows
                     table = ident(self.schema, name)
                     execute(cursor, SQL("ALTER TABLE {} DETACH PARTITION {}").format(parent, table))
@@ -307,11 +330,47 @@ class Maintainer:
                 cursor, self.schema, self.layout.context_default_partition, self.layout.context_table
             )
 
+    def restore(self, info: PartitionInfo, fill: Callable[[Cursor, str], int]) -> int:
+        """Create and attach ``info`` holding the rows ``fill(cursor, name)`` copies into it
+        before it is attached (the archive's restore), in one transaction.
+
+        Returns:
+            What ``fill`` returned (the rows it copied).
+
+        Raises:
+            PartitionError: ``info`` or a partition holding part of its range exists.
+        """
+
+        def work(cursor: Cursor) -> int:
+            present = {row.name: row for row in catalog.partitions(cursor, self.schema, self.layout.table)}
+            clash = overlapping(info.time_range.lower, info.time_range.upper, present.values())
+            if info.partition in present or clash:
+                raise PartitionError(
+                    f"{self.schema}.{(clash[0].name if clash else info.partition)} holds the range of "
+                    f"{info.partition} in the audit table; nothing to restore (list-all shows it)"
+                )
+            copied: list[int] = []
+            self._create_one(
+                cursor,
+                info,
+                (info.time_range.lower, info.time_range.upper),
+                lambda c, n: copied.append(fill(c, n)),
+            )
+            return copied[0]
+
+        return self._locked(work)
+
     def _create_one(
-        self, cursor: Cursor, info: PartitionInfo, bounds: tuple[dt.datetime, dt.datetime]
+        self,
+        cursor: Cursor,
+        info: PartitionInfo,
+        bounds: tuple[dt.datetime, dt.datetime],
+        fill: Callable[[Cursor, str], None] | None = None,
     ) -> int:
         """Create the audit partition ``info`` and the context table's beside it, with the
-        same bounds: returns how many audit rows left the DEFAULT partition for it.
+        same bounds: returns how many audit rows left the DEFAULT partition for it. ``fill``
+        copies rows into the audit partition before it is attached, the context partition
+        being attached by then.
 
         The context table's first: a writer locks it before the audit table (the capture
         looks its context row up first), so taking them in that order never deadlocks. A
@@ -336,6 +395,7 @@ class Maintainer:
             self.layout.default_partition,
             self.layout.time_column,
             bounds,
+            fill,
         )
 
     def _create_partition(
@@ -346,7 +406,11 @@ class Maintainer:
         default_name: str,
         time_column: str,
         bounds: tuple[dt.datetime, dt.datetime],
+        fill: Callable[[Cursor, str], None] | None = None,
     ) -> int:
+        """Create ``partition`` of ``parent_name``, move its range's rows out of the DEFAULT
+        partition into it and attach it: returns how many rows moved. ``fill`` copies rows
+        into it first (the archive's restore)."""
         parent = ident(self.schema, parent_name)
         table = ident(self.schema, partition)
         default = ident(self.schema, default_name)
@@ -360,6 +424,8 @@ class Maintainer:
             cursor,
             SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table, parent),
         )
+        if fill is not None:
+            fill(cursor, partition)
         # Sealed rows may be among them: they move unchanged, which the freeze lets through
         # for the engine's maintenance only.
         cursor.execute("SELECT set_config(%s, 'on', true)", [MAINTENANCE_SETTING])

@@ -23,7 +23,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         actions.add_arguments(parser)
-        parser.set_defaults(time_range_generator=conf.time_range_generator_name())
+        parser.set_defaults(
+            time_range_generator=conf.time_range_generator_name(), archive_url=conf.archive_url()
+        )
         parser.add_argument("--database", default=DEFAULT_DB_ALIAS)
         parser.add_argument(
             "--layout",
