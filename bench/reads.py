@@ -159,14 +159,14 @@ class Reads:
             found = cursor.fetchall()
             self.objects = sorted({(t, k) for t, k, _ in found if k is not None})[:samples]
             self.requests = sorted({r for _, _, r in found if r is not None})[:samples]
-            statement = SQL("SELECT max({}), max({}) FROM {}")
-            cursor.execute(
-                render(
-                    statement.format(ident(layout_.event_column), ident(layout_.time_column), self.table),
-                    cursor,
-                )
-            )
-            self.last_id, self.last_time = cursor.fetchone()
+            statement = SQL("SELECT max({}) FROM {}")
+            cursor.execute(render(statement.format(ident(layout_.time_column), self.table), cursor))
+            (self.last_time,) = cursor.fetchone()
+            # An entry a thousand from the newest: event ids have gaps (the advanced layout's
+            # statement ids come from the same sequence), so it is found, not computed.
+            statement = SQL("SELECT {} FROM {} ORDER BY 1 DESC LIMIT 1 OFFSET 1000")
+            cursor.execute(render(statement.format(ident(layout_.event_column), self.table), cursor))
+            (self.entry_id,) = cursor.fetchone()
 
     def model(self, table: str) -> Any:
         from django_partitioned_audit.models import _model_for_table
@@ -263,7 +263,7 @@ class Reads:
             f"admin: list by user (light, {LIGHT})": f"{base}?user={LIGHT}",
             "admin: key search": f"{base}?q={key}",
             "admin: an entry": reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change", args=[self.last_id - 1000]
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[self.entry_id]
             ),
             "admin: an object's history": history,
             "admin: list page 1,000": f"{base}?p=1000",
