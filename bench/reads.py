@@ -14,7 +14,12 @@ before it warmed more than the others do; the report gives medians over every ru
 cursor, fetched whole: what the database and the driver cost. "Through the ORM" is the
 public call, with model instances (and for ``history()``, its versions and their diffs).
 An admin page's time is the server's: Django's test client calls the view in this process,
-with no network and no browser.
+with no network and no browser. "EXPLAIN ANALYZE: ..., execution" and "..., planning" split
+the server's time of one object's history and of the context reads, once per round.
+
+Bytes per audit row: the total of every table the trail keeps (the audit table's and the
+context table's partitions, with indexes and TOAST), each table's heap and each index; and
+by column, what each column of both tables stores per audit row.
 """
 
 from __future__ import annotations
@@ -131,6 +136,10 @@ class Reads:
 
         layout_ = get_layout(self.entries._layout)
         self.table = ident(conf.audit_schema(), layout_.table)
+        #: Where the trail lives: the audit table and its context table.
+        self.tables = {
+            name: ident(conf.audit_schema(), name) for name in (layout_.table, layout_.context_table)
+        }
         opts = self.entries._meta
         table_field = opts.get_field(self.manager.all()._table_field).column
         with connection.cursor() as cursor:
@@ -150,14 +159,14 @@ class Reads:
             found = cursor.fetchall()
             self.objects = sorted({(t, k) for t, k, _ in found if k is not None})[:samples]
             self.requests = sorted({r for _, _, r in found if r is not None})[:samples]
-            statement = SQL("SELECT max({}), max({}) FROM {}")
-            cursor.execute(
-                render(
-                    statement.format(ident(layout_.event_column), ident(layout_.time_column), self.table),
-                    cursor,
-                )
-            )
-            self.last_id, self.last_time = cursor.fetchone()
+            statement = SQL("SELECT max({}) FROM {}")
+            cursor.execute(render(statement.format(ident(layout_.time_column), self.table), cursor))
+            (self.last_time,) = cursor.fetchone()
+            # An entry a thousand from the newest: event ids have gaps (the advanced layout's
+            # statement ids come from the same sequence), so it is found, not computed.
+            statement = SQL("SELECT {} FROM {} ORDER BY 1 DESC LIMIT 1 OFFSET 1000")
+            cursor.execute(render(statement.format(ident(layout_.event_column), self.table), cursor))
+            (self.entry_id,) = cursor.fetchone()
 
     def model(self, table: str) -> Any:
         from django_partitioned_audit.models import _model_for_table
@@ -172,10 +181,12 @@ class Reads:
             cursor.execute(sql, params)
             cursor.fetchall()
 
-    def object_reads(self) -> dict[str, Callable[[tuple[str, str]], Any]]:
-        def first_page(obj: tuple[str, str]) -> Any:
-            return self.manager.filter_object(self.model(obj[0]), obj[1]).order_by("pk")[:101]
+    def first_page(self, obj: tuple[str, str]) -> Any:
+        """The query of ``history(obj)``'s first page."""
+        return self.manager.filter_object(self.model(obj[0]), obj[1]).order_by("pk")[:101]
 
+    def object_reads(self) -> dict[str, Callable[[tuple[str, str]], Any]]:
+        first_page = self.first_page
         return {
             "history(obj) first page, SQL": lambda obj: self.sql(first_page(obj)),
             "history(obj) first page, ORM": lambda obj: list(
@@ -187,19 +198,44 @@ class Reads:
             "filter_object(), ORM": lambda obj: list(self.manager.filter_object(self.model(obj[0]), obj[1])),
         }
 
-    def context_reads(self) -> dict[str, Callable[[Any], Any]]:
-        newest = lambda qs: list(qs.order_by("-pk")[:100])  # noqa: E731
+    def context_queries(self) -> dict[str, Callable[[], Any]]:
+        """The context reads as users write them, each a queryset made anew: newest first
+        by ``newest_first()`` (time, then id: the order of the ``user_id`` index) and by
+        ``order_by("-pk")``, the newest 100."""
+        by_user = self.manager.filter_context
         return {
-            f"filter_context(user_id=busiest) newest 100, ORM (user {BUSIEST})": lambda _: newest(
-                self.manager.filter_context(user_id=BUSIEST)
-            ),
-            f"filter_context(user_id=light) newest 100, ORM (user {LIGHT})": lambda _: newest(
-                self.manager.filter_context(user_id=LIGHT)
-            ),
-            "filter_context(request_id=) newest 100, ORM": lambda _: newest(
-                self.manager.filter_context(request_id=self.rng.choice(self.requests))
-            ),
+            f"filter_context(user_id=busiest) newest 100, ORM (user {BUSIEST})": lambda: by_user(
+                user_id=BUSIEST
+            ).order_by("-pk")[:100],
+            f"filter_context(user_id=light) newest 100, ORM (user {LIGHT})": lambda: by_user(
+                user_id=LIGHT
+            ).order_by("-pk")[:100],
+            f"filter_context(user_id=busiest).newest_first()[:100], ORM (user {BUSIEST})": lambda: by_user(
+                user_id=BUSIEST
+            ).newest_first()[:100],
+            f"filter_context(user_id=light).newest_first()[:100], ORM (user {LIGHT})": lambda: by_user(
+                user_id=LIGHT
+            ).newest_first()[:100],
+            "filter_context(request_id=) newest 100, ORM": lambda: by_user(
+                request_id=self.rng.choice(self.requests)
+            ).order_by("-pk")[:100],
         }
+
+    def explained(self) -> dict[str, Callable[[], Any]]:
+        """The queries whose server time is split into planning and execution."""
+        return {
+            "history(obj) first page": lambda: self.first_page(self.rng.choice(self.objects)),
+            **self.context_queries(),
+        }
+
+    def explain(self, queryset: Any) -> tuple[float, float]:
+        """Execution and planning time (ms) of ``queryset``'s SQL, from EXPLAIN ANALYZE."""
+        sql, params = queryset.query.sql_with_params()
+        with self.connection.cursor() as cursor:
+            cursor.execute("EXPLAIN (ANALYZE, SUMMARY, FORMAT JSON) " + sql, params)
+            plan = cursor.fetchone()[0]
+        plan = json.loads(plan) if isinstance(plan, str) else plan
+        return plan[0]["Execution Time"], plan[0]["Planning Time"]
 
     def admin_pages(self) -> dict[str, str]:
         from django.urls import reverse
@@ -227,7 +263,7 @@ class Reads:
             f"admin: list by user (light, {LIGHT})": f"{base}?user={LIGHT}",
             "admin: key search": f"{base}?q={key}",
             "admin: an entry": reverse(
-                f"admin:{opts.app_label}_{opts.model_name}_change", args=[self.last_id - 1000]
+                f"admin:{opts.app_label}_{opts.model_name}_change", args=[self.entry_id]
             ),
             "admin: an object's history": history,
             "admin: list page 1,000": f"{base}?p=1000",
@@ -243,12 +279,12 @@ class Reads:
 
         client = Client()
         client.force_login(admin_user())
-        object_reads, context_reads, pages = self.object_reads(), self.context_reads(), self.admin_pages()
+        object_reads, context_reads, pages = self.object_reads(), self.context_queries(), self.admin_pages()
         measurements: list[tuple[str, Callable[[], Any]]] = []
         for name, read in object_reads.items():
             measurements.append((name, lambda read=read: read(self.rng.choice(self.objects))))
-        for name, read in context_reads.items():
-            measurements.append((name, lambda read=read: read(None)))
+        for name, query in context_reads.items():
+            measurements.append((name, lambda query=query: list(query())))
         for name, url in pages.items():
 
             def page(name: str = name, url: str = url) -> None:
@@ -272,12 +308,21 @@ class Reads:
             for name, call in measurements[shift:] + measurements[:shift]:
                 for _ in range(per_round if name in object_reads else 1):
                     self.times[name].append(timed(name, call))
+            for name, query in self.explained().items():
+                try:
+                    execution, planning = self.explain(query())
+                except OperationalError as exc:
+                    self.errors[f"EXPLAIN ANALYZE: {name}"] = str(exc).splitlines()[0]
+                    continue
+                self.times[f"EXPLAIN ANALYZE: {name}, execution"].append(execution)
+                self.times[f"EXPLAIN ANALYZE: {name}, planning"].append(planning)
             print(f"round {r + 1}/{rounds}", file=sys.stderr, flush=True)
 
     def storage(self) -> dict[str, float]:
         """Bytes per audit row of everything the trail keeps: every table but the
-        application's and Django's (the audit table's partitions, anything holding the
-        context), with their indexes and TOAST; and each index of the audit table."""
+        application's and Django's (the audit table's and the context table's partitions),
+        with their indexes and TOAST; then the heap (with TOAST) of the audit table and of
+        the context table, and each of their indexes (the sum of its partitions')."""
         with self.connection.cursor() as cursor:
             cursor.execute(render(SQL("SELECT count(*) FROM {}").format(self.table), cursor))
             (rows,) = cursor.fetchone()
@@ -289,19 +334,54 @@ class Reads:
                 "   AND c.relname NOT LIKE 'auth\\_%%'"
             )
             total, heap = cursor.fetchone()
-            # Each index of the audit table: the sum of its partitions' indexes.
-            cursor.execute(
-                "SELECT p.indexrelid::regclass::text, sum(pg_relation_size(c.inhrelid))"
-                "  FROM pg_index p JOIN pg_inherits c ON c.inhparent = p.indexrelid"
-                " WHERE p.indrelid = %s::regclass GROUP BY 1 ORDER BY 1",
-                [render(self.table, cursor)],
-            )
-            table = render(self.table, cursor).split(".")[-1].strip('"')
-            per_index = {
-                f"index {name.split('.')[-1].strip(chr(34)).removeprefix(table + '_')}": size / rows
-                for name, size in cursor.fetchall()
-            }
-        return {"rows": rows, "total": total / rows, "heap": heap / rows, **per_index}
+            found: dict[str, float] = {"rows": rows, "total": total / rows, "heap": heap / rows}
+            for name, table in self.tables.items():
+                cursor.execute(
+                    "SELECT coalesce(sum(pg_table_size(i.inhrelid)), 0) FROM pg_inherits i WHERE i.inhparent = %s::regclass",
+                    [render(table, cursor)],
+                )
+                found[f"heap {name}"] = cursor.fetchone()[0] / rows
+                cursor.execute(
+                    "SELECT p.indexrelid::regclass::text, sum(pg_relation_size(c.inhrelid))"
+                    "  FROM pg_index p JOIN pg_inherits c ON c.inhparent = p.indexrelid"
+                    " WHERE p.indrelid = %s::regclass GROUP BY 1 ORDER BY 1",
+                    [render(table, cursor)],
+                )
+                found.update({f"index {index}": size / rows for index, size in cursor.fetchall()})
+        return {key: float(value) for key, value in found.items()}
+
+    def columns(self) -> dict[str, float]:
+        """Bytes per audit row of each column of the audit table and of the context table
+        (``pg_column_size``, as stored: compressed, without the tuple header; a NULL is a bit
+        of the header, counted as 0), from a sample of about 200,000 rows of each."""
+        found: dict[str, float] = {}
+        with self.connection.cursor() as cursor:
+            cursor.execute(render(SQL("SELECT count(*) FROM {}").format(self.table), cursor))
+            (rows,) = cursor.fetchone()
+            for table_name, table in self.tables.items():
+                cursor.execute(render(SQL("SELECT count(*) FROM {}").format(table), cursor))
+                (count,) = cursor.fetchone()
+                cursor.execute(
+                    "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0"
+                    " AND NOT attisdropped ORDER BY attnum",
+                    [render(table, cursor)],
+                )
+                names = [name for (name,) in cursor.fetchall()]
+                sizes = SQL(", ").join(
+                    SQL("coalesce(avg(coalesce(pg_column_size({}), 0)), 0)").format(ident(n)) for n in names
+                )
+                statement = SQL("SELECT {} FROM {} TABLESAMPLE SYSTEM (%s) REPEATABLE (0)").format(
+                    sizes, table
+                )
+                cursor.execute(render(statement, cursor), [min(100.0, 100 * 200_000 / max(count, 1))])
+                averages = cursor.fetchone()
+                found.update(
+                    {
+                        f"{table_name}.{name}": float(size) * count / rows
+                        for name, size in zip(names, averages, strict=True)
+                    }
+                )
+        return found
 
 
 def _has_facets() -> bool:
@@ -325,6 +405,7 @@ def measure(dbname: str, layout: str, rounds: int, per_round: int, samples: int)
         "errors": reads.errors,
         "timeout_ms": TIMEOUT_MS,
         "bytes_per_row": reads.storage(),
+        "bytes_per_column": reads.columns(),
     }
 
 

@@ -820,6 +820,13 @@ class Bench:
                 + " | ".join(f"{float(self.reads[v]['bytes_per_row'].get(key, 0)):.1f}" for v in layouts)
                 + " |"
             )
+        columns = sorted({key for v in layouts for key in self.reads[v].get("bytes_per_column", {})})
+        if columns:
+            out += ["", "Bytes per audit row by column, as stored (`pg_column_size`, a sample):", ""]
+            out += ["| column | " + " | ".join(layouts) + " |", "|---|" + "---|" * len(layouts)]
+            for key in columns:
+                cells = (self.reads[v].get("bytes_per_column", {}).get(key) for v in layouts)
+                out.append(f"| {key} | " + " | ".join("-" if c is None else f"{c:.1f}" for c in cells) + " |")
         out += ["", *(f"- {note}" for note in self.notes)]
         return out
 

@@ -19,11 +19,17 @@ fills a new database (dropped first if it exists) so anyone can measure reads on
    windows covering the 13 months up to the generation time; each copy moves only what
    makes it another stretch of the same application: the time (every row of a transaction
    by the same amount, so statement and clock times keep their distance to the
-   transaction's; the statement's time is the transaction's, see ``Columns``), the event and statement ids and the transaction ids (by a constant per
-   copy, so their order and their equalities hold), the keys in the payloads (each copy
-   works on its own objects) and, in the context, the light users (rotated among the 999,
-   so each keeps its share) and the request ids (a copy has its own requests). The busiest
-   user stays the busiest. docs/performance.md says why this is the same trail in shape.
+   transaction's; the statement's time is the transaction's, see ``Columns``), the event
+   and statement ids and the transaction ids (by a constant per copy, so their order and
+   their equalities hold), the keys in the payloads (each copy works on its own objects)
+   and, in the context, the light users (rotated among the 999, so each keeps its share)
+   and the request ids (a copy has its own requests). The busiest user stays the busiest.
+   The seed's context rows (one per transaction: its context, or none, and its login role)
+   are copied with it, numbered anew, their time and transaction id moved as their audit
+   rows' are, so each copied row finds its copied context row in the partition beside its
+   own. docs/performance.md says why this is the same trail in shape.
+4. Before the seed is dropped, the copies are read back through the view
+   (:func:`check_copies`): a copy that is not the seed's stops the fill.
 
 The rows then sit in 13 partitions, newest last, event ids growing with time as the
 capture's do. The database is VACUUM ANALYZEd; its comment records what it holds, and
@@ -38,9 +44,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import hashlib
 import math
+import random
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +57,16 @@ import psycopg
 
 from bench.run import Server, connect, get_server, install_audit, recreate_database, run, say
 from partitioned_audit import ADVANCED, SIMPLE, Layout, TableSpec, enable, get_layout
-from partitioned_audit.sql import SQL, ident, literal
+from partitioned_audit.layouts import CONTEXT_ID_COLUMN, CONTEXT_TIME_COLUMN
+from partitioned_audit.sql import SQL, Composable, ident, literal
 
 #: The id of the user behind 5 % of the statements; the others are 2..USERS.
 BUSIEST = 1
 USERS = 1000
 CONTEXT_SHARE = 0.80
 BUSIEST_SHARE = 0.05
+#: How far each copy moves a light user among the 999 (a number prime to 999).
+ROTATION = 337
 #: How many months back from the current one hold rows: 13 partitions in all.
 PAST_MONTHS = 12
 
@@ -234,7 +246,7 @@ LANGUAGE sql IMMUTABLE AS $$
         'request_id', md5(c->>'request_id' || ':' || copy),
         'user_id', u, 'username', 'user' || u) END
       FROM (SELECT CASE WHEN (c->>'user_id')::int = busiest THEN busiest
-                        ELSE 2 + ((c->>'user_id')::int - 2 + copy * 337) % (users - 1) END AS u) AS s
+                        ELSE 2 + ((c->>'user_id')::int - 2 + copy * {rotation}) % (users - 1) END AS u) AS s
 $$;
 """
 
@@ -274,19 +286,28 @@ def fill(server: Server, dbname: str, layout: Layout, rows: int, seed_rows: int)
 
 
 def replicate(conn: psycopg.Connection[Any], layout: Layout, rows: int, copies: int) -> None:
-    """Copy the seed (the audit rows now in the table) ``copies`` times, in consecutive
-    time windows from the first partition's start to now, then drop the seed itself."""
+    """Copy the seed (the audit rows now in the table, and their context rows) ``copies``
+    times, in consecutive time windows from the first partition's start to now, then drop
+    the seed itself.
+
+    A context row holds its transaction's start and id, as its audit rows do (see
+    ``_CONTEXT_NOTE`` in ``partitioned_audit.layouts``): a copy moves both by what it moves
+    the audit rows' time and transaction id, so each copied row's context row is found by
+    ``context_join()`` in the partition beside the row's. Each copy numbers its context rows
+    anew, as it numbers its events."""
     cols = COLUMNS[layout.name]
     table = ident("public", layout.table)
+    contexts = ident("public", layout.context_table)
     with conn.transaction():
         run(conn, SQL("CREATE UNLOGGED TABLE scale_seed AS SELECT * FROM {}").format(table))
+        run(conn, SQL("CREATE UNLOGGED TABLE scale_seed_context AS SELECT * FROM {}").format(contexts))
         run(conn, "SELECT set_config('partitioned_audit.maintenance', 'on', true)")
-        run(conn, SQL("TRUNCATE {}").format(table))
+        run(conn, SQL("TRUNCATE {}, {}").format(table, contexts))
     shifted = (SQL("{}, (j->>{})::bigint + d").format(literal(k), literal(k)) for k in KEY_FIELDS)
     run(conn, SQL(SHIFT_KEYS).format(keys=SQL(", ").join(shifted)))
-    run(conn, SHIFT_CONTEXT)
+    run(conn, SQL(SHIFT_CONTEXT).format(rotation=literal(ROTATION)))
     per_copy = math.ceil(rows / copies)
-    # The seed as far as a copy takes it, so that it fills its window.
+    # The seed as far as a copy takes it, so that it fills its window, with its contexts.
     run(
         conn,
         SQL(
@@ -294,13 +315,21 @@ def replicate(conn: psycopg.Connection[Any], layout: Layout, rows: int, copies: 
         ).format(ev=ident(cols.sequenced[0])),
         [per_copy - 1],
     )
-    ((first, last, seq_span, txid_span, key_span),) = run(
+    run(
+        conn,
+        SQL(
+            "DELETE FROM scale_seed_context c WHERE NOT EXISTS"
+            " (SELECT FROM scale_seed s WHERE s.{} = c.context_id)"
+        ).format(ident(CONTEXT_ID_COLUMN)),
+    )
+    ((first, last, seq_span, txid_span, key_span, context_span),) = run(
         conn,
         SQL(
             "SELECT min({tx}), max({tx}), max({ev}) + 1, max({txid}) - min({txid}) + 1,"
             " (SELECT greatest(max(s.id), max(o.id), max(i.id)) + 1"
             "    FROM scale_customer s, (SELECT max(id) AS id FROM scale_order) o,"
-            "         (SELECT max(id) AS id FROM scale_item) i)"
+            "         (SELECT max(id) AS id FROM scale_item) i),"
+            " (SELECT max(context_id) + 1 FROM scale_seed_context)"
             " FROM scale_seed"
         ).format(tx=ident(cols.tx_time), ev=ident(cols.sequenced[0]), txid=ident(cols.txid)),
     )
@@ -311,7 +340,6 @@ def replicate(conn: psycopg.Connection[Any], layout: Layout, rows: int, copies: 
     window = (now - start) / copies
     # Each transaction's time in the seed maps to the same fraction of its copy's window.
     stretch = window / ((last - first) + dt.timedelta(microseconds=1))
-    names = layout.column_names
     # How each column of a copy is made from the seed's; the others are copied as they are.
     moved = {cols.tx_time: "{tx} + delta", cols.statement_time: "{tx} + delta"}
     moved.update({c: "{col} + delta" for c in cols.times})
@@ -319,45 +347,154 @@ def replicate(conn: psycopg.Connection[Any], layout: Layout, rows: int, copies: 
     moved[cols.txid] = "{col} + %(txid)s::bigint * %(copy)s"
     moved.update({c: "pg_temp.shift_keys({col}, %(keys)s::bigint * %(copy)s)" for c in cols.payloads})
     moved["object_pk"] = "({col}::bigint + %(keys)s::bigint * %(copy)s)::text"
-    moved["audit_context"] = "pg_temp.shift_context({col}, %(copy)s, %(busiest)s, %(users)s)"
-    select = SQL(", ").join(
-        SQL(moved.get(n, "{col}")).format(col=ident(n), tx=ident(cols.tx_time)) for n in names
+    moved[CONTEXT_ID_COLUMN] = "{col} + %(contexts)s::bigint * %(copy)s"
+    # A context row is moved as its transaction's audit rows: its time is theirs.
+    context_moved = {
+        "context_id": "{col} + %(contexts)s::bigint * %(copy)s",
+        CONTEXT_TIME_COLUMN: "{tx} + delta",
+        "txid": "{col} + %(txid)s::bigint * %(copy)s",
+        "context": "pg_temp.shift_context({col}, %(copy)s, %(busiest)s, %(users)s)",
+    }
+    rows_of_copy = SQL("SELECT * FROM scale_seed ORDER BY {} LIMIT %(limit)s").format(
+        ident(cols.sequenced[0])
     )
     for copy in range(copies):
-        run(
-            conn,
-            SQL(
-                "INSERT INTO {} ({}) SELECT {} FROM (SELECT *,"
-                " %(start)s::timestamptz + (({tx} - %(first)s::timestamptz) * %(stretch)s) - {tx} AS delta"
-                " FROM scale_seed ORDER BY {ev} LIMIT %(limit)s) AS s"
-            ).format(
-                table,
-                SQL(", ").join(ident(n) for n in names),
-                select,
-                tx=ident(cols.tx_time),
-                ev=ident(cols.sequenced[0]),
-            ),
-            {
-                "copy": copy,
-                "seq": seq_span,
-                "txid": txid_span,
-                "keys": key_span,
-                "busiest": BUSIEST,
-                "users": USERS,
-                "start": start + window * copy,
-                "first": first,
-                "stretch": stretch,
-                "limit": min(per_copy, rows - per_copy * copy),
-            },
-        )
+        params = {
+            "copy": copy,
+            "seq": seq_span,
+            "txid": txid_span,
+            "keys": key_span,
+            "contexts": context_span,
+            "busiest": BUSIEST,
+            "users": USERS,
+            "start": start + window * copy,
+            "first": first,
+            "stretch": stretch,
+            "limit": min(per_copy, rows - per_copy * copy),
+        }
+        with conn.transaction():
+            run(
+                conn,
+                copy_rows(
+                    contexts,
+                    context_columns(conn),
+                    context_moved,
+                    CONTEXT_TIME_COLUMN,
+                    SQL(
+                        "SELECT * FROM scale_seed_context WHERE context_id IN (SELECT {} FROM ({}) AS r)"
+                    ).format(ident(CONTEXT_ID_COLUMN), rows_of_copy),
+                ),
+                params,
+            )
+            names = (*layout.column_names, CONTEXT_ID_COLUMN)
+            run(conn, copy_rows(table, names, moved, cols.tx_time, rows_of_copy), params)
         if copy % 10 == 9:
             say(f"    {layout.name}: {copy + 1} of {copies} copies")
-    run(
-        conn,
-        SQL("SELECT setval({}, %s)").format(literal(f"public.{layout.sequence}")),
-        [seq_span * copies],
+    for sequence, value in ((layout.sequence, seq_span), (layout.context_sequence, context_span)):
+        run(conn, SQL("SELECT setval({}, %s)").format(literal(f"public.{sequence}")), [value * copies])
+    problems = check_copies(conn, layout, copies, rows - per_copy * (copies - 1), context_span)
+    if problems:
+        raise RuntimeError("the copies are not the seed's:\n" + "\n".join(problems))
+    run(conn, "DROP TABLE scale_seed, scale_seed_context")
+
+
+def moved_context(context: Any, copy: int) -> Any:
+    """What copy ``copy`` makes of a seed's context: another request, a light user rotated
+    among the light ones (written again here, apart from ``SHIFT_CONTEXT``, to check it)."""
+    if not isinstance(context, dict) or copy == 0:
+        return context
+    user = int(context["user_id"])
+    if user != BUSIEST:
+        user = 2 + (user - 2 + copy * ROTATION) % (USERS - 1)
+    request = hashlib.md5(f"{context['request_id']}:{copy}".encode()).hexdigest()
+    return {**context, "request_id": request, "user_id": user, "username": f"user{user}"}
+
+
+def check_copies(
+    conn: psycopg.Connection[Any],
+    layout: Layout,
+    copies: int,
+    last_rows: int,
+    context_span: int,
+    samples: int = 200,
+) -> list[str]:
+    """What is wrong with the copies, read back through the layout's view: for a sample of
+    the seed's context rows, each in one copy, the copied audit rows of that context must
+    all show the seed's context (moved as :func:`moved_context` says) and login role, and
+    be as many as the copy took; then every audit row must find its context row, of the
+    same transaction and time, in the partition beside its own."""
+    ev, ctx = ident(COLUMNS[layout.name].sequenced[0]), ident(CONTEXT_ID_COLUMN)
+    counts = SQL(
+        "SELECT {ctx}, count(*) FROM (SELECT {ctx} FROM scale_seed ORDER BY {ev} LIMIT %s) AS s GROUP BY 1"
     )
-    run(conn, "DROP TABLE scale_seed")
+    full = dict(run(conn, counts.format(ctx=ctx, ev=ev), [None]))
+    last = dict(run(conn, counts.format(ctx=ctx, ev=ev), [last_rows]))
+    seed = run(
+        conn, "SELECT context_id, session_user_name, context FROM scale_seed_context ORDER BY context_id"
+    )
+    rng = random.Random(copies)
+    problems = []
+    for context_id, login, context in rng.sample(seed, min(samples, len(seed))):
+        copy = rng.randrange(copies)
+        n = (last if copy == copies - 1 else full).get(context_id, 0)
+        expected = [(moved_context(context, copy), login, n)] if n else []
+        found = run(
+            conn,
+            SQL(
+                "SELECT audit_context, session_user_name, count(*) FROM {} WHERE {} = %s GROUP BY 1, 2"
+            ).format(ident("public", layout.view), ctx),
+            [context_id + context_span * copy],
+        )
+        if [tuple(row) for row in found] != expected:
+            problems.append(f"context {context_id} in copy {copy}: {found} instead of {expected}")
+    table, contexts = ident("public", layout.table), ident("public", layout.context_table)
+    for partition, context_partition, n in run(
+        conn,
+        SQL(
+            "SELECT (SELECT relname FROM pg_class WHERE oid = g.a), (SELECT relname FROM pg_class WHERE oid = g.c), g.n"
+            "  FROM (SELECT a.tableoid AS a, c.tableoid AS c, count(*) AS n FROM {} AS a"
+            "          LEFT JOIN {} AS c ON c.context_id = a.{ctx} AND c.txid = a.{txid} AND c.{created} = a.{time}"
+            "         GROUP BY 1, 2) AS g"
+        ).format(
+            table,
+            contexts,
+            ctx=ctx,
+            txid=ident(layout.txid_column),
+            created=ident(CONTEXT_TIME_COLUMN),
+            time=ident(layout.time_column),
+        ),
+    ):
+        if context_partition != layout.context_partition(partition):
+            problems.append(f"{n} audit rows of {partition} have their context row in {context_partition}")
+    return problems
+
+
+def copy_rows(
+    target: Composable, names: Sequence[str], moved: dict[str, str], tx: str, seed: Composable
+) -> Composable:
+    """``INSERT`` into ``target`` of the rows ``seed`` selects, each column made as ``moved``
+    says (``{col}`` the column, ``{tx}`` the transaction's time, ``delta`` what the copy adds
+    to it) or copied as it is."""
+    select = SQL(", ").join(SQL(moved.get(n, "{col}")).format(col=ident(n), tx=ident(tx)) for n in names)
+    # The copy's delta: where the transaction's time lands in the copy's window.
+    delta = SQL(
+        "%(start)s::timestamptz + (({tx} - %(first)s::timestamptz) * %(stretch)s) - {tx} AS delta"
+    ).format(tx=ident(tx))
+    return SQL("INSERT INTO {} ({}) SELECT {} FROM (SELECT *, {} FROM ({}) AS r) AS s").format(
+        target, SQL(", ").join(ident(n) for n in names), select, delta, seed
+    )
+
+
+def context_columns(conn: psycopg.Connection[Any]) -> list[str]:
+    """The context table's columns, from the catalog (they are the engine's to define)."""
+    return [
+        name
+        for (name,) in run(
+            conn,
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'scale_seed_context'::regclass"
+            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        )
+    ]
 
 
 def signature(layout: Layout, rows: int) -> str:
