@@ -46,13 +46,29 @@ def pytest_report_header(config: Any) -> str:
     )
 
 
+#: The tests that exercise the engine alone (no Django code runs in them but the test
+#: set-up): marked ``engine``. ``make test`` runs them with each driver and server under the
+#: newest Django; the run under the older Django LTS leaves them out (``-m "not engine"``).
+ENGINE_ONLY = (
+    "tests/attacks/",
+    "tests/test_archive.py",
+    "tests/test_bench_scale.py",
+    "tests/test_engine.py",
+    "tests/test_engine_standalone.py",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
     """``@pytest.mark.pg(">=15")``: a version-specific test is reported as skipped, with the
-    server version in the reason, when the server does not match."""
+    server version in the reason, when the server does not match. And the ``engine`` mark
+    of :data:`ENGINE_ONLY`."""
     from packaging.specifiers import SpecifierSet
 
     version = _server_version().split()[0]
     for item in items:
+        if item.nodeid.startswith(ENGINE_ONLY):
+            item.add_marker(pytest.mark.engine)
         marker = item.get_closest_marker("pg")
         if marker and version not in SpecifierSet(marker.args[0]):
             item.add_marker(
