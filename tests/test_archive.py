@@ -15,19 +15,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-pa = pytest.importorskip("pyarrow", reason="never skipped in practice: pyarrow is in the test extra")
-import duckdb  # noqa: E402
-import pyarrow.parquet as pq  # noqa: E402
-
-from partitioned_audit import ADVANCED, SIMPLE, archive, cli  # noqa: E402
-from partitioned_audit.partitioning.ranges import PartitionInfo  # noqa: E402
-from partitioned_audit.sql import SQL, execute, ident, literal  # noqa: E402
-from partitioned_audit.store import StoreError, open_store  # noqa: E402
-from tests.engine_db import connect, scratch_database  # noqa: E402
-from tests.seaweed import SeaweedFS  # noqa: E402
-from tests.test_sealing import Trail, chunk_digest, field_texts, link  # noqa: E402
+from partitioned_audit import ADVANCED, SIMPLE, archive, cli
+from partitioned_audit.partitioning.ranges import PartitionInfo
+from partitioned_audit.sql import SQL, execute, ident, literal
+from partitioned_audit.store import StoreError, open_store
+from tests.engine_db import connect, scratch_database
+from tests.seaweed import SeaweedFS
+from tests.test_sealing import Trail, chunk_digest, field_texts, link
 
 #: A fixed "now" for every archive run: no test depends on today's date.
 NOW = dt.datetime(2026, 3, 15, 12, tzinfo=dt.UTC)
