@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: pgbouncer chromium screenshots compat demo test lint typecheck test-local test-embedded test-django42 bench bench-quick clean
+.PHONY: pgbouncer chromium screenshots compat compat-deps demo test lane-local lane-embedded lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): Django, both PostgreSQL drivers, an embedded PostgreSQL 18 and the test tools (first run only, a minute or two)..."
@@ -32,9 +32,9 @@ test-embedded: $(STAMP)
 	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
 
 # The other supported Django LTS, in its own virtualenv: psycopg2, the driver most of its
-# projects run, on the configured or local server. Every driver and server is covered under
-# the newest Django above; here only what Django runs (the engine-only tests, marked
-# `engine`, run there twice already), which keeps `make test` within CI's 20 minutes.
+# projects run, on an embedded PostgreSQL 18 of its own (so it can run beside the lane on
+# the local server). Every driver and server is covered under the newest Django above; here
+# only what Django runs (the engine-only tests, marked `engine`, run there twice already).
 VENV42 := .venv-django42
 STAMP42 := $(VENV42)/.installed
 
@@ -45,7 +45,7 @@ $(STAMP42): pyproject.toml
 	touch $(STAMP42)
 
 test-django42: $(STAMP42)
-	DPA_DRIVER=psycopg2 $(VENV42)/bin/pytest -m "not engine"
+	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(VENV42)/bin/pytest -m "not engine"
 
 # The context tests start Debian's PgBouncer themselves; install it when it is missing.
 pgbouncer:
@@ -61,11 +61,33 @@ chromium:
 screenshots: $(STAMP) chromium
 	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
 
-test: lint typecheck pgbouncer chromium test-local test-embedded test-django42 compat
+# The suite in two lanes at once, one per PostgreSQL server, so `make test` takes the time of
+# the longer lane: the configured or local server (Django 5.2 with psycopg 3, then 1.0.4's
+# own suite) and embedded PostgreSQL 18 servers of their own (Django 5.2, then 4.2, with
+# psycopg2). The lanes share no database, role or port: the embedded lane's PgBouncer takes
+# the port after DPA_PGBOUNCER_PORT (6439 by default). The embedded lane's output goes to
+# .test-embedded.log and is printed when both lanes are done; `make test` fails if either does.
+PGBOUNCER_PORT ?= $(or $(DPA_PGBOUNCER_PORT),6439)
+
+test: lint typecheck pgbouncer chromium $(STAMP) $(STAMP42) compat-deps
+	@echo "make test: the local lane prints below; the embedded lane writes .test-embedded.log"
+	@DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 1)) $(MAKE) --no-print-directory lane-embedded \
+		> .test-embedded.log 2>&1 & lane=$$!; \
+	DPA_PGBOUNCER_PORT=$(PGBOUNCER_PORT) $(MAKE) --no-print-directory lane-local; local=$$?; \
+	wait $$lane; embedded=$$?; \
+	echo "======== embedded lane (.test-embedded.log) ========"; cat .test-embedded.log; \
+	echo "make test: local lane exit $$local, embedded lane exit $$embedded"; \
+	test $$local -eq 0 && test $$embedded -eq 0
+
+lane-local: test-local compat
+
+lane-embedded: test-embedded test-django42
 
 # 1.0.4's own test suite, from its sdist on PyPI, unmodified, against this package.
-compat: $(STAMP)
-	$(BIN)/python -m pip install --quiet requests
+compat-deps: $(STAMP)
+	@$(BIN)/python -c "import requests" 2>/dev/null || $(BIN)/python -m pip install --quiet requests
+
+compat: compat-deps
 	$(BIN)/python compat/run104.py
 
 # Benchmarks against an unaudited baseline, interleaved rounds; see docs/performance.md.
