@@ -923,3 +923,29 @@ def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_d
     empty = hashlib.sha256(b"").digest()
     assert {k: d for k, d in expected.items() if d != empty} == digests
     assert len(digests) >= 10 and trail.verify(expect=head).ok
+
+
+
+def test_a_locked_transaction_id_maps_to_its_full_id_on_either_side_of_the_next_one(conn):
+    # A seal lists the writers' full transaction ids as pending; one that took its id between
+    # the seal reading the next id and listing the writers was once mapped to a negative id,
+    # a seal that verify then refused ("pending transactions ... are not lists of ids").
+    cases = [  # (the next id when read, the 32-bit id in pg_locks, its full id)
+        (100, 95, 95),  # an open transaction, before the next id
+        (100, 105, 105),  # one that took its id after the next id was read
+        (2**32 + 10, 5, 2**32 + 5),  # in the second epoch
+        (2**32 + 10, 12, 2**32 + 12),  # in the second epoch, after the next id was read
+        (2**32 + 5, 2**32 - 3, 2**32 - 3),  # from the first epoch, still open in the second
+        (2**32 - 2, 3, 2**32 + 3),  # the next id was read just before the epoch turned
+    ]
+    cur = conn.cursor()
+    mapped = []
+    for next_xid, locked, _ in cases:
+        execute(
+            cur,
+            SQL("SELECT {} FROM (SELECT {}::bigint AS _next, {}::text::xid AS transactionid) AS t").format(
+                SQL(sealing._FULL_XID), literal(next_xid), literal(locked)
+            ),
+        )
+        mapped.append(cur.fetchone()[0])
+    assert mapped == [full for _, _, full in cases]

@@ -131,8 +131,14 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
 
 
 # The full (epoch-qualified) transaction id of pg_locks' 32-bit ``t.transactionid``, from
-# ``_next``, the next one to be handed out: the open transaction ids are all below it.
-_FULL_XID = "(_next - ((_next - t.transactionid::text::bigint) % 4294967296 + 4294967296) % 4294967296)"
+# ``_next``, the next id to be handed out when it was read. The 32-bit id is taken as the one
+# nearest ``_next``, before or after it, the way PostgreSQL compares transaction ids: a writer
+# may take its id after ``_next`` was read and before its lock is listed (it is then after
+# every id the seal counts, but its full id must still be a real one, never negative).
+_FULL_XID = (
+    "(_next - (((_next - t.transactionid::text::bigint) % 4294967296 + 4294967296 + 2147483648)"
+    " % 4294967296 - 2147483648))"
+)
 
 
 def _piece(name: str) -> Composable:
