@@ -13,7 +13,11 @@ from library.models import Book, Loan, Shelved, Weird
 from shop.models import Customer, Order
 
 from django_partitioned_audit.models import Operation
+from tests.conftest import BOTH_LEVELS, both_levels
 from tests.helpers import sql, trail
+
+# Every test here holds at both capture levels (DPA_CAPTURE_LEVEL).
+capture_level = pytest.fixture(params=BOTH_LEVELS)(both_levels)
 
 
 def test_orm_create_save_delete(layout, read_model):

@@ -3,9 +3,12 @@
 Pure: every function returns composed SQL and does no I/O. The statements of one object
 version are frozen here; a change to them is a new ``OBJECTS_VERSION`` and a new migration.
 
-Capture is statement-level: one AFTER ... FOR EACH STATEMENT trigger per operation, with
-transition tables, so a statement touching N rows costs one function call and one
-``INSERT ... SELECT`` of N rows instead of N calls (see docs/performance.md).
+Capture runs at one of two levels, chosen per table (``TableSpec.row_level``): statement
+level, one AFTER ... FOR EACH STATEMENT trigger per operation, with transition tables, so a
+statement touching N rows costs one function call and one ``INSERT ... SELECT`` of N rows;
+or row level, one AFTER ... FOR EACH ROW trigger per operation, whose ``INSERT ... VALUES``
+costs less for the single-row writes most applications make. TRUNCATE is recorded at
+statement level either way (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 
 from .errors import ConfigurationError
 from .sql import SQL, Composable, Composed, ident, literal
@@ -74,6 +78,10 @@ class TableSpec:
             but the audit owner or a superuser can create a cast to json, nor give an audited
             table whose triggers trust its types a column of another role's type (see
             _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
+        row_level: capture INSERT, UPDATE and DELETE with row triggers (the layout's
+            ``row_capture``) instead of statement triggers with transition tables; TRUNCATE
+            stays at statement level. :func:`objects.enable` keeps a partitioned table at
+            statement level (see :data:`CAPTURE_LEVELS`).
     """
 
     schema: str
@@ -85,6 +93,7 @@ class TableSpec:
     virtual: tuple[str, ...] = ()
     skip_unchanged: bool = False
     guarded: bool = False
+    row_level: bool = False
 
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
@@ -113,10 +122,17 @@ class TableSpec:
 
     def transition_tables(self, layout: Layout, operation: str) -> tuple[str, ...]:
         """The transition tables ``layout``'s trigger for ``operation`` asks for on this table:
-        comparing a row with its old version takes the OLD table as well."""
+        comparing a row with its old version takes the OLD table as well; a row trigger
+        takes none."""
+        if self.row_level_for(operation):
+            return ()
         if self.skip_unchanged and operation == "UPDATE":
             return ("OLD", "NEW")
         return layout.transition_tables[operation]
+
+    def row_level_for(self, operation: str) -> bool:
+        """Whether ``operation`` is captured by a row trigger on this table."""
+        return self.row_level and operation in ROW_OPERATIONS
 
     def row_trigger_args(self, partition: bool) -> list[Composable]:
         """The arguments of a trigger that records rows: :meth:`trigger_args`, then the
@@ -135,6 +151,12 @@ class TableSpec:
         if self.virtual:
             args.append(text_array(self.virtual))
         return args
+
+
+#: The operations a row-level capture records; TRUNCATE has no row.
+ROW_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+#: The values of a capture level (``DPA_CAPTURE_LEVEL``, ``--capture-level``).
+CAPTURE_LEVELS = ("statement", "row")
 
 
 def text_array(values: tuple[str, ...]) -> str:
@@ -168,6 +190,8 @@ class Layout:
     capture: str
     #: The row-level function that files a key-changing UPDATE under the old key as well.
     key_capture: str
+    #: The row-level capture: the name of its whole template in ``templates/``.
+    row_capture: str
     #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
     #: since PostgreSQL copies every row into each one requested.
     transition_tables: dict[str, tuple[str, ...]]
@@ -262,6 +286,11 @@ class Layout:
     @property
     def key_function(self) -> str:
         return f"{self.function}_key"
+
+    @property
+    def row_function(self) -> str:
+        """The row-level capture (``TableSpec.row_level``)."""
+        return f"{self.function}_row"
 
     @property
     def seal_table(self) -> str:
@@ -522,6 +551,7 @@ SIMPLE = Layout(
     view_columns=_SIMPLE_VIEW_COLUMNS,
     capture=_SIMPLE_CAPTURE,
     key_capture=_SIMPLE_KEY_CAPTURE,
+    row_capture="simple_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
     has_payload_gin=True,
 )
@@ -709,6 +739,7 @@ ADVANCED = Layout(
     view_columns=_ADVANCED_VIEW_COLUMNS,
     capture=_ADVANCED_CAPTURE,
     key_capture=_ADVANCED_KEY_CAPTURE,
+    row_capture="advanced_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
 )
 LAYOUTS = {layout.name: layout for layout in (SIMPLE, ADVANCED)}
@@ -1227,7 +1258,14 @@ SEAL_FUNCTIONS = (
 def functions(layout: Layout) -> list[tuple[str, str]]:
     """Every function ``layout`` installs, as (name, argument types)."""
     sealing = [(layout.seal_function(which), args) for which, args in SEAL_FUNCTIONS]
-    return [(layout.function, ""), (layout.key_function, ""), *HELPERS, *sealing, *SEAL_HELPERS]
+    return [
+        (layout.function, ""),
+        (layout.key_function, ""),
+        (layout.row_function, ""),
+        *HELPERS,
+        *sealing,
+        *SEAL_HELPERS,
+    ]
 
 
 # _CASTS_NOTE. A SECURITY DEFINER function must run no code another role controls. The
@@ -1677,6 +1715,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
     names = {
         "function": ident(schema, layout.function),
         "key_function": ident(schema, layout.key_function),
+        "row_function": ident(schema, layout.row_function),
         "table": ident(schema, layout.table),
         "seq": SQL("{}::pg_catalog.regclass").format(literal(seq_text)),
         "check_json_casts": helpers["check_json_casts"],
@@ -1693,8 +1732,13 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }
-    templates = (_HELPERS, layout.capture, layout.key_capture)
-    return Composed([SQL(template).format(**{**names, **helpers}) for template in templates])
+    templates = (_HELPERS, layout.capture, layout.key_capture, template(layout.row_capture))
+    return Composed([SQL(text).format(**{**names, **helpers}) for text in templates])
+
+
+def template(name: str) -> str:
+    """The text of the SQL template ``name`` shipped in ``partitioned_audit/templates``."""
+    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
 
 
 def comment_function(layout: Layout, schema: str, digest: str) -> Composable:
@@ -1721,9 +1765,11 @@ def trigger_names(
     """Every trigger :func:`create_triggers` makes, by what it records.
 
     The key trigger is a row trigger: PostgreSQL clones it to every partition itself, so a
-    partition gets none of its own.
+    partition gets none of its own; so are the row-level captures (``spec.row_level``).
     """
     names = dict(layout.triggers())
+    if partition is not None:
+        names = {op: name for op, name in names.items() if not spec.row_level_for(op)}
     if spec.pk and partition is None:
         names["UPDATE of the key"] = KEY_TRIGGER
     return names
@@ -1732,8 +1778,11 @@ def trigger_names(
 def _arg_values(
     layout: Layout, spec: TableSpec, operation: str, partition: tuple[str, str] | None
 ) -> list[str]:
-    """The arguments of ``layout``'s statement trigger for ``operation``: a TRUNCATE records
-    no row, so its trigger takes no virtual columns (_VIRTUAL_NOTE)."""
+    """The arguments of ``layout``'s trigger for ``operation``: a TRUNCATE records no row, so
+    its trigger takes no virtual columns (_VIRTUAL_NOTE); a row trigger's clones on
+    partitions have its arguments, so it names the table its rows are filed under."""
+    if spec.row_level_for(operation):
+        return spec.row_trigger_arg_values(partition=True)
     if layout.transition_tables[operation]:
         return spec.row_trigger_arg_values(partition is not None)
     args = spec.trigger_arg_values()
@@ -1814,11 +1863,15 @@ def trigger_definitions(
 ) -> dict[str, TriggerDefinition]:
     """The definition of every trigger :func:`create_triggers` makes, by name."""
     wanted: dict[str, TriggerDefinition] = {}
+    names = trigger_names(layout, spec, partition)
     for operation, name in layout.triggers().items():
+        if name not in names.values():
+            continue
         tables = spec.transition_tables(layout, operation)
+        row = spec.row_level_for(operation)
         wanted[name] = TriggerDefinition(
-            function=(schema, layout.function),
-            type=TRIGGER_EVENTS[operation],
+            function=(schema, layout.row_function if row else layout.function),
+            type=(TRIGGER_TYPE_ROW if row else 0) | TRIGGER_EVENTS[operation],
             enabled="A",
             args=tuple(_arg_values(layout, spec, operation, partition)),
             old_table=OLD_TABLE if "OLD" in tables else None,
@@ -1826,7 +1879,7 @@ def trigger_definitions(
             columns=(),
             condition=None,
         )
-    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+    if KEY_TRIGGER in names.values():
         wanted[KEY_TRIGGER] = TriggerDefinition(
             function=(schema, layout.key_function),
             type=TRIGGER_TYPE_ROW | TRIGGER_EVENTS["UPDATE"],
@@ -1843,7 +1896,8 @@ def trigger_definitions(
 def create_triggers(
     layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
 ) -> list[Composable]:
-    """One statement-level trigger per operation on ``spec``'s table, enabled ALWAYS.
+    """One trigger per operation on ``spec``'s table, enabled ALWAYS: statement-level, or
+    row-level for INSERT, UPDATE and DELETE with ``spec.row_level``.
 
     With ``partition`` (schema, name), the triggers go on that partition of ``spec``'s
     table instead, and file its rows under ``spec``'s table: PostgreSQL fires a statement
@@ -1862,7 +1916,11 @@ def create_triggers(
     """
     target = ident(*(partition or (spec.schema, spec.table)))
     statements: list[Composable] = []
+    names = trigger_names(layout, spec, partition)
     for operation, name in layout.triggers().items():
+        if name not in names.values():
+            continue
+        row = spec.row_level_for(operation)
         tables = [
             SQL("{} TABLE AS {}").format(SQL(kind), ident(_TRANSITION_NAMES[kind]))
             for kind in spec.transition_tables(layout, operation)
@@ -1871,18 +1929,19 @@ def create_triggers(
         statements.append(
             SQL(
                 "CREATE TRIGGER {name} AFTER {op} ON {target} {referencing}"
-                "FOR EACH STATEMENT EXECUTE FUNCTION {function}({args})"
+                "FOR EACH {level} EXECUTE FUNCTION {function}({args})"
             ).format(
                 name=ident(name),
                 op=SQL(operation),
                 target=target,
                 referencing=referencing,
-                function=ident(schema, layout.function),
+                level=SQL("ROW" if row else "STATEMENT"),
+                function=ident(schema, layout.row_function if row else layout.function),
                 args=SQL(", ").join(literal(v) for v in _arg_values(layout, spec, operation, partition)),
             )
         )
         statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
-    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+    if KEY_TRIGGER in names.values():
         old = SQL(", ").join(SQL("OLD.{}").format(ident(c)) for c in spec.pk)
         new = SQL(", ").join(SQL("NEW.{}").format(ident(c)) for c in spec.pk)
         statements += [
