@@ -15,9 +15,9 @@ statements, the median.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
-import os
 import time
 
 from bench.run import ROW_COLUMNS, connect, get_server, install_audit, recreate_database, run

@@ -11,7 +11,19 @@ from library.models import Book
 
 from django_partitioned_audit.checks import check_capture_triggers, check_unregistered_triggers
 from django_partitioned_audit.models import SimpleAuditEntry
+from tests.conftest import BOTH_LEVELS
 from tests.helpers import past_the_guard, sql
+
+
+@pytest.fixture(autouse=True, params=BOTH_LEVELS)
+def capture_level(request: pytest.FixtureRequest, settings, db) -> str:
+    """Every test here holds at both capture levels: the triggers are reinstalled at the
+    level, inside the test's transaction."""
+    from django_partitioned_audit.sync import sync
+
+    settings.DPA_CAPTURE_LEVEL = request.param
+    sync("default", verbosity=0)
+    return str(request.param)
 
 
 def e021() -> list[str]:
