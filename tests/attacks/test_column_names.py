@@ -68,7 +68,7 @@ def expected(layout: Layout, columns: list[str]) -> list[tuple[str, Any, Any]]:
 def test_every_word_of_the_capture_sql_as_a_column_name(conn, layout, row_level):
     columns = words_of_the_capture_sql(layout, conn.cursor())
     assert {"t", "j", "r", "dpa_new", "dpa_old", "_pk", "_op", "_plain"} <= set(columns)
-    assert {"_j", "_key", "_payload", "_row", "_new", "_changed"} <= set(columns)  # the row captures'
+    assert "_key" in columns  # a variable of the row captures
     assert payloads(conn, layout, columns, row_level) == expected(layout, columns)
     # Upper-case twins are other columns to PostgreSQL once quoted.
     twins = sorted({c.upper() for c in columns} - set(columns))
