@@ -71,6 +71,19 @@ def layouts_of(rev: str) -> types.ModuleType:
     ).stdout
     path = Path(tempfile.mkdtemp()) / "layouts_then.py"
     path.write_text(text)
+    # The function templates of that commit, where it has some, beside the module.
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "src/partitioned_audit/templates/"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if listing:
+        (path.parent / "templates").mkdir()
+    for name in listing:
+        shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=ROOT, check=True, capture_output=True)
+        (path.parent / "templates" / Path(name).name).write_bytes(shown.stdout)
     spec = importlib.util.spec_from_file_location("partitioned_audit.layouts_then", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

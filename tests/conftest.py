@@ -98,11 +98,12 @@ def conn(dbname: str) -> Iterator[Any]:
 
 @pytest.fixture
 def capture_level() -> str:
-    """The ``DPA_CAPTURE_LEVEL`` the ``layout`` fixture installs: the default. A module
-    whose tests must hold at both levels overrides it with :data:`BOTH_LEVELS`."""
-    from django_partitioned_audit.conf import DEFAULT_CAPTURE_LEVEL
+    """The ``DPA_CAPTURE_LEVEL`` the ``layout`` fixture installs: the project's (the
+    environment's ``DPA_CAPTURE_LEVEL``, see testproject/settings.py). A module whose tests
+    must hold at both levels overrides it with :data:`BOTH_LEVELS`."""
+    from django_partitioned_audit.conf import capture_level as configured
 
-    return DEFAULT_CAPTURE_LEVEL
+    return configured()
 
 
 #: ``capture_level = pytest.fixture(params=BOTH_LEVELS)(both_levels)`` in a test module runs

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import resources
+from pathlib import Path
 
 from .errors import ConfigurationError
 from .sql import SQL, Composable, Composed, ident, literal
@@ -170,9 +170,10 @@ class Layout:
     """One audit table layout, as data: its names, its columns and its capture function.
 
     What differs between the layouts lives here, so the code that creates objects has no
-    branch on a layout's name. ``columns``, ``view_columns`` and ``capture`` are SQL
-    templates whose ``{names}`` :func:`create_table`, :func:`create_view` and
-    :func:`create_functions` fill with quoted identifiers.
+    branch on a layout's name. ``columns`` and ``view_columns`` are SQL templates whose
+    ``{names}`` :func:`create_table` and :func:`create_view` fill with quoted identifiers;
+    ``capture``, ``key_capture`` and ``row_capture`` name whole function templates in
+    ``partitioned_audit/templates/``, which :func:`create_functions` fills in one pass.
     """
 
     name: str
@@ -187,10 +188,11 @@ class Layout:
     function: str
     columns: str
     view_columns: str
+    #: The statement-level capture: the name of its template in ``templates/``.
     capture: str
     #: The row-level function that files a key-changing UPDATE under the old key as well.
     key_capture: str
-    #: The row-level capture: the name of its whole template in ``templates/``.
+    #: The row-level capture (``TableSpec.row_level``).
     row_capture: str
     #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
     #: since PostgreSQL copies every row into each one requested.
@@ -342,45 +344,6 @@ _SIMPLE_VIEW_COLUMNS = """
 """
 
 
-def _simple_rows(transition: str) -> str:
-    """The simple capture's INSERT of a transition table's rows, each pointing at the
-    transaction's context row.
-
-    ``OFFSET 0`` keeps the planner from flattening the subquery, which would run
-    ``to_jsonb()`` once per reference to ``r.j`` (the key and the payload): twice per row.
-    """
-    return f"""        INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
-"""
-
-
-# An UPDATE with TableSpec.skip_unchanged: the rows of NEW whose values, excluded columns
-# aside, differ from their OLD row, paired by position as the advanced capture pairs them
-# (a FULL JOIN, for the same reason: see _advanced_rows). A masked column that changed is a change, as in the advanced layout.
-# jsonb_delete() is the function behind jsonb - text[]; OPERATOR() binds before IS.
-_SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
-          FROM (SELECT c.j
-                  FROM (SELECT n.j
-                          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                                  FROM dpa_old AS t) AS o
-                          FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                                       FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
-                         WHERE pg_catalog.jsonb_delete(o.j, VARIADIC _excluded)
-                               OPERATOR(pg_catalog.=) pg_catalog.jsonb_delete(n.j, VARIADIC _excluded) IS NOT TRUE
-                        OFFSET 0) AS c) AS r;
-"""
-
-
 # _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
 # DEFINER) but under the caller's search_path: a SET search_path clause would cost 1-5 us
 # per call (docs/performance.md). So every name in them and in the helpers they
@@ -400,18 +363,7 @@ _SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_sche
 # pass no such argument and its captures pay one NULL test per statement. enable() finds
 # them in the catalog, and a virtual column added (or dropped) later changes the triggers'
 # digest: the database check reports it and migrate recreates them.
-#: How every capture makes sure converting a row to jsonb runs only trusted code, before it
-#: converts one (see _CASTS_NOTE): TG_ARGV[3] is TableSpec.casts_mode().
-_CASTS_DECLARATION = """    -- Raises unless converting a row to jsonb runs only trusted code: 't' nothing to check,
-    -- 'c' the casts to json (the guard refuses new ones), else the owners of the table's types.
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'
-                              OR CASE WHEN TG_ARGV[3] OPERATOR(pg_catalog.=) 'c' THEN {check_json_casts}(TG_RELID)
-                                      ELSE {check_type_owners}(TG_RELID) END;
-"""
-#: How every capture reads the excluded columns: with the virtual ones when there are any.
-_EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[7] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
-                                        ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[7]::pg_catalog.text[]) END;
-"""
+
 # _CONTEXT_NOTE. Who wrote a row and what the writer declared live in the layout's context
 # table, one row per transaction, login role and context; each audit row holds its id
 # (audit_context_id). A statement looks its transaction's row up (one probe of the (txid)
@@ -422,121 +374,6 @@ _EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[
 # or the context claims. The row's time is now(), the transaction's start, as the audit
 # rows' time: both tables are partitioned alike, so a context row lives and goes with
 # the partition of the audit rows pointing at it.
-#: How every capture finds its transaction's context row: the context is read once.
-_CONTEXT_DECLARATION = """    _txid bigint := pg_catalog.txid_current();
-    _context pg_catalog.jsonb := {context};
-    _actor bigint := (SELECT c.context_id FROM {contexts} AS c
-                       WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                         AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                         AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                         AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                       LIMIT 1);
-"""
-#: What every capture runs first: the context row, made by the transaction's first
-#: statement (or the first in a new context).
-_CONTEXT_RECORD = """    IF _actor IS NULL THEN
-        INSERT INTO {contexts} (created, txid, session_user_name, context)
-        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
-        RETURNING context_id INTO _actor;
-    END IF;
-"""
-#: The declarations both statement captures open with: the trigger's arguments and what a
-#: statement shares with all its rows.
-_CAPTURE_DECLARATIONS = (
-    """    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-"""
-    + _EXCLUDED_DECLARATION
-    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
-                      AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
-    _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
-"""
-    + _CASTS_DECLARATION
-    + """    -- TG_ARGV[4]: TableSpec.skip_unchanged, read by the simple capture.
-    -- A partition's trigger files its rows under the audited (root) table; a table with
-    -- virtual columns names itself (TableSpec.row_trigger_args).
-    _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
-    _table pg_catalog.text := coalesce(TG_ARGV[6], TG_TABLE_NAME);
-    _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
-"""
-    + _CONTEXT_DECLARATION
-)
-
-_SIMPLE_CAPTURE = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-"""
-    + _CAPTURE_DECLARATIONS
-    + """    -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
-    _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
-BEGIN
-"""
-    + _CONTEXT_RECORD
-    + """    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-"""
-    + _simple_rows("dpa_old")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
-        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema, NULL, NULL, _txid, _op, _actor
-         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
-               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
-               SELECT FROM {table} a
-                WHERE a.object_table OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
-                  AND a.object_schema OPERATOR(pg_catalog.=) _schema
-                  AND a.audit_txid_current OPERATOR(pg_catalog.=) _txid
-                  AND a.audit_operation OPERATOR(pg_catalog.=) 'T'
-                  AND a.audit_entry_created_statement_timestamp OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND _skip_unchanged THEN
-"""
-    + _SIMPLE_CHANGED_ROWS
-    + """    ELSE
-"""
-    + _simple_rows("dpa_new")
-    + """    END IF;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
-# Fires per row, only for an UPDATE that leaves a row with another key (its WHEN condition;
-# whether the statement named a key column or a BEFORE trigger changed NEW's): the
-# statement's capture files the change under the new key, this files it under the old one
-# too, so the history of either key shows it.
-#: How both key captures open: the trigger's arguments, the row before and after.
-_KEY_CAPTURE_HEAD = (
-    """
-CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-"""
-    + _EXCLUDED_DECLARATION
-    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-"""
-    + _CASTS_DECLARATION
-    + """    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
-    _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
-"""
-    + _CONTEXT_DECLARATION
-    + """BEGIN
-"""
-    + _CONTEXT_RECORD
-)
-_SIMPLE_KEY_CAPTURE = (
-    _KEY_CAPTURE_HEAD
-    + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                         audit_txid_current, audit_operation, audit_context_id)
-    VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), _txid, 'U', _actor);
-    RETURN NULL;
-END
-$fn$;
-"""
-)
 
 SIMPLE = Layout(
     name="simple",
@@ -549,8 +386,8 @@ SIMPLE = Layout(
     function=f"{PREFIX}simple_capture",
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
-    capture=_SIMPLE_CAPTURE,
-    key_capture=_SIMPLE_KEY_CAPTURE,
+    capture="simple_capture.sql",
+    key_capture="simple_key_capture.sql",
     row_capture="simple_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
     has_payload_gin=True,
@@ -594,138 +431,6 @@ _ADVANCED_VIEW_COLUMNS = """
 """
 
 
-# INSERT and DELETE write one row per row of their transition table, with the query text on
-# the first. UPDATE pairs the n-th rows of OLD and NEW: PostgreSQL fills both in step, one
-# pair per updated row, so they belong together even when the key itself changed. Both have
-# the same n, so a FULL JOIN pairs them as an inner join would; it is written FULL because
-# PostgreSQL runs a full join only as a hash or merge join. A session's cached plan for this
-# INSERT may have been made for a one-row UPDATE, and an inner join planned then is a nested
-# loop, which pairs the rows of a later bulk UPDATE in quadratic time (5 000 rows: 53 s
-# instead of 0.4 s). Every name is qualified: see _QUALIFIED_NOTE. A changed field is one
-# whose old value is missing or not equal: the new value of jsonb_each() is never NULL.
-def _advanced_rows(transition: str) -> str:
-    """The advanced capture's INSERT of the rows of an INSERT or a DELETE, as they are."""
-    return f"""        INSERT INTO {{table}} (row_data, object_pk, schema_name, table_name, relid,
-                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
-                             application_name, client_addr, client_port, client_query, action,
-                             statement_only, statement_id, audit_context_id)
-        SELECT CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-               _schema, _table, TG_RELID,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
-               false, _stmt, _actor
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                  FROM {transition} AS t) AS r;
-"""
-
-
-_ADVANCED_CAPTURE = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-"""
-    + _CAPTURE_DECLARATIONS
-    + """    _app pg_catalog.text := pg_catalog.current_setting('application_name');
-    _addr pg_catalog.inet := pg_catalog.inet_client_addr();
-    _port integer := pg_catalog.inet_client_port();
-    -- The query text carries the values it writes: never keep it for tables with
-    -- excluded or masked columns. It holds no value of a virtual column (TG_ARGV[7]).
-    _query pg_catalog.text := CASE WHEN _plain OR (TG_ARGV[7] IS NOT NULL
-                                                   AND pg_catalog.cardinality(TG_ARGV[1]::pg_catalog.text[]) OPERATOR(pg_catalog.=) 0
-                                                   AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0)
-                                   THEN pg_catalog.current_query() END;
-    _stmt bigint := pg_catalog.nextval({seq});
-BEGIN
-"""
-    + _CONTEXT_RECORD
-    + """    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-"""
-    + _advanced_rows("dpa_new")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-"""
-    + _advanced_rows("dpa_old")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                             action_tstamp_tx, action_tstamp_stm,
-                             action_tstamp_clk, transaction_id, application_name, client_addr,
-                             client_port, client_query, action, statement_only, statement_id,
-                             audit_context_id)
-        SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
-               _op, false, _stmt, _actor
-          FROM (
-                SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
-                       n.j AS new_j,
-                       (SELECT pg_catalog.jsonb_object_agg(
-                                   e.key,
-                                   CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
-                                             AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
-                                        THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
-                          FROM pg_catalog.jsonb_each(n.j) AS e
-                         WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
-                           AND ((o.j OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE
-                       ) AS changed
-                  FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                          FROM dpa_old AS t) AS o
-                  FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                               FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
-                OFFSET 0  -- else the changed fields are computed twice: for WHERE and for the row
-               ) AS d
-         WHERE d.changed IS NOT NULL;
-    ELSE
-        INSERT INTO {table} (schema_name, table_name, relid, action_tstamp_tx,
-                             action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
-                             client_addr, client_port, client_query, action, statement_only,
-                             statement_id, audit_context_id)
-        SELECT _schema, _table, TG_RELID, current_timestamp,
-               pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
-               _query, _op, true, _stmt, _actor
-         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
-               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
-               SELECT FROM {table} a
-                WHERE a.table_name OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
-                  AND a.schema_name OPERATOR(pg_catalog.=) _schema
-                  AND a.transaction_id OPERATOR(pg_catalog.=) _txid
-                  AND a.action OPERATOR(pg_catalog.=) 'T'
-                  AND a.action_tstamp_stm OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
-    END IF;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
-# As _SIMPLE_KEY_CAPTURE: the statement's capture files the change under the new key.
-_ADVANCED_KEY_CAPTURE = (
-    _KEY_CAPTURE_HEAD
-    + """    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                         action_tstamp_tx, action_tstamp_stm,
-                         action_tstamp_clk, transaction_id, application_name, client_addr,
-                         client_port, action, statement_only, audit_context_id)
-    SELECT {redact}(_old, _excluded, _masked),
-           (SELECT pg_catalog.jsonb_object_agg(
-                       e.key,
-                       CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
-                                 AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
-                            THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
-              FROM pg_catalog.jsonb_each(_new) AS e
-             WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
-               AND ((_old OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE),
-           {pk_text}(_old, _pk), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-           coalesce(TG_ARGV[6], TG_TABLE_NAME), TG_RELID, current_timestamp,
-           pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-           pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.inet_client_port(), 'U', false, _actor;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
 ADVANCED = Layout(
     name="advanced",
     table="logged_actions",
@@ -737,8 +442,8 @@ ADVANCED = Layout(
     function=f"{PREFIX}advanced_capture",
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
-    capture=_ADVANCED_CAPTURE,
-    key_capture=_ADVANCED_KEY_CAPTURE,
+    capture="advanced_capture.sql",
+    key_capture="advanced_key_capture.sql",
     row_capture="advanced_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
 )
@@ -1732,13 +1437,21 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }
-    templates = (_HELPERS, layout.capture, layout.key_capture, template(layout.row_capture))
+    templates = (
+        _HELPERS,
+        *(template(name) for name in (layout.capture, layout.key_capture, layout.row_capture)),
+    )
     return Composed([SQL(text).format(**{**names, **helpers}) for text in templates])
 
 
+#: Where the function templates are: beside this module, shipped as package data.
+TEMPLATES = Path(__file__).with_name("templates")
+
+
 def template(name: str) -> str:
-    """The text of the SQL template ``name`` shipped in ``partitioned_audit/templates``."""
-    return resources.files(__package__).joinpath("templates", name).read_text(encoding="utf-8")
+    """The text of the function template ``name`` in :data:`TEMPLATES`, read whole: what
+    runs in PostgreSQL once :func:`create_functions` has filled in its names."""
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def comment_function(layout: Layout, schema: str, digest: str) -> Composable:
