@@ -180,7 +180,9 @@ def test_a_replaced_capture_trigger_is_reported_and_enable_repairs_it(
     two_roles: TwoRoles, replacement, reported
 ):
     layout = two_roles.layout
-    names = {"function": layout.function, "key_function": layout.key_function}
+    # The DELETE trigger runs the row capture at row level.
+    function = layout.row_function if two_roles.row_level else layout.function
+    names = {"function": function, "key_function": layout.key_function}
     trigger = replacement.split()[4]
     two_roles.run(
         two_roles.owner,
