@@ -13,7 +13,7 @@ from django_partitioned_audit.models import AdvancedAuditEntry, Operation, Simpl
 from django_partitioned_audit.registry import table_spec
 from django_partitioned_audit.sync import sync
 from partitioned_audit import objects
-from partitioned_audit.layouts import SIMPLE
+from partitioned_audit.layouts import ADVANCED, SIMPLE
 from tests.conftest import MANAGERS
 from tests.helpers import sql
 from tests.test_registration import app_attr
@@ -217,3 +217,58 @@ def test_a_bad_capture_level_setting_is_reported(settings):
     assert [e.msg for e in check_settings() if e.id == "partitioned_audit.E010"] == [
         "DPA_CAPTURE_LEVEL must be one of 'statement', 'row', got 'rows'. See docs/settings.md."
     ]
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def test_switching_the_level_under_writers_misses_no_write(dbname, layout):
+    """Each switch drops one trigger set and creates the other in one transaction, which
+    writers wait for: every write is recorded once, by one set or the other."""
+    import threading
+
+    from partitioned_audit import enable, install
+    from partitioned_audit.layouts import TableSpec
+    from tests.engine_db import connect
+
+    setup = connect(dbname)
+    cur = setup.cursor()
+    install(cur, layout)
+    cur.execute("CREATE TABLE counter (id int PRIMARY KEY, n int)")
+    cur.execute("INSERT INTO counter SELECT g, 0 FROM generate_series(1, 10) g")
+    enable(cur, layout, TableSpec("public", "counter", ("id",)))
+    setup.commit()
+    done = threading.Event()
+    writes: list[int] = []
+    errors: list[BaseException] = []
+
+    def writer() -> None:
+        try:
+            c = connect(dbname, autocommit=True)
+            wc = c.cursor()
+            while not done.is_set() or len(writes) < 100:
+                wc.execute("UPDATE counter SET n = n + 1 WHERE id = %s", [len(writes) % 10 + 1])
+                writes.append(1)
+            c.close()
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    levels_seen = []
+    for row_level in (True, False, True, False, True):
+        assert enable(cur, layout, TableSpec("public", "counter", ("id",), row_level=row_level))
+        setup.commit()
+        cur.execute(
+            "SELECT bool_and(tgtype & 1 = 1) FROM pg_trigger"
+            " WHERE tgrelid = 'counter'::regclass AND tgname IN ('dpa_audit_ins', 'dpa_audit_upd', 'dpa_audit_del')"
+        )
+        levels_seen.append(cur.fetchone()[0])
+        setup.commit()
+    done.set()
+    thread.join()
+    assert errors == [] and levels_seen == [True, False, True, False, True]
+    operation = "audit_operation" if layout is SIMPLE else "action"
+    cur.execute(f"SELECT count(*) FROM {layout.table} WHERE {operation} = 'U'")  # noqa: S608
+    assert cur.fetchone()[0] == len(writes)
+    cur.execute("SELECT sum(n) FROM counter")
+    assert cur.fetchone()[0] == len(writes)
+    setup.close()
