@@ -155,7 +155,7 @@ class TableSpec:
 
 #: The operations a row-level capture records; TRUNCATE has no row.
 ROW_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
-#: The values of a capture level (``DPA_CAPTURE_LEVEL``, ``--capture-level``).
+#: The values of a capture level (``DPA_CAPTURE_LEVEL``; ``TableSpec.row_level`` in the engine).
 CAPTURE_LEVELS = ("statement", "row")
 
 
