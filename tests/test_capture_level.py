@@ -65,7 +65,7 @@ def test_the_setting_and_the_app_attribute_choose_the_level(settings, db):
         assert levels() == STATEMENT_LEVEL
         assert levels('"Weird Name Table"') == ROW_LEVEL
     settings.DPA_CAPTURE_LEVEL = "statement"
-    with app_attr("library", trigger_audit_capture_level={"Book": "row"}):
+    with app_attr("library", trigger_audit_capture_level={"book": "row"}):  # as get_model() reads it
         sync("default", verbosity=0)
         assert levels() == ROW_LEVEL
         assert levels('"Weird Name Table"') == STATEMENT_LEVEL

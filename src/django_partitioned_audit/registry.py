@@ -166,8 +166,12 @@ def capture_level(model: type[models.Model]) -> str:
     ``model``, else ``DPA_CAPTURE_LEVEL`` (a level that is not valid reads as the setting's:
     :func:`registration` reports it)."""
     levels = _levels(apps.get_app_config(model._meta.app_label))
-    level = levels.get(model.__name__) if isinstance(levels, Mapping) else None
-    return level if level in CAPTURE_LEVELS else conf.capture_level()  # type: ignore[no-any-return]
+    if isinstance(levels, Mapping):
+        # Model names are case-insensitive, as AppConfig.get_model() reads them.
+        for name, level in levels.items():
+            if isinstance(name, str) and name.lower() == model._meta.model_name and level in CAPTURE_LEVELS:
+                return str(level)
+    return conf.capture_level()
 
 
 def _columns(model: type[models.Model], setting: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
