@@ -71,6 +71,19 @@ def layouts_of(rev: str) -> types.ModuleType:
     ).stdout
     path = Path(tempfile.mkdtemp()) / "layouts_then.py"
     path.write_text(text)
+    # The function templates of that commit, where it has some, beside the module.
+    listing = subprocess.run(
+        ["git", "ls-tree", "--name-only", rev, "src/partitioned_audit/templates/"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if listing:
+        (path.parent / "templates").mkdir()
+    for name in listing:
+        shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=ROOT, check=True, capture_output=True)
+        (path.parent / "templates" / Path(name).name).write_bytes(shown.stdout)
     spec = importlib.util.spec_from_file_location("partitioned_audit.layouts_then", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
@@ -79,7 +92,9 @@ def layouts_of(rev: str) -> types.ModuleType:
     return module
 
 
-def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -> None:
+def install(
+    cur: Any, module: types.ModuleType, layout_name: str, schema: str, level: str = "statement"
+) -> None:
     layout = module.get_layout(layout_name)
     seq = render(ident(schema, layout.sequence))
     for statement in (
@@ -106,6 +121,10 @@ def install(cur: Any, module: types.ModuleType, layout_name: str, schema: str) -
         spec = dataclasses.replace(
             spec, trusted_types=True, **({"guarded": True} if "guarded" in fields else {})
         )
+    if level == "row":
+        if "row_level" not in fields:
+            raise SystemExit(f"this version of {module.__name__} has no row-level capture")
+        spec = dataclasses.replace(spec, row_level=True)
     for statement in module.create_triggers(layout, schema, spec):
         execute(cur, statement)
 
@@ -153,6 +172,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration per round")
     parser.add_argument("--context", help="a JSON object set as the audit context of every session")
+    parser.add_argument(
+        "--level", default="statement", choices=["statement", "row"], help="capture level of this tree"
+    )
+    parser.add_argument(
+        "--then-level",
+        default="statement",
+        choices=["statement", "row"],
+        help="capture level of the other commit",
+    )
     options = parser.parse_args()
     session = ""
     if options.context:
@@ -161,11 +189,11 @@ def main() -> None:
             raise SystemExit("--context: no spaces inside values, please (PGOPTIONS splits on them)")
         session = f"-c {now_layouts.CONTEXT_SETTING}={compact}"
     then = layouts_of(options.against)
-    with scratch_database("dpa_ab") as dsn:
+    with scratch_database(os.environ.get("DPA_DB_NAME", "dpa") + "_ab") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             cur = conn.cursor()
-            install(cur, then, options.layout, "ab_then")
-            install(cur, now_layouts, options.layout, "ab_now")
+            install(cur, then, options.layout, "ab_then", options.then_level)
+            install(cur, now_layouts, options.layout, "ab_now", options.level)
         single: dict[str, list[float]] = {}
         bulk: dict[str, list[float]] = {}
         for _ in range(options.rounds):

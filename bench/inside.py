@@ -15,6 +15,7 @@ statements, the median.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import statistics
 import time
@@ -24,9 +25,12 @@ from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable
 from partitioned_audit.layouts import set_maintenance
 from partitioned_audit.sql import SQL, ident, literal, render
 
-DB = "dpa_bench_inside"
+# Named after DPA_DB_NAME, so that runs on a shared server keep apart.
+DB = os.environ.get("DPA_DB_NAME", "dpa") + "_bench_inside"
 LOOP = 2_000
 
+#: The shipped row-level capture (``TableSpec.row_level``); "shipped" is the statement level.
+ROW_LEVEL = "shipped, row level"
 #: Edits of the shipped function by case: (text in it, replacement), applied in order.
 EDITS: dict[str, list[tuple[str, str]]] = {
     "returns right after its declarations": [
@@ -87,6 +91,11 @@ def main() -> None:
     parser.add_argument("layout", choices=["simple", "advanced"])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--bulk", type=int, default=20_000)
+    parser.add_argument(
+        "--levels-only",
+        action="store_true",
+        help="only the shipped capture at both levels and the references, none of the edited copies",
+    )
     args = parser.parse_args()
     layout = SIMPLE if args.layout == "simple" else ADVANCED
     server = get_server()
@@ -125,7 +134,8 @@ def main() -> None:
                 run(conn, SQL("CREATE INDEX ON {} USING " + body).format(ident(sink)))
     shipped = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.function}"])[0][0]
     table_ref = render(ident("public", layout.table))  # as the engine wrote it into the function
-    cases = ["unaudited", "shipped", *EDITS, "typed_copy"]
+    edits = [] if args.levels_only else list(EDITS)
+    cases = ["unaudited", "shipped", ROW_LEVEL, *edits, "typed_copy"]
     # Each case's copy of the table; TYPED_COPY names its own.
     tables = {case: "t_typed_copy" if case == "typed_copy" else f"t_{n}" for n, case in enumerate(cases)}
     for n, case in enumerate(cases):
@@ -134,8 +144,8 @@ def main() -> None:
         if case == "typed_copy":
             run(conn, TYPED_COPY)
         elif case != "unaudited":
-            enable(conn.cursor(), layout, TableSpec("public", table, ("id",)))
-        if case in EDITS:
+            enable(conn.cursor(), layout, TableSpec("public", table, ("id",), row_level=case == ROW_LEVEL))
+        if case in edits:
             function = f"{layout.function}_{n}"
             text = shipped.replace(f"public.{layout.function}()", f"public.{function}()")
             for old, new in EDITS[case]:

@@ -96,12 +96,32 @@ def conn(dbname: str) -> Iterator[Any]:
     c.close()
 
 
+@pytest.fixture
+def capture_level() -> str:
+    """The ``DPA_CAPTURE_LEVEL`` the ``layout`` fixture installs: the project's (the
+    environment's ``DPA_CAPTURE_LEVEL``, see testproject/settings.py). A module whose tests
+    must hold at both levels overrides it with :data:`BOTH_LEVELS`."""
+    from django_partitioned_audit.conf import capture_level as configured
+
+    return configured()
+
+
+#: ``capture_level = pytest.fixture(params=BOTH_LEVELS)(both_levels)`` in a test module runs
+#: each of its tests at both capture levels.
+BOTH_LEVELS = ("statement", "row")
+
+
+def both_levels(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(params=["simple", "advanced"])
-def layout(request: pytest.FixtureRequest, settings: Any, db: None) -> Iterator[str]:
+def layout(request: pytest.FixtureRequest, settings: Any, db: None, capture_level: str) -> Iterator[str]:
     """Run the test once per layout; triggers are reinstalled inside the test's transaction."""
     from django_partitioned_audit.sync import sync
 
     settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS[request.param]
+    settings.DPA_CAPTURE_LEVEL = capture_level
     sync("default", verbosity=0)
     yield request.param
 

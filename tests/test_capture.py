@@ -13,7 +13,11 @@ from library.models import Book, Loan, Shelved, Weird
 from shop.models import Customer, Order
 
 from django_partitioned_audit.models import Operation
+from tests.conftest import BOTH_LEVELS, both_levels
 from tests.helpers import sql, trail
+
+# Every test here holds at both capture levels (DPA_CAPTURE_LEVEL).
+capture_level = pytest.fixture(params=BOTH_LEVELS)(both_levels)
 
 
 def test_orm_create_save_delete(layout, read_model):
@@ -286,7 +290,7 @@ def test_a_key_change_is_in_the_history_of_both_keys(layout, read_model):
     assert book.pk == "1"
 
 
-def test_the_simple_layout_skips_unchanged_updates_when_the_setting_says_so(settings, db):
+def test_the_simple_layout_skips_unchanged_updates_when_the_setting_says_so(settings, db, capture_level):
     from django_partitioned_audit.checks import check_settings
     from django_partitioned_audit.conf import SIMPLE_MANAGER
     from django_partitioned_audit.context import audit_context
@@ -305,6 +309,7 @@ def test_the_simple_layout_skips_unchanged_updates_when_the_setting_says_so(sett
             return objects.trigger_problems(cursor, SIMPLE, "public", [table_spec(Book)])
 
     settings.DPA_AUDIT_TABLE_MANAGER = SIMPLE_MANAGER
+    settings.DPA_CAPTURE_LEVEL = capture_level
     sync("default", verbosity=0)
     book = Book.objects.create(isbn="1", title="a")
     book.save()  # nothing changed: recorded by default, as 1.0.4 did

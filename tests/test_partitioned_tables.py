@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
 from django.core.management import call_command
 from library.models import Reading
 
 from django_partitioned_audit.checks import check_capture_triggers
+from tests.conftest import BOTH_LEVELS, both_levels
 from tests.helpers import sql
+
+# A partitioned table stays at statement level whatever its level says (TableSpec.row_level).
+capture_level = pytest.fixture(params=BOTH_LEVELS)(both_levels)
 
 
 def trail(read_model) -> list[tuple[str, str, str | None]]:

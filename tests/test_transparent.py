@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 
+import pytest
 from django.apps import apps
 from django.contrib.auth.models import Group, User
 from django.core.management import call_command
@@ -12,11 +13,14 @@ from django.db import connection
 from django_partitioned_audit.models import SimpleAuditEntry
 from django_partitioned_audit.sync import sync
 from partitioned_audit import catalog
+from tests.conftest import BOTH_LEVELS
 from tests.test_install import READINGS
 from tests.test_registration import app_attr
 
 
-def test_every_model_of_the_project_can_be_audited(db):
+@pytest.mark.parametrize("level", BOTH_LEVELS)
+def test_every_model_of_the_project_can_be_audited(db, settings, level):
+    settings.DPA_CAPTURE_LEVEL = level
     with ExitStack() as stack:
         expected = set()
         for config in apps.get_app_configs():

@@ -11,7 +11,19 @@ from library.models import Book
 
 from django_partitioned_audit.checks import check_capture_triggers, check_unregistered_triggers
 from django_partitioned_audit.models import SimpleAuditEntry
+from tests.conftest import BOTH_LEVELS
 from tests.helpers import past_the_guard, sql
+
+
+@pytest.fixture(autouse=True, params=BOTH_LEVELS)
+def capture_level(request: pytest.FixtureRequest, settings, db) -> str:
+    """Every test here holds at both capture levels: the triggers are reinstalled at the
+    level, inside the test's transaction."""
+    from django_partitioned_audit.sync import sync
+
+    settings.DPA_CAPTURE_LEVEL = request.param
+    sync("default", verbosity=0)
+    return str(request.param)
 
 
 def e021() -> list[str]:
@@ -136,7 +148,7 @@ def test_a_model_taken_out_of_the_list_keeps_its_triggers_and_a_warning_names_it
     assert trigger_states() == {} and w023() == []
 
 
-def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repairs_it(db):
+def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repairs_it(db, capture_level):
     """CREATE OR REPLACE TRIGGER keeps the name and the comment; ENABLE ALWAYS the state."""
     sql("CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'")
     past_the_guard(
@@ -144,9 +156,10 @@ def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repai
         " EXECUTE FUNCTION public.noop()"
     )
     past_the_guard("ALTER TABLE library_book ENABLE ALWAYS TRIGGER dpa_audit_del")
+    capture = "dpa_simple_capture_row" if capture_level == "row" else "dpa_simple_capture"
     assert e021() == [
         "Table public.library_book on database 'default': capture trigger dpa_audit_del is replaced: it "
-        "executes public.noop() instead of public.dpa_simple_capture(); its writes can escape the audit trail."
+        f"executes public.noop() instead of public.{capture}(); its writes can escape the audit trail."
     ]
     call_command("migrate", verbosity=0)
     assert e021() == []
@@ -169,12 +182,15 @@ def test_a_capture_trigger_replaced_under_its_name_is_reported_and_migrate_repai
         ),
     ],
 )
-def test_a_replaced_capture_function_is_reported_and_migrate_repairs_it(db, statement, reported):
+def test_a_replaced_capture_function_is_reported_and_migrate_repairs_it(
+    db, statement, reported, capture_level
+):
     """Its COMMENT still carries the installed digest: the check reads the definition itself."""
-    past_the_guard(statement)
+    capture = "dpa_simple_capture_row" if capture_level == "row" else "dpa_simple_capture"
+    past_the_guard(statement.replace("dpa_simple_capture()", f"{capture}()"))  # the INSERT's
     Book.objects.create(isbn="0", title="unaudited")
     assert SimpleAuditEntry.objects.filter_model(Book).count() == (0 if "body" in reported else 1)
-    name = "dpa_simple_capture" if "body" in reported else "dpa_redact"
+    name = capture if "body" in reported else "dpa_redact"
     assert e021() == [
         f"Database 'default': capture function public.{name} is not the one this version installs: "
         f"{reported}; audited writes run it, so they can escape the audit trail."

@@ -30,6 +30,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         conf.excluded_columns,
         conf.masked_columns,
         conf.skip_unchanged_updates,
+        conf.capture_level,
         conf.time_range_generator_name,
         conf.min_coverage_days,
         conf.request_id_header,

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from partitioned_audit.layouts import Layout
+from partitioned_audit.layouts import CAPTURE_LEVELS, Layout
 from partitioned_audit.objects import check_schema_name
 
 SIMPLE_MANAGER = "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager"
@@ -102,6 +102,24 @@ def skip_unchanged_updates() -> bool:
             f"DPA_SKIP_UNCHANGED_UPDATES must be True or False, got {value!r}. See {DOCS}."
         )
     return value
+
+
+#: ``DPA_CAPTURE_LEVEL``'s default, chosen by measurement (docs/performance.md).
+DEFAULT_CAPTURE_LEVEL = "statement"
+
+
+def capture_level() -> str:
+    """``DPA_CAPTURE_LEVEL``: how the triggers of a model without a level of its own (an
+    AppConfig's ``trigger_audit_capture_level``) capture INSERT, UPDATE and DELETE:
+    ``"statement"`` (default: one call per statement, cheapest for bulk writes) or ``"row"``
+    (one call per row, cheapest for single-row writes); TRUNCATE is captured per statement
+    either way. A change takes effect at the next ``migrate``, which swaps the triggers."""
+    value = _get("DPA_CAPTURE_LEVEL", DEFAULT_CAPTURE_LEVEL)
+    if value not in CAPTURE_LEVELS:
+        raise ImproperlyConfigured(
+            f"DPA_CAPTURE_LEVEL must be one of {', '.join(map(repr, CAPTURE_LEVELS))}, got {value!r}. See {DOCS}."
+        )
+    return str(value)
 
 
 def admin_enabled() -> bool:

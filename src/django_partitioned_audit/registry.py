@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.apps import AppConfig, apps
 from django.db import models
 
-from partitioned_audit.layouts import TableSpec
+from partitioned_audit.layouts import CAPTURE_LEVELS, TableSpec
 
 from . import conf
 
@@ -97,8 +98,80 @@ def registration() -> Registration:
             )
         enabled.extend(m for m in on if m not in off)
         disabled.extend(m for m in off if m not in on)
+        problems.extend(_level_problems(app_config, on))
     problems.extend(_column_problems(enabled))
     return Registration(tuple(enabled), tuple(disabled), tuple(problems))
+
+
+#: The AppConfig attribute giving some of its models a capture level of their own.
+LEVEL_ATTRIBUTE = "trigger_audit_capture_level"
+
+
+def _levels(app_config: AppConfig) -> object:
+    return getattr(app_config, LEVEL_ATTRIBUTE, None) or {}
+
+
+def _level_problems(app_config: AppConfig, audited: list[type[models.Model]]) -> list[Problem]:
+    """What is wrong with ``app_config``'s :data:`LEVEL_ATTRIBUTE`: not a mapping of model
+    names to levels, a name that is no model of the app, or a model it does not audit."""
+    where = f"{type(app_config).__module__}.{type(app_config).__qualname__}.{LEVEL_ATTRIBUTE}"
+    levels = _levels(app_config)
+    if not isinstance(levels, Mapping):
+        return [
+            Problem(
+                "partitioned_audit.E006",
+                f"{where} is {levels!r}, not a mapping of model names to capture levels.",
+                "Map model class names to 'row' or 'statement', e.g. {'Invoice': 'row'}.",
+                app_config,
+            )
+        ]
+    problems = []
+    for name, level in levels.items():
+        if not isinstance(name, str) or level not in CAPTURE_LEVELS:
+            problems.append(
+                Problem(
+                    "partitioned_audit.E006",
+                    f"{where} maps {name!r} to {level!r}: a model name must map to 'row' or 'statement'.",
+                    "Map model class names to 'row' or 'statement', e.g. {'Invoice': 'row'}.",
+                    app_config,
+                )
+            )
+            continue
+        try:
+            model = app_config.get_model(name)
+        except LookupError:
+            problems.append(
+                Problem(
+                    "partitioned_audit.E001",
+                    f"{where} names '{name}', which is not a model of app '{app_config.label}'.",
+                    "Check the spelling; abstract models have no table and cannot be audited.",
+                    app_config,
+                )
+            )
+            continue
+        if model not in audited:
+            problems.append(
+                Problem(
+                    "partitioned_audit.E007",
+                    f"{where} sets a capture level for {model._meta.label}, which is not in trigger_audit_models.",
+                    "Add the model to trigger_audit_models, or remove it from the capture levels.",
+                    model,
+                )
+            )
+    return problems
+
+
+def capture_level(model: type[models.Model]) -> str:
+    """``"row"`` or ``"statement"``: the level its app's :data:`LEVEL_ATTRIBUTE` gives
+    ``model``, else ``DPA_CAPTURE_LEVEL`` (a level that is not valid reads as the setting's:
+    :func:`registration` reports it)."""
+    levels = _levels(apps.get_app_config(model._meta.app_label))
+    if isinstance(levels, Mapping):
+        # Model names are case-insensitive, as AppConfig.get_model() reads them.
+        for name, level in levels.items():
+            if isinstance(name, str) and name.lower() == model._meta.model_name and level in CAPTURE_LEVELS:
+                return str(level)
+    return conf.capture_level()
 
 
 def _columns(model: type[models.Model], setting: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
@@ -171,4 +244,5 @@ def table_spec(model: type[models.Model]) -> TableSpec:
         excluded=_columns(model, conf.excluded_columns()),
         masked=_columns(model, conf.masked_columns()),
         skip_unchanged=conf.skip_unchanged_updates(),
+        row_level=capture_level(model) == "row",
     )

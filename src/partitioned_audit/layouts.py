@@ -3,9 +3,12 @@
 Pure: every function returns composed SQL and does no I/O. The statements of one object
 version are frozen here; a change to them is a new ``OBJECTS_VERSION`` and a new migration.
 
-Capture is statement-level: one AFTER ... FOR EACH STATEMENT trigger per operation, with
-transition tables, so a statement touching N rows costs one function call and one
-``INSERT ... SELECT`` of N rows instead of N calls (see docs/performance.md).
+Capture runs at one of two levels, chosen per table (``TableSpec.row_level``): statement
+level, one AFTER ... FOR EACH STATEMENT trigger per operation, with transition tables, so a
+statement touching N rows costs one function call and one ``INSERT ... SELECT`` of N rows;
+or row level, one AFTER ... FOR EACH ROW trigger per operation, whose ``INSERT ... VALUES``
+costs less for the single-row writes most applications make. TRUNCATE is recorded at
+statement level either way (see docs/performance.md).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ConfigurationError
 from .sql import SQL, Composable, Composed, ident, literal
@@ -74,6 +78,10 @@ class TableSpec:
             but the audit owner or a superuser can create a cast to json, nor give an audited
             table whose triggers trust its types a column of another role's type (see
             _CASTS_NOTE); :func:`objects.enable` finds it out from the catalog.
+        row_level: capture INSERT, UPDATE and DELETE with row triggers (the layout's
+            ``row_capture``) instead of statement triggers with transition tables; TRUNCATE
+            stays at statement level. :func:`objects.enable` keeps a partitioned table at
+            statement level (see :data:`CAPTURE_LEVELS`).
     """
 
     schema: str
@@ -85,6 +93,7 @@ class TableSpec:
     virtual: tuple[str, ...] = ()
     skip_unchanged: bool = False
     guarded: bool = False
+    row_level: bool = False
 
     def __post_init__(self) -> None:
         if not self.schema or not self.table:
@@ -113,10 +122,17 @@ class TableSpec:
 
     def transition_tables(self, layout: Layout, operation: str) -> tuple[str, ...]:
         """The transition tables ``layout``'s trigger for ``operation`` asks for on this table:
-        comparing a row with its old version takes the OLD table as well."""
+        comparing a row with its old version takes the OLD table as well; a row trigger
+        takes none."""
+        if self.row_level_for(operation):
+            return ()
         if self.skip_unchanged and operation == "UPDATE":
             return ("OLD", "NEW")
         return layout.transition_tables[operation]
+
+    def row_level_for(self, operation: str) -> bool:
+        """Whether ``operation`` is captured by a row trigger on this table."""
+        return self.row_level and operation in ROW_OPERATIONS
 
     def row_trigger_args(self, partition: bool) -> list[Composable]:
         """The arguments of a trigger that records rows: :meth:`trigger_args`, then the
@@ -137,6 +153,12 @@ class TableSpec:
         return args
 
 
+#: The operations a row-level capture records; TRUNCATE has no row.
+ROW_OPERATIONS = ("INSERT", "UPDATE", "DELETE")
+#: The values of a capture level (``DPA_CAPTURE_LEVEL``; ``TableSpec.row_level`` in the engine).
+CAPTURE_LEVELS = ("statement", "row")
+
+
 def text_array(values: tuple[str, ...]) -> str:
     """The ``text[]`` input form of ``values``: every element double-quoted, with its
     backslashes and double quotes escaped, so any column name survives."""
@@ -148,9 +170,10 @@ class Layout:
     """One audit table layout, as data: its names, its columns and its capture function.
 
     What differs between the layouts lives here, so the code that creates objects has no
-    branch on a layout's name. ``columns``, ``view_columns`` and ``capture`` are SQL
-    templates whose ``{names}`` :func:`create_table`, :func:`create_view` and
-    :func:`create_functions` fill with quoted identifiers.
+    branch on a layout's name. ``columns`` and ``view_columns`` are SQL templates whose
+    ``{names}`` :func:`create_table` and :func:`create_view` fill with quoted identifiers;
+    ``capture``, ``key_capture`` and ``row_capture`` name whole function templates in
+    ``partitioned_audit/templates/``, which :func:`create_functions` fills in one pass.
     """
 
     name: str
@@ -165,9 +188,12 @@ class Layout:
     function: str
     columns: str
     view_columns: str
+    #: The statement-level capture: the name of its template in ``templates/``.
     capture: str
     #: The row-level function that files a key-changing UPDATE under the old key as well.
     key_capture: str
+    #: The row-level capture (``TableSpec.row_level``).
+    row_capture: str
     #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
     #: since PostgreSQL copies every row into each one requested.
     transition_tables: dict[str, tuple[str, ...]]
@@ -264,6 +290,11 @@ class Layout:
         return f"{self.function}_key"
 
     @property
+    def row_function(self) -> str:
+        """The row-level capture (``TableSpec.row_level``)."""
+        return f"{self.function}_row"
+
+    @property
     def seal_table(self) -> str:
         """The append-only chain of seals (see :mod:`partitioned_audit.sealing`)."""
         return f"{self.table}_seal"
@@ -313,45 +344,6 @@ _SIMPLE_VIEW_COLUMNS = """
 """
 
 
-def _simple_rows(transition: str) -> str:
-    """The simple capture's INSERT of a transition table's rows, each pointing at the
-    transaction's context row.
-
-    ``OFFSET 0`` keeps the planner from flattening the subquery, which would run
-    ``to_jsonb()`` once per reference to ``r.j`` (the key and the payload): twice per row.
-    """
-    return f"""        INSERT INTO {{table}} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM {transition} AS t OFFSET 0) AS r;
-"""
-
-
-# An UPDATE with TableSpec.skip_unchanged: the rows of NEW whose values, excluded columns
-# aside, differ from their OLD row, paired by position as the advanced capture pairs them
-# (a FULL JOIN, for the same reason: see _advanced_rows). A masked column that changed is a change, as in the advanced layout.
-# jsonb_delete() is the function behind jsonb - text[]; OPERATOR() binds before IS.
-_SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
-          FROM (SELECT c.j
-                  FROM (SELECT n.j
-                          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                                  FROM dpa_old AS t) AS o
-                          FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                                       FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
-                         WHERE pg_catalog.jsonb_delete(o.j, VARIADIC _excluded)
-                               OPERATOR(pg_catalog.=) pg_catalog.jsonb_delete(n.j, VARIADIC _excluded) IS NOT TRUE
-                        OFFSET 0) AS c) AS r;
-"""
-
-
 # _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
 # DEFINER) but under the caller's search_path: a SET search_path clause would cost 1-5 us
 # per call (docs/performance.md). So every name in them and in the helpers they
@@ -371,18 +363,7 @@ _SIMPLE_CHANGED_ROWS = """        INSERT INTO {table} (object_table, object_sche
 # pass no such argument and its captures pay one NULL test per statement. enable() finds
 # them in the catalog, and a virtual column added (or dropped) later changes the triggers'
 # digest: the database check reports it and migrate recreates them.
-#: How every capture makes sure converting a row to jsonb runs only trusted code, before it
-#: converts one (see _CASTS_NOTE): TG_ARGV[3] is TableSpec.casts_mode().
-_CASTS_DECLARATION = """    -- Raises unless converting a row to jsonb runs only trusted code: 't' nothing to check,
-    -- 'c' the casts to json (the guard refuses new ones), else the owners of the table's types.
-    _casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'
-                              OR CASE WHEN TG_ARGV[3] OPERATOR(pg_catalog.=) 'c' THEN {check_json_casts}(TG_RELID)
-                                      ELSE {check_type_owners}(TG_RELID) END;
-"""
-#: How every capture reads the excluded columns: with the virtual ones when there are any.
-_EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[7] IS NULL THEN TG_ARGV[1]::pg_catalog.text[]
-                                        ELSE pg_catalog.array_cat(TG_ARGV[1]::pg_catalog.text[], TG_ARGV[7]::pg_catalog.text[]) END;
-"""
+
 # _CONTEXT_NOTE. Who wrote a row and what the writer declared live in the layout's context
 # table, one row per transaction, login role and context; each audit row holds its id
 # (audit_context_id). A statement looks its transaction's row up (one probe of the (txid)
@@ -393,121 +374,6 @@ _EXCLUDED_DECLARATION = """    _excluded pg_catalog.text[] := CASE WHEN TG_ARGV[
 # or the context claims. The row's time is now(), the transaction's start, as the audit
 # rows' time: both tables are partitioned alike, so a context row lives and goes with
 # the partition of the audit rows pointing at it.
-#: How every capture finds its transaction's context row: the context is read once.
-_CONTEXT_DECLARATION = """    _txid bigint := pg_catalog.txid_current();
-    _context pg_catalog.jsonb := {context};
-    _actor bigint := (SELECT c.context_id FROM {contexts} AS c
-                       WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                         AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                         AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                         AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                       LIMIT 1);
-"""
-#: What every capture runs first: the context row, made by the transaction's first
-#: statement (or the first in a new context).
-_CONTEXT_RECORD = """    IF _actor IS NULL THEN
-        INSERT INTO {contexts} (created, txid, session_user_name, context)
-        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
-        RETURNING context_id INTO _actor;
-    END IF;
-"""
-#: The declarations both statement captures open with: the trigger's arguments and what a
-#: statement shares with all its rows.
-_CAPTURE_DECLARATIONS = (
-    """    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-"""
-    + _EXCLUDED_DECLARATION
-    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-    _plain boolean := pg_catalog.cardinality(_excluded) OPERATOR(pg_catalog.=) 0
-                      AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0;
-    _pk1 pg_catalog.text := CASE WHEN pg_catalog.cardinality(_pk) OPERATOR(pg_catalog.=) 1 THEN _pk[1] END;
-"""
-    + _CASTS_DECLARATION
-    + """    -- TG_ARGV[4]: TableSpec.skip_unchanged, read by the simple capture.
-    -- A partition's trigger files its rows under the audited (root) table; a table with
-    -- virtual columns names itself (TableSpec.row_trigger_args).
-    _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
-    _table pg_catalog.text := coalesce(TG_ARGV[6], TG_TABLE_NAME);
-    _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
-"""
-    + _CONTEXT_DECLARATION
-)
-
-_SIMPLE_CAPTURE = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-"""
-    + _CAPTURE_DECLARATIONS
-    + """    -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
-    _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
-BEGIN
-"""
-    + _CONTEXT_RECORD
-    + """    IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-"""
-    + _simple_rows("dpa_old")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
-        INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema, NULL, NULL, _txid, _op, _actor
-         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
-               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
-               SELECT FROM {table} a
-                WHERE a.object_table OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
-                  AND a.object_schema OPERATOR(pg_catalog.=) _schema
-                  AND a.audit_txid_current OPERATOR(pg_catalog.=) _txid
-                  AND a.audit_operation OPERATOR(pg_catalog.=) 'T'
-                  AND a.audit_entry_created_statement_timestamp OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
-    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND _skip_unchanged THEN
-"""
-    + _SIMPLE_CHANGED_ROWS
-    + """    ELSE
-"""
-    + _simple_rows("dpa_new")
-    + """    END IF;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
-# Fires per row, only for an UPDATE that leaves a row with another key (its WHEN condition;
-# whether the statement named a key column or a BEFORE trigger changed NEW's): the
-# statement's capture files the change under the new key, this files it under the old one
-# too, so the history of either key shows it.
-#: How both key captures open: the trigger's arguments, the row before and after.
-_KEY_CAPTURE_HEAD = (
-    """
-CREATE OR REPLACE FUNCTION {key_function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-    _pk pg_catalog.text[] := TG_ARGV[0]::pg_catalog.text[];
-"""
-    + _EXCLUDED_DECLARATION
-    + """    _masked pg_catalog.text[] := TG_ARGV[2]::pg_catalog.text[];
-"""
-    + _CASTS_DECLARATION
-    + """    _old pg_catalog.jsonb := pg_catalog.to_jsonb(OLD);
-    _new pg_catalog.jsonb := pg_catalog.to_jsonb(NEW);
-"""
-    + _CONTEXT_DECLARATION
-    + """BEGIN
-"""
-    + _CONTEXT_RECORD
-)
-_SIMPLE_KEY_CAPTURE = (
-    _KEY_CAPTURE_HEAD
-    + """    INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                         audit_txid_current, audit_operation, audit_context_id)
-    VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), _txid, 'U', _actor);
-    RETURN NULL;
-END
-$fn$;
-"""
-)
 
 SIMPLE = Layout(
     name="simple",
@@ -520,8 +386,9 @@ SIMPLE = Layout(
     function=f"{PREFIX}simple_capture",
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
-    capture=_SIMPLE_CAPTURE,
-    key_capture=_SIMPLE_KEY_CAPTURE,
+    capture="simple_capture.sql",
+    key_capture="simple_key_capture.sql",
+    row_capture="simple_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
     has_payload_gin=True,
 )
@@ -564,138 +431,6 @@ _ADVANCED_VIEW_COLUMNS = """
 """
 
 
-# INSERT and DELETE write one row per row of their transition table, with the query text on
-# the first. UPDATE pairs the n-th rows of OLD and NEW: PostgreSQL fills both in step, one
-# pair per updated row, so they belong together even when the key itself changed. Both have
-# the same n, so a FULL JOIN pairs them as an inner join would; it is written FULL because
-# PostgreSQL runs a full join only as a hash or merge join. A session's cached plan for this
-# INSERT may have been made for a one-row UPDATE, and an inner join planned then is a nested
-# loop, which pairs the rows of a later bulk UPDATE in quadratic time (5 000 rows: 53 s
-# instead of 0.4 s). Every name is qualified: see _QUALIFIED_NOTE. A changed field is one
-# whose old value is missing or not equal: the new value of jsonb_each() is never NULL.
-def _advanced_rows(transition: str) -> str:
-    """The advanced capture's INSERT of the rows of an INSERT or a DELETE, as they are."""
-    return f"""        INSERT INTO {{table}} (row_data, object_pk, schema_name, table_name, relid,
-                             action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
-                             application_name, client_addr, client_port, client_query, action,
-                             statement_only, statement_id, audit_context_id)
-        SELECT CASE WHEN _plain THEN r.j ELSE {{redact}}(r.j, _excluded, _masked) END,
-               coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {{pk_text}}(r.j, _pk)),
-               _schema, _table, TG_RELID,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
-               false, _stmt, _actor
-          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                  FROM {transition} AS t) AS r;
-"""
-
-
-_ADVANCED_CAPTURE = (
-    """
-CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER AS $fn$
-DECLARE
-"""
-    + _CAPTURE_DECLARATIONS
-    + """    _app pg_catalog.text := pg_catalog.current_setting('application_name');
-    _addr pg_catalog.inet := pg_catalog.inet_client_addr();
-    _port integer := pg_catalog.inet_client_port();
-    -- The query text carries the values it writes: never keep it for tables with
-    -- excluded or masked columns. It holds no value of a virtual column (TG_ARGV[7]).
-    _query pg_catalog.text := CASE WHEN _plain OR (TG_ARGV[7] IS NOT NULL
-                                                   AND pg_catalog.cardinality(TG_ARGV[1]::pg_catalog.text[]) OPERATOR(pg_catalog.=) 0
-                                                   AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0)
-                                   THEN pg_catalog.current_query() END;
-    _stmt bigint := pg_catalog.nextval({seq});
-BEGIN
-"""
-    + _CONTEXT_RECORD
-    + """    IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-"""
-    + _advanced_rows("dpa_new")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-"""
-    + _advanced_rows("dpa_old")
-    + """    ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                             action_tstamp_tx, action_tstamp_stm,
-                             action_tstamp_clk, transaction_id, application_name, client_addr,
-                             client_port, client_query, action, statement_only, statement_id,
-                             audit_context_id)
-        SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID,
-               current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-               _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
-               _op, false, _stmt, _actor
-          FROM (
-                SELECT CASE WHEN _plain THEN o.j ELSE {redact}(o.j, _excluded, _masked) END AS old_j,
-                       n.j AS new_j,
-                       (SELECT pg_catalog.jsonb_object_agg(
-                                   e.key,
-                                   CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
-                                             AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
-                                        THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
-                          FROM pg_catalog.jsonb_each(n.j) AS e
-                         WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
-                           AND ((o.j OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE
-                       ) AS changed
-                  FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                          FROM dpa_old AS t) AS o
-                  FULL JOIN (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
-                               FROM dpa_new AS t) AS n ON o.n OPERATOR(pg_catalog.=) n.n
-                OFFSET 0  -- else the changed fields are computed twice: for WHERE and for the row
-               ) AS d
-         WHERE d.changed IS NOT NULL;
-    ELSE
-        INSERT INTO {table} (schema_name, table_name, relid, action_tstamp_tx,
-                             action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
-                             client_addr, client_port, client_query, action, statement_only,
-                             statement_id, audit_context_id)
-        SELECT _schema, _table, TG_RELID, current_timestamp,
-               pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
-               _query, _op, true, _stmt, _actor
-         WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
-               -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
-               SELECT FROM {table} a
-                WHERE a.table_name OPERATOR(pg_catalog.=) _table AND a.object_pk IS NULL
-                  AND a.schema_name OPERATOR(pg_catalog.=) _schema
-                  AND a.transaction_id OPERATOR(pg_catalog.=) _txid
-                  AND a.action OPERATOR(pg_catalog.=) 'T'
-                  AND a.action_tstamp_stm OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
-    END IF;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
-# As _SIMPLE_KEY_CAPTURE: the statement's capture files the change under the new key.
-_ADVANCED_KEY_CAPTURE = (
-    _KEY_CAPTURE_HEAD
-    + """    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
-                         action_tstamp_tx, action_tstamp_stm,
-                         action_tstamp_clk, transaction_id, application_name, client_addr,
-                         client_port, action, statement_only, audit_context_id)
-    SELECT {redact}(_old, _excluded, _masked),
-           (SELECT pg_catalog.jsonb_object_agg(
-                       e.key,
-                       CASE WHEN e.key OPERATOR(pg_catalog.=) ANY (_masked)
-                                 AND e.value OPERATOR(pg_catalog.<>) 'null'::pg_catalog.jsonb
-                            THEN '"[masked]"'::pg_catalog.jsonb ELSE e.value END)
-              FROM pg_catalog.jsonb_each(_new) AS e
-             WHERE NOT e.key OPERATOR(pg_catalog.=) ANY (_excluded)
-               AND ((_old OPERATOR(pg_catalog.->) e.key) OPERATOR(pg_catalog.=) e.value) IS NOT TRUE),
-           {pk_text}(_old, _pk), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-           coalesce(TG_ARGV[6], TG_TABLE_NAME), TG_RELID, current_timestamp,
-           pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
-           pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
-           pg_catalog.inet_client_port(), 'U', false, _actor;
-    RETURN NULL;
-END
-$fn$;
-"""
-)
-
 ADVANCED = Layout(
     name="advanced",
     table="logged_actions",
@@ -707,8 +442,9 @@ ADVANCED = Layout(
     function=f"{PREFIX}advanced_capture",
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
-    capture=_ADVANCED_CAPTURE,
-    key_capture=_ADVANCED_KEY_CAPTURE,
+    capture="advanced_capture.sql",
+    key_capture="advanced_key_capture.sql",
+    row_capture="advanced_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
 )
 LAYOUTS = {layout.name: layout for layout in (SIMPLE, ADVANCED)}
@@ -1227,7 +963,14 @@ SEAL_FUNCTIONS = (
 def functions(layout: Layout) -> list[tuple[str, str]]:
     """Every function ``layout`` installs, as (name, argument types)."""
     sealing = [(layout.seal_function(which), args) for which, args in SEAL_FUNCTIONS]
-    return [(layout.function, ""), (layout.key_function, ""), *HELPERS, *sealing, *SEAL_HELPERS]
+    return [
+        (layout.function, ""),
+        (layout.key_function, ""),
+        (layout.row_function, ""),
+        *HELPERS,
+        *sealing,
+        *SEAL_HELPERS,
+    ]
 
 
 # _CASTS_NOTE. A SECURITY DEFINER function must run no code another role controls. The
@@ -1677,6 +1420,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
     names = {
         "function": ident(schema, layout.function),
         "key_function": ident(schema, layout.key_function),
+        "row_function": ident(schema, layout.row_function),
         "table": ident(schema, layout.table),
         "seq": SQL("{}::pg_catalog.regclass").format(literal(seq_text)),
         "check_json_casts": helpers["check_json_casts"],
@@ -1693,8 +1437,21 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "pk_text": helpers["pk_text"],
         "redact": helpers["redact"],
     }
-    templates = (_HELPERS, layout.capture, layout.key_capture)
-    return Composed([SQL(template).format(**{**names, **helpers}) for template in templates])
+    templates = (
+        _HELPERS,
+        *(template(name) for name in (layout.capture, layout.key_capture, layout.row_capture)),
+    )
+    return Composed([SQL(text).format(**{**names, **helpers}) for text in templates])
+
+
+#: Where the function templates are: beside this module, shipped as package data.
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+def template(name: str) -> str:
+    """The text of the function template ``name`` in :data:`TEMPLATES`, read whole: what
+    runs in PostgreSQL once :func:`create_functions` has filled in its names."""
+    return (TEMPLATES / name).read_text(encoding="utf-8")
 
 
 def comment_function(layout: Layout, schema: str, digest: str) -> Composable:
@@ -1721,9 +1478,11 @@ def trigger_names(
     """Every trigger :func:`create_triggers` makes, by what it records.
 
     The key trigger is a row trigger: PostgreSQL clones it to every partition itself, so a
-    partition gets none of its own.
+    partition gets none of its own; so are the row-level captures (``spec.row_level``).
     """
     names = dict(layout.triggers())
+    if partition is not None:
+        names = {op: name for op, name in names.items() if not spec.row_level_for(op)}
     if spec.pk and partition is None:
         names["UPDATE of the key"] = KEY_TRIGGER
     return names
@@ -1732,8 +1491,11 @@ def trigger_names(
 def _arg_values(
     layout: Layout, spec: TableSpec, operation: str, partition: tuple[str, str] | None
 ) -> list[str]:
-    """The arguments of ``layout``'s statement trigger for ``operation``: a TRUNCATE records
-    no row, so its trigger takes no virtual columns (_VIRTUAL_NOTE)."""
+    """The arguments of ``layout``'s trigger for ``operation``: a TRUNCATE records no row, so
+    its trigger takes no virtual columns (_VIRTUAL_NOTE); a row trigger's clones on
+    partitions have its arguments, so it names the table its rows are filed under."""
+    if spec.row_level_for(operation):
+        return spec.row_trigger_arg_values(partition=True)
     if layout.transition_tables[operation]:
         return spec.row_trigger_arg_values(partition is not None)
     args = spec.trigger_arg_values()
@@ -1814,11 +1576,15 @@ def trigger_definitions(
 ) -> dict[str, TriggerDefinition]:
     """The definition of every trigger :func:`create_triggers` makes, by name."""
     wanted: dict[str, TriggerDefinition] = {}
+    names = trigger_names(layout, spec, partition)
     for operation, name in layout.triggers().items():
+        if name not in names.values():
+            continue
         tables = spec.transition_tables(layout, operation)
+        row = spec.row_level_for(operation)
         wanted[name] = TriggerDefinition(
-            function=(schema, layout.function),
-            type=TRIGGER_EVENTS[operation],
+            function=(schema, layout.row_function if row else layout.function),
+            type=(TRIGGER_TYPE_ROW if row else 0) | TRIGGER_EVENTS[operation],
             enabled="A",
             args=tuple(_arg_values(layout, spec, operation, partition)),
             old_table=OLD_TABLE if "OLD" in tables else None,
@@ -1826,7 +1592,7 @@ def trigger_definitions(
             columns=(),
             condition=None,
         )
-    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+    if KEY_TRIGGER in names.values():
         wanted[KEY_TRIGGER] = TriggerDefinition(
             function=(schema, layout.key_function),
             type=TRIGGER_TYPE_ROW | TRIGGER_EVENTS["UPDATE"],
@@ -1843,7 +1609,8 @@ def trigger_definitions(
 def create_triggers(
     layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
 ) -> list[Composable]:
-    """One statement-level trigger per operation on ``spec``'s table, enabled ALWAYS.
+    """One trigger per operation on ``spec``'s table, enabled ALWAYS: statement-level, or
+    row-level for INSERT, UPDATE and DELETE with ``spec.row_level``.
 
     With ``partition`` (schema, name), the triggers go on that partition of ``spec``'s
     table instead, and file its rows under ``spec``'s table: PostgreSQL fires a statement
@@ -1862,7 +1629,11 @@ def create_triggers(
     """
     target = ident(*(partition or (spec.schema, spec.table)))
     statements: list[Composable] = []
+    names = trigger_names(layout, spec, partition)
     for operation, name in layout.triggers().items():
+        if name not in names.values():
+            continue
+        row = spec.row_level_for(operation)
         tables = [
             SQL("{} TABLE AS {}").format(SQL(kind), ident(_TRANSITION_NAMES[kind]))
             for kind in spec.transition_tables(layout, operation)
@@ -1871,18 +1642,19 @@ def create_triggers(
         statements.append(
             SQL(
                 "CREATE TRIGGER {name} AFTER {op} ON {target} {referencing}"
-                "FOR EACH STATEMENT EXECUTE FUNCTION {function}({args})"
+                "FOR EACH {level} EXECUTE FUNCTION {function}({args})"
             ).format(
                 name=ident(name),
                 op=SQL(operation),
                 target=target,
                 referencing=referencing,
-                function=ident(schema, layout.function),
+                level=SQL("ROW" if row else "STATEMENT"),
+                function=ident(schema, layout.row_function if row else layout.function),
                 args=SQL(", ").join(literal(v) for v in _arg_values(layout, spec, operation, partition)),
             )
         )
         statements.append(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(target, ident(name)))
-    if KEY_TRIGGER in trigger_names(layout, spec, partition).values():
+    if KEY_TRIGGER in names.values():
         old = SQL(", ").join(SQL("OLD.{}").format(ident(c)) for c in spec.pk)
         new = SQL(", ").join(SQL("NEW.{}").format(ident(c)) for c in spec.pk)
         statements += [

@@ -227,7 +227,9 @@ def seal_trigger_problems(cursor: Cursor, layout: Layout, schema: str = "public"
 
 def capture_functions(layout: Layout) -> frozenset[str]:
     """The functions audited writes run: a change to one is a capture problem (E021)."""
-    return frozenset({layout.function, layout.key_function, *(name for name, _ in layouts.HELPERS)})
+    return frozenset(
+        {layout.function, layout.key_function, layout.row_function, *(name for name, _ in layouts.HELPERS)}
+    )
 
 
 def layout_status(
@@ -517,13 +519,20 @@ def _on(existing: Iterable[catalog.TriggerInfo], table: tuple[str, str]) -> dict
 
 
 def _as_found(spec: TableSpec, facts: TableFacts) -> TableSpec:
-    """``spec`` with what the catalog says about its types, its virtual columns and the guard."""
+    """``spec`` with what the catalog says about its types, its virtual columns and the guard.
+
+    A table with partitions keeps statement-level capture whatever ``spec.row_level`` asks:
+    PostgreSQL turns an UPDATE that moves a row to another partition into a DELETE and an
+    INSERT for row triggers (no AFTER UPDATE row trigger fires), while the parent's
+    transition tables see it as the UPDATE it is.
+    """
     table = (spec.schema, spec.table)
     return dataclasses.replace(
         spec,
         trusted_types=facts.trusted_types.get(table, False),
         virtual=facts.virtual.get(table, ()),
         guarded=facts.guarded,
+        row_level=spec.row_level and not facts.partitions.get(table),
     )
 
 
@@ -631,7 +640,11 @@ def trigger_difference(found: catalog.TriggerInfo, wanted: layouts.TriggerDefini
 
 
 def _capture_functions(schema: str) -> set[tuple[str, str]]:
-    return {(schema, f) for layout in LAYOUTS.values() for f in (layout.function, layout.key_function)}
+    return {
+        (schema, f)
+        for layout in LAYOUTS.values()
+        for f in (layout.function, layout.key_function, layout.row_function)
+    }
 
 
 def trigger_problems(
@@ -706,7 +719,7 @@ def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data:
 def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> None:
     for trigger in catalog.audit_triggers(cursor):
         execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
-    for function in (layout.function, layout.key_function):
+    for function in (layout.function, layout.key_function, layout.row_function):
         execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, function)))
     for which, args in layouts.SEAL_FUNCTIONS:
         # CASCADE: the freeze triggers go with their function.

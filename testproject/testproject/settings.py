@@ -61,6 +61,8 @@ DPA_AUDIT_TABLE_MANAGER = os.environ.get(
     "django_partitioned_audit.audit_table.simple_audit_table_manager.SimpleAuditTableManager",
 )
 DPA_MASKED_COLUMNS = {"shop.customer": ["password"]}
+# The whole suite can run at either capture level: DPA_CAPTURE_LEVEL=row pytest ...
+DPA_CAPTURE_LEVEL = os.environ.get("DPA_CAPTURE_LEVEL", "statement")
 # tests/test_audit_schema.py runs the project with the audit objects in a schema of their own.
 DPA_AUDIT_SCHEMA = os.environ.get("DPA_AUDIT_SCHEMA", "public")
 # Where manage_partition_tables archive writes old partitions (tests/test_archive_django.py).

@@ -33,6 +33,12 @@ class TwoRoles:
     layout: Layout
     owner: str
     app: str
+    #: The capture level of the audited tables (``TableSpec.row_level``).
+    row_level: bool = False
+
+    def spec(self, table: str = "invoice", **kwargs: Any) -> TableSpec:
+        """The spec of an audited table keyed on ``id``, at this set-up's capture level."""
+        return TableSpec("public", table, ("id",), row_level=self.row_level, **kwargs)
 
     def session(self, role: str) -> Any:
         """A new connection logged in as ``role`` (autocommit off)."""
@@ -66,7 +72,7 @@ class TwoRoles:
         conn = connect(self.dbname)
         try:
             install(conn.cursor(), self.layout)
-            enable(conn.cursor(), self.layout, TableSpec("public", "invoice", ("id",)))
+            enable(conn.cursor(), self.layout, self.spec())
             conn.commit()
         finally:
             conn.close()
@@ -94,7 +100,15 @@ class TwoRoles:
             conn.close()
 
 
-@pytest.fixture(params=[SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+#: Every attack runs against both layouts at both capture levels.
+SETUPS = [(layout, row) for layout in (SIMPLE, ADVANCED) for row in (False, True)]
+
+
+def _setup_id(setup: tuple[Layout, bool]) -> str:
+    return f"{setup[0].name}-{'row' if setup[1] else 'statement'}"
+
+
+@pytest.fixture(params=SETUPS, ids=_setup_id)
 def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
     tag = uuid.uuid4().hex[:8]
     owner, app = f"dpa_owner_{tag}", f"dpa_app_{tag}"
@@ -108,12 +122,12 @@ def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
             su = connect(dbname, autocommit=True)
             execute(su.cursor(), SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident(owner)))
             su.close()
-            setup = TwoRoles(dbname, request.param, owner, app)
+            setup = TwoRoles(dbname, *request.param[:1], owner, app, row_level=request.param[1])
             conn = setup.session(owner)
             cur = conn.cursor()
             cur.execute("CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
             install(cur, setup.layout)
-            enable(cur, setup.layout, TableSpec("public", "invoice", ("id",)))
+            enable(cur, setup.layout, setup.spec())
             for grant in (
                 "GRANT ALL ON ALL TABLES IN SCHEMA public TO {}",
                 "GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {}",
@@ -160,7 +174,7 @@ class SuperuserAudit(TwoRoles):
         return connect(self.dbname)
 
 
-@pytest.fixture(params=[SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+@pytest.fixture(params=SETUPS, ids=_setup_id)
 def superuser_audit(request: pytest.FixtureRequest) -> Iterator[SuperuserAudit]:
     tag = uuid.uuid4().hex[:8]
     table_owner = f"dpa_tblowner_{tag}"
@@ -177,10 +191,12 @@ def superuser_audit(request: pytest.FixtureRequest) -> Iterator[SuperuserAudit]:
             superuser = cur.fetchone()[0]
             execute(cur, SQL("GRANT CREATE ON SCHEMA public TO {}").format(ident(table_owner)))
             su.commit()
-            setup = SuperuserAudit(dbname, request.param, superuser, table_owner)
+            setup = SuperuserAudit(
+                dbname, request.param[0], superuser, table_owner, row_level=request.param[1]
+            )
             setup.run(table_owner, "CREATE TABLE invoice (id int PRIMARY KEY, amount numeric)")
             install(cur, setup.layout)
-            enable(cur, setup.layout, TableSpec("public", "invoice", ("id",)))
+            enable(cur, setup.layout, setup.spec())
             su.commit()
             su.close()
             setup.run(table_owner, "INSERT INTO invoice VALUES (1, 10)")

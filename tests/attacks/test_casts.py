@@ -10,7 +10,7 @@ and a cast created while it runs is in test_cast_race.py.
 
 from __future__ import annotations
 
-from partitioned_audit import TableSpec, enable
+from partitioned_audit import enable
 from partitioned_audit.objects import trigger_problems
 from tests.attacks.conftest import SuperuserAudit, TwoRoles, refused
 from tests.engine_db import connect
@@ -39,8 +39,7 @@ def give_the_table_a_column_of_the_app_roles_type(setup: TwoRoles) -> None:
 def problems(setup: TwoRoles) -> list[str]:
     conn = setup.owner_session()
     try:
-        spec = TableSpec("public", "invoice", ("id",))
-        return [p for _, p in trigger_problems(conn.cursor(), setup.layout, "public", [spec])]
+        return [p for _, p in trigger_problems(conn.cursor(), setup.layout, "public", [setup.spec()])]
     finally:
         conn.close()
 
@@ -158,7 +157,7 @@ def test_the_guard_going_away_is_reported_and_migrate_recomputes_the_argument(tw
     # The rest of the guard refuses the owner's DROP TRIGGER: a superuser runs migrate.
     conn = connect(two_roles.dbname)
     try:
-        assert enable(conn.cursor(), two_roles.layout, TableSpec("public", "invoice", ("id",))) is True
+        assert enable(conn.cursor(), two_roles.layout, two_roles.spec()) is True
         conn.commit()
     finally:
         conn.close()
@@ -286,7 +285,7 @@ def test_without_the_guard_the_f3_sequence_goes_through_but_never_runs(superuser
     setup = superuser_audit
     setup.run(None, "DROP EVENT TRIGGER dpa_guard_cast", "DROP EVENT TRIGGER dpa_guard_alter")
     conn = setup.owner_session()
-    enable(conn.cursor(), setup.layout, TableSpec("public", "invoice", ("id",)))
+    enable(conn.cursor(), setup.layout, setup.spec())
     conn.commit()
     conn.close()
     assert setup.casts_mode() == {"o"}

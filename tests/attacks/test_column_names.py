@@ -35,14 +35,14 @@ def words_of_the_capture_sql(layout: Layout, cursor: Any) -> list[str]:
     return sorted({w for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text) if w.lower() != "id"})
 
 
-def payloads(conn: Any, layout: Layout, columns: list[str]) -> list[tuple[str, Any, Any]]:
+def payloads(conn: Any, layout: Layout, columns: list[str], row_level: bool) -> list[tuple[str, Any, Any]]:
     """Create table ``victim`` with ``columns``, audit it, write I/U/D; return what was stored."""
     cur = conn.cursor()
     cur.execute("DROP TABLE IF EXISTS victim")
     definitions = [SQL("{} text").format(ident(c)) for c in columns]
     execute(cur, SQL("CREATE TABLE victim (id int PRIMARY KEY, {})").format(SQL(", ").join(definitions)))
     install(cur, layout)
-    enable(cur, layout, TableSpec("public", "victim", ("id",)))
+    enable(cur, layout, TableSpec("public", "victim", ("id",), row_level=row_level))
     cur.execute(f"TRUNCATE {layout.table}")
     values = [literal(f"v{i}") for i in range(len(columns))]
     execute(cur, Composed([SQL("INSERT INTO victim VALUES (1, "), SQL(", ").join(values), SQL(")")]))
@@ -63,14 +63,16 @@ def expected(layout: Layout, columns: list[str]) -> list[tuple[str, Any, Any]]:
     return [("I", row, None), ("U", row, {columns[0]: "changed"}), ("D", updated, None)]
 
 
+@pytest.mark.parametrize("row_level", [False, True], ids=["statement", "row"])
 @pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
-def test_every_word_of_the_capture_sql_as_a_column_name(conn, layout):
+def test_every_word_of_the_capture_sql_as_a_column_name(conn, layout, row_level):
     columns = words_of_the_capture_sql(layout, conn.cursor())
     assert {"t", "j", "r", "dpa_new", "dpa_old", "_pk", "_op", "_plain"} <= set(columns)
-    assert payloads(conn, layout, columns) == expected(layout, columns)
+    assert "_key" in columns  # a variable of the row captures
+    assert payloads(conn, layout, columns, row_level) == expected(layout, columns)
     # Upper-case twins are other columns to PostgreSQL once quoted.
     twins = sorted({c.upper() for c in columns} - set(columns))
-    assert payloads(conn, layout, columns + twins) == expected(layout, columns + twins)
+    assert payloads(conn, layout, columns + twins, row_level) == expected(layout, columns + twins)
 
 
 names = st.text(min_size=1, max_size=40).filter(
@@ -79,11 +81,12 @@ names = st.text(min_size=1, max_size=40).filter(
 hostile = st.sampled_from(["t", "T", "a.b", 'q"uote', "sp ace", "select", "t.*", "dpa_new", "ключ", "🙂"])
 
 
+@pytest.mark.parametrize("row_level", [False, True], ids=["statement", "row"])
 @pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
-def test_arbitrary_column_names_keep_the_whole_row(conn, layout):
+def test_arbitrary_column_names_keep_the_whole_row(conn, layout, row_level):
     @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(st.lists(st.one_of(hostile, names), min_size=1, max_size=6, unique=True))
     def check(columns: list[str]) -> None:
-        assert payloads(conn, layout, columns) == expected(layout, columns)
+        assert payloads(conn, layout, columns, row_level) == expected(layout, columns)
 
     check()

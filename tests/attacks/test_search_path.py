@@ -76,10 +76,10 @@ def shadow_objects(app: str) -> list[str]:
 def test_the_capture_never_resolves_a_name_through_the_callers_search_path(two_roles: TwoRoles, masked):
     setup = two_roles
     if masked:  # the redaction helpers run too
-        from partitioned_audit import TableSpec, enable
+        from partitioned_audit import enable
 
         conn = setup.session(setup.owner)
-        enable(conn.cursor(), setup.layout, TableSpec("public", "invoice", ("id",), masked=("amount",)))
+        enable(conn.cursor(), setup.layout, setup.spec(masked=("amount",)))
         conn.commit()
         conn.close()
     setup.run(None, f"CREATE SCHEMA shadow AUTHORIZATION {setup.app}")

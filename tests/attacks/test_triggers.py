@@ -14,13 +14,12 @@ from typing import Any
 
 import pytest
 
-from partitioned_audit import TableSpec, enable, install, objects
+from partitioned_audit import enable, install, objects
 from partitioned_audit.layouts import SIMPLE
 from tests.attacks.conftest import TwoRoles, refused
 from tests.engine_db import connect
 
 NOOP = "CREATE FUNCTION {schema}.noop() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END'"
-INVOICE = TableSpec("public", "invoice", ("id",))
 
 
 def operations(setup: TwoRoles) -> list[tuple[str, str | None]]:
@@ -41,7 +40,7 @@ def guarded(setup: TwoRoles) -> None:
     conn = connect(setup.dbname)
     try:
         install(conn.cursor(), setup.layout)
-        enable(conn.cursor(), setup.layout, INVOICE)
+        enable(conn.cursor(), setup.layout, setup.spec())
         conn.commit()
         assert objects.guard_state(conn.cursor()) == (True, True)
     finally:
@@ -52,7 +51,8 @@ def problems(setup: TwoRoles) -> list[str]:
     conn = setup.session(setup.owner)
     try:
         return [
-            text for _, text in objects.trigger_problems(conn.cursor(), setup.layout, "public", [INVOICE])
+            text
+            for _, text in objects.trigger_problems(conn.cursor(), setup.layout, "public", [setup.spec()])
         ]
     finally:
         conn.close()
@@ -133,7 +133,7 @@ def test_a_table_audited_later_never_hands_its_triggers_to_the_app_role(two_role
     conn = two_roles.session(two_roles.owner)
     try:
         conn.cursor().execute("CREATE TABLE credit (id int PRIMARY KEY, amount numeric)")
-        assert enable(conn.cursor(), two_roles.layout, TableSpec("public", "credit", ("id",)))
+        assert enable(conn.cursor(), two_roles.layout, two_roles.spec("credit"))
         conn.commit()
     finally:
         conn.close()
@@ -180,7 +180,9 @@ def test_a_replaced_capture_trigger_is_reported_and_enable_repairs_it(
     two_roles: TwoRoles, replacement, reported
 ):
     layout = two_roles.layout
-    names = {"function": layout.function, "key_function": layout.key_function}
+    # The DELETE trigger runs the row capture at row level.
+    function = layout.row_function if two_roles.row_level else layout.function
+    names = {"function": function, "key_function": layout.key_function}
     trigger = replacement.split()[4]
     two_roles.run(
         two_roles.owner,
@@ -191,7 +193,7 @@ def test_a_replaced_capture_trigger_is_reported_and_enable_repairs_it(
     assert problems(two_roles) == [reported.format(**names)]
     conn = two_roles.session(two_roles.owner)
     try:
-        assert enable(conn.cursor(), layout, INVOICE)
+        assert enable(conn.cursor(), layout, two_roles.spec())
         conn.commit()
     finally:
         conn.close()
@@ -288,7 +290,7 @@ def test_a_plain_cast_type_change_passes_the_guard_and_capture_goes_on(two_roles
     assert operations(two_roles) == before
     conn = connect(two_roles.dbname)  # the superuser's migrate brings the triggers up to date
     try:
-        enable(conn.cursor(), two_roles.layout, INVOICE)
+        enable(conn.cursor(), two_roles.layout, two_roles.spec())
         conn.commit()
     finally:
         conn.close()
