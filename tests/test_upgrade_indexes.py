@@ -258,6 +258,13 @@ def test_migrate_builds_the_indexes_an_upgrade_declared(transactional_db):
     assert sql("SELECT indisvalid FROM pg_index WHERE indexrelid = 'audit_simple_context_id'::regclass") == [
         (False,)
     ]
+    from django.core import checks
+
+    from django_partitioned_audit.checks import check_capture_triggers
+
+    assert [
+        m.id for m in check_capture_triggers(databases=["default"]) if m.id == "partitioned_audit.W024"
+    ] == ["partitioned_audit.W024"]
     out = io.StringIO()
     call_command("migrate", verbosity=1, stdout=out)
     assert "Building index(es) audit_simple_context_id partition by partition" in out.getvalue()
@@ -265,3 +272,8 @@ def test_migrate_builds_the_indexes_an_upgrade_declared(transactional_db):
         (True,)
     ]
     call_command("check", "--database", "default")
+    assert not [
+        m
+        for m in check_capture_triggers(databases=["default"])
+        if m.level >= checks.WARNING and m.id != "partitioned_audit.W022"
+    ]
