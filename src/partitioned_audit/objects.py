@@ -489,6 +489,7 @@ def _partitions_lacking(cursor: Cursor, layout: Layout, schema: str, index: str)
           JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.inhrelid
           JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
          WHERE h.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)
+           AND NOT h.inhdetachpending
            AND NOT EXISTS (
                  SELECT FROM pg_catalog.pg_index x
                    JOIN pg_catalog.pg_inherits hi ON hi.inhrelid OPERATOR(pg_catalog.=) x.indexrelid
