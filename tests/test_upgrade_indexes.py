@@ -235,6 +235,14 @@ def test_a_104_upgrade_declares_every_index_and_the_build_finishes_them(dbname, 
     wanted = sorted([SIMPLE.object_index, SIMPLE.time_index, SIMPLE.event_index, SIMPLE.context_id_index])
     assert objects.indexes_pending(cur, SIMPLE) == wanted
     assert objects.backfill(autocommit, SIMPLE) == 5000
+    # While another run builds them (it holds the advisory lock), a second one does nothing.
+    other = connect(dbname, autocommit=True)
+    other.cursor().execute(
+        "SELECT pg_advisory_lock(hashtext(%s))", ["partitioned_audit:public.audit_simple:indexes"]
+    )
+    assert objects.build_indexes(autocommit, SIMPLE).built == []
+    other.close()
+    assert objects.indexes_pending(cur, SIMPLE) == wanted
     done = objects.build_indexes(autocommit, SIMPLE)
     assert sorted(done.completed) == wanted and objects.indexes_pending(cur, SIMPLE) == []
     assert rows(

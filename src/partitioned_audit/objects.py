@@ -453,16 +453,21 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
 
 def indexes_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> list[str]:
     """The audit table's indexes an upgrade declared and :func:`build_indexes` has not
-    finished yet (INVALID: some partition lacks its index), by name."""
+    finished yet (INVALID: some partition lacks its index), by name. Only the engine's own
+    indexes count: an index someone else left INVALID is theirs to mend."""
     cursor.execute(
         """
         SELECT i.relname::text
           FROM pg_catalog.pg_index x
           JOIN pg_catalog.pg_class i ON i.oid OPERATOR(pg_catalog.=) x.indexrelid
          WHERE x.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s) AND NOT x.indisvalid
+           AND i.relname OPERATOR(pg_catalog.=) ANY (%s)
          ORDER BY 1
         """,
-        [render(ident(schema, layout.table), cursor)],
+        [
+            render(ident(schema, layout.table), cursor),
+            [spec.name for spec in layouts.trail_indexes(layout, gin_index=True)],
+        ],
     )
     return [name for (name,) in cursor.fetchall()]
 
@@ -529,8 +534,14 @@ def _attach(connection: Any, statement: Composable, policy: LockPolicy, sleep: A
             execute(cursor, statement)
         except BaseException as exc:
             cursor.execute("ROLLBACK")
-            if sqlstate(exc) != LOCK_NOT_AVAILABLE or attempt == policy.attempts:
+            if sqlstate(exc) != LOCK_NOT_AVAILABLE:
                 raise
+            if attempt == policy.attempts:
+                raise AuditError(
+                    f"{render(statement, cursor)} could not get its lock within {policy.lock_timeout_ms} ms "
+                    f"in {policy.attempts} attempts (a long transaction writes to that partition); the "
+                    "index is built, run this again later to attach it"
+                ) from exc
             sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
             continue
         cursor.execute("COMMIT")
@@ -563,7 +574,8 @@ def build_indexes(
 
     Raises:
         ConfigurationError: the connection is inside a transaction (not in autocommit mode).
-        AuditError: an index of another definition holds a partition index's name.
+        AuditError: another table's index holds a partition index's name, or a partition's
+            index could not be attached within ``policy``'s attempts.
     """
     if not getattr(connection, "autocommit", False):
         raise ConfigurationError(
@@ -583,15 +595,15 @@ def build_indexes(
     try:
         specs = {spec.name: spec for spec in layouts.trail_indexes(layout, gin_index=True)}
         for index in pending:
-            spec = specs.get(index)
-            if spec is None:
-                continue  # not one of ours
+            spec = specs[index]
             for partition in _partitions_lacking(cursor, layout, schema, index):
                 _build_one(connection, cursor, layout, schema, index, spec, partition, policy, sleep, result)
             if index not in indexes_pending(cursor, layout, schema):
                 result.completed.append(index)
     finally:
-        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [lock])
+        # A connection lost half way has released the lock with it: keep the first error.
+        with contextlib.suppress(Exception):
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [lock])
     return result
 
 
