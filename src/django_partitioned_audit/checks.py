@@ -96,7 +96,8 @@ def check_capture_triggers(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """E021: a registered model's table lacks a capture trigger, or one is disabled, or a capture
-    function was replaced (database check).
+    function was replaced; W022: no guard; W024: indexes an upgrade declared wait to be built
+    (database check).
 
     Silent while ``migrate`` runs, which repairs exactly this (see :func:`running_migrate`);
     ``check --database`` still reports it and exits non-zero.
@@ -129,6 +130,18 @@ def check_capture_triggers(
                         hint="Run `python manage.py migrate` once as a superuser to install the "
                         "guard (CREATE EVENT TRIGGER needs one); see docs/security.md.",
                         id="partitioned_audit.W022",
+                    )
+                )
+            pending = objects.indexes_pending(cursor, layout, schema)
+            if pending:
+                errors.append(
+                    checks.Warning(
+                        f"Database {using!r}: index(es) {', '.join(pending)} of the audit table are "
+                        "not built on every partition yet (an upgrade declared them); reads that need "
+                        "them scan the partitions that lack them.",
+                        hint="Run `python manage.py migrate`, which builds them partition by partition "
+                        "without blocking audited writes; see docs/upgrading.md.",
+                        id="partitioned_audit.W024",
                     )
                 )
             changed = objects.function_problems(cursor, layout, schema)

@@ -86,6 +86,24 @@ def sync(using: str, verbosity: int = 1, stdout: TextIO | None = None) -> None:
     if pending:  # a 1.0.4 table: number its rows in batches, writers going on meanwhile
         numbered = objects.backfill(connections[using].connection, layout, schema)
         say(f"  Numbered {numbered} audit row(s) kept from 1.0.4")
+    with connections[using].cursor() as cursor:
+        indexes = objects.indexes_pending(cursor, layout, schema)
+    if indexes and connections[using].in_atomic_block:
+        if stdout is not None:
+            stdout.write(
+                f"  Warning: index(es) {', '.join(indexes)} wait to be built partition by partition, "
+                "which cannot run inside a transaction; run `python manage.py migrate` outside one.\n"
+            )
+    elif indexes:  # an upgrade declared them: built partition by partition, writers going on
+        say(f"  Building index(es) {', '.join(indexes)} partition by partition (CONCURRENTLY)...")
+        built = objects.build_indexes(connections[using].connection, layout, schema, MIGRATE_LOCK_POLICY)
+        say(f"  Built {len(built.built)} partition index(es), {len(built.rebuilt)} after a stopped build")
+        unfinished = sorted(set(indexes) - set(built.completed))
+        if stdout is not None and unfinished:  # whatever the verbosity: reads may be slow meanwhile
+            stdout.write(
+                f"  Warning: index(es) {', '.join(unfinished)} not finished (another `migrate` may be "
+                "building them); run `python manage.py migrate` again to finish them.\n"
+            )
     try:
         created = ensure_current_and_next(using, policy=MIGRATE_LOCK_POLICY)
     except PartitionError as exc:

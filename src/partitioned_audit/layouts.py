@@ -13,6 +13,7 @@ statement level either way (see docs/performance.md).
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -625,7 +626,18 @@ def create_default_partition(layout: Layout, schema: str) -> Composable:
     )
 
 
-def create_indexes(layout: Layout, schema: str) -> list[Composable]:
+@dataclass(frozen=True)
+class IndexSpec:
+    """One index of the audit table: its name, access method and key, as data, so that the
+    same definition builds it on the parent in one statement (a new, empty table) or
+    partition by partition (an upgrade, see :func:`create_partition_index`)."""
+
+    name: str
+    method: str
+    key: Composable
+
+
+def trail_indexes(layout: Layout, gin_index: bool = False) -> list[IndexSpec]:
     """B-tree for the history of one object; BRIN on time, which costs next to nothing to
     maintain (it grows with every row) and serves a time range; a B-tree on the event id,
     which reads the newest entries in order (the admin's list and its pages, each a bounded
@@ -643,22 +655,79 @@ def create_indexes(layout: Layout, schema: str) -> list[Composable]:
     handles a time range, and the few versions of an object are sorted after the lookup.
     The context id index deduplicates the same way: a transaction's rows share one key.
     """
-    table = ident(schema, layout.table)
-    return [
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({}, object_pk)").format(
-            ident(layout.object_index), table, ident(layout.table_column)
-        ),
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING brin ({})").format(
-            ident(layout.time_index), table, ident(layout.time_column)
-        ),
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            ident(layout.event_index), table, ident(layout.event_column)
-        ),
-        SQL("DROP INDEX IF EXISTS {}").format(ident(schema, f"{layout.table}_event_brin")),
-        SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
-            ident(layout.context_id_index), table, ident(CONTEXT_ID_COLUMN)
-        ),
+    specs = [
+        IndexSpec(layout.object_index, "btree", SQL("{}, object_pk").format(ident(layout.table_column))),
+        IndexSpec(layout.time_index, "brin", ident(layout.time_column)),
+        IndexSpec(layout.event_index, "btree", ident(layout.event_column)),
+        IndexSpec(layout.context_id_index, "btree", ident(CONTEXT_ID_COLUMN)),
     ]
+    if layout.has_payload_gin and gin_index:
+        specs.append(IndexSpec(SIMPLE_GIN_INDEX, "gin", ident("object_payload")))
+    return specs
+
+
+def create_indexes(layout: Layout, schema: str) -> list[Composable]:
+    """The indexes of :func:`trail_indexes` on a new audit table, which holds no row yet,
+    and the drop of the event id's former BRIN."""
+    table = ident(schema, layout.table)
+    statements: list[Composable] = [
+        SQL("CREATE INDEX IF NOT EXISTS {} ON {} USING {} ({})").format(
+            ident(spec.name), table, SQL(spec.method), spec.key
+        )
+        for spec in trail_indexes(layout)
+    ]
+    statements.insert(3, drop_event_brin(layout, schema))
+    return statements
+
+
+def drop_event_brin(layout: Layout, schema: str) -> Composable:
+    return SQL("DROP INDEX IF EXISTS {}").format(ident(schema, f"{layout.table}_event_brin"))
+
+
+def create_parent_index(layout: Layout, schema: str, spec: IndexSpec) -> Composable:
+    """``spec`` on the audit table alone (``ON ONLY``): a change of the catalog, no row read.
+
+    The index stays INVALID until each partition has its own index attached
+    (:func:`create_partition_index`, :func:`attach_partition_index`); partitions created
+    meanwhile get theirs with them. The planner uses each partition's index as soon as it
+    exists.
+    """
+    return SQL("CREATE INDEX IF NOT EXISTS {} ON ONLY {} USING {} ({})").format(
+        ident(spec.name), ident(schema, layout.table), SQL(spec.method), spec.key
+    )
+
+
+def partition_index_name(partition: str, spec: IndexSpec, table: str) -> str:
+    """The name of ``spec``'s index on ``partition``: the partition's name and what the
+    index's name adds to the table's (``audit_simple_20240101_20240201_event_idx``), cut
+    with a digest to PostgreSQL's 63 bytes when longer."""
+    suffix = spec.name.removeprefix(table) if spec.name.startswith(table) else f"_{spec.name}"
+    name = f"{partition}{suffix}"
+    if len(name.encode()) <= 63:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+    room = 63 - len(f"_{digest}")
+    return name.encode()[:room].decode(errors="ignore") + f"_{digest}"
+
+
+def create_partition_index(schema: str, partition: str, name: str, spec: IndexSpec) -> Composable:
+    """Build ``spec`` on one partition without blocking its writers (``CONCURRENTLY``: it
+    runs outside a transaction block; a failed build leaves an INVALID index, which
+    :func:`drop_index_concurrently` removes before it is built again)."""
+    return SQL("CREATE INDEX CONCURRENTLY IF NOT EXISTS {} ON {} USING {} ({})").format(
+        ident(name), ident(schema, partition), SQL(spec.method), spec.key
+    )
+
+
+def attach_partition_index(schema: str, parent: str, index_schema: str, index: str) -> Composable:
+    """Attach a partition's index to the audit table's: a catalog change, brief, but under
+    an ACCESS EXCLUSIVE lock on the partition's index (run it under ``lock_timeout``). The
+    parent index becomes VALID when its last partition is attached."""
+    return SQL("ALTER INDEX {} ATTACH PARTITION {}").format(ident(schema, parent), ident(index_schema, index))
+
+
+def drop_index_concurrently(schema: str, name: str) -> Composable:
+    return SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(ident(schema, name))
 
 
 #: The context table's columns: partitioned like the audit table, by the transaction's

@@ -13,16 +13,19 @@ import dataclasses
 import datetime as dt
 import enum
 import hashlib
+import random
 import re
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import catalog, layouts, privileges, sealing
-from .errors import ConfigurationError
+from .errors import AuditError, ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
+from .partitioning.maintenance import LOCK_NOT_AVAILABLE, LockPolicy
 from .partitioning.ranges import PartitionInfo
-from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render, sqlstate
 
 
 class Status(enum.Enum):
@@ -309,12 +312,24 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         if layout.event_column not in found.table.column_types:
             statements.extend(layouts.add_event_column(layout, schema, seq_text))
         statements.append(layouts.add_columns(layout, schema))
-    statements.append(layouts.create_default_partition(layout, schema))
-    statements.extend(layouts.create_indexes(layout, schema))
+    if not found.table.exists:
+        statements.append(layouts.create_default_partition(layout, schema))
+        statements.extend(layouts.create_indexes(layout, schema))
+    else:
+        # The table holds rows: a missing index is declared on the parent alone, a catalog
+        # change (the DEFAULT partition, created after it if missing, gets its own at
+        # once); build_indexes() then builds it partition by partition, writers going on.
+        statements.extend(
+            layouts.create_parent_index(layout, schema, spec)
+            for spec in layouts.trail_indexes(layout, gin_index)
+            if spec.name not in found.table.indexes
+        )
+        statements.append(layouts.drop_event_brin(layout, schema))
+        statements.append(layouts.create_default_partition(layout, schema))
     statements.extend(
         layouts.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
     )
-    if layout.has_payload_gin:
+    if layout.has_payload_gin and not (found.table.exists and gin_index):
         statements.append(layouts.gin_index(schema, gin_index))
     statements.extend(sealing.create_tables(layout, schema))
     functions = _create_functions(cursor, layout, schema)
@@ -436,6 +451,197 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
         for statement in sealing.create_freeze(layout, schema):
             execute(cursor, statement)
     return done
+
+
+def indexes_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> list[str]:
+    """The audit table's indexes an upgrade declared and :func:`build_indexes` has not
+    finished yet (INVALID: some partition lacks its index), by name. Only the engine's own
+    indexes count: an index someone else left INVALID is theirs to mend."""
+    cursor.execute(
+        """
+        SELECT i.relname::text
+          FROM pg_catalog.pg_index x
+          JOIN pg_catalog.pg_class i ON i.oid OPERATOR(pg_catalog.=) x.indexrelid
+         WHERE x.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s) AND NOT x.indisvalid
+           AND i.relname OPERATOR(pg_catalog.=) ANY (%s)
+         ORDER BY 1
+        """,
+        [
+            render(ident(schema, layout.table), cursor),
+            [spec.name for spec in layouts.trail_indexes(layout, gin_index=True)],
+        ],
+    )
+    return [name for (name,) in cursor.fetchall()]
+
+
+@dataclass(frozen=True)
+class IndexBuild:
+    """What :func:`build_indexes` did."""
+
+    #: The partition indexes built, by name.
+    built: list[str]
+    #: INVALID partition indexes a stopped build had left, dropped and built again.
+    rebuilt: list[str]
+    #: The audit table's indexes that became valid.
+    completed: list[str]
+
+
+def _partitions_lacking(cursor: Cursor, layout: Layout, schema: str, index: str) -> list[tuple[str, str]]:
+    """The partitions (schema, name) of the audit table with no index attached to ``index``,
+    DEFAULT partition last, the others in time order."""
+    cursor.execute(
+        """
+        SELECT n.nspname::text, c.relname::text
+          FROM pg_catalog.pg_inherits h
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) h.inhrelid
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE h.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)
+           AND NOT h.inhdetachpending
+           AND NOT EXISTS (
+                 SELECT FROM pg_catalog.pg_index x
+                   JOIN pg_catalog.pg_inherits hi ON hi.inhrelid OPERATOR(pg_catalog.=) x.indexrelid
+                  WHERE x.indrelid OPERATOR(pg_catalog.=) c.oid
+                    AND hi.inhparent OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s))
+         ORDER BY pg_catalog.pg_get_expr(c.relpartbound, c.oid) OPERATOR(pg_catalog.=) 'DEFAULT',
+                  pg_catalog.pg_get_expr(c.relpartbound, c.oid), c.relname
+        """,
+        [render(ident(schema, layout.table), cursor), render(ident(schema, index), cursor)],
+    )
+    return [(row[0], row[1]) for row in cursor.fetchall()]
+
+
+def _index_found(cursor: Cursor, schema: str, name: str, table: str) -> tuple[bool, bool] | None:
+    """(it indexes ``schema.table``, it is valid) for the index ``schema.name``, or None."""
+    cursor.execute(
+        """
+        SELECT x.indrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s), x.indisvalid
+          FROM pg_catalog.pg_index x
+         WHERE x.indexrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)
+        """,
+        [render(ident(schema, table), cursor), render(ident(schema, name), cursor)],
+    )
+    row = cursor.fetchone()
+    return None if row is None else (bool(row[0]), bool(row[1]))
+
+
+def _attach(connection: Any, statement: Composable, policy: LockPolicy, sleep: Any) -> None:
+    """Run ``statement`` in a transaction of its own under ``lock_timeout``, retried after a
+    pause while a long transaction holds the partition: it never queues writers behind it
+    for longer than the timeout."""
+    cursor = connection.cursor()
+    for attempt in range(1, policy.attempts + 1):
+        cursor.execute("BEGIN")
+        try:
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{policy.lock_timeout_ms}ms"])
+            execute(cursor, statement)
+        except BaseException as exc:
+            cursor.execute("ROLLBACK")
+            if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                raise
+            if attempt == policy.attempts:
+                raise AuditError(
+                    f"{render(statement, cursor)} could not get its lock within {policy.lock_timeout_ms} ms "
+                    f"in {policy.attempts} attempts (a long transaction writes to that partition); the "
+                    "index is built, run this again later to attach it"
+                ) from exc
+            sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
+            continue
+        cursor.execute("COMMIT")
+        return
+
+
+def build_indexes(
+    connection: Any,
+    layout: Layout,
+    schema: str = "public",
+    policy: LockPolicy | None = None,
+    sleep: Any = time.sleep,
+) -> IndexBuild:
+    """Finish the indexes an upgrade declared on the audit table (see
+    :func:`indexes_pending`) without blocking audited writes.
+
+    For each, partition by partition (DEFAULT partition included): ``CREATE INDEX
+    CONCURRENTLY`` on the partition, then ``ALTER INDEX ... ATTACH PARTITION`` under
+    ``lock_timeout`` (``policy``); the parent index becomes valid with its last partition.
+    Partitions created meanwhile come with their index already. An INVALID index a stopped
+    run left on a partition is dropped (``CONCURRENTLY``) and built again. Safe to stop and
+    run again; a second run while one is going returns at once, having done nothing.
+
+    Args:
+        connection: a DB-API connection in autocommit mode (``CONCURRENTLY`` runs outside a
+            transaction block).
+
+    Returns:
+        What was built, rebuilt and completed.
+
+    Raises:
+        ConfigurationError: the connection is inside a transaction (not in autocommit mode).
+        AuditError: another table's index holds a partition index's name, or a partition's
+            index could not be attached within ``policy``'s attempts.
+    """
+    if not getattr(connection, "autocommit", False):
+        raise ConfigurationError(
+            "build_indexes() needs a connection in autocommit mode: CREATE INDEX CONCURRENTLY "
+            "cannot run inside a transaction block"
+        )
+    policy = policy or LockPolicy()
+    cursor = connection.cursor()
+    result = IndexBuild([], [], [])
+    pending = indexes_pending(cursor, layout, schema)
+    if not pending:
+        return result
+    lock = f"{layouts.COMMENT_TAG}:{schema}.{layout.table}:indexes"
+    cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [lock])
+    if not cursor.fetchone()[0]:
+        return result  # another run builds them
+    try:
+        specs = {spec.name: spec for spec in layouts.trail_indexes(layout, gin_index=True)}
+        for index in pending:
+            spec = specs[index]
+            for partition in _partitions_lacking(cursor, layout, schema, index):
+                _build_one(connection, cursor, layout, schema, index, spec, partition, policy, sleep, result)
+            if index not in indexes_pending(cursor, layout, schema):
+                result.completed.append(index)
+    finally:
+        # A connection lost half way has released the lock with it: keep the first error.
+        with contextlib.suppress(Exception):
+            cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [lock])
+    return result
+
+
+def _build_one(
+    connection: Any,
+    cursor: Cursor,
+    layout: Layout,
+    schema: str,
+    index: str,
+    spec: layouts.IndexSpec,
+    partition: tuple[str, str],
+    policy: LockPolicy,
+    sleep: Any,
+    result: IndexBuild,
+) -> None:
+    """Build ``spec`` on one partition and attach it to the audit table's ``index``."""
+    part_schema, part_name = partition
+    name = layouts.partition_index_name(part_name, spec, layout.table)
+    found = _index_found(cursor, part_schema, name, part_name)
+    if found is not None and not found[0]:
+        raise AuditError(
+            f"cannot build index {part_schema}.{name} on partition {part_schema}.{part_name}: an index "
+            "of another table has that name; rename or drop it, then run this again"
+        )
+    if found is not None and not found[1]:
+        # A build stopped half way (cancelled, timed out, the server restarted) left it INVALID.
+        execute(cursor, layouts.drop_index_concurrently(part_schema, name))
+        result.rebuilt.append(name)
+        found = None
+    if found is None:
+        execute(cursor, layouts.create_partition_index(part_schema, part_name, name, spec))
+        result.built.append(name)
+    # A partition attached since it was listed came with an index of its own already, and
+    # a second one cannot be attached: look again right before attaching.
+    if partition in _partitions_lacking(cursor, layout, schema, index):
+        _attach(connection, layouts.attach_partition_index(schema, index, part_schema, name), policy, sleep)
 
 
 def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
