@@ -122,6 +122,15 @@ def _model_for_table(schema: str, table: str) -> type[models.Model]:
 class _Snapshot:
     """``get_instance()``, shared by both read models."""
 
+    _layout: str
+
+    @classmethod
+    def _layout_object(cls) -> Any:
+        """The engine's :class:`partitioned_audit.layouts.Layout` of this read model."""
+        from partitioned_audit.layouts import get_layout
+
+        return get_layout(cls._layout)
+
     #: SQL for the row after the change, from the view aliased ``v``.
     _row_sql: str
     _view: str
@@ -521,6 +530,33 @@ def _view_exists(entries: Any, using: str | None) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+def _on_view(queryset: Any, view: str) -> Any:
+    """``queryset`` reading ``view`` (another read view of its layout, with the columns
+    the query names) in place of its model's view: the same rows, the same instances.
+
+    The view takes the place of the query's base table under an alias, so every column,
+    filter and order the query has or is given later reads the other view. A read model's
+    view in an audit schema is a qualified name, which cannot be an alias: the base table
+    is renamed to the bare name of the model's view first.
+    """
+    from django.db.models.sql.datastructures import BaseTable
+
+    chained = queryset._chain()
+    query = chained.query
+    alias = query.get_initial_alias()
+    query.unref_alias(alias)
+    bare = queryset.model._view
+    if alias != bare:
+        query.change_aliases({alias: bare})
+        query.__dict__.pop("base_table", None)  # cached: the first alias, renamed
+    table = conf.read_model_table(view)
+    del query.alias_map[bare]
+    query.alias_map = {bare: BaseTable(table, bare), **query.alias_map}
+    query.table_map = {name: aliases for name, aliases in query.table_map.items() if bare not in aliases}
+    query.table_map[table] = [bare]
+    return chained
+
+
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     """``history()``, ``as_of()`` and ``changes()``, shared by both read models."""
 
@@ -568,7 +604,12 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         scalar value of a key with an index of its own (``user_id``) is compared as text,
         which that index serves newest first (see :meth:`newest_first`); any other value
         by containment (``@>``), which the GIN index on the context serves. Everything
-        reads the view only, so a role granted the read views alone can search.
+        reads the views only, so a role granted the read views alone can search.
+
+        The entries are read from the layout's context view (see
+        :func:`partitioned_audit.layouts.create_view`): the read view's columns and rows,
+        each context row first, so ``newest_first()[:n]`` walks the ``user_id`` index
+        newest first and stops after ``n`` entries, however many the user wrote.
         """
         from django.db.models.fields.json import KT
 
@@ -591,7 +632,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
                 either |= Q(**{f"{_KEY_ALIAS}{key}__in": sorted(values)})
             keys |= set(texts)
             shown &= either
-        return self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+        return _on_view(self, self.model._layout_object().context_view).alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
 
     def newest_first(self) -> Any:
         """Newest entries first: by time (the transaction's start), then by id; the order
