@@ -606,10 +606,12 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         by containment (``@>``), which the GIN index on the context serves. Everything
         reads the views only, so a role granted the read views alone can search.
 
-        The entries are read from the layout's context view (see
+        Newest first (``newest_first()``, or any order starting with the time, newest
+        first), the entries are read from the layout's context view (see
         :func:`partitioned_audit.layouts.create_view`): the read view's columns and rows,
         each context row first, so ``newest_first()[:n]`` walks the ``user_id`` index
-        newest first and stops after ``n`` entries, however many the user wrote.
+        newest first and stops after ``n`` entries, however many the user wrote. In any
+        other order they are read from the read view.
         """
         from django.db.models.fields.json import KT
 
@@ -632,13 +634,31 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
                 either |= Q(**{f"{_KEY_ALIAS}{key}__in": sorted(values)})
             keys |= set(texts)
             shown &= either
-        return _on_view(self, self.model._layout_object().context_view).alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+        found = self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+        found.query.dpa_context_search = True
+        return found._on_fitting_view()
+
+    def _on_fitting_view(self) -> Any:
+        """This context search on the view that serves its order: the context view for
+        newest first (a walk of the context table's user index), the read view for any
+        other order (``order_by("-pk")``: there a walk down the event-id index, filtered,
+        beats probing every one of a busy user's context rows to sort their entries)."""
+        if not getattr(self.query, "dpa_context_search", False):
+            return self
+        layout = self.model._layout_object()
+        ordering = self.query.order_by
+        newest = bool(ordering) and ordering[0] == f"-{self._time}"
+        return _on_view(self, layout.context_view if newest else layout.view)
+
+    def order_by(self, *field_names: Any) -> Any:
+        """Django's ``order_by()``; a context search moves to the view serving the order
+        (see :meth:`filter_context_any`)."""
+        return super().order_by(*field_names)._on_fitting_view()
 
     def newest_first(self) -> Any:
         """Newest entries first: by time (the transaction's start), then by id; the order
-        of the context table's ``user_id`` index (``filter_context(user_id=7).newest_first()[:100]``).
-        docs/performance.md says when the planner reads that index in order and when it
-        sorts a user's rows instead."""
+        of the context table's ``user_id`` index: ``filter_context(user_id=7).newest_first()[:100]``
+        walks it newest first and stops after 100 entries (docs/context.md)."""
         return self.order_by(f"-{self._time}", "-pk")
 
     def history(
