@@ -114,7 +114,9 @@ def page_reads(
     found = []
     for query in queries.captured_queries:
         sql = query["sql"]
-        if sql.startswith("SELECT") and re.search(r'"(audit_simple|logged_actions)(_keys|_context)?_view"', sql):
+        if sql.startswith("SELECT") and re.search(
+            r'"(audit_simple|logged_actions)(_keys|_context)?_view"', sql
+        ):
             read, kinds = reads(sql)
             found.append((sql, sum(read.values()), kinds))
     assert found, f"{url} read no audit entry"
@@ -270,3 +272,26 @@ def test_show_counts_is_not_offered(read_model, trail, admin_client):
     else:  # Django 4.2 has no facets: an unknown parameter, refused as Django refuses one
         assert response.status_code == 302
     assert not [q for q in queries.captured_queries if "FILTER (WHERE" in q["sql"]]
+
+
+def test_the_user_filter_walks_the_user_index_newest_first(read_model, trail, admin_client):
+    """The user filter lists a user's newest entries first, as ``filter_context(user_id=)
+    .newest_first()`` does, and reads its page from the context table's user index walked
+    backwards (newest first), not from both the user and the name index (their OR, which
+    only a bitmap of every match could serve, then sorted)."""
+    url = entries_url(read_model)
+    with CaptureQueriesContext(connection) as queries:
+        response = admin_client.get(url, {"user": "7"})
+    expected = list(read_model.objects.filter_context(user_id=7).newest_first()[:10])
+    assert len(expected) == 10 and [e.pk for e in listed(response)] == [e.pk for e in expected]
+    keys = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "LIMIT 10" in q["sql"]
+    ]
+    assert len(keys) == 1, [q["sql"] for q in queries.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + keys[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert re.search(r"Index Scan Backward using \w+_context_\w+_expr_created_idx", plan), plan
+    assert "BitmapOr" not in plan, plan
+    assert listed(admin_client.get(url, {"user": "alice"})) == listed(response)  # by name: the same entries

@@ -258,7 +258,8 @@ class UserFilter(_TextFilter):
         # context view) says which of them can match at all.
         everything = queryset.model._default_manager.db_manager(queryset.db)
         names, ids = (
-            everything.filter_context_any([conditions]).newest_first().exists() for conditions in (by_name, by_id)
+            everything.filter_context_any([conditions]).newest_first().exists()
+            for conditions in (by_name, by_id)
         )
         if names and not ids:
             return queryset.filter_context_any([by_name])

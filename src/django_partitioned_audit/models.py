@@ -634,7 +634,9 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
                 either |= Q(**{f"{_KEY_ALIAS}{key}__in": sorted(values)})
             keys |= set(texts)
             shown &= either
-        found = self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+        found = self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(
+            shown
+        )
         found.query.dpa_context_search = True
         return found._on_fitting_view()
 
