@@ -120,13 +120,20 @@ class EstimatedCountPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         entries: Any = self.object_list
-        keys = list(self._keys.values_list("pk", flat=True)[bottom:top])
+        time = entries.model._time
+        keyed = list(self._keys.values_list("pk", time)[bottom:top])
+        keys = [key for key, _ in keyed]
         # By key from the read view, in no order (a probe of the event-id index per key,
         # whatever the planner believes of the table), then put in the keys' order. The
         # keys passed the filters already; read through the context view (a user's
-        # entries), a key would be looked for among all of the user's entries.
-        everything = entries.model._default_manager.db_manager(entries.db)
-        found = {entry.pk: entry for entry in everything.filter(pk__in=keys)}
+        # entries), a key would be looked for among all of the user's entries. The page's
+        # time range prunes the partitions it is not in: probed in all of them, the
+        # planner expects tens of rows from each, and starts parallel workers to read 50.
+        everything = entries.model._default_manager.db_manager(entries.db).filter(pk__in=keys)
+        if keyed:
+            times = [when for _, when in keyed]
+            everything = everything.filter(**{f"{time}__gte": min(times), f"{time}__lte": max(times)})
+        found = {entry.pk: entry for entry in everything}
         return self._get_page([found[key] for key in keys if key in found], number, self)
 
 

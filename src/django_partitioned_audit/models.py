@@ -637,20 +637,27 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         found = self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(
             shown
         )
-        found.query.dpa_context_search = True
+        # Whether it searches a key of the user B-tree (a user's entries may be many).
+        found.query.dpa_context_search = "ordered" if keys else "contained"
         return found._on_fitting_view()
 
     def _on_fitting_view(self) -> Any:
-        """This context search on the view that serves its order: the context view for
-        newest first (a walk of the context table's user index), the read view for any
-        other order (``order_by("-pk")``: there a walk down the event-id index, filtered,
-        beats probing every one of a busy user's context rows to sort their entries)."""
-        if not getattr(self.query, "dpa_context_search", False):
+        """This context search on the view that serves it: the context view, but for a
+        user's entries in another order than newest first (``order_by("-pk")``, the
+        model's default order by id), which read the read view. Newest first, the context
+        view walks the user B-tree and stops after a page; in another order it would probe
+        every one of a busy user's context rows to sort their entries, at a cost that also
+        starts JIT, where the read view's join (hashed) costs less. Containment (a request,
+        a job) finds few context rows, and a count needs no order: the context view."""
+        search = getattr(self.query, "dpa_context_search", None)
+        if search is None:
             return self
         layout = self.model._layout_object()
-        ordering = self.query.order_by
+        query = self.query
+        ordering = query.order_by or (self.model._meta.ordering if query.default_ordering else ())
         newest = bool(ordering) and ordering[0] == f"-{self._time}"
-        return _on_view(self, layout.context_view if newest else layout.view)
+        read_view = search == "ordered" and bool(ordering) and not newest
+        return _on_view(self, layout.view if read_view else layout.context_view)
 
     def order_by(self, *field_names: Any) -> Any:
         """Django's ``order_by()``; a context search moves to the view serving the order
