@@ -126,13 +126,14 @@ class EstimatedCountPaginator(Paginator):
         # By key from the read view, in no order (a probe of the event-id index per key,
         # whatever the planner believes of the table), then put in the keys' order. The
         # keys passed the filters already; read through the context view (a user's
-        # entries), a key would be looked for among all of the user's entries. The page's
-        # time range prunes the partitions it is not in: probed in all of them, the
-        # planner expects tens of rows from each, and starts parallel workers to read 50.
+        # entries), a key would be looked for among all of the user's entries. The keys'
+        # times (the partition key) prune the partitions the page is not in and tell the
+        # planner how few rows each probe finds: by key alone, it expects up to 50 rows
+        # from every partition and starts parallel workers to read 50 (45 ms of execution
+        # against 4.5 ms, a light user's page at 1 M rows).
         everything = entries.model._default_manager.db_manager(entries.db).filter(pk__in=keys)
         if keyed:
-            times = [when for _, when in keyed]
-            everything = everything.filter(**{f"{time}__gte": min(times), f"{time}__lte": max(times)})
+            everything = everything.filter(**{f"{time}__in": sorted({when for _, when in keyed})})
         found = {entry.pk: entry for entry in everything}
         return self._get_page([found[key] for key in keys if key in found], number, self)
 

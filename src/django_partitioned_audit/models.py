@@ -606,12 +606,12 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         by containment (``@>``), which the GIN index on the context serves. Everything
         reads the views only, so a role granted the read views alone can search.
 
-        Newest first (``newest_first()``, or any order starting with the time, newest
-        first), the entries are read from the layout's context view (see
+        The entries are read from the layout's context view (see
         :func:`partitioned_audit.layouts.create_view`): the read view's columns and rows,
         each context row first, so ``newest_first()[:n]`` walks the ``user_id`` index
-        newest first and stops after ``n`` entries, however many the user wrote. In any
-        other order they are read from the read view.
+        newest first and stops after ``n`` entries, however many the user wrote. A search
+        on ``user_id`` in another order (``order_by("-pk")``, the default order by id) is
+        read from the read view (see :meth:`_on_fitting_view`).
         """
         from django.db.models.fields.json import KT
 
