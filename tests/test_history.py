@@ -201,6 +201,37 @@ def test_a_users_newest_entries_are_a_walk_down_the_user_index(layout, read_mode
     assert "Incremental Sort" in plan or "Sort" not in plan, plan
 
 
+def test_history_reads_without_parallel_workers_nor_jit_and_leaves_the_settings(layout, read_model):
+    """``history()`` reads its entries with parallel workers and JIT off, for the read's
+    own transaction only (a savepoint here): a planner costing a context probe in every
+    partition per expected row starts workers for a few rows. The caller's values are the
+    same after it."""
+    book = Book.objects.create(isbn="serial", title="a")
+    for title in "bcd":
+        book.title = title
+        book.save()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 3")
+        cursor.execute("SET LOCAL jit = on")
+    seen: list[tuple[str, str]] = []
+
+    def settings(execute, sql, params, many, context):  # what each read of the view runs with
+        if read_model._meta.db_table in sql and sql.startswith("SELECT") and "ORDER BY" in sql:
+            context["cursor"].execute(
+                "SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+            )
+            seen.append(tuple(context["cursor"].fetchone()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(settings):
+        page = read_model.objects.history(book)
+    assert [v.row["title"] for v in page] == ["a", "b", "c", "d"]
+    assert seen == [("0", "off")]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')")
+        assert cursor.fetchone() == ("3", "on")
+
+
 def test_a_page_iterates_counts_and_indexes_its_versions(layout, read_model):
     book = Book.objects.create(isbn="it", title="a")
     book.title = "b"
