@@ -1222,11 +1222,14 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     if legacy:
         by_context = SQL("SELECT * FROM {view} WHERE audit_context IS NOT NULL").format(view=view)
     else:
+        # The audit row's columns by name, not a.*: a view depends on every column it
+        # names, and a 1.0.4 table's hstore columns must go once their values are moved.
         by_context = SQL(
-            "SELECT {columns} FROM {contexts} AS c CROSS JOIN LATERAL (SELECT a.* FROM {table} AS a"
+            "SELECT {columns} FROM {contexts} AS c CROSS JOIN LATERAL (SELECT {row} FROM {table} AS a"
             " WHERE a.{ctx} OPERATOR(pg_catalog.=) c.context_id AND a.{time} OPERATOR(pg_catalog.=) c.created"
             " AND a.{txid} OPERATOR(pg_catalog.=) c.txid OFFSET 0) AS a"
         ).format(
+            row=SQL(", ").join(SQL("a.{}").format(ident(name)) for name in layout.column_names),
             columns=SQL(layout.context_view_columns),
             contexts=ident(schema, layout.context_table),
             table=table,
