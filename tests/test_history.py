@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from decimal import Decimal
 
 import pytest
@@ -174,6 +175,61 @@ def test_filter_context_reads_context_rows_then_their_rows_by_index(layout, read
     assert [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line], (
         plan
     )
+
+
+def test_a_users_newest_entries_are_a_walk_down_the_user_index(layout, read_model):
+    """``filter_context(user_id=...).newest_first()[:n]`` walks the context table's user
+    index newest first and stops after n entries: the plan sorts no more than the entries
+    of one time (an incremental sort on the index's order), where a sort of the join would
+    read all of the user's entries first, however many there are."""
+    with audit_context(user_id=7):
+        Book.objects.bulk_create([Book(isbn=f"w{i}", title="x") for i in range(30)])
+    with audit_context(user_id=8):
+        Book.objects.create(isbn="other", title="y")
+    newest = read_model.objects.filter_context(user_id=7).newest_first()
+    everything = sorted(
+        read_model.objects.filter(pk__in=[e.pk for e in newest]),
+        key=lambda e: (getattr(e, e._time), e.pk),
+        reverse=True,
+    )
+    assert [e.pk for e in newest[:5]] == [e.pk for e in everything[:5]] and len(everything) == 30
+    assert {e.audit_context["user_id"] for e in newest} == {7}
+    plan = explain(read_model.objects.filter_context(user_id=7).newest_first()[:5])
+    walks = [line for line in context_probes(plan) if "_expr_created_idx" in line]
+    assert walks and all("Index Scan Backward" in line for line in walks), plan
+    assert not re.search(r"(?<!Incremental )Sort  ", plan), plan
+    assert "Incremental Sort" in plan or "Sort" not in plan, plan
+
+
+def test_history_reads_without_parallel_workers_nor_jit_and_leaves_the_settings(layout, read_model):
+    """``history()`` reads its entries with parallel workers and JIT off, for the read's
+    own transaction only (a savepoint here): a planner costing a context probe in every
+    partition per expected row starts workers for a few rows. The caller's values are the
+    same after it."""
+    book = Book.objects.create(isbn="serial", title="a")
+    for title in "bcd":
+        book.title = title
+        book.save()
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 3")
+        cursor.execute("SET LOCAL jit = on")
+    seen: list[tuple[str, str]] = []
+
+    def settings(execute, sql, params, many, context):  # what each read of the view runs with
+        if read_model._meta.db_table in sql and sql.startswith("SELECT") and "ORDER BY" in sql:
+            context["cursor"].execute(
+                "SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
+            )
+            seen.append(tuple(context["cursor"].fetchone()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(settings):
+        page = read_model.objects.history(book)
+    assert [v.row["title"] for v in page] == ["a", "b", "c", "d"]
+    assert seen == [("0", "off")]
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')")
+        assert cursor.fetchone() == ("3", "on")
 
 
 def test_a_page_iterates_counts_and_indexes_its_versions(layout, read_model):

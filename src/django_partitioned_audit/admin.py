@@ -45,6 +45,7 @@ from .models import (
     SimpleAuditEntry,
     _candidates,
     _model_for_table,
+    _on_view,
     entry_model,
 )
 from .registry import registration, table_spec
@@ -67,15 +68,29 @@ class EstimatedCountPaginator(Paginator):
     ``OFFSET`` would build every skipped row, context included. The skipped entries still
     cost one index entry each, so pages are numbered up to ``max_pages`` only; the list
     goes further back by keyset ("Older entries", :class:`OlderThanFilter`).
+
+    With ``keys_only`` (the list's filters name no column of the context), the keys and
+    the count are read from the layout's keys view, which has no context join: PostgreSQL
+    15 joins every skipped entry to its context row through the read view, even for its
+    key alone.
     """
 
     exact_below = 10_000
     max_pages = 1000
     estimated = False
+    keys_only = False
+
+    @property
+    def _keys(self) -> Any:
+        """The selection, on the keys view where its filters allow."""
+        entries: Any = self.object_list
+        if self.keys_only:
+            return _on_view(entries, entries.model._layout_object().keys_view)
+        return entries
 
     @cached_property
     def count(self) -> int:  # type: ignore[override]
-        queryset = self.object_list.order_by()  # type: ignore[attr-defined]
+        queryset = self._keys.order_by().values_list("pk", flat=True)
         try:
             sql, params = queryset.query.get_compiler(using=queryset.db).as_sql()
         except EmptyResultSet:
@@ -105,10 +120,21 @@ class EstimatedCountPaginator(Paginator):
         if top + self.orphans >= self.count:
             top = self.count
         entries: Any = self.object_list
-        keys = list(entries.values_list("pk", flat=True)[bottom:top])
-        # By key, in no order (a probe of the event-id index per key, whatever the planner
-        # believes of the table), then put in the keys' order.
-        found = {entry.pk: entry for entry in entries.filter(pk__in=keys).order_by()}
+        time = entries.model._time
+        keyed = list(self._keys.values_list("pk", time)[bottom:top])
+        keys = [key for key, _ in keyed]
+        # By key from the read view, in no order (a probe of the event-id index per key,
+        # whatever the planner believes of the table), then put in the keys' order. The
+        # keys passed the filters already; read through the context view (a user's
+        # entries), a key would be looked for among all of the user's entries. The keys'
+        # times (the partition key) prune the partitions the page is not in and tell the
+        # planner how few rows each probe finds: by key alone, it expects up to 50 rows
+        # from every partition and starts parallel workers to read 50 (45 ms of execution
+        # against 4.5 ms, a light user's page at 1 M rows).
+        everything = entries.model._default_manager.db_manager(entries.db).filter(pk__in=keys)
+        if keyed:
+            everything = everything.filter(**{f"{time}__in": sorted({when for _, when in keyed})})
+        found = {entry.pk: entry for entry in everything}
         return self._get_page([found[key] for key in keys if key in found], number, self)
 
 
@@ -233,9 +259,21 @@ class UserFilter(_TextFilter):
         value = (self.value() or "").strip()
         if not value:
             return queryset
-        return queryset.filter_context_any(
-            [[{"username": value}, *({"user_id": candidate} for candidate in _candidates(value))]]
+        by_name: list[dict[str, Any]] = [{"username": value}]
+        by_id: list[dict[str, Any]] = [{"user_id": candidate} for candidate in _candidates(value)]
+        # Either condition alone is a walk of one index newest first (the user B-tree, the
+        # GIN), which their OR is not: one probe of each (newest_first(), so through the
+        # context view) says which of them can match at all.
+        everything = queryset.model._default_manager.db_manager(queryset.db)
+        names, ids = (
+            everything.filter_context_any([conditions]).newest_first().exists()
+            for conditions in (by_name, by_id)
         )
+        if names and not ids:
+            return queryset.filter_context_any([by_name])
+        if ids and not names:
+            return queryset.filter_context_any([by_id])
+        return queryset.filter_context_any([by_name + by_id])
 
 
 class TableFilter(admin.SimpleListFilter):
@@ -332,6 +370,10 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return (*self.list_filter, (self.model._time, admin.DateFieldListFilter), OlderThanFilter)
 
     def get_ordering(self, request: Any) -> Any:
+        if request.GET.get(UserFilter.parameter_name, "").strip():
+            # A user's entries, newest first in the order of the context table's user
+            # index: a page is a walk down that index (see filter_context()).
+            return (f"-{self.model._time}", "-pk")
         return ("-pk",)
 
     def get_fieldsets(self, request: Any, obj: Any = None) -> Any:
@@ -366,7 +408,8 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                     # No index serves these filters in the list's order: they read the
                     # event-id index newest first and test each entry, so they look at the
                     # list_scan entries before the start only ("Older entries" goes on).
-                    start = self.root_queryset
+                    # The bound reads the keys view: a walk of the event-id index alone.
+                    start = _on_view(self.root_queryset, self.model._layout_object().keys_view)
                     before = self.params.get(OlderThanFilter.parameter_name)
                     if before is not None and before.lstrip("-").isdigit():
                         start = start.filter(pk__lt=int(before))
@@ -377,6 +420,9 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                         self.scan_floor = floor[0]
                         queryset = queryset.filter(pk__gte=self.scan_floor)
                         request._dpa_scanned = True  # see get_paginator()
+                # Only the user filter reads the context: without it, the paginator reads
+                # the keys from the keys view.
+                request._dpa_keys_only = UserFilter.parameter_name not in self.params
                 return queryset
 
             def get_results(self, request: Any) -> None:
@@ -411,6 +457,8 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     def get_paginator(self, request: Any, queryset: Any, per_page: int, *args: Any, **kwargs: Any) -> Any:
         paginator = super().get_paginator(request, queryset, per_page, *args, **kwargs)
+        if isinstance(paginator, EstimatedCountPaginator):
+            paginator.keys_only = getattr(request, "_dpa_keys_only", False)
         if getattr(request, "_dpa_scanned", False) and isinstance(paginator, EstimatedCountPaginator):
             # A scanned filter's count is the planner's: an exact one could be read through
             # another index than the window's (the table's key index, over the whole trail).

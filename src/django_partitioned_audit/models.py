@@ -9,6 +9,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, overload
@@ -121,6 +122,15 @@ def _model_for_table(schema: str, table: str) -> type[models.Model]:
 
 class _Snapshot:
     """``get_instance()``, shared by both read models."""
+
+    _layout: str
+
+    @classmethod
+    def _layout_object(cls) -> Any:
+        """The engine's :class:`partitioned_audit.layouts.Layout` of this read model."""
+        from partitioned_audit.layouts import get_layout
+
+        return get_layout(cls._layout)
 
     #: SQL for the row after the change, from the view aliased ``v``.
     _row_sql: str
@@ -521,6 +531,67 @@ def _view_exists(entries: Any, using: str | None) -> bool:
         return bool(cursor.fetchone()[0])
 
 
+#: What a read of a few entries sets for its own transaction only (see :func:`_serial_plans`).
+SERIAL_PLAN_SETTINGS = {"max_parallel_workers_per_gather": "0", "jit": "off"}
+
+
+@contextmanager
+def _serial_plans(using: str | None) -> Iterator[None]:
+    """Run the reads inside with :data:`SERIAL_PLAN_SETTINGS`, then put back what was set.
+
+    An object's history is a few entries, but the planner, which costs a probe of the
+    context table in every partition for each row it expects, can plan it with parallel
+    workers: starting them took 60-90 ms on a loaded two-core machine (1 M rows) and 47 ms
+    at 10 M rows, for a read that runs in about 1 ms without them. The settings are made
+    with ``set_config(..., true)`` inside a transaction (a savepoint in the caller's) and
+    given back their values before it ends, so nothing is left on the session or the
+    caller's transaction; on an error the savepoint's rollback undoes them.
+    """
+    from django.db import connections, transaction
+
+    connection = connections[using or "default"]
+    names = list(SERIAL_PLAN_SETTINGS)
+    with transaction.atomic(using=using or "default"), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT s.old, set_config(s.name, s.new, true) FROM (SELECT n.name, n.new,"
+            " current_setting(n.name) AS old FROM unnest(%s::text[], %s::text[]) AS n(name, new) OFFSET 0) AS s",
+            [names, [SERIAL_PLAN_SETTINGS[n] for n in names]],
+        )
+        old = [row[0] for row in cursor.fetchall()]
+        yield
+        cursor.execute(
+            "SELECT set_config(n.name, n.old, true) FROM unnest(%s::text[], %s::text[]) AS n(name, old)",
+            [names, old],
+        )
+
+
+def _on_view(queryset: Any, view: str) -> Any:
+    """``queryset`` reading ``view`` (another read view of its layout, with the columns
+    the query names) in place of its model's view: the same rows, the same instances.
+
+    The view takes the place of the query's base table under an alias, so every column,
+    filter and order the query has or is given later reads the other view. A read model's
+    view in an audit schema is a qualified name, which cannot be an alias: the base table
+    is renamed to the bare name of the model's view first.
+    """
+    from django.db.models.sql.datastructures import BaseTable
+
+    chained = queryset._chain()
+    query = chained.query
+    alias = query.get_initial_alias()
+    query.unref_alias(alias)
+    bare = queryset.model._view
+    if alias != bare:
+        query.change_aliases({alias: bare})
+        query.__dict__.pop("base_table", None)  # cached: the first alias, renamed
+    table = conf.read_model_table(view)
+    del query.alias_map[bare]
+    query.alias_map = {bare: BaseTable(table, bare), **query.alias_map}
+    query.table_map = {name: aliases for name, aliases in query.table_map.items() if bare not in aliases}
+    query.table_map[table] = [bare]
+    return chained
+
+
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     """``history()``, ``as_of()`` and ``changes()``, shared by both read models."""
 
@@ -568,7 +639,14 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         scalar value of a key with an index of its own (``user_id``) is compared as text,
         which that index serves newest first (see :meth:`newest_first`); any other value
         by containment (``@>``), which the GIN index on the context serves. Everything
-        reads the view only, so a role granted the read views alone can search.
+        reads the views only, so a role granted the read views alone can search.
+
+        The entries are read from the layout's context view (see
+        :func:`partitioned_audit.layouts.create_view`): the read view's columns and rows,
+        each context row first, so ``newest_first()[:n]`` walks the ``user_id`` index
+        newest first and stops after ``n`` entries, however many the user wrote. A search
+        on ``user_id`` in another order (``order_by("-pk")``, the default order by id) is
+        read from the read view (see :meth:`_on_fitting_view`).
         """
         from django.db.models.fields.json import KT
 
@@ -591,13 +669,40 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
                 either |= Q(**{f"{_KEY_ALIAS}{key}__in": sorted(values)})
             keys |= set(texts)
             shown &= either
-        return self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(shown)
+        found = self.alias(**{f"{_KEY_ALIAS}{key}": KT(f"audit_context__{key}") for key in keys}).filter(
+            shown
+        )
+        # Whether it searches a key of the user B-tree (a user's entries may be many).
+        found.query.dpa_context_search = "ordered" if keys else "contained"
+        return found._on_fitting_view()
+
+    def _on_fitting_view(self) -> Any:
+        """This context search on the view that serves it: the context view, but for a
+        user's entries in another order than newest first (``order_by("-pk")``, the
+        model's default order by id), which read the read view. Newest first, the context
+        view walks the user B-tree and stops after a page; in another order it would probe
+        every one of a busy user's context rows to sort their entries, at a cost that also
+        starts JIT, where the read view's join (hashed) costs less. Containment (a request,
+        a job) finds few context rows, and a count needs no order: the context view."""
+        search = getattr(self.query, "dpa_context_search", None)
+        if search is None:
+            return self
+        layout = self.model._layout_object()
+        query = self.query
+        ordering = query.order_by or (self.model._meta.ordering if query.default_ordering else ())
+        newest = bool(ordering) and ordering[0] == f"-{self._time}"
+        read_view = search == "ordered" and bool(ordering) and not newest
+        return _on_view(self, layout.view if read_view else layout.context_view)
+
+    def order_by(self, *field_names: Any) -> Any:
+        """Django's ``order_by()``; a context search moves to the view serving the order
+        (see :meth:`filter_context_any`)."""
+        return super().order_by(*field_names)._on_fitting_view()
 
     def newest_first(self) -> Any:
         """Newest entries first: by time (the transaction's start), then by id; the order
-        of the context table's ``user_id`` index (``filter_context(user_id=7).newest_first()[:100]``).
-        docs/performance.md says when the planner reads that index in order and when it
-        sorts a user's rows instead."""
+        of the context table's ``user_id`` index: ``filter_context(user_id=7).newest_first()[:100]``
+        walks it newest first and stops after 100 entries (docs/context.md)."""
         return self.order_by(f"-{self._time}", "-pk")
 
     def history(
@@ -640,7 +745,8 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         entries = self.filter_object(model, pk).order_by("pk")
         if after is not None:
             entries = entries.filter(pk__gt=after)
-        found = list(entries[: limit + 1])
+        with _serial_plans(self.db):
+            found = list(entries[: limit + 1])
         archived = self._archived(model, pk, archive) if archive is not None else []
         if archived:
             # The first limit + 1 of the union hold no database entry past the first limit + 1.
@@ -650,7 +756,8 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         page, more = found[:limit], len(found) > limit
         previous = None
         if page and after is not None and page[0].needs_previous():
-            previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
+            with _serial_plans(self.db):
+                previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
             earlier = [e for e in archived if e.pk <= after]
             if earlier and (previous is None or earlier[-1].pk > previous.pk):
                 previous = earlier[-1]

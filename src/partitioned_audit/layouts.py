@@ -189,6 +189,13 @@ class Layout:
     function: str
     columns: str
     view_columns: str
+    #: The context view's select list: ``view_columns`` with the columns its context row
+    #: holds too (the time, the transaction, the context id) read from the context row
+    #: ``c``, so that an order by time is the order of the context table's indexes.
+    context_view_columns: str
+    #: The keys view's select list: the columns the admin filters and orders the list by,
+    #: from the audit row alone (no join).
+    keys_view_columns: str
     #: The statement-level capture: the name of its template in ``templates/``.
     capture: str
     #: The row-level function that files a key-changing UPDATE under the old key as well.
@@ -223,6 +230,23 @@ class Layout:
     def backfill_sequence(self) -> str:
         """Numbers the rows of a 1.0.4 table after the upgrade; exists while that is pending."""
         return f"{self.table}_backfill_seq"
+
+    @property
+    def context_view(self) -> str:
+        """The entries that have a context, read from their context row first (see
+        :func:`create_view`)."""
+        return f"{self.table}_context_view"
+
+    @property
+    def keys_view(self) -> str:
+        """The keys of the entries and the columns the admin's list filters on, without the
+        context join (see :func:`create_view`)."""
+        return f"{self.table}_keys_view"
+
+    @property
+    def views(self) -> tuple[str, ...]:
+        """Every read view: the read models' view first."""
+        return (self.view, self.context_view, self.keys_view)
 
     @property
     def default_partition(self) -> str:
@@ -344,6 +368,18 @@ _SIMPLE_VIEW_COLUMNS = """
     a.object_schema, a.object_pk, {context}, a.audit_context_id, c.session_user_name
 """
 
+_SIMPLE_CONTEXT_VIEW_COLUMNS = """
+    a.audit_event_id AS id, a.object_table, a.object_payload, c.created AS audit_entry_created,
+    a.audit_entry_created_statement_timestamp, c.txid AS audit_txid_current, a.audit_operation,
+    a.object_schema, a.object_pk, c.context AS audit_context, c.context_id AS audit_context_id,
+    c.session_user_name
+"""
+
+_SIMPLE_KEYS_VIEW_COLUMNS = """
+    a.audit_event_id AS id, a.object_table, a.object_schema, a.object_pk, a.audit_entry_created,
+    a.audit_operation
+"""
+
 
 # _QUALIFIED_NOTE. The capture functions run with the audit owner's rights (SECURITY
 # DEFINER) but under the caller's search_path: a SET search_path clause would cost 1-5 us
@@ -387,6 +423,8 @@ SIMPLE = Layout(
     function=f"{PREFIX}simple_capture",
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
+    context_view_columns=_SIMPLE_CONTEXT_VIEW_COLUMNS,
+    keys_view_columns=_SIMPLE_KEYS_VIEW_COLUMNS,
     capture="simple_capture.sql",
     key_capture="simple_key_capture.sql",
     row_capture="simple_row_capture.sql",
@@ -431,6 +469,19 @@ _ADVANCED_VIEW_COLUMNS = """
     a.object_pk, a.statement_id, {context}, a.audit_context_id
 """
 
+_ADVANCED_CONTEXT_VIEW_COLUMNS = """
+    a.event_id, a.schema_name, a.table_name, a.relid,
+    coalesce(c.session_user_name, a.session_user_name) AS session_user_name, c.created AS action_tstamp_tx,
+    a.action_tstamp_stm, a.action_tstamp_clk, c.txid AS transaction_id, a.application_name, a.client_addr,
+    a.client_port, a.client_query, a.action, a.row_data, a.changed_fields, a.statement_only,
+    a.row_data AS row_data_json, a.changed_fields AS changed_fields_json,
+    a.object_pk, a.statement_id, c.context AS audit_context, c.context_id AS audit_context_id
+"""
+
+_ADVANCED_KEYS_VIEW_COLUMNS = """
+    a.event_id, a.schema_name, a.table_name, a.object_pk, a.action_tstamp_tx, a.action
+"""
+
 
 ADVANCED = Layout(
     name="advanced",
@@ -443,6 +494,8 @@ ADVANCED = Layout(
     function=f"{PREFIX}advanced_capture",
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
+    context_view_columns=_ADVANCED_CONTEXT_VIEW_COLUMNS,
+    keys_view_columns=_ADVANCED_KEYS_VIEW_COLUMNS,
     capture="advanced_capture.sql",
     key_capture="advanced_key_capture.sql",
     row_capture="advanced_row_capture.sql",
@@ -853,7 +906,7 @@ def protect_table(layout: Layout, schema: str) -> list[Composable]:
     """
     statements: list[Composable] = [
         SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
-        for name in (layout.table, layout.default_partition, layout.view, layout.sequence)
+        for name in (layout.table, layout.default_partition, *layout.views, layout.sequence)
     ]
     for function, arguments in functions(layout):
         statements.append(
@@ -937,13 +990,32 @@ def view_select_list(layout: Layout, schema: str, legacy: bool = False) -> Compo
 
 
 def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:
-    """The read view, refusing every write.
+    """The read views, each refusing every write.
 
-    Each row is joined to its context row (on the transaction, its time, which prunes the
-    context table to one partition, and the id): its ``audit_context`` is the context
-    row's context, a plain column, so a filter on it reaches the context table's indexes.
-    With ``legacy``, rows written before the context table keep showing theirs (see
-    :func:`legacy_context`).
+    The read view (``layout.view``, the read models' table) joins each row to its context
+    row (on the transaction, its time, which prunes the context table to one partition, and
+    the id): its ``audit_context`` is the context row's context, a plain column, so a filter
+    on it reaches the context table's indexes. With ``legacy``, rows written before the
+    context table keep showing theirs (see :func:`legacy_context`).
+
+    Two more views serve reads that the join makes slow, with the same meaning:
+
+    - The context view (``layout.context_view``): the entries that have a context row, with
+      the read view's columns, read from the context row first. Each context row's audit
+      rows come from a ``LATERAL`` subquery (a probe of the context id index, in the
+      partition of the context row's time), and the time, the transaction and the context
+      id are the context row's, so ``ORDER BY`` time is the order of the context table's
+      ``user_id`` index: a user's newest entries are a walk down that index that stops
+      after a page. ``OFFSET 0`` keeps the planner from flattening the subquery into a
+      join: it would estimate that join at one row (its three equalities multiplied as if
+      independent) and sort all of a user's rows instead of walking the index.
+      ``filter_context()`` reads it. With ``legacy`` it is the read view's rows, as
+      before the context table.
+    - The keys view (``layout.keys_view``): the event id and the columns the admin's list
+      filters on, from the audit rows alone. PostgreSQL 15 does not remove a LEFT JOIN to
+      a partitioned table even when nothing of it is read, so the admin's bounds (the
+      event id a page or a window starts at) read this view: a walk of the event-id index
+      alone.
 
     A plain view is automatically updatable and writes through it run with the view
     owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
@@ -951,20 +1023,53 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     whoever makes it and whatever was granted.
     """
     view = ident(schema, layout.view)
-    return [
-        # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove.
-        SQL("DROP VIEW IF EXISTS {}").format(view),
-        SQL("CREATE VIEW {view} AS SELECT {columns} FROM {table} AS a {join}").format(
-            view=view,
-            table=ident(schema, layout.table),
+    table = ident(schema, layout.table)
+    if legacy:
+        by_context = SQL("SELECT * FROM {view} WHERE audit_context IS NOT NULL").format(view=view)
+    else:
+        # The audit row's columns by name, not a.*: a view depends on every column it
+        # names, and a 1.0.4 table's hstore columns must go once their values are moved.
+        by_context = SQL(
+            "SELECT {columns} FROM {contexts} AS c CROSS JOIN LATERAL (SELECT {row} FROM {table} AS a"
+            " WHERE a.{ctx} OPERATOR(pg_catalog.=) c.context_id AND a.{time} OPERATOR(pg_catalog.=) c.created"
+            " AND a.{txid} OPERATOR(pg_catalog.=) c.txid OFFSET 0) AS a"
+        ).format(
+            row=SQL(", ").join(SQL("a.{}").format(ident(name)) for name in layout.column_names),
+            columns=SQL(layout.context_view_columns),
+            contexts=ident(schema, layout.context_table),
+            table=table,
+            ctx=ident(CONTEXT_ID_COLUMN),
+            time=ident(layout.time_column),
+            txid=ident(layout.txid_column),
+        )
+    definitions = {
+        layout.view: SQL("SELECT {columns} FROM {table} AS a {join}").format(
+            table=table,
             columns=view_select_list(layout, schema, legacy),
             join=context_join(layout, schema, "a"),
         ),
-        SQL(
-            "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
-            " FOR EACH ROW EXECUTE FUNCTION {refuse}()"
-        ).format(name=ident(VIEW_TRIGGER), view=view, refuse=ident(schema, REFUSE_WRITE)),
-    ]
+        layout.context_view: by_context,
+        layout.keys_view: SQL("SELECT {columns} FROM {table} AS a").format(
+            columns=SQL(layout.keys_view_columns), table=table
+        ),
+    }
+    # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove;
+    # the views depending on the read view before it.
+    statements = drop_views(layout, schema)
+    for name, definition in definitions.items():
+        statements += [
+            SQL("CREATE VIEW {view} AS {definition}").format(view=ident(schema, name), definition=definition),
+            SQL(
+                "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
+                " FOR EACH ROW EXECUTE FUNCTION {refuse}()"
+            ).format(name=ident(VIEW_TRIGGER), view=ident(schema, name), refuse=ident(schema, REFUSE_WRITE)),
+        ]
+    return statements
+
+
+def drop_views(layout: Layout, schema: str) -> list[Composable]:
+    """DROP every read view of ``layout``, those depending on the read view first."""
+    return [SQL("DROP VIEW IF EXISTS {}").format(ident(schema, name)) for name in reversed(layout.views)]
 
 
 # ---------------------------------------------------------------------------------------

@@ -303,7 +303,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     if not found.table.exists:
         statements.append(layouts.create_table(layout, schema, seq_text))
     else:
-        statements.append(SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
+        statements.extend(layouts.drop_views(layout, schema))
         hstore_columns = [
             c for c in ("row_data", "changed_fields") if found.table.column_types.get(c) == "hstore"
         ]
@@ -956,7 +956,8 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor, SQL("DROP FUNCTION IF EXISTS {}({}) CASCADE").format(ident(schema, name), SQL(args))
             )
     if drop_data:
-        execute(cursor, SQL("DROP VIEW IF EXISTS {}").format(ident(schema, layout.view)))
+        for statement in layouts.drop_views(layout, schema):
+            execute(cursor, statement)
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.context_table)))
         for table in (layout.seal_table, layout.mark_table):

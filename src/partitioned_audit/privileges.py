@@ -124,7 +124,7 @@ def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
         )
         for parent in (layout.table, layout.context_table):
             relations.update({row.name: "TABLE" for row in catalog.partitions(cursor, schema, parent)})
-        relations[layout.view] = "VIEW"
+        relations.update(dict.fromkeys(layout.views, "VIEW"))
         for name, args in functions(layout):
             signature = SQL("{}({})").format(ident(schema, name), SQL(args))
             found.append(AuditObject("FUNCTION", signature, f"function {schema}.{name}({args})"))

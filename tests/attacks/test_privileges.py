@@ -105,6 +105,43 @@ def test_the_view_refuses_writes_even_from_roles_granted_them(two_roles: TwoRole
     assert two_roles.trail() == before
 
 
+def test_the_search_views_are_granted_with_the_read_view_and_refuse_writes(two_roles: TwoRoles):
+    """The context view (``filter_context()``) and the keys view (the admin's bounds) show
+    what the read view shows: ``--read`` grants them with it, and a write through them is
+    refused, without a grant by the privileges, with one by their INSTEAD OF trigger."""
+    layout = two_roles.layout
+    before = two_roles.trail()
+    searches = [view for view in layout.views if view != layout.view]
+    assert len(searches) == 2
+
+    def writes(view: str) -> list[str]:
+        return [f"UPDATE public.{view} SET {layout.table_column} = 'forged'", f"DELETE FROM public.{view}"]
+
+    app = two_roles.session(two_roles.app)
+    try:
+        for view in searches:
+            cur = app.cursor()
+            cur.execute(f"SELECT count(*) FROM public.{view}")  # noqa: S608 - the layout's names
+            assert cur.fetchone()[0] == len(before) == 1
+            app.rollback()
+            for statement in writes(view):
+                assert refused(app, statement).startswith("permission denied for view "), statement
+    finally:
+        app.close()
+    grant = f"GRANT INSERT, UPDATE, DELETE ON {', '.join(f'public.{v}' for v in searches)} TO {two_roles.app}"
+    two_roles.run(two_roles.owner, grant)
+    for role in (two_roles.app, two_roles.owner):
+        conn = two_roles.session(role)
+        try:
+            for view in searches:
+                for statement in writes(view):
+                    error = refused(conn, statement)
+                    assert f"{view} is read-only" in error, (role, statement, error)
+        finally:
+            conn.close()
+    assert two_roles.trail() == before
+
+
 def test_a_partition_created_later_is_never_more_open_than_its_parent(two_roles: TwoRoles):
     """Default privileges grant the app ALL on new tables; the partition must not keep them."""
     auditor = f"{two_roles.app}_auditor"
@@ -136,10 +173,13 @@ def test_privileges_is_idempotent_and_says_what_it_changed(two_roles: TwoRoles, 
     assert changes == [f"revoked INSERT, TRIGGER on table public.{layout.table} from {two_roles.app}"]
     # Without --read the view closes too.
     changes = privileges_json(two_roles, capsys)["changes"]
-    assert changes == [f"revoked SELECT on view public.{layout.view} from {two_roles.app}"]
+    assert changes == [
+        f"revoked SELECT on view public.{view} from {two_roles.app}" for view in sorted(layout.views)
+    ]
     app = two_roles.session(two_roles.app)
     try:
-        assert refused(app, f"SELECT * FROM public.{layout.view}").startswith("permission denied")
+        for view in layout.views:
+            assert refused(app, f"SELECT * FROM public.{view}").startswith("permission denied")
     finally:
         app.close()
 
