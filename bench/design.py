@@ -125,9 +125,16 @@ def main(argv: list[str] | None = None) -> int:
         "--update-diff", action="store_true", help="compare the advanced UPDATE capture's diff shapes"
     )
     parser.add_argument("--rows", type=int, default=200_000, help="rows of the bulk UPDATE (--update-diff)")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        choices=list(DIFF_SHAPES),
+        default=list(DIFF_SHAPES),
+        help="the shapes --update-diff measures (the shipped one always)",
+    )
     args = parser.parse_args(argv)
     if args.update_diff:
-        return update_diff(args.seconds, args.rounds, args.rows)
+        return update_diff(args.seconds, args.rounds, args.rows, args.shapes)
     server = get_server()
     recreate_database(server, DB, "off")
     scripts = Path(tempfile.mkdtemp(prefix="dpa-design-"))
@@ -401,13 +408,13 @@ def _verify_shapes(conn: Any) -> None:
             raise SystemExit(f"{shape}: the audit rows differ from the shipped capture's")
 
 
-def update_diff(seconds: int, rounds: int, rows: int) -> int:
+def update_diff(seconds: int, rounds: int, rows: int, shapes: list[str]) -> int:
     """Single-row UPDATEs (pgbench, 1 client) and one UPDATE of ``rows`` rows per shape,
     against the unaudited table and the simple layout, interleaved over ``rounds``."""
     server = get_server()
     recreate_database(server, DB, "off")
     scripts = Path(tempfile.mkdtemp(prefix="dpa-diff-"))
-    cases = ["baseline", "simple", *DIFF_SHAPES]
+    cases = ["baseline", "simple", "shipped", *(s for s in DIFF_SHAPES if s in shapes and s != "shipped")]
     pool = 100_000
     with connect(server, DB) as conn:
         install_audit(conn, SIMPLE, "public", False, past_months=0)
@@ -470,24 +477,36 @@ def _empty_audit_tables(server: Any) -> None:
 def _diff_report(
     one: dict[str, list[float]], bulk: dict[str, list[float]], seconds: int, rounds: int, rows: int
 ) -> None:
+    def ratio(mine: list[float], other: list[float]) -> str:
+        """The median [min-max] of each round's ratio."""
+        ratios = [m / o for m, o in zip(mine, other, strict=True)]
+        return f"{statistics.median(ratios):.2f}× [{min(ratios):.2f}-{max(ratios):.2f}]"
+
     def cells(times: dict[str, list[float]], case: str, per: float) -> str:
-        mine, base, simple = times[case], times["baseline"], times["simple"]
+        mine, base = times[case], times["baseline"]
         added = statistics.median(m - b for m, b in zip(mine, base, strict=True)) / per
-        vs_base = statistics.median(m / b for m, b in zip(mine, base, strict=True))
-        vs_simple = statistics.median(m / s for m, s in zip(mine, simple, strict=True))
-        return f"{statistics.median(mine) / per:,.1f} | {added:,.1f} | {vs_base:.2f}× | {vs_simple:.2f}×"
+        shipped = ratio(mine, times["shipped"]) if case in DIFF_SHAPES else "-"
+        return (
+            f"{statistics.median(mine) / per:,.1f} | {added:,.1f} | {ratio(mine, base)}"
+            f" | {ratio(mine, times['simple'])} | {shipped}"
+        )
 
     what = {"baseline": "unaudited", "simple": "simple layout (the target's reference)"}
     what.update({shape: text for shape, (text, _) in DIFF_SHAPES.items()})
     print(f"\nSingle-row UPDATE, pgbench, 1 client, {rounds} rounds of {seconds} s; medians of the rounds\n")
-    print("| case | µs per UPDATE | added µs | / unaudited | / simple |\n|---|---|---|---|---|")
+    print(
+        "| case | µs per UPDATE | added µs | / unaudited | / simple | / shipped |\n|---|---|---|---|---|---|"
+    )
     for case in one:
         print(f"| {what[case]} | {cells(one, case, 1.0)} |")
     print(
         f"\nOne UPDATE of {rows:,} rows, after twenty one-row UPDATEs in the same session,"
         f" {rounds} rounds; medians of the rounds\n"
     )
-    print("| case | µs per row | added µs per row | / unaudited | / simple |\n|---|---|---|---|---|")
+    print(
+        "| case | µs per row | added µs per row | / unaudited | / simple | / shipped |\n"
+        "|---|---|---|---|---|---|"
+    )
     for case in bulk:
         print(f"| {what[case]} | {cells(bulk, case, rows / 1e6)} |")
 
