@@ -314,7 +314,15 @@ DIFF_SHAPES: dict[str, tuple[str, str | None]] = {
         SELECT {_update_values("p.old_j", "'{}'::pg_catalog.jsonb", "p.new_j")}
           FROM ({_PAIRS}) AS p;""",
     ),
+    "no_pairing": (
+        "no old row and no diff (the new rows alone, as the simple layout reads them): a lower floor",
+        f"""        INSERT INTO {{table}} ({_UPDATE_COLUMNS})
+        SELECT {_update_values("p.j", "'{}'::pg_catalog.jsonb", "p.j")}
+          FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM dpa_new AS t) AS p;""",
+    ),
 }
+#: The shapes that record less than the shipped capture, on purpose: floors, not candidates.
+FLOORS = ("no_diff", "no_pairing")
 _UPDATE_BRANCH = "ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN\n"
 
 
@@ -377,8 +385,8 @@ def _verify_shapes(conn: Any) -> None:
     columns included, and none for an UPDATE changing only excluded columns."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     for shape in DIFF_SHAPES:
-        if shape == "no_diff":
-            continue  # records every field, on purpose
+        if shape in FLOORS:
+            continue
         table = f"verify_{shape}"
         run(conn, SQL("CREATE TABLE {} (" + ROW_COLUMNS + ")").format(ident(table)))
         _advanced_table(conn, table, shape, TableSpec("public", table, ("id",), ("created",), ("note",)))
