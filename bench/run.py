@@ -3,13 +3,18 @@
     python -m bench.run --quick            # about 3 minutes
     python -m bench.run                    # the full suite, under 20 minutes
     python -m bench.run --synchronous-commit on
+    python -m bench.run --quick --writes-only   # the write workloads and bytes per row alone
+
+The databases are named after ``$DPA_BENCH_DB`` (default ``dpa_bench``), so that runs
+sharing a server keep apart.
 
 Every workload runs once per variant in each round, the variants in a rotating order, so
 that the noise of a shared machine hits them alike. The variants are this project's layouts
 and its peers on the same tables: django-pghistory at its row and its statement level
-(inserts, updates and deletes tracked), and the dual-write bound, where each statement
-copies its own rows as jsonb into an unindexed table through a CTE (no trigger can be
-cheaper). A ratio is the variant's time divided
+(inserts, updates and deletes tracked), auditrum (row triggers into its time-partitioned
+log, its middleware's context on the ORM workloads), and the dual-write bound, where each
+statement copies its own rows as jsonb into an unindexed table through a CTE (no trigger
+can be cheaper). A ratio is the variant's time divided
 by the baseline's time in the same round; the tables show the median ratio over the rounds
 and its min-max. The server is chosen as the tests choose it: ``$DATABASE_URL``, else
 127.0.0.1:5432, else an embedded PostgreSQL.
@@ -42,17 +47,17 @@ sys.path[:0] = [str(ROOT), str(ROOT / "testproject")]
 
 from testproject.dbserver import Server, get_server  # noqa: E402
 
-from bench.benchapp import PGHISTORY_LEVELS, PREFIXES, TPCB_TABLES, VARIANTS  # noqa: E402
+from bench.benchapp import AUDITRUM, PGHISTORY_LEVELS, PREFIXES, TPCB_TABLES, VARIANTS  # noqa: E402
 from partitioned_audit import ADVANCED, SIMPLE, Layout, TableSpec, disable, enable, install  # noqa: E402
 from partitioned_audit.partitioning.maintenance import Maintainer  # noqa: E402
 from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, PartitionInfo  # noqa: E402
 from partitioned_audit.sql import SQL, Composable, ident, literal  # noqa: E402
 
-MAIN_DB = "dpa_bench"
-SCALE_DB = "dpa_bench_scale_{}"
+MAIN_DB = os.environ.get("DPA_BENCH_DB", "dpa_bench")
+SCALE_DB = MAIN_DB + "_scale_{}"
 #: Audit rows of the scale section written through the capture; the rest are copies.
 SEED_ROWS = 100_000
-TPCB_DB = "dpa_bench_tpcb_{}"
+TPCB_DB = MAIN_DB + "_tpcb_{}"
 
 #: Where each of this project's variants writes its audit rows: (layout, schema of the audit
 #: objects, GIN index); None for the baseline. The peers are not in it.
@@ -73,10 +78,14 @@ LABELS = {
     "advanced_ctx": "advanced + context",
     "pgh_row": "pghistory (row)",
     "pgh_stmt": "pghistory (statement)",
+    "auditrum": "auditrum (row)",
     "dual": "dual-write bound",
 }
+#: auditrum's log and its context table (its defaults, ``PGAUDIT_TABLE_NAME`` and
+#: ``PGAUDIT_CONTEXT_TABLE_NAME``).
+AUDITRUM_TABLES = ("auditlog", "audit_context")
 #: The variants TPC-B runs for, each in its own database.
-TPCB_VARIANTS = ("baseline", "simple", "advanced", *PGHISTORY_LEVELS)
+TPCB_VARIANTS = ("baseline", "simple", "advanced", *PGHISTORY_LEVELS, AUDITRUM)
 #: What ``AuditContextMiddleware`` records for a request, set for every write of the
 #: ``*_ctx`` variants: pgbench and the bulk statements set it for the session (what the
 #: capture reads and stores), the ORM workloads run inside ``audit_context()`` (the whole
@@ -129,7 +138,7 @@ class Scale:
 
 QUICK = Scale("quick", 3, 1200, 50_000, 300, 5, 1, 1500, 1_000_000, 200_000, 200_000, 1_000_000)
 FULL = Scale("full", 5, 5000, 200_000, 1000, 10, 5, 5000, 10_000_000, 1_000_000, 1_000_000, 4_000_000)
-SEAL_DB = "dpa_bench_seal"
+SEAL_DB = MAIN_DB + "_seal"
 #: Chunk sizes compared once each, beside the default measured every round.
 SEAL_CHUNKS = (1_000, 10_000, 100_000)
 
@@ -205,8 +214,20 @@ def as_variant(variant: str, statement: Composable, table: str) -> Composable:
 def audit_bytes(conn: psycopg.Connection[Any], variant: str, table: str) -> int:
     """On-disk bytes of where the variant keeps the history of ``table``, with its indexes:
     this project's audit table and context table (every partition), pghistory's event
-    table, the dual-write log; for the baseline, ``table`` itself."""
+    table, auditrum's log (every partition) and context table, the dual-write log; for the
+    baseline, ``table`` itself."""
     audit = AUDIT.get(variant)
+    if variant == AUDITRUM:
+        log, context = AUDITRUM_TABLES
+        return int(
+            run(
+                conn,
+                "SELECT coalesce(sum(pg_total_relation_size(i.inhrelid)), 0)"
+                " + pg_total_relation_size(%s::regclass)"
+                " FROM pg_inherits i WHERE i.inhparent = %s::regclass",
+                [context, log],
+            )[0][0]
+        )
     if audit is None:
         if variant in PGHISTORY_LEVELS:
             from bench.benchapp.models import ROW_MODELS
@@ -257,6 +278,49 @@ def set_up_pghistory(alias: str, models: list[Any]) -> None:
             installed += 1
     assert installed == 3 * len(models), installed  # insert, update and delete of each
     connections[alias].close()
+
+
+def set_up_auditrum(alias: str, tables: list[str]) -> None:
+    """auditrum in the database ``alias`` as ``migrate`` sets it up: its app's migrations
+    (the partitioned log with three monthly partitions from this month and a DEFAULT one,
+    its context table and functions), then the trigger of each model registered in
+    ``bench/benchapp/audit.py`` whose table is in ``tables``, installed by the trigger manager
+    its generated migrations call."""
+    from auditrum.integrations.django.executor import DjangoExecutor
+    from auditrum.integrations.django.tracking import get_registered_specs
+    from auditrum.tracking import TriggerManager
+    from django.core.management import call_command
+    from django.db import connections
+
+    call_command("migrate", "auditrum_django", database=alias, verbosity=0)
+    manager = TriggerManager(DjangoExecutor(connection=connections[alias]))
+    manager.bootstrap()
+    specs = [spec for _, spec in get_registered_specs() if spec.table in tables]
+    assert len(specs) == len(tables), [spec.table for spec in specs]
+    for spec in specs:
+        manager.install(spec)
+    connections[alias].close()
+
+
+def auditrum_request(work: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """``work`` run as a view behind auditrum's two middlewares, for a POST of the user in
+    ``CONTEXT``: every statement it sends carries auditrum's context, as in a request."""
+    from types import SimpleNamespace
+
+    from auditrum.integrations.django.middleware import AuditrumMiddleware, RequestIDMiddleware
+    from django.http import HttpRequest, HttpResponse
+    from django.test import RequestFactory
+
+    spent: dict[str, float] = {}
+
+    def view(request: HttpRequest) -> HttpResponse:
+        spent.update(work())
+        return HttpResponse()
+
+    request = RequestFactory().post(CONTEXT["path"])
+    request.user = SimpleNamespace(id=CONTEXT["user_id"], username=CONTEXT["username"])  # type: ignore[assignment]
+    RequestIDMiddleware(AuditrumMiddleware(view))(request)
+    return spent
 
 
 def pgbench_binary() -> str:
@@ -315,6 +379,7 @@ class Bench:
         from bench.benchapp.models import ROW_MODELS
 
         set_up_pghistory("default", [ROW_MODELS[p, v] for p in PREFIXES for v in PGHISTORY_LEVELS])
+        set_up_auditrum("default", [f"{p}_{AUDITRUM}" for p in PREFIXES])
         run(self.conn, "VACUUM ANALYZE")
         self.set_up_tpcb()
 
@@ -361,6 +426,8 @@ class Bench:
                 run(conn, "ALTER TABLE pgbench_history ADD COLUMN id bigserial PRIMARY KEY")
             if variant in PGHISTORY_LEVELS:
                 set_up_pghistory(f"tpcb_{variant}", TPCB_MODELS[variant])
+            if variant == AUDITRUM:
+                set_up_auditrum(f"tpcb_{variant}", list(TPCB_TABLES))
             audit = AUDIT.get(variant)
             if audit is None:
                 continue
@@ -374,14 +441,23 @@ class Bench:
         import django
         from django.conf import settings
 
-        tpcb = {f"tpcb_{v}": self.server.django_database(TPCB_DB.format(v)) for v in PGHISTORY_LEVELS}
+        tpcb = {
+            f"tpcb_{v}": self.server.django_database(TPCB_DB.format(v)) for v in (*PGHISTORY_LEVELS, AUDITRUM)
+        }
         settings.configure(
             DATABASES={
                 "default": {**self.server.django_database(MAIN_DB), "CONN_MAX_AGE": None},
                 **tpcb,
             },
-            INSTALLED_APPS=["django_partitioned_audit", "pgtrigger", "pghistory", "bench.benchapp"],
+            INSTALLED_APPS=[
+                "django_partitioned_audit",
+                "pgtrigger",
+                "pghistory",
+                "auditrum.integrations.django",
+                "bench.benchapp",
+            ],
             USE_TZ=True,
+            SECRET_KEY="bench",  # auditrum's middleware keys its session hash with it
         )
         django.setup()
 
@@ -468,6 +544,8 @@ class Bench:
 
         if variant == "dual":
             return {}  # the ORM cannot add a CTE to its statements
+        if variant == AUDITRUM:
+            return auditrum_request(lambda: self._orm(variant))
         with audit_context(**CONTEXT) if has_context(variant) else contextlib.nullcontext():
             return self._orm(variant)
 
@@ -723,6 +801,12 @@ class Bench:
             lines.append(f"| {name} | {shown} | " + " | ".join(cells) + " |")
         lines += [
             "",
+            "auditrum 0.9 has row triggers only (no statement level): its one-statement cells are"
+            " its row trigger firing once per row. Its ORM cells run behind its two middlewares, so"
+            " each write carries its request context; its other cells carry none, as in the simple"
+            " column. Its TPC-B audit rows have no object id: it reads a column named `id`, which"
+            " pgbench's tables lack.",
+            "",
             "Added time, µs: each round's time minus the baseline's in that round, per transaction"
             " (pgbench: 1/TPS), per row (one-statement workloads, bulk_create) or per call (ORM),"
             " median of the rounds:",
@@ -749,24 +833,25 @@ class Bench:
                 + " |"
             )
         lines += ["", *self.scale_report()]
-        lines += [
-            "",
-            f"Tamper evidence: sealing and verifying audit rows inside PostgreSQL, medians of"
-            f" {self.scale.rounds} rounds [max]; an empty seal is one that finds nothing new:",
-            "",
-            "| layout | rows | seal | verify | empty seal | seal table | "
-            + " | ".join(f"seal, chunks of {size:,}" for size in SEAL_CHUNKS)
-            + " |",
-            "|---|---|---|---|---|---|" + "---|" * len(SEAL_CHUNKS),
-        ]
-        for name, h in self.sealing.items():
-            lines.append(
-                f"| {name} | {h['rows']:,.0f} | {h['seal_s']:.2f} s [{h['seal_max_s']:.2f}] |"
-                f" {h['verify_s']:.2f} s [{h['verify_max_s']:.2f}] |"
-                f" {h['empty_ms']:.1f} ms [{h['empty_max_ms']:.1f}] | {h['seal_table_bytes'] / 1024:.0f} KiB | "
-                + " | ".join(f"{h[f'chunk_{size}_s']:.2f} s" for size in SEAL_CHUNKS)
-                + " |"
-            )
+        if self.sealing:  # not measured with --writes-only
+            lines += [
+                "",
+                f"Tamper evidence: sealing and verifying audit rows inside PostgreSQL, medians of"
+                f" {self.scale.rounds} rounds [max]; an empty seal is one that finds nothing new:",
+                "",
+                "| layout | rows | seal | verify | empty seal | seal table | "
+                + " | ".join(f"seal, chunks of {size:,}" for size in SEAL_CHUNKS)
+                + " |",
+                "|---|---|---|---|---|---|" + "---|" * len(SEAL_CHUNKS),
+            ]
+            for name, h in self.sealing.items():
+                lines.append(
+                    f"| {name} | {h['rows']:,.0f} | {h['seal_s']:.2f} s [{h['seal_max_s']:.2f}] |"
+                    f" {h['verify_s']:.2f} s [{h['verify_max_s']:.2f}] |"
+                    f" {h['empty_ms']:.1f} ms [{h['empty_max_ms']:.1f}] | {h['seal_table_bytes'] / 1024:.0f} KiB | "
+                    + " | ".join(f"{h[f'chunk_{size}_s']:.2f} s" for size in SEAL_CHUNKS)
+                    + " |"
+                )
         lines += [
             "",
             "The audit context on a single-row write, 1 client: latency with a five-key context over"
@@ -1002,6 +1087,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, help="override the number of rounds")
     parser.add_argument("--synchronous-commit", choices=["on", "off"], default="off")
     parser.add_argument("--output", type=Path, help="also write the markdown report to this file")
+    parser.add_argument(
+        "--writes-only",
+        action="store_true",
+        help="the write workloads and bytes per row alone: no reads at scale, sealing or archive",
+    )
     args = parser.parse_args(argv)
     scale = QUICK if args.quick else FULL
     if args.rounds:
@@ -1009,20 +1099,19 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     bench = Bench(get_server(), scale, args.synchronous_commit)
     bench.set_up()
-    bench.set_up_scale()
+    if not args.writes_only:
+        bench.set_up_scale()
     bench.rounds()
     bench.measure_storage()
-    bench.measure_scale()
-    bench.measure_sealing()
-    from bench import archive
+    report = bench.report()
+    if not args.writes_only:
+        bench.measure_scale()
+        bench.measure_sealing()
+        from bench import archive
 
-    archived = archive.measure(bench.server, scale.archive_rows, scale.archive_large, scale.rounds)
-    report = (
-        bench.report()
-        + "\n\n"
-        + archive.report(archived)
-        + f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
-    )
+        archived = archive.measure(bench.server, scale.archive_rows, scale.archive_large, scale.rounds)
+        report = bench.report() + "\n\n" + archive.report(archived)
+    report += f"\n\nTotal time: {(time.perf_counter() - started) / 60:.1f} min.\n"
     print(report)
     if args.output:
         args.output.write_text(report)

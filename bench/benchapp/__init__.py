@@ -10,10 +10,13 @@ VARIANTS = (
     "advanced_ctx",
     "pgh_row",
     "pgh_stmt",
+    "auditrum",
     "dual",
 )
 #: django-pghistory's two trigger levels, by variant.
 PGHISTORY_LEVELS = {"pgh_row": "Row", "pgh_stmt": "Statement"}
+#: auditrum's variant: its row triggers, registered in ``bench/benchapp/audit.py``.
+AUDITRUM = "auditrum"
 #: The tables of a variant that its write workloads use, by prefix.
 PREFIXES = ("pgb", "bulk", "orm", "store")
 #: pgbench's TPC-B tables and their keys.

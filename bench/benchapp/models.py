@@ -1,7 +1,9 @@
 """ORM models over the benchmark tables; the tables and triggers are made by ``bench/run.py``.
 
 The ``pgh_*`` variants' models are tracked by django-pghistory (inserts, updates and
-deletes, at its row or statement level), which generates their event models here.
+deletes, at its row or statement level), which generates their event models here. The
+``auditrum`` variant's models are registered with auditrum in ``audit.py``, as its README
+says, and auditrum's app finds that module when Django starts.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import pghistory
 import pgtrigger
 from django.db import models
 
-from . import PGHISTORY_LEVELS, PREFIXES, TPCB_TABLES, VARIANTS
+from . import AUDITRUM, PGHISTORY_LEVELS, PREFIXES, TPCB_TABLES, VARIANTS
 
 
 class RowBase(models.Model):
@@ -109,3 +111,14 @@ def _tpcb_model(table: str, variant: str) -> type[models.Model]:
 TPCB_MODELS = {
     variant: [_tpcb_model(table, variant) for table in TPCB_TABLES] for variant in PGHISTORY_LEVELS
 }
+
+#: pgbench's tables in auditrum's TPC-B database (registered in ``audit.py``).
+AUDITRUM_TPCB_MODELS = [
+    _model(
+        _camel(f"{table}_{AUDITRUM}"),
+        table,
+        _Tpcb,
+        {name: field.clone() for name, field in _TPCB_FIELDS[table].items()},
+    )
+    for table in TPCB_TABLES
+]
