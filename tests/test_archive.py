@@ -24,7 +24,7 @@ from partitioned_audit import ADVANCED, SIMPLE, archive, cli
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.sql import SQL, execute, ident, literal
 from partitioned_audit.store import StoreError, open_store
-from tests.engine_db import connect, scratch_database
+from tests.engine_db import connect, drop_role_later, scratch_database
 from tests.seaweed import SeaweedFS
 from tests.test_sealing import Trail, chunk_digest, field_texts, link
 
@@ -62,7 +62,7 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def trail(request: pytest.FixtureRequest) -> Iterator[Trail]:
     """January 2001 holds events 1..1200 (the seal's second chunk straddles it and the
     DEFAULT partition), everything is sealed."""
-    with scratch_database() as dbname:
+    with scratch_database(background=True) as dbname:
         t = Trail(dbname, request.param)
         old = PartitionInfo.create(t.layout.table, *JAN)
         t.m.create([old])
@@ -294,7 +294,7 @@ def test_the_store_stopping_mid_upload_loses_nothing_and_the_next_run_completes(
 
 def test_a_run_killed_mid_write_is_completed_by_the_next(tmp_path):
     """A real process, killed while it writes; nothing half-written is visible, nothing lost."""
-    with scratch_database() as dbname:
+    with scratch_database(background=True) as dbname:
         t = Trail(dbname, SIMPLE)
         old = PartitionInfo.create(t.layout.table, *JAN)
         t.m.create([old])
@@ -379,7 +379,7 @@ def test_restore_refuses_what_it_cannot_do_and_changes_nothing(trail, tmp_path):
 
 
 def test_rows_under_several_seals_and_rows_not_sealed_yet_are_archived_and_checked(tmp_path):
-    with scratch_database() as dbname:
+    with scratch_database(background=True) as dbname:
         t = Trail(dbname, SIMPLE)
         old = PartitionInfo.create(t.layout.table, *JAN)
         t.m.create([old])
@@ -470,7 +470,7 @@ def context_trail(request: pytest.FixtureRequest) -> Iterator[tuple[Trail, str]]
     admin = connect("postgres", autocommit=True)
     execute(admin.cursor(), SQL("CREATE ROLE {} LOGIN").format(ident(clerk)))
     try:
-        with scratch_database() as dbname:
+        with scratch_database(background=True) as dbname:
             t = Trail(dbname, request.param)
             t.run("GRANT SELECT, INSERT, UPDATE ON invoice TO " + clerk)
             old = PartitionInfo.create(t.layout.table, *JAN)
@@ -505,8 +505,8 @@ def context_trail(request: pytest.FixtureRequest) -> Iterator[tuple[Trail, str]]
             yield t, clerk
             t.conn.close()
     finally:
-        execute(admin.cursor(), SQL("DROP ROLE IF EXISTS {}").format(ident(clerk)))
         admin.close()
+        drop_role_later(clerk)  # (after the database holding its grants)
 
 
 def shown(t: Trail) -> list[tuple[Any, ...]]:
@@ -576,7 +576,7 @@ def test_a_changed_context_in_the_archive_differs_from_its_seal(context_trail, t
 def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_restored(layout, tmp_path):
     """Seal 1 in format 1 and seal 2 in format 2 (made by earlier versions: written here by
     hand, as the documented encoding says), seal 3 in format 3, all over January's rows."""
-    with scratch_database() as dbname:
+    with scratch_database(background=True) as dbname:
         t = Trail(dbname, layout)
         old = PartitionInfo.create(layout.table, *JAN)
         t.m.create([old])
