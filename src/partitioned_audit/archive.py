@@ -54,11 +54,13 @@ from .layouts import (
 from .offline import (
     TEXT_SETTINGS,
     Entry,
+    Seal,
     attached_partitions,
     field_piece,
     field_texts,
     read_entries,
     row_piece,
+    walk,
 )
 from .partitioning.maintenance import Maintainer
 from .partitioning.ranges import PartitionInfo
@@ -298,20 +300,11 @@ def row_digests(arrays: Sequence[Any]) -> list[bytes]:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Seal:
-    seal_id: int
-    first: int
-    last: int
-    size: int
-    format: int
-
-
 @dataclass
 class SealState:
     """What the seal table says about chunks, read in the archive's snapshot."""
 
-    seals: list[_Seal]
+    seals: list[Seal]
     #: (seal id, chunk) -> (rows, digest, id of the entry that last listed it).
     expected: dict[tuple[int, int], tuple[int, bytes, int]]
     #: The last sealed event id.
@@ -326,10 +319,10 @@ class SealState:
         self.seals = sorted(self.seals, key=lambda s: s.first)
         self._firsts = [s.first for s in self.seals]
 
-    def seal(self, seal_id: int) -> _Seal:
+    def seal(self, seal_id: int) -> Seal:
         return next(s for s in self.seals if s.seal_id == seal_id)
 
-    def chunk_of(self, event_id: int) -> tuple[_Seal, int] | None:
+    def chunk_of(self, event_id: int) -> tuple[Seal, int] | None:
         """The seal covering ``event_id`` and the index of its chunk there, if any."""
         at = bisect.bisect_right(self._firsts, event_id) - 1
         if at < 0 or event_id > self.seals[at].last:
@@ -338,38 +331,18 @@ class SealState:
         return found, (event_id - found.first) // found.size
 
 
-def seal_state(entries: Sequence[Entry], attached: set[str]) -> SealState:
-    """The chunks' expected digests after ``entries``; a retention entry of a partition
-    that is attached again (a restored one) does not count, as in verify."""
-    seals: list[_Seal] = []
-    expected: dict[tuple[int, int], tuple[int, bytes, int]] = {}
-    pending: dict[int, list[int]] = {}
-    opens: list[int] = []
-    sealed = 0
-    for entry in entries:
-        if entry.kind != "seal" and entry.partition_name in attached:
-            continue
-        if entry.kind == "seal" and entry.first_event_id is not None and entry.last_event_id is not None:
-            if entry.last_event_id >= entry.first_event_id and entry.chunk_size:
-                seals.append(
-                    _Seal(
-                        entry.seal_id,
-                        entry.first_event_id,
-                        entry.last_event_id,
-                        entry.chunk_size,
-                        entry.format or 1,
-                    )
-                )
-                sealed = entry.last_event_id
-            closes = entry.ids("closes") or []
-            opens = [o for o in opens if o not in closes]
-            if entry.ids("pending"):
-                opens.append(entry.seal_id)
-                pending[entry.seal_id] = entry.ids("pending") or []
-        for c in entry.chunks:
-            expected[(c.seal_id, c.index)] = (c.rows or 0, c.digest or b"", entry.seal_id)
-    late = {x for o in opens for x in pending[o]}
-    return SealState(seals, expected, sealed, late, {e.seal_id: e.digest for e in entries})
+def seal_state(entries: Sequence[Entry], attached: set[str], table_text: str) -> SealState:
+    """The chunks' expected digests after ``entries``, as verify counts them (one walk of
+    the chain, :func:`~partitioned_audit.offline.walk`): an entry verify does not count
+    counts for nothing here, nor does a retention entry of a partition attached again."""
+    done = walk(entries, attached, table_text)
+    return SealState(
+        list(done.seals.values()),
+        {key: (rows, digest or b"", entry) for key, (rows, digest, _, entry) in done.expected.items()},
+        done.sealed,
+        done.late,
+        {e.seal_id: e.digest for e in entries},
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -784,6 +757,10 @@ def _snapshot(connection: Any) -> Iterator[Cursor]:
     try:
         for name, value in TEXT_SETTINGS.items():
             cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
+        # The read of the rows is costed high (the view's subquery for rows written before
+        # the context table), which makes PostgreSQL compile it with JIT: over a second of a
+        # 200,000-row partition's three, for a query that runs once.
+        cursor.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
         yield cursor
     finally:
         cursor.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dpa_archive")
@@ -896,7 +873,11 @@ def _write_partition(
     event_name = next(c.name for c in columns if c.source == layout.event_column)
     event_at = next(i for i, c in enumerate(columns) if c.source == layout.event_column)
     with _snapshot(maintainer.connection) as cursor:
-        state = seal_state(read_entries(cursor, layout, schema), attached_partitions(cursor, layout, schema))
+        state = seal_state(
+            read_entries(cursor, layout, schema),
+            attached_partitions(cursor, layout, schema),
+            f"{schema}.{layout.table}",
+        )
         others = _others(
             cursor, maintainer, info.partition, state, *_counts(cursor, maintainer, info.partition)[1:]
         )
