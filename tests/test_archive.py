@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from partitioned_audit import ADVANCED, SIMPLE, archive, cli
+from partitioned_audit import ADVANCED, SIMPLE, archive, cli, sealing
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.sql import SQL, execute, ident, literal
 from partitioned_audit.store import StoreError, open_store
@@ -662,3 +662,67 @@ def test_a_partition_changed_after_its_archive_is_not_dropped_nor_its_context_ro
     assert str(info.value).startswith(f"{done.manifest} exists but does not match public.{t.old.partition}: ")
     assert len(context_rows(t)) == len(contexts) + 1
     assert len(rows_of(t, t.old.partition)) == done.rows + 1
+
+
+def test_an_entry_verify_does_not_count_vouches_for_no_archived_row(trail, tmp_path):
+    """A sealed row of January altered, then an entry appended past the seal table's
+    trigger (dropped by whoever owns it) that re-digests the altered chunk: verify does not
+    count that entry (its range ends before it starts), so neither does the archive, which
+    refuses the rows and publishes nothing."""
+    t = trail
+    payload = ident("object_payload" if t.layout.name == "simple" else "row_data")
+    t.tamper(
+        SQL("UPDATE {} SET {p} = {p} || '{{\"amount\": 0}}' WHERE {}").format(t.table, t.where(5), p=payload)
+    )
+    seals = ident(t.schema, t.layout.seal_table)
+    fields = SQL(
+        "2, 'seal', now(), s.last_event_id + 1, s.last_event_id, c.row_count, s.chunk_size, NULL::text,"
+        " ARRAY[c.seal_id], ARRAY[c.chunk], ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
+    )
+    t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")  # (past the guard)
+    t.run(SQL("DROP TRIGGER {} ON {}").format(ident(sealing.APPEND_ONLY_TRIGGER), seals))
+    t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    t.run(
+        SQL(
+            "INSERT INTO {seals} (seal_id, kind, sealed_at, first_event_id, last_event_id, row_count, chunk_size,"
+            " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, extra,"
+            " previous, digest)"
+            " SELECT {fields}, NULL::jsonb, s.digest, {link}(s.digest, {fields}, NULL::jsonb)"
+            " FROM {seals} s, {chunks}(ARRAY[1::bigint], ARRAY[s.first_event_id], ARRAY[s.chunk_size],"
+            " ARRAY[(s.extra ->> 'format')::integer], s.first_event_id, s.last_event_id, NULL, '{{}}') c"
+            " WHERE s.seal_id = 1 AND c.chunk = 0"
+        ).format(
+            seals=seals,
+            fields=fields,
+            link=ident(t.schema, sealing.LINK_FUNCTION),
+            chunks=ident(t.schema, t.layout.seal_function("chunks")),
+        )
+    )
+    ((last,),) = t.run(SQL("SELECT last_event_id FROM {} WHERE seal_id = 1").format(seals))
+    assert [f.detail for f in t.verify().problems if f.kind == "chain"] == [
+        f"seal 2 is not counted: it covers events {last + 1}..{last}, which end before they start"
+    ]
+    store = open_store(f"file://{tmp_path}")
+    with pytest.raises(archive.ArchiveError) as info:
+        archive.archive(t.m, store, 30, drop=True, now=NOW)
+    assert "chunk 0 of seal 1 differs from its seal" in str(info.value)
+    assert "nothing was published" in str(info.value)
+    assert glob_count(f"file://{tmp_path}", None) == 0
+    assert rows_of(t, t.old.partition)
+
+
+def test_batch_rows_sets_the_row_groups_and_must_be_1_or_more(trail, tmp_path, capsys):
+    dsn = f"dbname={trail.dbname} " + _dsn_tail()
+    args = ["--dsn", dsn, "--layout", trail.layout.name, "archive", "--older-than", "30"]
+    args += ["--to", f"file://{tmp_path}", "--json"]
+    assert cli.main([*args, "--batch-rows", "0"]) == 2
+    assert capsys.readouterr().err == "partitioned-audit: --batch-rows must be 1 or more, got 0\n"
+    with time_machine_travel(NOW):
+        assert cli.main([*args, "--batch-rows", "500"]) == 0
+    (done,) = json.loads(capsys.readouterr().out)["partitions"]
+    parquet = pq.ParquetFile(f"{tmp_path}/{trail.old.partition}/data.parquet")
+    assert parquet.metadata.num_rows == done["rows"] > 1000
+    assert [parquet.metadata.row_group(i).num_rows for i in range(parquet.num_row_groups)] == [500, 500] + [
+        done["rows"] - 1000
+    ]
+    assert archive.verify_archive(trail.m, open_store(f"file://{tmp_path}"))[0] == []
