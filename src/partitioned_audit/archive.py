@@ -522,13 +522,17 @@ def _manifest_chunks(manifest: Manifest) -> dict[tuple[int, int], _Chunk]:
     }
 
 
+#: Where a sealed event id falls: its chunk (seal id, index), and the event ids that chunk
+#: spans ([first, last]), or None when no chunk holds it.
+_Located = tuple[tuple[int, int], int, int] | None
+
+
 class _Checker:
     """Recomputes the chunk digests of a partition's sealed rows from its Arrow batches, fed
     in event-id order (one chunk hashed at a time, merged with its rows outside the
     partition), and collects where they differ from their seals.
 
-    ``locate`` gives the chunk of a sealed event id (None: no chunk holds it), ``chunk`` what
-    that chunk must hash to."""
+    ``locate`` gives the chunk of a sealed event id, ``chunk`` what that chunk must hash to."""
 
     def __init__(
         self,
@@ -537,7 +541,7 @@ class _Checker:
         layout: Layout,
         sealed_through: int,
         late: set[int],
-        locate: Callable[[int], tuple[int, int] | None],
+        locate: Callable[[int], _Located],
         chunk: Callable[[tuple[int, int]], _Chunk],
     ) -> None:
         self.partition, self.columns, self.layout = partition, columns, layout
@@ -550,48 +554,66 @@ class _Checker:
         #: The chunks met, in order.
         self.seen: dict[tuple[int, int], _Chunk] = {}
         self.current: _Chunk | None = None
+        #: The event ids the current chunk spans.
+        self.span = (1, 0)
         self.hasher: Any = None
-        self.others: list[tuple[int, bytes]] = []
+        #: How many of the current chunk's rows outside the partition are hashed.
+        self.merged = 0
         self.count = 0
         self.where = ""
+
+    def _ints(self, batch: Any, arrays: list[Any], at: int) -> list[int | None]:
+        """The values of sealed field ``at`` (an integer column) as ints, from the batch's
+        own column when it holds integers (it does in any archive this writes)."""
+        import pyarrow as pa
+
+        name = next((c.name for c in self.columns if c.source == self.fields[at]), None)
+        column = batch.column(name) if name is not None else None
+        if column is not None and pa.types.is_integer(column.type):
+            return column.to_pylist()  # type: ignore[no-any-return]
+        return [None if x is None else int(x) for x in arrays[at].to_pylist()]
 
     def batch(self, batch: Any, where: str) -> None:
         """Hash the sealed rows of ``batch``, read from ``where`` (named by any problem)."""
         self.where = where
         width = self.width
         arrays = text_arrays(batch, self.columns, self.fields[:width])
-        ids = [0 if x is None else int(x) for x in arrays[self.event_at].to_pylist()]
-        txids = arrays[self.txid_at].to_pylist()
+        ids = self._ints(batch, arrays, self.event_at)
+        txids = self._ints(batch, arrays, self.txid_at) if self.late else []
+        through, late = self.sealed_through, self.late
         # Each row's digest in format 2 (its fields) and 3 (and its context fields), made
         # for the whole batch when a row of that format comes.
         digests: dict[int, list[bytes]] = {}
         lines: list[list[str | None]] | None = None
-        for row, event_id in enumerate(ids):
-            txid = txids[row]
-            if event_id > self.sealed_through or (txid is not None and int(txid) in self.late):
+        for row, found in enumerate(ids):
+            event_id = 0 if found is None else found
+            if event_id > through or (late and txids[row] in late):
                 continue
-            key = self.locate(event_id)
-            if key is None:
-                self.problems.append(
-                    Problem(
-                        self.partition,
-                        where,
-                        f"event {event_id} is sealed but no chunk of the manifest holds it",
-                        None,
-                        event_id,
-                        event_id,
+            if not self.span[0] <= event_id <= self.span[1]:
+                located = self.locate(event_id)
+                if located is None:
+                    self.problems.append(
+                        Problem(
+                            self.partition,
+                            where,
+                            f"event {event_id} is sealed but no chunk of the manifest holds it",
+                            None,
+                            event_id,
+                            event_id,
+                        )
                     )
-                )
-                continue
-            if self.current is None or key != (self.current.seal_id, self.current.index):
+                    continue
                 self.finish()
+                key, low, high = located
                 self.current = self.seen[key] = self.chunk(key)
-                self.hasher, self.count = hashlib.sha256(), 0
-                self.others = list(self.current.others)
-            while self.others and self.others[0][0] < event_id:
-                self.hasher.update(self.others.pop(0)[1])
-                self.count += 1
-            seal_format = self.current.format
+                self.span, self.hasher, self.count, self.merged = (low, high), hashlib.sha256(), 0, 0
+            chunk = self.current
+            assert chunk is not None  # noqa: S101 - set with the span
+            others = chunk.others
+            while self.merged < len(others) and others[self.merged][0] < event_id:
+                self.hasher.update(others[self.merged][1])
+                self.merged += 1
+            seal_format = chunk.format
             if seal_format == 1:
                 lines = lines if lines is not None else row_texts(batch, self.columns, self.fields[:width])
                 self.hasher.update(row_piece(lines[row], width, seal_format))
@@ -604,12 +626,12 @@ class _Checker:
 
     def finish(self) -> None:
         """Compare the chunk being hashed with its seal (at the end of a file, of the rows)."""
-        chunk, self.current = self.current, None
+        chunk, self.current, self.span = self.current, None, (1, 0)
         if chunk is None:
             return
-        for _, extra in self.others:
+        for _, extra in chunk.others[self.merged :]:
             self.hasher.update(extra)
-        rows = self.count + len(self.others)
+        rows = self.count + len(chunk.others)
         if rows != chunk.rows or self.hasher.hexdigest() != chunk.digest:
             lo = chunk.first + chunk.index * chunk.size
             self.problems.append(
@@ -631,13 +653,21 @@ def _manifest_checker(manifest: Manifest, layout: Layout) -> _Checker:
     starts = sorted({(c.first, c.seal_id, c.size) for c in chunks.values()})
     firsts = [s[0] for s in starts]
 
-    def locate(event_id: int) -> tuple[int, int] | None:
+    def locate(event_id: int) -> _Located:
         at = bisect.bisect_right(firsts, event_id) - 1
         if at < 0:
             return None
         first, seal_id, size = starts[at]
-        key = (seal_id, (event_id - first) // size)
-        return key if key in chunks else None
+        index = (event_id - first) // size
+        if (seal_id, index) not in chunks:
+            return None
+        # (a chunk of a seal ends where the next seal starts, at the latest)
+        last = first + (index + 1) * size - 1
+        return (
+            (seal_id, index),
+            first + index * size,
+            last if at + 1 == len(starts) else min(last, firsts[at + 1] - 1),
+        )
 
     return _Checker(
         manifest.partition,
@@ -894,9 +924,13 @@ def _write_partition(
                 key[0], key[1], seal.first, seal.size, seal.format, rows, digest.hex(), others.get(key, [])
             )
 
-        def locate(event_id: int) -> tuple[int, int] | None:
+        def locate(event_id: int) -> _Located:
             found = state.chunk_of(event_id)
-            return None if found is None else (found[0].seal_id, found[1])
+            if found is None:
+                return None
+            seal, index = found
+            low = seal.first + index * seal.size
+            return (seal.seal_id, index), low, min(seal.last, low + seal.size - 1)
 
         checker = _Checker(info.partition, columns, layout, state.sealed, state.late, locate, chunk)
         # (legacy: rows written before the context table show their own context, as in a
