@@ -341,7 +341,7 @@ def test_a_run_killed_mid_write_is_completed_by_the_next(tmp_path):
         assert not (tmp_path / old.partition / "manifest.json").exists()
         assert glob_count(f"file://{tmp_path}", None) == 0
         assert t.run(SQL("SELECT count(*) FROM {}").format(ident(old.partition))) == [(20000,)]
-        assert cli.main(args) == 0
+        assert cli.main(args[:-2]) == 0  # (the next run, in the default row groups)
         assert glob_count(f"file://{tmp_path}", None) == 20000
         assert t.run("SELECT to_regclass(%s)", [old.partition]) == [(None,)]
         assert t.verify().ok
