@@ -658,8 +658,8 @@ class _Checker:
             )
 
 
-def _manifest_checker(manifest: Manifest, layout: Layout) -> _Checker:
-    chunks = _manifest_chunks(manifest)
+def _manifest_checker(manifest: Manifest, layout: Layout, chunks: dict[tuple[int, int], _Chunk]) -> _Checker:
+    """A checker of the rows of an archived partition against the chunks of its manifest."""
     # (seal's first event id, seal id, chunk size): a row's chunk is found by its seal.
     starts = sorted({(c.first, c.seal_id, c.size) for c in chunks.values()})
     firsts = [s[0] for s in starts]
@@ -702,7 +702,8 @@ def check_copy(
     ``manifest``: each file's SHA-256 and row count, and every sealed row's chunk digest.
     Returns the problems found ([] when the copy is exact)."""
     part = manifest.partition
-    checker = _manifest_checker(manifest, layout)
+    chunks = _manifest_chunks(manifest)
+    checker = _manifest_checker(manifest, layout, chunks)
     problems = checker.problems
     total = 0
     for name, path in files:
@@ -733,7 +734,7 @@ def check_copy(
         problems.append(
             Problem(part, store.url_of(part), f"{total} rows archived, the manifest says {manifest.rows}")
         )
-    for key in sorted(set(_manifest_chunks(manifest)) - set(checker.seen)):
+    for key in sorted(set(chunks) - set(checker.seen)):
         problems.append(
             Problem(
                 part,
