@@ -58,6 +58,17 @@ ENGINE_ONLY = (
 )
 
 
+def pytest_sessionfinish(session: Any, exitstatus: int) -> None:
+    """Scratch databases are dropped in the background (tests.engine_db): wait for the
+    last ones, and fail the run if one could not be dropped."""
+    from tests.engine_db import DROPPER
+
+    failed = DROPPER.wait()
+    if failed:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print("\nscratch databases not dropped:\n" + "\n".join(failed))
+
+
 @pytest.hookimpl(tryfirst=True)  # before -m selects by marker
 def pytest_collection_modifyitems(config: Any, items: list[pytest.Item]) -> None:
     """``@pytest.mark.pg(">=15")``: a version-specific test is reported as skipped, with the

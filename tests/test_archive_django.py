@@ -88,7 +88,7 @@ def test_the_command_archives_with_the_setting_as_default(tmp_path):
     from tests.engine_db import connect, scratch_database
     from tests.frozen_manage import run_frozen
 
-    with scratch_database() as dbname:
+    with scratch_database(background=True) as dbname:
         env = {
             "DATABASE_URL": django_settings.SERVER.url,
             "DPA_DB_NAME": dbname,

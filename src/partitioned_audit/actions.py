@@ -158,6 +158,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--drop", action="store_true", help="archive: detach and drop each partition once its copy is checked"
     )
+    parser.add_argument(
+        "--batch-rows",
+        type=int,
+        default=None,
+        metavar="N",
+        help="archive: rows per fetch and per Parquet row group, which bounds memory (default 50000)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON document per action")
     parser.add_argument(
         "--lock-timeout",
@@ -426,7 +433,14 @@ class _Run:
         days = self.options["older_than"]
         drop = bool(self.options.get("drop"))
         with _Progress(self.stderr, enabled=not self.json) as bar:
-            done = archive.archive(self.m, store, days, drop=drop, progress=bar.partition_step)
+            done = archive.archive(
+                self.m,
+                store,
+                days,
+                drop=drop,
+                progress=bar.partition_step,
+                batch_rows=self.options.get("batch_rows") or archive.BATCH_ROWS,
+            )
         rows = [
             [
                 a.partition.partition,
@@ -641,6 +655,8 @@ def run(maintainer: Maintainer, options: dict[str, Any], stdout: Writer, stderr:
         raise ConfigurationError("archive needs --older-than DAYS")
     if archiving and options["older_than"] < 1:
         raise ConfigurationError(f"--older-than must be 1 or more, got {options['older_than']}")
+    if archiving and options.get("batch_rows") is not None and options["batch_rows"] < 1:
+        raise ConfigurationError(f"--batch-rows must be 1 or more, got {options['batch_rows']}")
     if archiving and options.get("drop") and not options.get("yes"):
         raise ConfigurationError(
             "archive --drop drops each partition once its copy is checked: add --yes to do it"

@@ -11,10 +11,12 @@ bounded whatever the partition's size.
 Order of a run, so that a run stopped at any point loses nothing and leaves no second copy
 of any row where ``read_parquet('<URL>/**/*.parquet')`` looks:
 
-1. the rows are written to ``data.parquet.partial`` (no reader lists it);
-2. that object is read back from the store and checked: its SHA-256, its row count, and
-   every sealed row's digest, merged with the rows of the same chunks outside the
-   partition, against the seal that covers it;
+1. the rows are written to ``data.parquet.partial`` (no reader lists it), and checked on
+   the way: every sealed row's digest, recomputed from the Arrow batch being written and
+   merged with the rows of the same chunks outside the partition, against the seal that
+   covers it;
+2. that object is read back from the store: it must hold exactly the bytes written (their
+   SHA-256 and size), so the check of step 1 holds for it;
 3. it is moved to ``data.parquet`` (one object appears at once), then ``manifest.json`` is
    written the same way; the next run finds the manifest and only checks it again;
 4. the partition is marked archived (a comment on its event-id column, which ``list``
@@ -26,13 +28,14 @@ Runs on one audit table take a session advisory lock: a second one fails at once
 
 from __future__ import annotations
 
+import array as array_
 import base64
 import bisect
 import contextlib
 import datetime as dt
 import hashlib
 import json
-import struct
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -52,11 +55,13 @@ from .layouts import (
 from .offline import (
     TEXT_SETTINGS,
     Entry,
+    Seal,
     attached_partitions,
     field_piece,
     field_texts,
     read_entries,
     row_piece,
+    walk,
 )
 from .partitioning.maintenance import Maintainer
 from .partitioning.ranges import PartitionInfo
@@ -208,6 +213,10 @@ def _fetched(column: Column) -> Composable:
     name = ident("q", column.name)
     if column.pg_type == "oid":
         return SQL("{}::pg_catalog.int8").format(name)
+    if column.pg_type == "timestamp with time zone":
+        # Microseconds since the epoch (exact: extract returns numeric): the driver reads an
+        # integer several times faster than a timestamp, and Arrow takes it as it stands.
+        return SQL("(EXTRACT(epoch FROM {}) * 1000000)::pg_catalog.int8").format(name)
     if _arrow_type(column.pg_type) != _arrow_type("text"):
         return name
     if column.pg_type in ("jsonb", "json", "text") or column.pg_type.startswith("character varying"):
@@ -276,13 +285,19 @@ def row_digests(arrays: Sequence[Any]) -> list[bytes]:
     pieces = []
     for array in arrays:
         data = pc.cast(array, pa.binary())
-        lengths = pc.fill_null(pc.binary_length(data), 0).to_pylist()
-        if lengths and max(lengths) > INLINE_BYTES:
+        lengths = pc.fill_null(pc.binary_length(data), 0).cast(pa.uint32())
+        if len(lengths) and pc.max(lengths).as_py() > INLINE_BYTES:
             pieces.append(pa.array([field_piece(v) for v in array.to_pylist()], pa.binary()))
             continue
-        # Each length as 4 bytes big-endian, packed in one call.
+        # Each length as 4 bytes big-endian: the array's own buffer, its bytes swapped in C.
+        words = array_.array("I")
+        words.frombytes(
+            lengths.buffers()[1].to_pybytes()[lengths.offset * 4 : (lengths.offset + len(lengths)) * 4]
+        )
+        if sys.byteorder == "little":
+            words.byteswap()
         packed = pa.FixedSizeBinaryArray.from_buffers(
-            pa.binary(4), len(lengths), [None, pa.py_buffer(struct.pack(f">{len(lengths)}I", *lengths))]
+            pa.binary(4), len(lengths), [None, pa.py_buffer(words.tobytes())]
         ).cast(pa.binary())
         joined = pc.binary_join_element_wise(inline, packed, data, empty)
         pieces.append(pc.if_else(pc.is_null(data), null, joined))
@@ -296,20 +311,11 @@ def row_digests(arrays: Sequence[Any]) -> list[bytes]:
 # ---------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Seal:
-    seal_id: int
-    first: int
-    last: int
-    size: int
-    format: int
-
-
 @dataclass
 class SealState:
     """What the seal table says about chunks, read in the archive's snapshot."""
 
-    seals: list[_Seal]
+    seals: list[Seal]
     #: (seal id, chunk) -> (rows, digest, id of the entry that last listed it).
     expected: dict[tuple[int, int], tuple[int, bytes, int]]
     #: The last sealed event id.
@@ -324,7 +330,10 @@ class SealState:
         self.seals = sorted(self.seals, key=lambda s: s.first)
         self._firsts = [s.first for s in self.seals]
 
-    def chunk_of(self, event_id: int) -> tuple[_Seal, int] | None:
+    def seal(self, seal_id: int) -> Seal:
+        return next(s for s in self.seals if s.seal_id == seal_id)
+
+    def chunk_of(self, event_id: int) -> tuple[Seal, int] | None:
         """The seal covering ``event_id`` and the index of its chunk there, if any."""
         at = bisect.bisect_right(self._firsts, event_id) - 1
         if at < 0 or event_id > self.seals[at].last:
@@ -333,38 +342,18 @@ class SealState:
         return found, (event_id - found.first) // found.size
 
 
-def seal_state(entries: Sequence[Entry], attached: set[str]) -> SealState:
-    """The chunks' expected digests after ``entries``; a retention entry of a partition
-    that is attached again (a restored one) does not count, as in verify."""
-    seals: list[_Seal] = []
-    expected: dict[tuple[int, int], tuple[int, bytes, int]] = {}
-    pending: dict[int, list[int]] = {}
-    opens: list[int] = []
-    sealed = 0
-    for entry in entries:
-        if entry.kind != "seal" and entry.partition_name in attached:
-            continue
-        if entry.kind == "seal" and entry.first_event_id is not None and entry.last_event_id is not None:
-            if entry.last_event_id >= entry.first_event_id and entry.chunk_size:
-                seals.append(
-                    _Seal(
-                        entry.seal_id,
-                        entry.first_event_id,
-                        entry.last_event_id,
-                        entry.chunk_size,
-                        entry.format or 1,
-                    )
-                )
-                sealed = entry.last_event_id
-            closes = entry.ids("closes") or []
-            opens = [o for o in opens if o not in closes]
-            if entry.ids("pending"):
-                opens.append(entry.seal_id)
-                pending[entry.seal_id] = entry.ids("pending") or []
-        for c in entry.chunks:
-            expected[(c.seal_id, c.index)] = (c.rows or 0, c.digest or b"", entry.seal_id)
-    late = {x for o in opens for x in pending[o]}
-    return SealState(seals, expected, sealed, late, {e.seal_id: e.digest for e in entries})
+def seal_state(entries: Sequence[Entry], attached: set[str], table_text: str) -> SealState:
+    """The chunks' expected digests after ``entries``, as verify counts them (one walk of
+    the chain, :func:`~partitioned_audit.offline.walk`): an entry verify does not count
+    counts for nothing here, nor does a retention entry of a partition attached again."""
+    done = walk(entries, attached, table_text)
+    return SealState(
+        list(done.seals.values()),
+        {key: (rows, digest or b"", entry) for key, (rows, digest, _, entry) in done.expected.items()},
+        done.sealed,
+        done.late,
+        {e.seal_id: e.digest for e in entries},
+    )
 
 
 # ---------------------------------------------------------------------------------------
@@ -513,6 +502,195 @@ def batches(store: Store, path: str, columns: Sequence[str] | None = None) -> It
         raise ArchiveError(f"{path}: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class _Chunk:
+    """What one chunk holding sealed rows of the partition must hash to."""
+
+    seal_id: int
+    index: int
+    first: int
+    size: int
+    format: int
+    rows: int
+    digest: str
+    #: (event id, piece) of the chunk's sealed rows outside the partition, in order.
+    others: list[tuple[int, bytes]]
+
+
+def _manifest_chunks(manifest: Manifest) -> dict[tuple[int, int], _Chunk]:
+    return {
+        (int(c["seal_id"]), int(c["index"])): _Chunk(
+            int(c["seal_id"]),
+            int(c["index"]),
+            int(c["first"]),
+            int(c["size"]),
+            int(c["format"]),
+            int(c["rows"]),
+            c["digest"],
+            [(int(i), base64.b64decode(p)) for i, p in c["others"]],
+        )
+        for c in manifest.chunks
+    }
+
+
+#: Where a sealed event id falls: its chunk (seal id, index), and the event ids that chunk
+#: spans ([first, last]), or None when no chunk holds it.
+_Located = tuple[tuple[int, int], int, int] | None
+
+
+class _Checker:
+    """Recomputes the chunk digests of a partition's sealed rows from its Arrow batches, fed
+    in event-id order (one chunk hashed at a time, merged with its rows outside the
+    partition), and collects where they differ from their seals.
+
+    ``locate`` gives the chunk of a sealed event id, ``chunk`` what that chunk must hash to."""
+
+    def __init__(
+        self,
+        partition: str,
+        columns: Sequence[Column],
+        layout: Layout,
+        sealed_through: int,
+        late: set[int],
+        locate: Callable[[int], _Located],
+        chunk: Callable[[tuple[int, int]], _Chunk],
+    ) -> None:
+        self.partition, self.columns, self.layout = partition, columns, layout
+        self.sealed_through, self.late, self.locate, self.chunk = sealed_through, late, locate, chunk
+        self.fields = sealed_fields(layout)
+        self.width = len(layout.column_names)
+        self.event_at = layout.column_names.index(layout.event_column)
+        self.txid_at = layout.column_names.index(layout.txid_column)
+        self.problems: list[Problem] = []
+        #: The chunks met, in order.
+        self.seen: dict[tuple[int, int], _Chunk] = {}
+        self.current: _Chunk | None = None
+        #: The event ids the current chunk spans.
+        self.span = (1, 0)
+        self.hasher: Any = None
+        #: How many of the current chunk's rows outside the partition are hashed.
+        self.merged = 0
+        self.count = 0
+        self.where = ""
+
+    def _ints(self, batch: Any, arrays: list[Any], at: int) -> list[int | None]:
+        """The values of sealed field ``at`` (an integer column) as ints, from the batch's
+        own column when it holds integers (it does in any archive this writes)."""
+        import pyarrow as pa
+
+        name = next((c.name for c in self.columns if c.source == self.fields[at]), None)
+        column = batch.column(name) if name is not None else None
+        if column is not None and pa.types.is_integer(column.type):
+            return column.to_pylist()  # type: ignore[no-any-return]
+        return [None if x is None else int(x) for x in arrays[at].to_pylist()]
+
+    def batch(self, batch: Any, where: str) -> None:
+        """Hash the sealed rows of ``batch``, read from ``where`` (named by any problem)."""
+        self.where = where
+        width = self.width
+        arrays = text_arrays(batch, self.columns, self.fields[:width])
+        ids = self._ints(batch, arrays, self.event_at)
+        txids = self._ints(batch, arrays, self.txid_at) if self.late else []
+        through, late = self.sealed_through, self.late
+        # Each row's digest in format 2 (its fields) and 3 (and its context fields), made
+        # for the whole batch when a row of that format comes.
+        digests: dict[int, list[bytes]] = {}
+        lines: list[list[str | None]] | None = None
+        for row, found in enumerate(ids):
+            event_id = 0 if found is None else found
+            if event_id > through or (late and txids[row] in late):
+                continue
+            if not self.span[0] <= event_id <= self.span[1]:
+                located = self.locate(event_id)
+                if located is None:
+                    self.problems.append(
+                        Problem(
+                            self.partition,
+                            where,
+                            f"event {event_id} is sealed but no chunk of the manifest holds it",
+                            None,
+                            event_id,
+                            event_id,
+                        )
+                    )
+                    continue
+                self.finish()
+                key, low, high = located
+                self.current = self.seen[key] = self.chunk(key)
+                self.span, self.hasher, self.count, self.merged = (low, high), hashlib.sha256(), 0, 0
+            chunk = self.current
+            assert chunk is not None  # noqa: S101 - set with the span
+            others = chunk.others
+            while self.merged < len(others) and others[self.merged][0] < event_id:
+                self.hasher.update(others[self.merged][1])
+                self.merged += 1
+            seal_format = chunk.format
+            if seal_format == 1:
+                lines = lines if lines is not None else row_texts(batch, self.columns, self.fields[:width])
+                self.hasher.update(row_piece(lines[row], width, seal_format))
+            else:
+                if seal_format not in digests:
+                    more = [] if seal_format == 2 else text_arrays(batch, self.columns, self.fields[width:])
+                    digests[seal_format] = row_digests([*arrays, *more])
+                self.hasher.update(digests[seal_format][row])
+            self.count += 1
+
+    def finish(self) -> None:
+        """Compare the chunk being hashed with its seal (at the end of a file, of the rows)."""
+        chunk, self.current, self.span = self.current, None, (1, 0)
+        if chunk is None:
+            return
+        for _, extra in chunk.others[self.merged :]:
+            self.hasher.update(extra)
+        rows = self.count + len(chunk.others)
+        if rows != chunk.rows or self.hasher.hexdigest() != chunk.digest:
+            lo = chunk.first + chunk.index * chunk.size
+            self.problems.append(
+                Problem(
+                    self.partition,
+                    self.where,
+                    f"chunk {chunk.index} of seal {chunk.seal_id} differs from its seal"
+                    f" ({chunk.rows} rows sealed, {rows} found with the rows outside the partition)",
+                    chunk.seal_id,
+                    lo,
+                    lo + chunk.size - 1,
+                )
+            )
+
+
+def _manifest_checker(manifest: Manifest, layout: Layout, chunks: dict[tuple[int, int], _Chunk]) -> _Checker:
+    """A checker of the rows of an archived partition against the chunks of its manifest."""
+    # (seal's first event id, seal id, chunk size): a row's chunk is found by its seal.
+    starts = sorted({(c.first, c.seal_id, c.size) for c in chunks.values()})
+    firsts = [s[0] for s in starts]
+
+    def locate(event_id: int) -> _Located:
+        at = bisect.bisect_right(firsts, event_id) - 1
+        if at < 0:
+            return None
+        first, seal_id, size = starts[at]
+        index = (event_id - first) // size
+        if (seal_id, index) not in chunks:
+            return None
+        # (a chunk of a seal ends where the next seal starts, at the latest)
+        last = first + (index + 1) * size - 1
+        return (
+            (seal_id, index),
+            first + index * size,
+            last if at + 1 == len(starts) else min(last, firsts[at + 1] - 1),
+        )
+
+    return _Checker(
+        manifest.partition,
+        manifest.columns,
+        layout,
+        manifest.sealed_through,
+        set(manifest.late),
+        locate,
+        chunks.__getitem__,
+    )
+
+
 def check_copy(
     store: Store,
     manifest: Manifest,
@@ -523,128 +701,40 @@ def check_copy(
     """Read ``files`` (manifest entry name, path in the store) back and check them against
     ``manifest``: each file's SHA-256 and row count, and every sealed row's chunk digest.
     Returns the problems found ([] when the copy is exact)."""
-    problems: list[Problem] = []
     part = manifest.partition
-    chunks = {(int(c["seal_id"]), int(c["index"])): c for c in manifest.chunks}
-    late = set(manifest.late)
+    chunks = _manifest_chunks(manifest)
+    checker = _manifest_checker(manifest, layout, chunks)
+    problems = checker.problems
     total = 0
-    # Sealed rows come in event-id order: one chunk is hashed at a time.
-    current: tuple[int, int] | None = None
-    hasher: Any = None
-    others: list[tuple[int, bytes]] = []
-    count = 0
-    seen: set[tuple[int, int]] = set()
-    # (seal's first event id, seal id, chunk size): a row's chunk is found by its seal.
-    starts = sorted({(int(c["first"]), int(c["seal_id"]), int(c["size"])) for c in manifest.chunks})
-    firsts = [s[0] for s in starts]
-    fields = sealed_fields(layout)
-    width = len(layout.column_names)
-
-    def finish(name: str) -> None:
-        if current is None:
-            return
-        chunk = chunks[current]
-        for _, extra in others:
-            hasher.update(extra)
-        rows = count + len(others)
-        if rows != int(chunk["rows"]) or hasher.hexdigest() != chunk["digest"]:
-            lo = int(chunk["first"]) + current[1] * int(chunk["size"])
-            problems.append(
-                Problem(
-                    part,
-                    name,
-                    f"chunk {current[1]} of seal {current[0]} differs from its seal"
-                    f" ({chunk['rows']} rows sealed, {rows} found with the rows outside the partition)",
-                    current[0],
-                    lo,
-                    lo + int(chunk["size"]) - 1,
-                )
-            )
-
     for name, path in files:
+        where = store.url_of(part, name)
         listed = next((f for f in manifest.files if f["name"] == name), None)
         digest, _size = _sha256(store, path)
         if listed is None or digest != listed["sha256"]:
             problems.append(
                 Problem(
                     part,
-                    store.url_of(part, name),
+                    where,
                     f"its SHA-256 is {digest}, the manifest says {listed['sha256'] if listed else 'nothing'}",
                 )
             )
         rows_in_file = 0
         for batch in batches(store, path):
             rows_in_file += batch.num_rows
-            arrays = text_arrays(batch, manifest.columns, fields[:width])
-            event_at = layout.column_names.index(layout.event_column)
-            txid_at = layout.column_names.index(layout.txid_column)
-            ids = [0 if x is None else int(x) for x in arrays[event_at].to_pylist()]
-            txids = arrays[txid_at].to_pylist()
-            # Each row's digest in format 2 (its fields) and 3 (and its context fields), made
-            # for the whole batch when a row of that format comes.
-            digests: dict[int, list[bytes]] = {}
-            lines: list[list[str | None]] | None = None
-            for row, event_id in enumerate(ids):
-                txid = txids[row]
-                if event_id > manifest.sealed_through or (txid is not None and int(txid) in late):
-                    continue
-                at = bisect.bisect_right(firsts, event_id) - 1
-                key = None
-                if at >= 0:
-                    first, seal_id, size = starts[at]
-                    key = (seal_id, (event_id - first) // size)
-                    key = key if key in chunks else None
-                if key is None:
-                    problems.append(
-                        Problem(
-                            part,
-                            store.url_of(part, name),
-                            f"event {event_id} is sealed but no chunk of the manifest holds it",
-                            None,
-                            event_id,
-                            event_id,
-                        )
-                    )
-                    continue
-                if key != current:
-                    finish(store.url_of(part, name))
-                    current, hasher, count = key, hashlib.sha256(), 0
-                    seen.add(key)
-                    chunk = chunks[key]
-                    others = [(int(i), base64.b64decode(p)) for i, p in chunk["others"]]
-                while others and others[0][0] < event_id:
-                    hasher.update(others.pop(0)[1])
-                    count += 1
-                seal_format = int(chunks[key]["format"])
-                if seal_format == 1:
-                    lines = lines if lines is not None else row_texts(batch, manifest.columns, fields[:width])
-                    hasher.update(row_piece(lines[row], width, seal_format))
-                else:
-                    if seal_format not in digests:
-                        more = (
-                            [] if seal_format == 2 else text_arrays(batch, manifest.columns, fields[width:])
-                        )
-                        digests[seal_format] = row_digests([*arrays, *more])
-                    hasher.update(digests[seal_format][row])
-                count += 1
-            total += batch.num_rows
+            checker.batch(batch, where)
             if progress is not None:
                 progress(batch.num_rows)
-        finish(store.url_of(part, name))
-        current = None
+        checker.finish()
+        total += rows_in_file
         if listed is not None and rows_in_file != int(listed["rows"]):
             problems.append(
-                Problem(
-                    part,
-                    store.url_of(part, name),
-                    f"it holds {rows_in_file} rows, the manifest says {listed['rows']}",
-                )
+                Problem(part, where, f"it holds {rows_in_file} rows, the manifest says {listed['rows']}")
             )
     if total != manifest.rows:
         problems.append(
             Problem(part, store.url_of(part), f"{total} rows archived, the manifest says {manifest.rows}")
         )
-    for key in sorted(set(chunks) - seen):
+    for key in sorted(set(chunks) - set(checker.seen)):
         problems.append(
             Problem(
                 part,
@@ -709,6 +799,10 @@ def _snapshot(connection: Any) -> Iterator[Cursor]:
     try:
         for name, value in TEXT_SETTINGS.items():
             cursor.execute("SELECT pg_catalog.set_config(%s, %s, true)", [name, value])
+        # The read of the rows is costed high (the view's subquery for rows written before
+        # the context table), which makes PostgreSQL compile it with JIT: over a second of a
+        # 200,000-row partition's three, for a query that runs once.
+        cursor.execute("SELECT pg_catalog.set_config('jit', 'off', true)")
         yield cursor
     finally:
         cursor.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dpa_archive")
@@ -757,25 +851,100 @@ def _read_manifest(store: Store, partition: str) -> Manifest | None:
     return Manifest.decode(store.read_bytes(path), store.url_of(partition, MANIFEST))
 
 
+class _HashingSink:
+    """A writable file over a store's output stream that keeps the SHA-256 and the size of
+    every byte written through it: what the object read back must hash to."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+        self.closed = False
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data)
+        self.sha256.update(view)
+        self.size += view.nbytes
+        self.stream.write(view)
+        return view.nbytes
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.stream.close()
+
+
+@dataclass
+class _Written:
+    """What :func:`_write_partition` wrote: the manifest (files not yet listed), the
+    problems its rows' check found, and the SHA-256 and size of the bytes written."""
+
+    manifest: Manifest
+    problems: list[Problem]
+    sha256: str
+    size: int
+
+
 def _write_partition(
     maintainer: Maintainer,
     store: Store,
     info: PartitionInfo,
     columns: list[Column],
     progress: Callable[[int], None] | None,
-) -> Manifest:
-    """Stream the partition's rows into ``data.parquet.partial``; return its manifest
-    (files not yet hashed), with the seals of its rows read in the same snapshot."""
+    batch_rows: int,
+) -> _Written:
+    """Stream the partition's rows into ``data.parquet.partial``, and check each batch's
+    sealed rows against their seals on the way (from the Arrow batches being written, with
+    the seals and the chunks' rows outside the partition read in the same snapshot)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     layout, schema = maintainer.layout, maintainer.schema
     schema_ = schema_of(columns)
     partial = store.path(info.partition, DATA_FILE + PARTIAL)
+    where = store.url_of(info.partition, DATA_FILE + PARTIAL)
     event_name = next(c.name for c in columns if c.source == layout.event_column)
-    txid_name = next(c.name for c in columns if c.source == layout.txid_column)
+    event_at = next(i for i, c in enumerate(columns) if c.source == layout.event_column)
     with _snapshot(maintainer.connection) as cursor:
-        state = seal_state(read_entries(cursor, layout, schema), attached_partitions(cursor, layout, schema))
+        state = seal_state(
+            read_entries(cursor, layout, schema),
+            attached_partitions(cursor, layout, schema),
+            f"{schema}.{layout.table}",
+        )
+        others = _others(
+            cursor, maintainer, info.partition, state, *_counts(cursor, maintainer, info.partition)[1:]
+        )
+
+        def chunk(key: tuple[int, int]) -> _Chunk:
+            if key not in state.expected:
+                raise ArchiveError(
+                    f"chunk {key[1]} of seal {key[0]} holds rows of {info.partition} but no seal entry lists it;"
+                    " run verify"
+                )
+            seal = state.seal(key[0])
+            rows, digest, _entry = state.expected[key]
+            return _Chunk(
+                key[0], key[1], seal.first, seal.size, seal.format, rows, digest.hex(), others.get(key, [])
+            )
+
+        def locate(event_id: int) -> _Located:
+            found = state.chunk_of(event_id)
+            if found is None:
+                return None
+            seal, index = found
+            low = seal.first + index * seal.size
+            return (seal.seal_id, index), low, min(seal.last, low + seal.size - 1)
+
+        checker = _Checker(info.partition, columns, layout, state.sealed, state.late, locate, chunk)
         # (legacy: rows written before the context table show their own context, as in a
         # view made where such rows are left; the others show the context row's, as in any view)
         inner = SQL("SELECT {view}, {stored} FROM {part} AS a {join}").format(
@@ -800,50 +969,61 @@ def _write_partition(
                 event=ident(event_name),
             ),
         )
-        fetch = SQL("FETCH FORWARD {} FROM {}").format(literal(BATCH_ROWS), ident(_CURSOR))
+        fetch = SQL("FETCH FORWARD {} FROM {}").format(literal(batch_rows), ident(_CURSOR))
         rows, low, high = 0, None, None
-        touched: dict[tuple[int, int], _Seal] = {}
+        types = [field.type for field in schema_]
+        # (timestamps come as microseconds since the epoch: see _fetched)
+        fetched_types = [pa.int64() if pa.types.is_timestamp(kind) else kind for kind in types]
 
-        def open_output() -> Any:
-            return pq.ParquetWriter(
-                store.fs.open_output_stream(partial),
-                schema_,
-                compression="zstd",
-                compression_level=_ZSTD_LEVEL,
-            )
+        def open_output() -> tuple[_HashingSink, Any]:
+            sink = _HashingSink(store.fs.open_output_stream(partial))
+            return sink, pq.ParquetWriter(sink, schema_, compression="zstd", compression_level=_ZSTD_LEVEL)
 
-        writer = store._call("write", partial, open_output)
+        sink, writer = store._call("write", partial, open_output)
         try:
             while True:
                 execute(cursor, fetch)
                 fetched = cursor.fetchall()
                 if not fetched:
                     break
+                # (one pass over the rows in C: zip transposes them into columns)
                 batch = pa.RecordBatch.from_arrays(
                     [
-                        pa.array([row[i] for row in fetched], type=schema_.field(i).type)
-                        for i in range(len(columns))
+                        pa.array(values, type=read).cast(kind)
+                        for values, read, kind in zip(
+                            zip(*fetched, strict=True), fetched_types, types, strict=True
+                        )
                     ],
                     schema=schema_,
                 )
-                store._call("write", partial, writer.write_batch, batch, BATCH_ROWS)
-                ids = batch.column(event_name).to_pylist()
-                txids = batch.column(txid_name).to_pylist()
-                for event_id, txid in zip(ids, txids, strict=True):
-                    if event_id <= state.sealed and (txid is None or txid not in state.late):
-                        found = state.chunk_of(event_id)
-                        if found is not None:
-                            touched[(found[0].seal_id, found[1])] = found[0]
-                low = ids[0] if low is None else low
-                high = ids[-1]
+                store._call("write", partial, writer.write_batch, batch, batch_rows)
+                checker.batch(batch, where)
+                low = fetched[0][event_at] if low is None else low
+                high = fetched[-1][event_at]
                 rows += len(fetched)
                 if progress is not None:
                     progress(len(fetched))
+            checker.finish()
         finally:
             store._call("write", partial, writer.close)
+            store._call("write", partial, sink.close)
         execute(cursor, SQL("CLOSE {}").format(ident(_CURSOR)))
-        chunks = _chunks(cursor, maintainer, info.partition, state, touched)
-    return Manifest(
+    entries = {key: state.expected[key][2] for key in checker.seen}
+    chunks = [
+        {
+            "seal_id": c.seal_id,
+            "index": c.index,
+            "first": c.first,
+            "size": c.size,
+            "format": c.format,
+            "entry": entries[key],
+            "rows": c.rows,
+            "digest": c.digest,
+            "others": [[event_id, base64.b64encode(piece).decode()] for event_id, piece in c.others],
+        }
+        for key, c in sorted(checker.seen.items())
+    ]
+    manifest = Manifest(
         partition=info.partition,
         schema=schema,
         table=layout.table,
@@ -857,9 +1037,10 @@ def _write_partition(
         sealed_through=state.sealed,
         late=sorted(state.late),
         chunks=chunks,
-        entries={int(c["entry"]): state.digests[int(c["entry"])].hex() for c in chunks},
+        entries={entry: state.digests[entry].hex() for entry in entries.values()},
         archived_at=dt.datetime.now(dt.UTC).isoformat(),
     )
+    return _Written(manifest, checker.problems, sink.sha256.hexdigest(), sink.size)
 
 
 def _field_reference(source: str) -> tuple[Composable, Composable]:
@@ -868,26 +1049,28 @@ def _field_reference(source: str) -> tuple[Composable, Composable]:
     return ident(alias or "a"), ident(column)
 
 
-def _chunks(
+def _others(
     cursor: Cursor,
     maintainer: Maintainer,
     partition: str,
     state: SealState,
-    touched: dict[tuple[int, int], _Seal],
-) -> list[dict[str, Any]]:
-    """The manifest's chunks: for each one holding a sealed row of the partition, its
-    expected digest and the pieces of its sealed rows outside the partition."""
-    if not touched:
-        return []
+    low: int | None,
+    high: int | None,
+) -> dict[tuple[int, int], list[tuple[int, bytes]]]:
+    """For each chunk around the partition's event ids ``low``..``high``, what its sealed
+    rows outside the partition add to its digest: [(event id, piece)] in event-id order."""
+    if low is None or high is None or not state.seals:
+        return {}
+    first = state.chunk_of(max(low, state.seals[0].first))
+    last = state.chunk_of(min(high, state.sealed))
+    if first is None or last is None or low > state.sealed:
+        return {}
+    seal, index = first
+    start = seal.first + index * seal.size
+    seal, index = last
+    end = min(seal.last, seal.first + (index + 1) * seal.size - 1)
     layout = maintainer.layout
-    spans = {
-        key: (s.first + key[1] * s.size, min(s.last, s.first + (key[1] + 1) * s.size - 1))
-        for key, s in touched.items()
-    }
-    low = min(lo for lo, _ in spans.values())
-    high = max(hi for _, hi in spans.values())
     event = ident(layout.event_column)
-    fields = field_texts(layout)
     execute(
         cursor,
         SQL(
@@ -895,47 +1078,25 @@ def _chunks(
             " AND e.tableoid <> {part}::pg_catalog.regclass ORDER BY e.{event}"
         ).format(
             event=event,
-            fields=fields,
+            fields=field_texts(layout),
             table=ident(maintainer.schema, layout.table),
             join=context_join(layout, maintainer.schema, "e"),
-            low=literal(low),
-            high=literal(high),
+            low=literal(start),
+            high=literal(end),
             part=literal(render(ident(maintainer.schema, partition), cursor)),
         ),
     )
     txid_at = layout.column_names.index(layout.txid_column)
-    others: dict[tuple[int, int], list[list[Any]]] = {key: [] for key in touched}
+    found: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
     for event_id, *texts in cursor.fetchall():
         if event_id > state.sealed or (texts[txid_at] is not None and int(texts[txid_at]) in state.late):
             continue
-        found = state.chunk_of(event_id)
-        if found is None or (found[0].seal_id, found[1]) not in touched:
+        at = state.chunk_of(event_id)
+        if at is None:
             continue
-        key = (found[0].seal_id, found[1])
-        piece = row_piece(texts, len(layout.column_names), found[0].format)
-        others[key].append([event_id, base64.b64encode(piece).decode()])
-    chunks = []
-    for key in sorted(touched):
-        seal = touched[key]
-        if key not in state.expected:
-            raise ArchiveError(
-                f"chunk {key[1]} of seal {key[0]} holds rows of {partition} but no seal entry lists it; run verify"
-            )
-        rows, digest, entry = state.expected[key]
-        chunks.append(
-            {
-                "seal_id": key[0],
-                "index": key[1],
-                "first": seal.first,
-                "size": seal.size,
-                "format": seal.format,
-                "entry": entry,
-                "rows": rows,
-                "digest": digest.hex(),
-                "others": others[key],
-            }
-        )
-    return chunks
+        piece = row_piece(texts, len(layout.column_names), at[0].format)
+        found.setdefault((at[0].seal_id, at[1]), []).append((event_id, piece))
+    return found
 
 
 def archive_partition(
@@ -944,8 +1105,12 @@ def archive_partition(
     info: PartitionInfo,
     drop: bool = False,
     progress: Callable[[int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> Archived:
     """Archive one partition (see the module docstring); the caller holds the archive lock.
+
+    Args:
+        batch_rows: rows per fetch and per Parquet row group (default :data:`BATCH_ROWS`).
 
     Raises:
         ArchiveError: the copy does not match the partition or its seals; nothing was
@@ -975,11 +1140,24 @@ def archive_partition(
             if leftover.endswith(PARTIAL):
                 store.delete(leftover)
         store.make_dir(directory)
-        manifest = _write_partition(maintainer, store, info, columns, progress)
+        written = _write_partition(maintainer, store, info, columns, progress, batch_rows or BATCH_ROWS)
+        manifest = written.manifest
         partial = store.path(info.partition, DATA_FILE + PARTIAL)
+        manifest.files = [
+            {"name": DATA_FILE, "sha256": written.sha256, "rows": manifest.rows, "bytes": written.size}
+        ]
+        problems = written.problems
+        # The rows were checked as they were written; the object must hold exactly those bytes.
         digest, size = _sha256(store, partial)
-        manifest.files = [{"name": DATA_FILE, "sha256": digest, "rows": manifest.rows, "bytes": size}]
-        problems = check_copy(store, manifest, maintainer.layout, [(DATA_FILE, partial)])
+        if (digest, size) != (written.sha256, written.size):
+            problems.append(
+                Problem(
+                    info.partition,
+                    store.url_of(info.partition, DATA_FILE),
+                    f"the object read back ({size} bytes, SHA-256 {digest}) is not what was written"
+                    f" ({written.size} bytes, SHA-256 {written.sha256})",
+                )
+            )
         if problems:
             raise ArchiveError(
                 f"the copy of {maintainer.schema}.{info.partition} read back from {store.url} does not match:"
@@ -1037,11 +1215,14 @@ def archive(
     drop: bool = False,
     now: dt.datetime | None = None,
     progress: Callable[[PartitionInfo, int, int], None] | None = None,
+    batch_rows: int | None = None,
 ) -> list[Archived]:
     """Archive every partition of ours whose whole range ended ``older_than_days`` ago.
 
     Args:
         progress: called with (partition, rows done now, rows in the partition).
+        batch_rows: rows per fetch and per Parquet row group (default :data:`BATCH_ROWS`):
+            memory grows with it.
 
     Raises:
         ArchiveBusy: another run holds the lock.
@@ -1055,7 +1236,7 @@ def archive(
                 if progress is not None:
                     progress(info, rows, total)
 
-            done.append(archive_partition(maintainer, store, info, drop, step))
+            done.append(archive_partition(maintainer, store, info, drop, step, batch_rows))
         return done
 
 

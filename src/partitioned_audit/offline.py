@@ -21,7 +21,7 @@ import bisect
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .layouts import Layout, context_join
@@ -336,7 +336,9 @@ def _rows(cursor: Cursor, layout: Layout, schema: str, sealed: int) -> Iterator[
 
 
 @dataclass
-class _Seal:
+class Seal:
+    """A counted seal entry's range of event ids, chunk size and format."""
+
     seal_id: int
     first: int
     last: int
@@ -344,7 +346,7 @@ class _Seal:
     format: int
 
 
-def _entry_problem(entry: Entry, seals: dict[int, _Seal], opens: list[int], late_before: int) -> str | None:
+def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_before: int) -> str | None:
     """What an entry claims that it may not (``dpa_seal_entry_problem``), or None: ``seals``
     are the earlier counted seals covering ids, ``opens`` those still open, ``late_before``
     the rows the chunks of earlier seals it carries had."""
@@ -452,27 +454,45 @@ def verify(
         cursor.execute("ROLLBACK" if own else "ROLLBACK TO SAVEPOINT dpa_offline_verify")
 
 
-def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
-    findings: list[Finding] = []
-    attached = attached_partitions(cursor, layout, schema)
-    table_text = f"{schema}.{layout.table}"
-    previous = bytes.fromhex(GENESIS)
-    following = 1
-    seals: dict[int, _Seal] = {}
-    sealed = 0
-    rows = 0
+@dataclass
+class Walk:
+    """The seal chain walked once, entry by entry, with verify's rules: its findings about
+    the entries, and what the counted ones say about the chunks."""
+
+    findings: list[Finding] = field(default_factory=list)
+    #: Counted seals by id.
+    seals: dict[int, Seal] = field(default_factory=dict)
+    #: The last sealed event id.
+    sealed: int = 0
+    #: Rows the counted entries cover now (seals add, retention takes away).
+    rows: int = 0
     #: Counted seals with pending transactions that no counted entry closed yet, in order.
-    opens: list[int] = []
-    pending: dict[int, list[int]] = {}
-    #: (seal id, chunk) -> (rows, digest, partitions) of the newest counted entry.
-    expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]] = {}
-    entries = read_entries(cursor, layout, schema)
+    opens: list[int] = field(default_factory=list)
+    pending: dict[int, list[int]] = field(default_factory=dict)
+    #: (seal id, chunk) -> (rows, digest, partitions, entry id) of the newest counted entry.
+    expected: dict[tuple[int, int], tuple[int, bytes | None, str | None, int]] = field(default_factory=dict)
+    #: The digest of the last entry (the genesis before any), and the id the next must have.
+    previous: bytes = bytes.fromhex(GENESIS)
+    following: int = 1
+
+    @property
+    def late(self) -> set[int]:
+        """Transaction ids of seals still open: their rows are late rows, not sealed yet."""
+        return {x for o in self.opens for x in self.pending[o]}
+
+
+def walk(entries: Sequence[Entry], attached: set[str], table_text: str) -> Walk:
+    """Walk the chain: each entry must chain from the one before and claim only what it may
+    (an entry that does not is reported and not counted); a retention entry of a partition
+    attached again (a restored one) is reported as such and does not count."""
+    done = Walk()
+    findings = done.findings
     for entry in entries:
-        if entry.seal_id != following:
+        if entry.seal_id != done.following:
             findings.append(
-                _chain_finding(entry, f"seals {following} to {entry.seal_id - 1} are missing", False)
+                _chain_finding(entry, f"seals {done.following} to {entry.seal_id - 1} are missing", False)
             )
-        elif entry.previous != previous:
+        elif entry.previous != done.previous:
             findings.append(
                 _chain_finding(
                     entry, f"seal {entry.seal_id} does not chain from seal {entry.seal_id - 1}", False
@@ -484,102 +504,105 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
                     entry, f"seal {entry.seal_id} was altered: its digest does not match its contents"
                 )
             )
+        done.previous, done.following = entry.digest, entry.seal_id + 1
         if entry.kind != "seal" and entry.partition_name in attached:
             # A retired partition attached again (restored): checked against the earlier seals.
             findings.append(
-                Finding(
+                _retention_finding(
                     "restored",
-                    entry.seal_id,
-                    entry.first_event_id,
-                    entry.last_event_id,
-                    entry.row_count,
-                    None,
-                    entry.partition_name,
+                    entry,
                     f"{_text(entry.row_count)} rows retired at {entry.sealed_at} are a partition of"
                     f" {table_text} again, checked against their seals",
                 )
             )
-            previous = entry.digest
-            following = entry.seal_id + 1
             continue
-        else:
-            late_before = sum(
-                expected[(c.seal_id, c.index)][0]
-                for c in entry.chunks
-                if entry.kind == "seal" and c.seal_id != entry.seal_id and (c.seal_id, c.index) in expected
-            )
-            problem = _entry_problem(entry, seals, opens, late_before)
+        late_before = sum(
+            done.expected[(c.seal_id, c.index)][0]
+            for c in entry.chunks
+            if entry.kind == "seal" and c.seal_id != entry.seal_id and (c.seal_id, c.index) in done.expected
+        )
+        problem = _entry_problem(entry, done.seals, done.opens, late_before)
         if problem is not None:
             findings.append(
                 _chain_finding(
                     entry, f"seal {entry.seal_id} is not counted: {problem}", part=entry.partition_name
                 )
             )
+            continue
+        assert entry.first_event_id is not None and entry.last_event_id is not None  # noqa: S101
+        count = entry.row_count or 0
+        if entry.kind == "seal":
+            if entry.first_event_id != done.sealed + 1:
+                findings.append(
+                    _chain_finding(
+                        entry,
+                        f"seal {entry.seal_id} starts at event {entry.first_event_id}, not {done.sealed + 1}",
+                    )
+                )
+            assert entry.chunk_size is not None  # noqa: S101
+            if entry.last_event_id >= entry.first_event_id:  # (one sealing late rows only has none)
+                done.seals[entry.seal_id] = Seal(
+                    entry.seal_id,
+                    entry.first_event_id,
+                    entry.last_event_id,
+                    entry.chunk_size,
+                    entry.format or 1,
+                )
+                done.sealed = entry.last_event_id
+            done.rows += count
+            closes = entry.ids("closes") or []
+            done.opens = [o for o in done.opens if o not in closes]
+            waiting = entry.ids("pending") or []
+            if waiting:
+                done.opens.append(entry.seal_id)
+                done.pending[entry.seal_id] = waiting
         else:
-            assert entry.first_event_id is not None and entry.last_event_id is not None  # noqa: S101
-            count = entry.row_count or 0
-            if entry.kind == "seal":
-                if entry.first_event_id != sealed + 1:
-                    findings.append(
-                        _chain_finding(
-                            entry,
-                            f"seal {entry.seal_id} starts at event {entry.first_event_id}, not {sealed + 1}",
-                        )
+            done.rows -= count
+            verb = "dropped" if entry.kind == "drop" else "detached"
+            if entry.expired is False:
+                # Only a partition whose whole range had ended MIN_RETENTION before went by retention.
+                findings.append(
+                    _retention_finding(
+                        "removed",
+                        entry,
+                        f"{_text(entry.row_count)} rows were {verb} at {entry.sealed_at} as retention, but the"
+                        f" partition's range ends {'at ' + entry.upper if entry.upper else 'never'}, not"
+                        f" {MIN_RETENTION} or more before: it had not expired",
+                        found=0,
                     )
-                assert entry.chunk_size is not None  # noqa: S101
-                if entry.last_event_id >= entry.first_event_id:  # (one sealing late rows only has none)
-                    seals[entry.seal_id] = _Seal(
-                        entry.seal_id,
-                        entry.first_event_id,
-                        entry.last_event_id,
-                        entry.chunk_size,
-                        entry.format or 1,
-                    )
-                    sealed = entry.last_event_id
-                rows += count
-                closes = entry.ids("closes") or []
-                opens = [o for o in opens if o not in closes]
-                waiting = entry.ids("pending") or []
-                if waiting:
-                    opens.append(entry.seal_id)
-                    pending[entry.seal_id] = waiting
+                )
             else:
-                rows -= count
-                verb = "dropped" if entry.kind == "drop" else "detached"
-                if entry.expired is False:
-                    # Only a partition whose whole range had ended MIN_RETENTION before went by retention.
-                    findings.append(
-                        Finding(
-                            "removed",
-                            entry.seal_id,
-                            entry.first_event_id,
-                            entry.last_event_id,
-                            entry.row_count,
-                            0,
-                            entry.partition_name,
-                            f"{_text(entry.row_count)} rows were {verb} at {entry.sealed_at} as retention, but the"
-                            f" partition's range ends {'at ' + entry.upper if entry.upper else 'never'}, not"
-                            f" {MIN_RETENTION} or more before: it had not expired",
-                        )
+                findings.append(
+                    _retention_finding(
+                        "retired", entry, f"{count} rows {verb} by retention at {entry.sealed_at}"
                     )
-                else:
-                    findings.append(
-                        Finding(
-                            "retired",
-                            entry.seal_id,
-                            entry.first_event_id,
-                            entry.last_event_id,
-                            entry.row_count,
-                            None,
-                            entry.partition_name,
-                            f"{count} rows {verb} by retention at {entry.sealed_at}",
-                        )
-                    )
-            for c in entry.chunks:
-                expected[(c.seal_id, c.index)] = (c.rows or 0, c.digest, c.partitions)
-        previous = entry.digest
-        following = entry.seal_id + 1
-    head = previous if following > 1 else None
+                )
+        for c in entry.chunks:
+            done.expected[(c.seal_id, c.index)] = (c.rows or 0, c.digest, c.partitions, entry.seal_id)
+    return done
+
+
+def _retention_finding(kind: str, entry: Entry, detail: str, found: int | None = None) -> Finding:
+    """What verify says of a retention entry: its partition ``restored``, ``retired`` or
+    ``removed`` (retired before it expired)."""
+    return Finding(
+        kind,
+        entry.seal_id,
+        entry.first_event_id,
+        entry.last_event_id,
+        entry.row_count,
+        found,
+        entry.partition_name,
+        detail,
+    )
+
+
+def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
+    attached = attached_partitions(cursor, layout, schema)
+    entries = read_entries(cursor, layout, schema)
+    done = walk(entries, attached, f"{schema}.{layout.table}")
+    findings = done.findings
+    head = done.previous if done.following > 1 else None
     if wanted is not None and wanted not in {e.digest for e in entries}:
         findings.append(
             Finding(
@@ -594,13 +617,13 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
                 "the seals were rewritten or cut short",
             )
         )
-    # Rows of the pending transactions of seals still open are late rows, not sealed yet.
-    skip = {x for o in opens for x in pending[o]}
-    ordered = sorted(seals.values(), key=lambda s: s.first)
+    ordered = sorted(done.seals.values(), key=lambda s: s.first)
     txid = layout.column_names.index(layout.txid_column)
-    found, outside = _recompute(cursor, layout, schema, ordered, sealed, txid, skip)
+    # (rows of the pending transactions of seals still open are late rows, not sealed yet)
+    found, outside = _recompute(cursor, layout, schema, ordered, done.sealed, txid, done.late)
     if ordered:
-        findings.extend(_compare(ordered, expected, found, set(opens)))
+        expected = {key: value[:3] for key, value in done.expected.items()}
+        findings.extend(_compare(ordered, expected, found, set(done.opens)))
         if outside[2]:
             low, high, count, parts = outside
             findings.append(
@@ -616,14 +639,16 @@ def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -
                 )
             )
     first = ordered[0].first if ordered else None
-    return Verification(following - 1, first, sealed, rows, head.hex() if head else None, findings)
+    return Verification(
+        done.following - 1, first, done.sealed, done.rows, head.hex() if head else None, findings
+    )
 
 
 def _recompute(
     cursor: Cursor,
     layout: Layout,
     schema: str,
-    ordered: list[_Seal],
+    ordered: list[Seal],
     sealed: int,
     txid: int,
     skip: set[int],
@@ -680,7 +705,7 @@ def _done(tally: _Tally) -> _Found:
 
 
 def _compare(
-    ordered: list[_Seal],
+    ordered: list[Seal],
     expected: dict[tuple[int, int], tuple[int, bytes | None, str | None]],
     found: dict[tuple[int, int], _Found],
     opens: set[int],

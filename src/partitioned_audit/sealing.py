@@ -95,6 +95,8 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "marks": ident(schema, layout.mark_table),
         "event": ident(layout.event_column),
         "chunks": chunks,
+        # (the chunks function's name as text, for a statement retire builds with format())
+        "chunks_name": literal(quote_ident(schema, layout.seal_function("chunks"))),
         "seal": seal,
         "verify": verify,
         "retire": retire,
@@ -638,8 +640,9 @@ BEGIN
 END
 $fn$;
 """
-    # Before retention takes a partition away: checks that its sealed rows still match
-    # their seals, then appends what the chunks it touches hold without it.
+    # Before retention takes a partition away: appends what the chunks holding its sealed rows
+    # keep without it. The seal table's trigger takes the entry only while those chunks'
+    # rows still match their seals (one pass over the rows: retire itself hashes none).
     """
 CREATE OR REPLACE FUNCTION {retire}(part regclass, dropped boolean) RETURNS jsonb
 LANGUAGE plpgsql SECURITY DEFINER {canonical} AS $fn$
@@ -684,33 +687,45 @@ BEGIN
     _lo := _lo + (_e.first_event_id - _lo) / _sizes[width_bucket(_e.first_event_id, _firsts)] * _sizes[width_bucket(_e.first_event_id, _firsts)];
     -- (into the next chunk, whose rows are all past the partition's and so left out below)
     _hi := least(_sealed, _e.last_event_id + _sizes[width_bucket(_e.last_event_id, _firsts)]);
-    -- The chunks holding a row of the partition must match their seals before any is replaced.
-    SELECT f.seal_id, f.chunk, x.n AS expected, f.row_count AS found INTO _bad
-      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
-      LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
-                                unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
-                          WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
-     WHERE part = ANY (f.parts) AND (x.n IS DISTINCT FROM f.row_count OR x.d IS DISTINCT FROM f.digest)
-     LIMIT 1;
-    IF FOUND THEN
-        RAISE EXCEPTION 'partitioned_audit: refusing to retire %: chunk % of seal % no longer matches its seal (% rows sealed, % found); run verify', part, _bad.chunk, _bad.seal_id, _bad.expected, _bad.found
-            USING ERRCODE = 'data_corrupted';
-    END IF;
-    -- What those chunks hold once the partition is gone.
-    SELECT array_agg(f.seal_id ORDER BY f.seal_id, f.chunk), array_agg(f.chunk ORDER BY f.seal_id, f.chunk),
-           array_agg(coalesce(r.row_count, 0) ORDER BY f.seal_id, f.chunk),
-           array_agg(coalesce(r.digest, sha256(''::bytea)) ORDER BY f.seal_id, f.chunk),
-           array_agg(coalesce(r.partitions, '') ORDER BY f.seal_id, f.chunk)
-      INTO _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
-      FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
-      LEFT JOIN {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, part, '{{}}') AS r ON r.seal_id = f.seal_id AND r.chunk = f.chunk
-     WHERE part = ANY (f.parts);
+    -- The chunks holding a sealed row of the partition (read from its event-id index, no row
+    -- hashed), and what each holds once the partition is gone (the rows of other partitions).
+    -- The seal table's trigger hashes the chunks' rows and takes the entry only if they still
+    -- match their seals.
+    EXECUTE format('SELECT array_agg(c.s ORDER BY c.s, c.k), array_agg(c.k ORDER BY c.s, c.k),
+                           array_agg(coalesce(r.row_count, 0) ORDER BY c.s, c.k),
+                           array_agg(coalesce(r.digest, sha256(''''::bytea)) ORDER BY c.s, c.k),
+                           array_agg(coalesce(r.partitions, '''') ORDER BY c.s, c.k)
+                      FROM (SELECT DISTINCT $1[w.i] AS s, ((e.%1$I - $2[w.i]) / $3[w.i])::integer AS k
+                              FROM %2$s e CROSS JOIN LATERAL (SELECT width_bucket(e.%1$I, $2) AS i) AS w
+                             WHERE e.%1$I >= $5 AND e.%1$I <= $6 AND w.i > 0) AS c
+                      LEFT JOIN %3$s($1, $2, $3, $4, $5, $6, $7, ''{{}}'') AS r ON r.seal_id = c.s AND r.chunk = c.k',
+                   {event_name}, part, {chunks_name})
+       INTO _e.chunk_seal, _e.chunk_index, _e.chunk_rows, _e.chunk_digest, _e.chunk_partitions
+      USING _ids, _firsts, _sizes, _formats, _lo, _hi, part;
     SELECT s.seal_id + 1, s.digest INTO _e.seal_id, _e.previous FROM {seals} s ORDER BY s.seal_id DESC LIMIT 1;
     _e.kind := CASE WHEN dropped THEN 'drop' ELSE 'detach' END;
     _e.sealed_at := now();
     _e.partition_name := part::text;
     _e.extra := jsonb_build_object('format', {format}, 'range', jsonb_build_array(_lower, _upper));
+BEGIN
 {append}
+    EXCEPTION WHEN insufficient_privilege THEN
+        -- The trigger refused the entry: when a chunk holding a row of the partition no
+        -- longer matches its seal (the usual reason), say which, and how.
+        SELECT f.seal_id, f.chunk, x.n AS expected, f.row_count AS found INTO _bad
+          FROM {chunks}(_ids, _firsts, _sizes, _formats, _lo, _hi, NULL, '{{}}') AS f
+          LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
+                                    unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
+                              WHERE c.cs = f.seal_id AND c.k = f.chunk ORDER BY s.seal_id DESC LIMIT 1) AS x ON true
+         WHERE part = ANY (f.parts) AND (x.n IS DISTINCT FROM f.row_count OR x.d IS DISTINCT FROM f.digest)
+         ORDER BY f.seal_id, f.chunk
+         LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'partitioned_audit: refusing to retire %: chunk % of seal % no longer matches its seal (% rows sealed, % found); run verify', part, _bad.chunk, _bad.seal_id, _bad.expected, _bad.found
+                USING ERRCODE = 'data_corrupted';
+        END IF;
+        RAISE;
+    END;
     RETURN jsonb_build_object('seal_id', _e.seal_id, 'kind', _e.kind, 'partition', _e.partition_name,
                               'first_event_id', _e.first_event_id, 'last_event_id', _e.last_event_id,
                               'rows', _e.row_count, 'head', encode(_e.digest, 'hex'));
