@@ -31,6 +31,7 @@ from testproject.legacy104 import ADVANCED_TABLE, SIMPLE_TABLE  # noqa: E402
 
 from bench.ab import scratch_database  # noqa: E402
 from partitioned_audit import get_layout, install, objects  # noqa: E402
+from partitioned_audit.layouts import drop_views  # noqa: E402
 
 # (DDL, one audit row as a capture writes it, SELECT list of n rows spread over 2024 by g)
 SHAPES = {
@@ -77,7 +78,8 @@ def pre_context_trail(conn: psycopg.Connection, layout: Any, rows: int) -> None:
         install(conn.cursor(), layout)
     t = layout.table
     conn.execute("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
-    conn.execute(f"DROP VIEW {layout.view}")
+    for statement in drop_views(layout, "public"):  # the read view and those built on it
+        conn.execute(statement)
     conn.execute(f"DROP INDEX {layout.event_index}, {layout.context_id_index}")
     conn.execute(f"ALTER TABLE {t} DROP COLUMN audit_context_id")
     conn.execute(f"DROP TABLE {layout.context_table} CASCADE")

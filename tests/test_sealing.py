@@ -925,7 +925,6 @@ def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_d
     assert len(digests) >= 10 and trail.verify(expect=head).ok
 
 
-
 def test_a_locked_transaction_id_maps_to_its_full_id_on_either_side_of_the_next_one(conn):
     # A seal lists the writers' full transaction ids as pending; one that took its id between
     # the seal reading the next id and listing the writers was once mapped to a negative id,

@@ -31,7 +31,8 @@ from partitioned_audit import (
     sealing,
 )
 from partitioned_audit.errors import ConfigurationError
-from partitioned_audit.sql import sqlstate
+from partitioned_audit.layouts import drop_views
+from partitioned_audit.sql import execute, sqlstate
 from tests.engine_db import connect
 from tests.helpers import sql
 
@@ -70,7 +71,8 @@ def earlier_layout(dbname: str, conn: Any, layout: Layout) -> None:
         f"UPDATE {t} SET {time_column} = timestamptz '2024-01-10' WHERE {layout.event_column} % 2 = 0"  # noqa: S608
     )
     cur.execute(f"ALTER TABLE {t} ENABLE TRIGGER USER")
-    cur.execute(f"DROP VIEW {layout.view}")
+    for statement in drop_views(layout, "public"):  # the read view and those built on it
+        execute(cur, statement)
     cur.execute(f"DROP INDEX {layout.event_index}, {layout.context_id_index}")
     cur.execute(f"CREATE INDEX {t}_event_brin ON {t} USING brin ({layout.event_column})")
     cur.execute(f"ALTER TABLE {t} DROP COLUMN audit_context_id")
