@@ -119,6 +119,12 @@ def main() -> None:
         help="only the shipped capture at both levels and the references, none of the edited copies",
     )
     parser.add_argument(
+        "--past-months",
+        type=int,
+        default=0,
+        help="monthly partitions before this month (the row level probes the context table per row)",
+    )
+    parser.add_argument(
         "--only", default="", help="only the edited copies whose case contains this text (e.g. 'row:')"
     )
     args = parser.parse_args()
@@ -126,7 +132,7 @@ def main() -> None:
     server = get_server()
     recreate_database(server, DB, "off")
     conn = connect(server, DB)
-    install_audit(conn, layout, "public", False, past_months=0)
+    install_audit(conn, layout, "public", False, past_months=args.past_months)
     for sink in ("sink_plain", "sink_btree"):
         run(
             conn, SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(ident(sink), ident(layout.table))
