@@ -61,6 +61,28 @@ EDITS: dict[str, list[tuple[str, str]]] = {
         ("INSERT INTO {table}", "INSERT INTO public.sink_no_partial")
     ],
 }
+#: Edits of the shipped row-level function, as EDITS: where its time per row goes.
+ROW_EDITS: dict[str, list[tuple[str, str]]] = {
+    "row: returns right after its declarations": [
+        ("BEGIN\n    IF TG_OP", "BEGIN\n    RETURN NULL;\n    IF TG_OP")
+    ],
+    "row: no cast check": [
+        ("_casts_checked boolean := TG_ARGV[3] OPERATOR(pg_catalog.=) 't'", "_casts_checked boolean := true")
+    ],
+    "row: no context read": [
+        ("    _context := ", "    IF false THEN _context := "),
+        ("END);\n    INSERT INTO", "END); END IF;\n    INSERT INTO"),
+    ],
+    # coalesce() stops at its first argument that is not NULL.
+    "row: no context lookup (a fixed id)": [
+        ("coalesce((SELECT c.context_id", "coalesce(1, (SELECT c.context_id")
+    ],
+    "row: no txid_current()": [("_txid := pg_catalog.txid_current();", "_txid := 1;")],
+    "row: into an unpartitioned table, no index": [("INSERT INTO {table}", "INSERT INTO public.sink_plain")],
+    "row: into a partitioned table, the shipped indexes but the BRINs": [
+        ("INSERT INTO {table}", "INSERT INTO public.sink_no_brin")
+    ],
+}
 #: The partitioned copies of the audit table with some of its indexes, by the indexes left out.
 SINKS = {"sink_no_brin": " USING brin ", "sink_no_partial": " WHERE "}
 
@@ -96,12 +118,21 @@ def main() -> None:
         action="store_true",
         help="only the shipped capture at both levels and the references, none of the edited copies",
     )
+    parser.add_argument(
+        "--past-months",
+        type=int,
+        default=0,
+        help="monthly partitions before this month (the row level probes the context table per row)",
+    )
+    parser.add_argument(
+        "--only", default="", help="only the edited copies whose case contains this text (e.g. 'row:')"
+    )
     args = parser.parse_args()
     layout = SIMPLE if args.layout == "simple" else ADVANCED
     server = get_server()
     recreate_database(server, DB, "off")
     conn = connect(server, DB)
-    install_audit(conn, layout, "public", False, past_months=0)
+    install_audit(conn, layout, "public", False, past_months=args.past_months)
     for sink in ("sink_plain", "sink_btree"):
         run(
             conn, SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS)").format(ident(sink), ident(layout.table))
@@ -133,8 +164,10 @@ def main() -> None:
                 body = definition.split(" USING ", 1)[1]
                 run(conn, SQL("CREATE INDEX ON {} USING " + body).format(ident(sink)))
     shipped = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.function}"])[0][0]
+    shipped_row = run(conn, "SELECT pg_get_functiondef(%s::regproc)", [f"public.{layout.row_function}"])[0][0]
     table_ref = render(ident("public", layout.table))  # as the engine wrote it into the function
-    edits = [] if args.levels_only else list(EDITS)
+    all_edits = {**EDITS, **ROW_EDITS}
+    edits = [] if args.levels_only else [case for case in all_edits if args.only in case]
     cases = ["unaudited", "shipped", ROW_LEVEL, *edits, "typed_copy"]
     # Each case's copy of the table; TYPED_COPY names its own.
     tables = {case: "t_typed_copy" if case == "typed_copy" else f"t_{n}" for n, case in enumerate(cases)}
@@ -144,11 +177,15 @@ def main() -> None:
         if case == "typed_copy":
             run(conn, TYPED_COPY)
         elif case != "unaudited":
-            enable(conn.cursor(), layout, TableSpec("public", table, ("id",), row_level=case == ROW_LEVEL))
+            row_level = case == ROW_LEVEL or case in ROW_EDITS
+            enable(conn.cursor(), layout, TableSpec("public", table, ("id",), row_level=row_level))
         if case in edits:
+            base = layout.row_function if case in ROW_EDITS else layout.function
             function = f"{layout.function}_{n}"
-            text = shipped.replace(f"public.{layout.function}()", f"public.{function}()")
-            for old, new in EDITS[case]:
+            text = (shipped_row if case in ROW_EDITS else shipped).replace(
+                f"public.{base}()", f"public.{function}()"
+            )
+            for old, new in all_edits[case]:
                 old = old.replace("{table}", table_ref)
                 assert old in text, (case, old)
                 text = text.replace(old, new)
@@ -164,9 +201,7 @@ def main() -> None:
             ):
                 name = re.search(r"CREATE TRIGGER (\S+)", definition)[1]  # type: ignore[index]
                 run(conn, SQL("DROP TRIGGER {} ON {}").format(ident(name), ident(table)))
-                edited = re.sub(
-                    rf"FUNCTION (public\.)?{layout.function}\(", f"FUNCTION public.{function}(", definition
-                )
+                edited = re.sub(rf"FUNCTION (public\.)?{base}\(", f"FUNCTION public.{function}(", definition)
                 run(conn, edited)
     loops = {
         "I": "INSERT INTO {t} (account, amount, note, created, flag) VALUES (i, 12.34, 'benchmark row', now(), true);",

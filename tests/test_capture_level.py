@@ -272,3 +272,52 @@ def test_switching_the_level_under_writers_misses_no_write(dbname, layout):
     cur.execute("SELECT sum(n) FROM counter")
     assert cur.fetchone()[0] == len(writes)
     setup.close()
+
+
+@pytest.mark.parametrize("name", ["simple", "advanced"])
+def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings, db, name):
+    """The row-level capture looks the transaction's context row up within its INSERT and
+    makes it only when it is missing: once per context, not once per row; a savepoint
+    rolled back with the row it made leaves the next write to make it again."""
+    from django.db import transaction
+
+    from tests.conftest import MANAGERS
+
+    layout = SIMPLE if name == "simple" else ADVANCED
+    settings.DPA_AUDIT_TABLE_MANAGER = MANAGERS[name]
+    settings.DPA_CAPTURE_LEVEL = "row"
+    sync("default", verbosity=0)
+    sql("SET LOCAL track_functions = 'pl'")
+
+    def calls(function: str) -> int:
+        # The view also counts the calls of earlier transactions not yet reported.
+        rows = sql("SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = %s", [function])
+        return (rows[0][0] if rows else 0) - before.get(function, 0)
+
+    before: dict[str, int] = {}
+    before = {f: calls(f) for f in (layout.row_function, "dpa_context_row")}
+
+    for n in range(3):
+        Book.objects.create(isbn=f"a{n}", title="a")
+    assert (calls(layout.row_function), calls("dpa_context_row")) == (3, 1)
+    sql("SET LOCAL partitioned_audit.context = '{\"user\": 7}'")
+    Book.objects.create(isbn="b", title="b")
+    Book.objects.create(isbn="c", title="c")
+    assert (calls(layout.row_function), calls("dpa_context_row")) == (5, 2)
+    sql("SET LOCAL partitioned_audit.context = '{\"user\": 8}'")
+    try:
+        with transaction.atomic():
+            Book.objects.create(isbn="gone", title="x")  # makes the context row, rolled back
+            raise RuntimeError
+    except RuntimeError:
+        pass
+    Book.objects.create(isbn="d", title="d")
+    assert calls("dpa_context_row") == 4
+    # Every audit row points at a context row of its own transaction, with its context.
+    rows = sql(
+        f"SELECT a.object_pk, c.context ->> 'user' FROM {layout.table} a"
+        f" LEFT JOIN {layout.context_table} c"
+        f" ON c.context_id = a.audit_context_id AND c.txid = a.{layout.txid_column}"
+        " ORDER BY a.audit_context_id, a.object_pk"
+    )
+    assert rows == [("a0", None), ("a1", None), ("a2", None), ("b", "7"), ("c", "7"), ("d", "8")]

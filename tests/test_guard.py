@@ -32,6 +32,23 @@ def test_the_guard_is_on_where_a_superuser_installed(db):
         assert objects.guard_state(cursor) == (True, True)
 
 
+def test_the_guard_functions_are_the_text_of_their_template(db):
+    """The guard and its helpers run the text of ``templates/guard.sql``, byte for byte."""
+    import re
+
+    from partitioned_audit import layouts
+    from partitioned_audit.sql import render
+
+    assert "{plain_casts}" in layouts.template("guard.sql")
+    # The template as create_guard() fills it in: one body per function, in order.
+    with connection.cursor() as cursor:
+        rendered = render(layouts.create_guard("public")[0], cursor)
+    bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)
+    names = (layouts.PLAIN_CASTS_FUNCTION, layouts.IDENTIFIER_FUNCTION, layouts.GUARD_FUNCTION)
+    deployed = [sql("SELECT prosrc FROM pg_proc WHERE proname = %s", [name])[0][0] for name in names]
+    assert deployed == bodies
+
+
 @pytest.mark.parametrize(
     "statement",
     [
