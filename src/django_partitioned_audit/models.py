@@ -122,6 +122,17 @@ def _model_for_table(schema: str, table: str) -> type[models.Model]:
     raise LookupError(f"no installed model has the table {schema}.{table}; pass the model to get_instance()")
 
 
+class _ModelName:
+    """A name of the queryset's read model (see :class:`_Snapshot`): the queryset's
+    ``_time`` is its model's ``_time``."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, queryset: Any, owner: type | None = None) -> str:
+        return str(getattr(queryset.model, self.name))
+
+
 class _Snapshot:
     """What both read models share: the names of their layout's read view, the tests of
     the operation, ``get_instance()``.
@@ -630,17 +641,6 @@ def _on_view(queryset: Any, view: str) -> Any:
     query.table_map = {name: aliases for name, aliases in query.table_map.items() if bare not in aliases}
     query.table_map[table] = [bare]
     return chained
-
-
-class _ModelName:
-    """A name of the queryset's read model (see :class:`_Snapshot`): the queryset's
-    ``_time`` is its model's ``_time``."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.name = name
-
-    def __get__(self, queryset: Any, owner: type | None = None) -> str:
-        return str(getattr(queryset.model, self.name))
 
 
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
