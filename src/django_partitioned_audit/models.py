@@ -12,11 +12,13 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, overload
+from typing import Any, Self, overload
 
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+
+from partitioned_audit.layouts import ADVANCED, SIMPLE, Layout
 
 from . import conf
 from .errors import RevertError
@@ -106,8 +108,8 @@ def _table_q(model_class: type[models.Model], schema_field: str, table_field: st
     another table. 1.0.4's simple rows carry no schema; they were all in ``public``."""
     schema, table = split_table(model_class._meta.db_table)
     in_schema = Q(**{schema_field: schema})
-    if schema == "public" and schema_field == "object_schema":
-        in_schema |= Q(object_schema__isnull=True)
+    if schema == "public" and schema_field == SIMPLE.schema_column:
+        in_schema |= Q(**{f"{schema_field}__isnull": True})
     return Q(**{table_field: table}) & in_schema
 
 
@@ -120,10 +122,53 @@ def _model_for_table(schema: str, table: str) -> type[models.Model]:
     raise LookupError(f"no installed model has the table {schema}.{table}; pass the model to get_instance()")
 
 
-class _Snapshot:
-    """``get_instance()``, shared by both read models."""
+class _ModelName:
+    """A name of the queryset's read model (see :class:`_Snapshot`): the queryset's
+    ``_time`` is its model's ``_time``."""
 
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, queryset: Any, owner: type | None = None) -> str:
+        return str(getattr(queryset.model, self.name))
+
+
+class _Snapshot:
+    """What both read models share: the names of their layout's read view, the tests of
+    the operation, ``get_instance()``.
+
+    A read model names its layout once, as ``class Entry(_Snapshot, models.Model,
+    layout=SIMPLE)``: each name of a view or a column below is taken from that
+    :class:`partitioned_audit.layouts.Layout`, so the engine's layout is the one place
+    that names them (the model's fields bear the same names; tests/test_read_models.py
+    checks both against the view in the database).
+    """
+
+    #: The layout's name: "simple" or "advanced".
     _layout: str
+    #: The read view and its key column.
+    _view: str
+    _key: str
+    #: The partition key: with it the entry is read from its own partition only.
+    _time: str
+    _statement_time: str
+    _operation: str
+    _txid: str
+    _schema_field: str
+    _table_field: str
+
+    def __init_subclass__(cls, layout: Layout | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if layout is not None:
+            cls._layout = layout.name
+            cls._view = layout.view
+            cls._key = layout.view_key_column
+            cls._time = layout.time_column
+            cls._statement_time = layout.statement_time_column
+            cls._operation = layout.operation_column
+            cls._txid = layout.txid_column
+            cls._schema_field = layout.schema_column
+            cls._table_field = layout.table_column
 
     @classmethod
     def _layout_object(cls) -> Any:
@@ -134,18 +179,24 @@ class _Snapshot:
 
     #: SQL for the row after the change, from the view aliased ``v``.
     _row_sql: str
-    _view: str
-    _key: str
-    #: The partition key: with it the entry is read from its own partition only.
-    _time: str
-    _operation: str
-    _statement_time: str
 
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
 
+    def _is(self, operation: Operation) -> bool:
+        return bool(getattr(self, self._operation) == _CODES[operation])
+
+    def is_insert(self) -> bool:
+        return self._is(Operation.INSERT)
+
+    def is_update(self) -> bool:
+        return self._is(Operation.UPDATE)
+
+    def is_delete(self) -> bool:
+        return self._is(Operation.DELETE)
+
     def is_truncate(self) -> bool:
-        raise NotImplementedError
+        return self._is(Operation.TRUNCATE)
 
     def merge_key(self) -> tuple[dt.datetime, dt.datetime]:
         """Where the entry falls among the entries of another table: its transaction's start,
@@ -595,11 +646,29 @@ def _on_view(queryset: Any, view: str) -> Any:
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
     """``history()``, ``as_of()`` and ``changes()``, shared by both read models."""
 
-    _time: str
-    _operation: str
-    _txid: str
-    _schema_field: str
-    _table_field: str
+    _time = _ModelName()
+    _operation = _ModelName()
+    _txid = _ModelName()
+    _schema_field = _ModelName()
+    _table_field = _ModelName()
+
+    def filter_payload(self, **kwargs: Any) -> Self:
+        """Entries whose payload has these values (see :meth:`_payload_match`); ``id=42``
+        and ``id="42"`` both match."""
+        if not kwargs:
+            raise TypeError("filter_payload() needs at least one key=value pair")
+        qs = self
+        for key, value in kwargs.items():
+            qs = qs.filter(self._payload_match(key, value))
+        return qs
+
+    def _payload_match(self, key: str, value: Any) -> Q:
+        raise NotImplementedError
+
+    def filter_operation(self, operation: Operation) -> Self:
+        if operation not in _CODES:
+            raise ValueError(f"Invalid operation: {operation}")
+        return self.filter(**{self._operation: _CODES[operation]})
 
     def _of_table(self, model_class: type[models.Model]) -> Q:
         return _table_q(model_class, self._schema_field, self._table_field)
@@ -780,7 +849,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         for row in read_rows(open_store(url), layout.table, conditions):
             where = row.get(self._schema_field)
             if where != schema and not (
-                where is None and schema == "public" and self._schema_field == "object_schema"
+                where is None and schema == "public" and self._schema_field == SIMPLE.schema_column
             ):
                 continue
             values = {}
@@ -971,33 +1040,15 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
 
 
 class SimpleAuditEntryQuerySet(_HistoryQuerySet):
-    _time, _operation, _txid = "audit_entry_created", "audit_operation", "audit_txid_current"
-    _schema_field, _table_field = "object_schema", "object_table"
-
-    def filter_payload(self, **kwargs: Any) -> SimpleAuditEntryQuerySet:
-        """Entries whose payload has these values; ``id=42`` and ``id="42"`` both match."""
-        if not kwargs:
-            raise TypeError("filter_payload() needs at least one key=value pair")
-        qs = self
-        for key, value in kwargs.items():
-            qs = qs.filter(_payload_q("object_payload", key, value))
-        return qs
-
-    def filter_operation(self, operation: Operation) -> SimpleAuditEntryQuerySet:
-        if operation not in _CODES:
-            raise ValueError(f"Invalid operation: {operation}")
-        return self.filter(audit_operation=_CODES[operation])
+    def _payload_match(self, key: str, value: Any) -> Q:
+        """The payload holds ``value`` under ``key``."""
+        return _payload_q("object_payload", key, value)
 
 
-class SimpleAuditEntry(_Snapshot, models.Model):
+class SimpleAuditEntry(_Snapshot, models.Model, layout=SIMPLE):
     """One change recorded by the simple layout (read-only; mapped to ``audit_simple_view``)."""
 
     _row_sql = "v.object_payload"
-    _view = "audit_simple_view"
-    _key = "id"
-    _time, _operation = "audit_entry_created", "audit_operation"
-    _layout = "simple"
-    _statement_time = "audit_entry_created_statement_timestamp"
 
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
@@ -1018,21 +1069,9 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
     class Meta:
         managed = False
-        db_table = conf.read_model_table("audit_simple_view")
-        ordering = ("id",)
+        db_table = conf.read_model_table(SIMPLE.view)
+        ordering = (SIMPLE.view_key_column,)
         verbose_name_plural = "simple audit entries"
-
-    def is_insert(self) -> bool:
-        return self.audit_operation == "I"
-
-    def is_update(self) -> bool:
-        return self.audit_operation == "U"
-
-    def is_delete(self) -> bool:
-        return self.audit_operation == "D"
-
-    def is_truncate(self) -> bool:
-        return self.audit_operation == "T"
 
     def get_row_data(self) -> dict[str, Any]:
         """The row after the change (before it, for a delete), as JSON values; empty for TRUNCATE."""
@@ -1070,38 +1109,20 @@ class SimpleAuditEntry(_Snapshot, models.Model):
 
 
 class AdvancedAuditEntryQuerySet(_HistoryQuerySet):
-    _time, _operation, _txid = "action_tstamp_tx", "action", "transaction_id"
-    _schema_field, _table_field = "schema_name", "table_name"
-
-    def filter_payload(self, **kwargs: Any) -> AdvancedAuditEntryQuerySet:
-        """Entries whose new value (changed fields, else the row) matches each key."""
-        if not kwargs:
-            raise TypeError("filter_payload() needs at least one key=value pair")
-        qs = self
-        for key, value in kwargs.items():
-            changed = _payload_q("changed_fields_json", key, value)
-            unchanged = Q(**{f"changed_fields_json__{key}__isnull": True}) & _payload_q(
-                "row_data_json", key, value
-            )
-            qs = qs.filter(changed | unchanged)
-        return qs
-
-    def filter_operation(self, operation: Operation) -> AdvancedAuditEntryQuerySet:
-        if operation not in _CODES:
-            raise ValueError(f"Invalid operation: {operation}")
-        return self.filter(action=_CODES[operation])
+    def _payload_match(self, key: str, value: Any) -> Q:
+        """The new value (the changed field, else the row's) is ``value``."""
+        changed = _payload_q("changed_fields_json", key, value)
+        unchanged = Q(**{f"changed_fields_json__{key}__isnull": True}) & _payload_q(
+            "row_data_json", key, value
+        )
+        return changed | unchanged
 
 
-class AdvancedAuditEntry(_Snapshot, models.Model):
+class AdvancedAuditEntry(_Snapshot, models.Model, layout=ADVANCED):
     """One change recorded by the advanced layout (read-only; mapped to ``logged_actions_view``)."""
 
     _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
     _old_row_sql = "v.row_data"
-    _view = "logged_actions_view"
-    _key = "event_id"
-    _time, _operation = "action_tstamp_tx", "action"
-    _layout = "advanced"
-    _statement_time = "action_tstamp_stm"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"
@@ -1135,21 +1156,9 @@ class AdvancedAuditEntry(_Snapshot, models.Model):
 
     class Meta:
         managed = False
-        db_table = conf.read_model_table("logged_actions_view")
-        ordering = ("event_id",)
+        db_table = conf.read_model_table(ADVANCED.view)
+        ordering = (ADVANCED.view_key_column,)
         verbose_name_plural = "advanced audit entries"
-
-    def is_insert(self) -> bool:
-        return self.action == "I"
-
-    def is_update(self) -> bool:
-        return self.action == "U"
-
-    def is_delete(self) -> bool:
-        return self.action == "D"
-
-    def is_truncate(self) -> bool:
-        return self.action == "T"
 
     def get_row_data(self) -> dict[str, Any]:
         """The row after the change (before it, for a delete), as JSON values."""

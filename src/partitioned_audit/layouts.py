@@ -186,6 +186,14 @@ class Layout:
     table_column: str
     #: Column holding the writer's transaction id (``txid_current()``).
     txid_column: str
+    #: Column holding the operation's code: ``I``, ``U``, ``D`` or ``T``.
+    operation_column: str
+    #: Column holding the audited table's schema.
+    schema_column: str
+    #: Column holding the statement's start (``statement_timestamp()``).
+    statement_time_column: str
+    #: The read views' name for ``event_column``: the key of the read models.
+    view_key_column: str
     function: str
     columns: str
     view_columns: str
@@ -420,6 +428,10 @@ SIMPLE = Layout(
     event_column="audit_event_id",
     table_column="object_table",
     txid_column="audit_txid_current",
+    operation_column="audit_operation",
+    schema_column="object_schema",
+    statement_time_column="audit_entry_created_statement_timestamp",
+    view_key_column="id",
     function=f"{PREFIX}simple_capture",
     columns=_SIMPLE_COLUMNS,
     view_columns=_SIMPLE_VIEW_COLUMNS,
@@ -491,6 +503,10 @@ ADVANCED = Layout(
     event_column="event_id",
     table_column="table_name",
     txid_column="transaction_id",
+    operation_column="action",
+    schema_column="schema_name",
+    statement_time_column="action_tstamp_stm",
+    view_key_column="event_id",
     function=f"{PREFIX}advanced_capture",
     columns=_ADVANCED_COLUMNS,
     view_columns=_ADVANCED_VIEW_COLUMNS,
