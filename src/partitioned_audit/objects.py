@@ -239,7 +239,11 @@ def _view_digest(create: str, deployed: str) -> str:
     """What a read view's comment holds: the digest of the ``CREATE VIEW`` this version
     runs and of the definition PostgreSQL keeps for it (``pg_get_viewdef``), read back just
     after. A view replaced later (``CREATE OR REPLACE VIEW`` keeps the comment) shows
-    another definition, and a new version's view another statement: either changes it."""
+    another definition, and a new version's view another statement: either changes it.
+
+    ``pg_get_viewdef`` qualifies the names that are not on the search_path: a connection
+    with another search_path than the install's (one that drops ``public`` where the audit
+    objects live there) sees the views as changed, and ``migrate`` creates them again."""
     return f"{layouts.COMMENT_TAG} {_digest(create + chr(0) + deployed)}"
 
 
