@@ -20,6 +20,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
             check_capture_triggers,
             check_context_extra,
             check_partition_coverage,
+            check_read_views,
             check_registration,
             check_settings,
             check_unregistered_triggers,
@@ -32,6 +33,7 @@ class DjangoPartitionedAuditConfig(AppConfig):
         checks.register(check_partition_coverage, checks.Tags.database)
         checks.register(check_capture_triggers, checks.Tags.database)
         checks.register(check_unregistered_triggers, checks.Tags.database)
+        checks.register(check_read_views, checks.Tags.database)
         # Sent once per migrated app; sender=self runs the sync once per `migrate`, after
         # every migration of every app has been applied.
         post_migrate.connect(_post_migrate, sender=self, dispatch_uid="django_partitioned_audit.sync")

@@ -171,6 +171,44 @@ def check_capture_triggers(
     return errors
 
 
+def check_read_views(
+    app_configs: Any = None, databases: Any = None, **kwargs: Any
+) -> list[checks.CheckMessage]:
+    """E024: a read view of the audit table is missing, was replaced, or lost the trigger
+    refusing writes (database check).
+
+    The admin reads the read and keys views, ``filter_context()`` the context view: the one
+    named fails until ``migrate`` creates it again. Silent while ``migrate`` runs, which
+    repairs exactly this.
+    """
+    from django.db import connections
+
+    from partitioned_audit import objects
+
+    if running_migrate():
+        return []
+    try:
+        layout, schema = conf.layout(), conf.audit_schema()
+    except ImproperlyConfigured:
+        return []  # reported by check_settings
+    errors: list[checks.CheckMessage] = []
+    for using in _audited_databases(databases):
+        with connections[using].cursor() as cursor:
+            if objects.layout_status(cursor, layout, schema).status is objects.Status.MISSING:
+                continue  # not installed on this database yet: migrate will
+            for name, problem in sorted(objects.view_problems(cursor, layout, schema).items()):
+                errors.append(
+                    checks.Error(
+                        f"Database {using!r}: read view {schema}.{name} is not the one this version "
+                        f"installs: {problem}; the audit reads that use it fail or show other rows.",
+                        hint="Run `python manage.py migrate`, which creates the read views again "
+                        "and keeps the roles granted SELECT on them.",
+                        id="partitioned_audit.E024",
+                    )
+                )
+    return errors
+
+
 def check_unregistered_triggers(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:

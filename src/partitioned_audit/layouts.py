@@ -1005,8 +1005,8 @@ def view_select_list(layout: Layout, schema: str, legacy: bool = False) -> Compo
     )
 
 
-def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:
-    """The read views, each refusing every write.
+def view_definitions(layout: Layout, schema: str, legacy: bool = False) -> dict[str, Composable]:
+    """The ``CREATE VIEW`` statement of each read view, by name.
 
     The read view (``layout.view``, the read models' table) joins each row to its context
     row (on the transaction, its time, which prunes the context table to one partition, and
@@ -1032,11 +1032,6 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
       a partitioned table even when nothing of it is read, so the admin's bounds (the
       event id a page or a window starts at) read this view: a walk of the event-id index
       alone.
-
-    A plain view is automatically updatable and writes through it run with the view
-    owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
-    TABLES`` say, could rewrite the trail. The INSTEAD OF trigger refuses every such write,
-    whoever makes it and whatever was granted.
     """
     view = ident(schema, layout.view)
     table = ident(schema, layout.table)
@@ -1069,12 +1064,28 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
             columns=SQL(layout.keys_view_columns), table=table
         ),
     }
+    return {
+        name: SQL("CREATE VIEW {view} AS {definition}").format(
+            view=ident(schema, name), definition=definition
+        )
+        for name, definition in definitions.items()
+    }
+
+
+def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Composable]:
+    """The read views (see :func:`view_definitions`), each refusing every write.
+
+    A plain view is automatically updatable and writes through it run with the view
+    owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
+    TABLES`` say, could rewrite the trail. The INSTEAD OF trigger refuses every such write,
+    whoever makes it and whatever was granted.
+    """
     # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove;
     # the views depending on the read view before it.
     statements = drop_views(layout, schema)
-    for name, definition in definitions.items():
+    for name, definition in view_definitions(layout, schema, legacy).items():
         statements += [
-            SQL("CREATE VIEW {view} AS {definition}").format(view=ident(schema, name), definition=definition),
+            definition,
             SQL(
                 "CREATE TRIGGER {name} INSTEAD OF INSERT OR UPDATE OR DELETE ON {view}"
                 " FOR EACH ROW EXECUTE FUNCTION {refuse}()"

@@ -235,6 +235,88 @@ def capture_functions(layout: Layout) -> frozenset[str]:
     )
 
 
+#: ``pg_trigger.tgtype`` of the trigger refusing writes to a read view: FOR EACH ROW (1),
+#: INSERT (4), DELETE (8), UPDATE (16), INSTEAD OF (64).
+_VIEW_TRIGGER_TYPE = 1 | 4 | 8 | 16 | 64
+
+
+def _view_digest(create: str, deployed: str) -> str:
+    """What a read view's comment holds: the digest of the ``CREATE VIEW`` this version
+    runs and of the definition PostgreSQL keeps for it (``pg_get_viewdef``), read back just
+    after. A view replaced later (``CREATE OR REPLACE VIEW`` keeps the comment) shows
+    another definition, and a new version's view another statement: either changes it.
+
+    ``pg_get_viewdef`` qualifies the names that are not on the search_path: a connection
+    with another search_path than the install's (one that drops ``public`` where the audit
+    objects live there) sees the views as changed, and ``migrate`` creates them again."""
+    return f"{layouts.COMMENT_TAG} {_digest(create + chr(0) + deployed)}"
+
+
+def _deployed_views(cursor: Cursor, layout: Layout, schema: str) -> dict[str, tuple[str, str | None, bool]]:
+    """Each read view of ``layout`` that exists: its definition, its comment and whether
+    the trigger refusing writes is on it."""
+    cursor.execute(
+        """
+        SELECT c.relname::text, pg_catalog.pg_get_viewdef(c.oid), pg_catalog.obj_description(c.oid, 'pg_class'),
+               EXISTS (SELECT FROM pg_catalog.pg_trigger t
+                        WHERE t.tgrelid OPERATOR(pg_catalog.=) c.oid AND t.tgname OPERATOR(pg_catalog.=) %s
+                          AND t.tgtype OPERATOR(pg_catalog.=) %s
+                          AND t.tgfoid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(%s))
+          FROM pg_catalog.pg_class c
+          JOIN pg_catalog.pg_namespace n ON n.oid OPERATOR(pg_catalog.=) c.relnamespace
+         WHERE n.nspname OPERATOR(pg_catalog.=) %s AND c.relname OPERATOR(pg_catalog.=) ANY (%s)
+           AND c.relkind OPERATOR(pg_catalog.=) 'v'
+        """,
+        [
+            layouts.VIEW_TRIGGER,
+            _VIEW_TRIGGER_TYPE,
+            render(ident(schema, layouts.REFUSE_WRITE), cursor) + "()",
+            schema,
+            list(layout.views),
+        ],
+    )
+    return {
+        name: (definition, comment, bool(guarded)) for name, definition, comment, guarded in cursor.fetchall()
+    }
+
+
+def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dict[str, str]:
+    """Each read view of ``layout`` that is missing, whose definition is not the one this
+    version creates (replaced, or made by an older version), or that lost the trigger
+    refusing writes, with what is wrong.
+
+    The view rows written before the context table need (see :func:`layouts.create_view`)
+    is as good as the plain one where there are none, so either is accepted.
+    """
+    deployed = _deployed_views(cursor, layout, schema)
+    expected = [
+        {
+            name: render(create, cursor)
+            for name, create in layouts.view_definitions(layout, schema, legacy).items()
+        }
+        for legacy in (False, True)
+    ]
+    problems = {}
+    for name in layout.views:
+        if name not in deployed:
+            problems[name] = "it is missing"
+            continue
+        definition, comment, guarded = deployed[name]
+        if comment not in {_view_digest(creates[name], definition) for creates in expected}:
+            problems[name] = "its definition differs"
+        elif not guarded:
+            problems[name] = f"its trigger {layouts.VIEW_TRIGGER} refusing writes is missing"
+    return problems
+
+
+def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) -> None:
+    """Record in each read view's comment what :func:`view_problems` compares."""
+    deployed = _deployed_views(cursor, layout, schema)
+    for name, create in layouts.view_definitions(layout, schema, legacy).items():
+        comment = _view_digest(render(create, cursor), deployed[name][0])
+        execute(cursor, SQL("COMMENT ON VIEW {} IS {}").format(ident(schema, name), literal(comment)))
+
+
 def layout_status(
     cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False
 ) -> LayoutStatus:
@@ -247,6 +329,7 @@ def layout_status(
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
         and not function_problems(cursor, layout, schema)
         and not seal_trigger_problems(cursor, layout, schema)
+        and not view_problems(cursor, layout, schema)
         and {layout.context_id_index, layout.event_index} <= state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
@@ -296,6 +379,8 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         return found.status
 
     seq_text = _seq_text(cursor, layout, schema)
+    # The views are dropped and created again: the roles that read them keep doing so.
+    readers = privileges.view_readers(cursor, schema, layout.views) if found.table.exists else []
     statements: list[Composable] = []
     if schema != "public":
         statements.append(layouts.create_schema(schema))
@@ -343,6 +428,8 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     statements.append(layouts.comment_table(layout, schema))
     for statement in statements:
         execute(cursor, statement)
+    _comment_views(cursor, layout, schema, legacy)
+    privileges.grant_view_readers(cursor, schema, layout.views, readers)
 
     if not backfill_pending(cursor, layout, schema):
         for statement in sealing.create_freeze(layout, schema):

@@ -352,3 +352,29 @@ def match_parent(cursor: Cursor, schema: str, partition: str, parent: str) -> No
     obj = AuditObject("TABLE", ident(schema, partition), f"table {schema}.{partition}")
     for grantee in sorted({*_grants_on(cursor, obj.name), *wanted, PUBLIC}):
         _set_grants(cursor, obj, grantee, frozenset(wanted.get(grantee, ())))
+
+
+def view_readers(cursor: Cursor, schema: str, views: Iterable[str]) -> list[str]:
+    """The roles (PUBLIC and each view's owner aside) granted SELECT on any of ``views``
+    that exists: what an install that recreates the views grants again (see
+    :func:`grant_view_readers`), so a role given ``--read`` keeps reading them."""
+    cursor.execute(
+        """
+        SELECT DISTINCT g.rolname::text
+          FROM unnest(%s::text[]) AS v(name)
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(v.name)
+         CROSS JOIN LATERAL pg_catalog.aclexplode(c.relacl) AS a
+          JOIN pg_catalog.pg_roles g ON g.oid OPERATOR(pg_catalog.=) a.grantee
+         WHERE a.privilege_type OPERATOR(pg_catalog.=) 'SELECT' AND a.grantee OPERATOR(pg_catalog.<>) c.relowner
+         ORDER BY 1
+        """,
+        [[render(ident(schema, name), cursor) for name in views]],
+    )
+    return [row[0] for row in cursor.fetchall()]
+
+
+def grant_view_readers(cursor: Cursor, schema: str, views: Iterable[str], roles: Iterable[str]) -> None:
+    """GRANT SELECT on each of ``views`` to each of ``roles`` (see :func:`view_readers`)."""
+    for name in views:
+        for role in roles:
+            execute(cursor, SQL("GRANT SELECT ON {} TO {}").format(ident(schema, name), ident(role)))
