@@ -15,7 +15,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,19 +127,29 @@ def _expected_definition(match: re.Match[str]) -> dict[str, object]:
     }
 
 
+#: Says how a deployed attribute differs: (deployed value, expected value) -> the words.
+Wording = Callable[[Any, Any], str]
+
+
 def definition_difference(
-    expected: Mapping[str, object], deployed: Mapping[str, object] | None
+    expected: Mapping[str, object],
+    deployed: Mapping[str, object] | None,
+    wording: Mapping[str, Wording] | None = None,
 ) -> str | None:
     """How a deployed object differs from the definition this version installs, or None.
 
-    The one comparison of deployed definitions (functions here; triggers may use it with
-    the attributes ``pg_trigger`` keeps): names the first attribute that differs.
+    The one comparison of deployed definitions (functions, the seal table's triggers, the
+    capture triggers): the first attribute of ``expected``, in its order, whose deployed
+    value differs, said by ``wording[attribute]`` where given, else "its <attribute>
+    differs"; "it is missing" when nothing is deployed.
     """
     if deployed is None:
         return "it is missing"
     for attribute, value in expected.items():
-        if deployed.get(attribute) != value:
-            return f"its {attribute} differs"
+        have = deployed.get(attribute)
+        if have != value:
+            say = (wording or {}).get(attribute)
+            return say(have, value) if say is not None else f"its {attribute} differs"
     return None
 
 
@@ -729,39 +739,52 @@ def _describe_type(tgtype: int) -> str:
     return f"{timing} {events} FOR EACH {level}"
 
 
+def _trigger_attributes(definition: layouts.TriggerDefinition) -> dict[str, object]:
+    """What a trigger does, in the order its differences are reported (see ``_TRIGGER_WORDING``)."""
+    return {
+        "function": definition.function,
+        "type": definition.type,
+        "columns": definition.columns,
+        "transition tables": (definition.old_table, definition.new_table),
+        "args": definition.args,
+        "condition": definition.condition,
+        "enabled": definition.enabled,
+    }
+
+
+#: How a capture trigger that differs is described, attribute by attribute: "replaced: ..."
+#: when it does something else, else how it fails to fire in every session.
+_TRIGGER_WORDING: dict[str, Wording] = {
+    "function": lambda have, want: (
+        f"replaced: it executes {have[0]}.{have[1]}() instead of {want[0]}.{want[1]}()"
+    ),
+    "type": lambda have, want: f"replaced: it fires {_describe_type(have)} instead of {_describe_type(want)}",
+    "columns": lambda have, want: "replaced: it fires only for an UPDATE naming some columns (UPDATE OF)",
+    "transition tables": lambda have, want: (
+        f"replaced: its transition tables are (old {have[0]}, new {have[1]}) instead of "
+        f"(old {want[0]}, new {want[1]})"
+    ),
+    "args": lambda have, want: f"replaced: its arguments are {list(have)} instead of {list(want)}",
+    "condition": lambda have, want: f"replaced: its WHEN condition is {have} instead of {want}",
+    "enabled": lambda have, want: _NOT_FIRING.get(have, f"enabled as {have!r}"),
+}
+
+
 def trigger_difference(found: catalog.TriggerInfo, wanted: layouts.TriggerDefinition) -> str | None:
     """How the deployed trigger ``found`` differs from ``wanted`` (from
     :func:`layouts.trigger_definitions`), or None when it does the same.
 
     The whole definition counts, never the name: the function it executes, its level,
     timing and events, ``UPDATE OF`` columns, transition tables, arguments, WHEN condition
-    and enabled state. Returns ``"replaced: ..."`` for the first difference in what it does,
-    else how it fails to fire in every session (see ``_NOT_FIRING``).
+    and enabled state, compared by :func:`definition_difference`. Returns ``"replaced: ..."``
+    for the first difference in what it does, else how it fails to fire in every session
+    (see ``_NOT_FIRING``).
     """
-    have = found.definition
-    if have is None:
+    if found.definition is None:
         return "replaced: its definition could not be read"
-    if have.function != wanted.function:
-        return (
-            f"replaced: it executes {have.function[0]}.{have.function[1]}() instead of "
-            f"{wanted.function[0]}.{wanted.function[1]}()"
-        )
-    if have.type != wanted.type:
-        return f"replaced: it fires {_describe_type(have.type)} instead of {_describe_type(wanted.type)}"
-    if have.columns != wanted.columns:
-        return "replaced: it fires only for an UPDATE naming some columns (UPDATE OF)"
-    if (have.old_table, have.new_table) != (wanted.old_table, wanted.new_table):
-        return (
-            f"replaced: its transition tables are (old {have.old_table}, new {have.new_table}) instead of "
-            f"(old {wanted.old_table}, new {wanted.new_table})"
-        )
-    if have.args != wanted.args:
-        return f"replaced: its arguments are {list(have.args)} instead of {list(wanted.args)}"
-    if have.condition != wanted.condition:
-        return f"replaced: its WHEN condition is {have.condition} instead of {wanted.condition}"
-    if have.enabled != wanted.enabled:
-        return _NOT_FIRING.get(have.enabled, f"enabled as {have.enabled!r}")
-    return None
+    return definition_difference(
+        _trigger_attributes(wanted), _trigger_attributes(found.definition), _TRIGGER_WORDING
+    )
 
 
 def _capture_functions(schema: str) -> set[tuple[str, str]]:
