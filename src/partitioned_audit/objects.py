@@ -10,22 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import datetime as dt
 import enum
 import hashlib
 import random
 import re
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, layouts, privileges, sealing
+from . import catalog, layouts, privileges, sealing, upgrade104
 from .errors import AuditError, ConfigurationError
-from .layouts import ADVANCED, LAYOUTS, LEGACY_FUNCTIONS, LEGACY_TRIGGERS, Layout, TableSpec
+from .layouts import ADVANCED, LAYOUTS, LEGACY_TRIGGERS, Layout, TableSpec
 from .partitioning.maintenance import LOCK_NOT_AVAILABLE, LockPolicy
-from .partitioning.ranges import PartitionInfo
-from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render, sqlstate
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, render, sqlstate
+from .upgrade104 import backfill_pending as backfill_pending
 
 
 class Status(enum.Enum):
@@ -128,19 +127,29 @@ def _expected_definition(match: re.Match[str]) -> dict[str, object]:
     }
 
 
+#: Says how a deployed attribute differs: (deployed value, expected value) -> the words.
+Wording = Callable[[Any, Any], str]
+
+
 def definition_difference(
-    expected: Mapping[str, object], deployed: Mapping[str, object] | None
+    expected: Mapping[str, object],
+    deployed: Mapping[str, object] | None,
+    wording: Mapping[str, Wording] | None = None,
 ) -> str | None:
     """How a deployed object differs from the definition this version installs, or None.
 
-    The one comparison of deployed definitions (functions here; triggers may use it with
-    the attributes ``pg_trigger`` keeps): names the first attribute that differs.
+    The one comparison of deployed definitions (functions, the seal table's triggers, the
+    capture triggers): the first attribute of ``expected``, in its order, whose deployed
+    value differs, said by ``wording[attribute]`` where given, else "its <attribute>
+    differs"; "it is missing" when nothing is deployed.
     """
     if deployed is None:
         return "it is missing"
     for attribute, value in expected.items():
-        if deployed.get(attribute) != value:
-            return f"its {attribute} differs"
+        have = deployed.get(attribute)
+        if have != value:
+            say = (wording or {}).get(attribute)
+            return say(have, value) if say is not None else f"its {attribute} differs"
     return None
 
 
@@ -389,14 +398,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         statements.append(layouts.create_table(layout, schema, seq_text))
     else:
         statements.extend(layouts.drop_views(layout, schema))
-        hstore_columns = [
-            c for c in ("row_data", "changed_fields") if found.table.column_types.get(c) == "hstore"
-        ]
-        if hstore_columns:
-            statements.extend(layouts.convert_hstore_columns(layout, schema, hstore_columns))
-        if layout.event_column not in found.table.column_types:
-            statements.extend(layouts.add_event_column(layout, schema, seq_text))
-        statements.append(layouts.add_columns(layout, schema))
+        statements.extend(upgrade104.table_statements(layout, schema, found.table.column_types, seq_text))
     if not found.table.exists:
         statements.append(layouts.create_default_partition(layout, schema))
         statements.extend(layouts.create_indexes(layout, schema))
@@ -440,7 +442,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         # Only a table 1.0.4 made carries no comment of ours: its partitions are adopted
         # once, at this upgrade. On any later reinstall an uncommented partition is somebody
         # else's, and retention must never touch it.
-        _adopt_partitions(cursor, layout, schema)
+        upgrade104.adopt_partitions(cursor, layout, schema)
     if found.table.exists:
         _context_partitions(cursor, layout, schema)
     return found.status
@@ -472,34 +474,6 @@ def _legacy_contexts(cursor: Cursor, layout: Layout, schema: str) -> bool:
     return bool(cursor.fetchone()[0])
 
 
-def _unfinished(cursor: Cursor, layout: Layout, schema: str) -> tuple[bool, list[str]]:
-    """What the 1.0.4 upgrade left to do: (rows to number, hstore columns to convert)."""
-    cursor.execute(
-        """
-        SELECT to_regclass(%s) IS NOT NULL,
-               ARRAY(SELECT left(a.attname, -length(%s)) FROM pg_catalog.pg_attribute a
-                      WHERE a.attrelid = to_regclass(%s) AND NOT a.attisdropped
-                        AND right(a.attname, length(%s)) = %s ORDER BY 1)
-        """,
-        [
-            render(ident(schema, layout.backfill_sequence), cursor),
-            layouts.HSTORE_SUFFIX,
-            render(ident(schema, layout.table), cursor),
-            layouts.HSTORE_SUFFIX,
-            layouts.HSTORE_SUFFIX,
-        ],
-    )
-    numbering, hstore = cursor.fetchone()
-    return bool(numbering), list(hstore)
-
-
-def backfill_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> bool:
-    """Whether rows of a 1.0.4 table still wait for their event id or their jsonb values
-    (see :func:`backfill`)."""
-    numbering, hstore = _unfinished(cursor, layout, schema)
-    return numbering or bool(hstore)
-
-
 def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int = 1000) -> int:
     """Finish the upgrade of a 1.0.4 table: number its rows (simple layout) and convert its
     hstore values to jsonb (advanced), ``pages`` heap pages per statement, partitions in
@@ -510,29 +484,9 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
     and run again: it resumes where it stopped, and removes its markers when done.
     """
     cursor = connection.cursor()
-    numbering, hstore = _unfinished(cursor, layout, schema)
-    if not numbering and not hstore:
+    done = upgrade104.finish(cursor, layout, schema, pages)
+    if done is None:
         return 0
-    number_with = render(ident(schema, layout.backfill_sequence), cursor) if numbering else None
-    done = 0
-    rows = catalog.partitions(cursor, schema, layout.table)
-    ordered = sorted(
-        rows, key=lambda r: (r.is_default, r.lower is None, r.lower or dt.datetime.min.replace(tzinfo=dt.UTC))
-    )
-    for row in ordered:
-        cursor.execute(
-            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
-            [render(ident(schema, row.name), cursor)],
-        )
-        size = int(cursor.fetchone()[0])
-        for first in range(0, size + 1, pages):
-            statement = layouts.backfill_statement(
-                layout, schema, row.name, (first, first + pages), number_with, hstore
-            )
-            execute(cursor, statement)
-            done += max(getattr(cursor, "rowcount", 0) or 0, 0)
-    for statement in layouts.finish_backfill(layout, schema, numbering, hstore):
-        execute(cursor, statement)
     # Sealing may start now: every row has its final number and values.
     with _maintenance(cursor):
         for statement in sealing.create_freeze(layout, schema):
@@ -731,19 +685,6 @@ def _build_one(
         _attach(connection, layouts.attach_partition_index(schema, index, part_schema, name), policy, sleep)
 
 
-def _adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
-    """Mark the uncommented ``<table>_<YYYYMMDD>_<YYYYMMDD>`` partitions 1.0.4 made as ours,
-    so that retention may later detach or drop them."""
-    for row in catalog.partitions(cursor, schema, layout.table):
-        if row.comment is None and PartitionInfo.of(row.name, layout.table) is not None:
-            execute(
-                cursor,
-                SQL("COMMENT ON TABLE {} IS {}").format(
-                    ident(schema, row.name), literal(layouts.PARTITION_COMMENT)
-                ),
-            )
-
-
 def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> None:
     """Tables audited by 1.0.4 keep being audited, by the new triggers; one without a
     primary key is recorded whole, with ``object_pk`` NULL."""
@@ -751,10 +692,7 @@ def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> Non
     for table_schema, table in sorted({(t.schema, t.table) for t in legacy}):
         pk = catalog.primary_key(cursor, table_schema, table)
         enable(cursor, layout, TableSpec(table_schema, table, pk), schema=schema)
-    for function in LEGACY_FUNCTIONS:
-        # The signature is a fixed string of ours, not user input; the name part is quoted.
-        name, _, args = function.partition("(")
-        execute(cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, name)))
+    upgrade104.drop_legacy_functions(cursor, schema)
 
 
 def trigger_digest(
@@ -897,39 +835,52 @@ def _describe_type(tgtype: int) -> str:
     return f"{timing} {events} FOR EACH {level}"
 
 
+def _trigger_attributes(definition: layouts.TriggerDefinition) -> dict[str, object]:
+    """What a trigger does, in the order its differences are reported (see ``_TRIGGER_WORDING``)."""
+    return {
+        "function": definition.function,
+        "type": definition.type,
+        "columns": definition.columns,
+        "transition tables": (definition.old_table, definition.new_table),
+        "args": definition.args,
+        "condition": definition.condition,
+        "enabled": definition.enabled,
+    }
+
+
+#: How a capture trigger that differs is described, attribute by attribute: "replaced: ..."
+#: when it does something else, else how it fails to fire in every session.
+_TRIGGER_WORDING: dict[str, Wording] = {
+    "function": lambda have, want: (
+        f"replaced: it executes {have[0]}.{have[1]}() instead of {want[0]}.{want[1]}()"
+    ),
+    "type": lambda have, want: f"replaced: it fires {_describe_type(have)} instead of {_describe_type(want)}",
+    "columns": lambda have, want: "replaced: it fires only for an UPDATE naming some columns (UPDATE OF)",
+    "transition tables": lambda have, want: (
+        f"replaced: its transition tables are (old {have[0]}, new {have[1]}) instead of "
+        f"(old {want[0]}, new {want[1]})"
+    ),
+    "args": lambda have, want: f"replaced: its arguments are {list(have)} instead of {list(want)}",
+    "condition": lambda have, want: f"replaced: its WHEN condition is {have} instead of {want}",
+    "enabled": lambda have, want: _NOT_FIRING.get(have, f"enabled as {have!r}"),
+}
+
+
 def trigger_difference(found: catalog.TriggerInfo, wanted: layouts.TriggerDefinition) -> str | None:
     """How the deployed trigger ``found`` differs from ``wanted`` (from
     :func:`layouts.trigger_definitions`), or None when it does the same.
 
     The whole definition counts, never the name: the function it executes, its level,
     timing and events, ``UPDATE OF`` columns, transition tables, arguments, WHEN condition
-    and enabled state. Returns ``"replaced: ..."`` for the first difference in what it does,
-    else how it fails to fire in every session (see ``_NOT_FIRING``).
+    and enabled state, compared by :func:`definition_difference`. Returns ``"replaced: ..."``
+    for the first difference in what it does, else how it fails to fire in every session
+    (see ``_NOT_FIRING``).
     """
-    have = found.definition
-    if have is None:
+    if found.definition is None:
         return "replaced: its definition could not be read"
-    if have.function != wanted.function:
-        return (
-            f"replaced: it executes {have.function[0]}.{have.function[1]}() instead of "
-            f"{wanted.function[0]}.{wanted.function[1]}()"
-        )
-    if have.type != wanted.type:
-        return f"replaced: it fires {_describe_type(have.type)} instead of {_describe_type(wanted.type)}"
-    if have.columns != wanted.columns:
-        return "replaced: it fires only for an UPDATE naming some columns (UPDATE OF)"
-    if (have.old_table, have.new_table) != (wanted.old_table, wanted.new_table):
-        return (
-            f"replaced: its transition tables are (old {have.old_table}, new {have.new_table}) instead of "
-            f"(old {wanted.old_table}, new {wanted.new_table})"
-        )
-    if have.args != wanted.args:
-        return f"replaced: its arguments are {list(have.args)} instead of {list(wanted.args)}"
-    if have.condition != wanted.condition:
-        return f"replaced: its WHEN condition is {have.condition} instead of {wanted.condition}"
-    if have.enabled != wanted.enabled:
-        return _NOT_FIRING.get(have.enabled, f"enabled as {have.enabled!r}")
-    return None
+    return definition_difference(
+        _trigger_attributes(wanted), _trigger_attributes(found.definition), _TRIGGER_WORDING
+    )
 
 
 def _capture_functions(schema: str) -> set[tuple[str, str]]:

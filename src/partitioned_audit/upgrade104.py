@@ -1,0 +1,268 @@
+"""The upgrade of an audit table left by django-partitioned-audit 1.0.4 to this version.
+
+What 1.0.4 left: a partitioned ``audit_simple`` without an event id nor 2.0's columns
+(``object_schema``, ``object_pk``, ``audit_context``, ``audit_context_id``), or a
+``logged_actions`` holding ``row_data`` and ``changed_fields`` as hstore and lacking
+``object_pk`` and ``statement_id``; partitions named ``<table>_<YYYYMMDD>_<YYYYMMDD>``
+without a comment; tables audited by 1.0.4's triggers and functions.
+
+How, in two steps, so that no audited write waits on a lock for longer than a catalog
+change (and, for the simple layout, the count that reserves the old rows' event ids):
+
+1. Inside the migration's transaction, catalog changes only (:func:`table_statements`):
+   2.0's columns are added empty, hstore columns are renamed ``<name>_hstore`` with an
+   empty jsonb column under their name, the event id gets its default with the ids of the
+   existing rows reserved; no partition is read or rewritten. The engine's install then
+   adopts the partitions (:func:`adopt_partitions`), replaces 1.0.4's triggers and drops its
+   functions (:data:`LEGACY_FUNCTIONS`).
+2. After it, on an autocommit connection (:func:`finish`): the old rows are numbered and
+   their hstore values converted, a range of heap pages per statement, each statement a
+   transaction of its own that locks only rows no writer touches; the markers of the
+   pending work (the backfill sequence, the ``*_hstore`` columns) are dropped at the end.
+   Stopped half way, it resumes where it stopped.
+
+Pure statements, and the orchestration of step 2 given a cursor; the engine's
+``objects.install`` and ``objects.backfill`` call it. docs/upgrading.md says what each
+step locks and how long it took.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+
+from . import catalog
+from .layouts import CONTEXT_ID_COLUMN, PARTITION_COMMENT, Layout, _seq_default
+from .partitioning.ranges import PartitionInfo
+from .sql import SQL, Composable, Cursor, execute, ident, literal, render
+
+#: Functions created by 1.0.4, dropped when the layout is upgraded.
+LEGACY_FUNCTIONS = (
+    "trigger_audit_entry_creator_func_v2()",
+    "if_modified_func()",
+    "audit_table(regclass)",
+    "audit_table(regclass, boolean, boolean)",
+    "audit_table(regclass, boolean, boolean, text[])",
+)
+
+
+def add_event_column(layout: Layout, schema: str, seq_text: str) -> list[Composable]:
+    """Give a 1.0.4 simple table its event id without rewriting it.
+
+    A column with a volatile default would rewrite every partition under an ACCESS
+    EXCLUSIVE lock. Instead the column is added empty (a catalog change), new rows get ids
+    after the ones reserved for the existing rows, and :func:`backfill_statement` numbers those
+    in batches afterwards, while writers go on. The backfill sequence exists while that
+    work is pending.
+    """
+    table, column = ident(schema, layout.table), ident(layout.event_column)
+    return [
+        SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} bigint").format(table, column),
+        SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT nextval({})").format(
+            table, column, _seq_default(seq_text)
+        ),
+        SQL("CREATE SEQUENCE IF NOT EXISTS {} AS bigint").format(ident(schema, layout.backfill_sequence)),
+        # Existing rows will take 1..n: new ones start after them.
+        SQL("SELECT setval({}, n) FROM (SELECT count(*) AS n FROM {}) AS c WHERE n > 0").format(
+            _seq_default(seq_text), table
+        ),
+    ]
+
+
+def backfill_statement(
+    layout: Layout,
+    schema: str,
+    partition: str,
+    pages: tuple[int, int],
+    number_with: str | None,
+    hstore_columns: Sequence[str],
+) -> Composable:
+    """Finish the 1.0.4 upgrade for the rows in heap pages [first, end) of one partition:
+    number the rows without an event id from the sequence ``number_with`` (rendered and
+    quoted), in their physical order, and convert the ``hstore_columns`` still held as
+    hstore. A TID range scan reads only those pages."""
+    sets: list[Composable] = []
+    pending: list[Composable] = []
+    if number_with is not None:
+        column = ident(layout.event_column)
+        sets.append(SQL("{} = coalesce({}, nextval({}))").format(column, column, _seq_default(number_with)))
+        pending.append(SQL("{} IS NULL").format(column))
+    for name in hstore_columns:
+        new, old = ident(name), ident(f"{name}{HSTORE_SUFFIX}")
+        sets += [SQL("{} = hstore_to_jsonb({})").format(new, old), SQL("{} = NULL").format(old)]
+        pending.append(SQL("{} IS NOT NULL").format(old))
+    return SQL("UPDATE {} SET {} WHERE ctid >= {}::tid AND ctid < {}::tid AND ({})").format(
+        ident(schema, partition),
+        SQL(", ").join(sets),
+        literal(f"({pages[0]},0)"),
+        literal(f"({pages[1]},0)"),
+        SQL(" OR ").join(pending),
+    )
+
+
+def finish_backfill(
+    layout: Layout, schema: str, numbered: bool, hstore_columns: Sequence[str]
+) -> list[Composable]:
+    """Remove what marked the 1.0.4 upgrade as unfinished (catalog changes only)."""
+    statements: list[Composable] = []
+    if numbered:
+        statements.append(SQL("DROP SEQUENCE {}").format(ident(schema, layout.backfill_sequence)))
+    for name in hstore_columns:
+        statements.append(
+            SQL("ALTER TABLE {} DROP COLUMN {}").format(
+                ident(schema, layout.table), ident(f"{name}{HSTORE_SUFFIX}")
+            )
+        )
+    return statements
+
+
+def add_columns(layout: Layout, schema: str) -> Composable:
+    """Bring a 1.0.4 table to 2.0's columns: add the new ones, relax the ones 2.0 lets be NULL.
+
+    Both are changes of the catalog only: no row is read or rewritten.
+    """
+    parts = [
+        SQL("ADD COLUMN IF NOT EXISTS {} {}").format(ident(name), SQL(sqltype))
+        for name, sqltype in ADDED_COLUMNS[layout.name]
+    ]
+    parts += [
+        SQL("ALTER COLUMN {} DROP NOT NULL").format(ident(name)) for name in NULLABLE_SINCE_2_0[layout.name]
+    ]
+    return SQL("ALTER TABLE {} ").format(ident(schema, layout.table)) + SQL(", ").join(parts)
+
+
+#: Columns 2.0 added to each layout, for tables created by 1.0.4 (name, type).
+ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
+    "simple": (
+        ("object_schema", "text"),
+        ("object_pk", "text"),
+        ("audit_context", "jsonb"),
+        (CONTEXT_ID_COLUMN, "bigint"),
+    ),
+    "advanced": (
+        ("object_pk", "text"),
+        ("statement_id", "bigint"),
+        ("audit_context", "jsonb"),
+        (CONTEXT_ID_COLUMN, "bigint"),
+    ),
+}
+#: Columns 1.0.4 declared NOT NULL that 2.0 leaves empty on some rows (a TRUNCATE has no row).
+NULLABLE_SINCE_2_0: dict[str, tuple[str, ...]] = {"simple": ("object_payload",), "advanced": ()}
+
+
+def convert_hstore_columns(layout: Layout, schema: str, columns: Sequence[str]) -> list[Composable]:
+    """Make way for jsonb in place of 1.0.4's hstore columns, without rewriting the table.
+
+    Each hstore column is renamed ``<name>_hstore`` and an empty jsonb column takes its
+    name (catalog changes only); :func:`backfill_statement` converts the values afterwards
+    in batches (values become JSON strings, as hstore held text), and
+    :func:`finish_backfill` drops the old columns.
+    """
+    table = ident(schema, layout.table)
+    statements: list[Composable] = []
+    for column in columns:
+        statements.append(
+            SQL("ALTER TABLE {} RENAME COLUMN {} TO {}").format(
+                table, ident(column), ident(f"{column}{HSTORE_SUFFIX}")
+            )
+        )
+        statements.append(SQL("ALTER TABLE {} ADD COLUMN {} jsonb").format(table, ident(column)))
+    return statements
+
+
+#: Suffix of a 1.0.4 hstore column whose values still wait to be converted.
+HSTORE_SUFFIX = "_hstore"
+
+
+def table_statements(
+    layout: Layout, schema: str, column_types: Mapping[str, str], seq_text: str
+) -> list[Composable]:
+    """Step 1 for a table found with ``column_types`` (name -> type): the catalog changes
+    that give it 2.0's columns. Nothing for a column it has already, so a 2.0 table only
+    gets ``ADD COLUMN IF NOT EXISTS`` clauses that do nothing."""
+    statements: list[Composable] = []
+    hstore_columns = [c for c in ("row_data", "changed_fields") if column_types.get(c) == "hstore"]
+    if hstore_columns:
+        statements.extend(convert_hstore_columns(layout, schema, hstore_columns))
+    if layout.event_column not in column_types:
+        statements.extend(add_event_column(layout, schema, seq_text))
+    statements.append(add_columns(layout, schema))
+    return statements
+
+
+def adopt_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Mark the uncommented ``<table>_<YYYYMMDD>_<YYYYMMDD>`` partitions 1.0.4 made as ours,
+    so that retention may later detach or drop them."""
+    for row in catalog.partitions(cursor, schema, layout.table):
+        if row.comment is None and PartitionInfo.of(row.name, layout.table) is not None:
+            execute(
+                cursor,
+                SQL("COMMENT ON TABLE {} IS {}").format(ident(schema, row.name), literal(PARTITION_COMMENT)),
+            )
+
+
+def drop_legacy_functions(cursor: Cursor, schema: str) -> None:
+    """Drop the functions of 1.0.4 (:data:`LEGACY_FUNCTIONS`) from ``schema``, if there."""
+    for function in LEGACY_FUNCTIONS:
+        # The signature is a fixed string of ours, not user input; the name part is quoted.
+        name, _, args = function.partition("(")
+        execute(cursor, SQL("DROP FUNCTION IF EXISTS {}(" + args).format(ident(schema, name)))
+
+
+def unfinished(cursor: Cursor, layout: Layout, schema: str) -> tuple[bool, list[str]]:
+    """What step 2 has left to do: (rows to number, hstore columns to convert)."""
+    cursor.execute(
+        """
+        SELECT to_regclass(%s) IS NOT NULL,
+               ARRAY(SELECT left(a.attname, -length(%s)) FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = to_regclass(%s) AND NOT a.attisdropped
+                        AND right(a.attname, length(%s)) = %s ORDER BY 1)
+        """,
+        [
+            render(ident(schema, layout.backfill_sequence), cursor),
+            HSTORE_SUFFIX,
+            render(ident(schema, layout.table), cursor),
+            HSTORE_SUFFIX,
+            HSTORE_SUFFIX,
+        ],
+    )
+    numbering, hstore = cursor.fetchone()
+    return bool(numbering), list(hstore)
+
+
+def backfill_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> bool:
+    """Whether rows of a 1.0.4 table still wait for their event id or their jsonb values
+    (see ``objects.backfill``)."""
+    numbering, hstore = unfinished(cursor, layout, schema)
+    return numbering or bool(hstore)
+
+
+def finish(cursor: Cursor, layout: Layout, schema: str, pages: int) -> int | None:
+    """Step 2: number the old rows (simple layout) and convert their hstore values
+    (advanced), ``pages`` heap pages per statement, partitions in time order, then drop the
+    markers of the pending work. Returns how many rows were changed, None when nothing was
+    pending. ``cursor`` should be in autocommit mode, so that every batch commits alone."""
+    numbering, hstore = unfinished(cursor, layout, schema)
+    if not numbering and not hstore:
+        return None
+    number_with = render(ident(schema, layout.backfill_sequence), cursor) if numbering else None
+    done = 0
+    rows = catalog.partitions(cursor, schema, layout.table)
+    ordered = sorted(
+        rows, key=lambda r: (r.is_default, r.lower is None, r.lower or dt.datetime.min.replace(tzinfo=dt.UTC))
+    )
+    for row in ordered:
+        cursor.execute(
+            "SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int",
+            [render(ident(schema, row.name), cursor)],
+        )
+        size = int(cursor.fetchone()[0])
+        for first in range(0, size + 1, pages):
+            statement = backfill_statement(
+                layout, schema, row.name, (first, first + pages), number_with, hstore
+            )
+            execute(cursor, statement)
+            done += max(getattr(cursor, "rowcount", 0) or 0, 0)
+    for statement in finish_backfill(layout, schema, numbering, hstore):
+        execute(cursor, statement)
+    return done
