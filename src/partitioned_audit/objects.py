@@ -23,7 +23,7 @@ from . import catalog, layouts, privileges, sealing, upgrade104
 from .errors import AuditError, ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_TRIGGERS, Layout, TableSpec
 from .partitioning.maintenance import LOCK_NOT_AVAILABLE, LockPolicy
-from .sql import SQL, Composable, Composed, Cursor, execute, ident, render, sqlstate
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render, sqlstate
 from .upgrade104 import backfill_pending as backfill_pending
 
 
