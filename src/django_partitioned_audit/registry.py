@@ -37,6 +37,25 @@ def _names(app_config: AppConfig, attribute: str) -> tuple[object, ...]:
     return tuple(value)
 
 
+def _model_named(
+    app_config: AppConfig, name: str, where: str, problems: list[Problem]
+) -> type[models.Model] | None:
+    """The model ``name`` of ``app_config``; None, with an E001 in ``problems``, when the app
+    has none of that name (``where`` says which setting named it)."""
+    try:
+        return app_config.get_model(name)
+    except LookupError:
+        problems.append(
+            Problem(
+                "partitioned_audit.E001",
+                f"{where} names '{name}', which is not a model of app '{app_config.label}'.",
+                "Check the spelling; abstract models have no table and cannot be audited.",
+                app_config,
+            )
+        )
+        return None
+
+
 def _resolve(app_config: AppConfig, attribute: str, problems: list[Problem]) -> list[type[models.Model]]:
     found = []
     for name in _names(app_config, attribute):
@@ -51,17 +70,8 @@ def _resolve(app_config: AppConfig, attribute: str, problems: list[Problem]) -> 
                 )
             )
             continue
-        try:
-            model = app_config.get_model(name)
-        except LookupError:
-            problems.append(
-                Problem(
-                    "partitioned_audit.E001",
-                    f"{where} names '{name}', which is not a model of app '{app_config.label}'.",
-                    "Check the spelling; abstract models have no table and cannot be audited.",
-                    app_config,
-                )
-            )
+        model = _model_named(app_config, name, where, problems)
+        if model is None:
             continue
         # An unmanaged model is audited like any other once its table exists (RunSQL, a
         # partitioned table made by hand); a proxy has no table of its own.
@@ -137,17 +147,8 @@ def _level_problems(app_config: AppConfig, audited: list[type[models.Model]]) ->
                 )
             )
             continue
-        try:
-            model = app_config.get_model(name)
-        except LookupError:
-            problems.append(
-                Problem(
-                    "partitioned_audit.E001",
-                    f"{where} names '{name}', which is not a model of app '{app_config.label}'.",
-                    "Check the spelling; abstract models have no table and cannot be audited.",
-                    app_config,
-                )
-            )
+        model = _model_named(app_config, name, where, problems)
+        if model is None:
             continue
         if model not in audited:
             problems.append(
