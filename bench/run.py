@@ -68,7 +68,12 @@ AUDIT: dict[str, tuple[Layout, str, bool] | None] = {
     "advanced": (ADVANCED, "public", False),
     "simple_ctx": (SIMPLE, "ctx_simple", False),
     "advanced_ctx": (ADVANCED, "ctx_advanced", False),
+    "simple_row": (SIMPLE, "row_simple", False),
+    "advanced_row": (ADVANCED, "row_advanced", False),
 }
+#: The variants whose tables are captured by row triggers (``TableSpec.row_level``); the
+#: others at the default, statement level.
+ROW_LEVEL = frozenset({"simple_row", "advanced_row"})
 LABELS = {
     "baseline": "baseline",
     "simple": "simple",
@@ -76,6 +81,8 @@ LABELS = {
     "advanced": "advanced",
     "simple_ctx": "simple + context",
     "advanced_ctx": "advanced + context",
+    "simple_row": "simple, row level",
+    "advanced_row": "advanced, row level",
     "pgh_row": "pghistory (row)",
     "pgh_stmt": "pghistory (statement)",
     "auditrum": "auditrum (row)",
@@ -85,7 +92,7 @@ LABELS = {
 #: ``PGAUDIT_CONTEXT_TABLE_NAME``).
 AUDITRUM_TABLES = ("auditlog", "audit_context")
 #: The variants TPC-B runs for, each in its own database.
-TPCB_VARIANTS = ("baseline", "simple", "advanced", *PGHISTORY_LEVELS, AUDITRUM)
+TPCB_VARIANTS = ("baseline", "simple", "advanced", "simple_row", "advanced_row", *PGHISTORY_LEVELS, AUDITRUM)
 #: What ``AuditContextMiddleware`` records for a request, set for every write of the
 #: ``*_ctx`` variants: pgbench and the bulk statements set it for the session (what the
 #: capture reads and stores), the ORM workloads run inside ``audit_context()`` (the whole
@@ -192,7 +199,8 @@ def audited_table(conn: psycopg.Connection[Any], table: str, variant: str) -> No
     audit = AUDIT.get(variant)
     if audit is not None:
         layout, schema, _ = audit
-        enable(conn.cursor(), layout, TableSpec("public", table, ("id",)), schema=schema)
+        spec = TableSpec("public", table, ("id",), row_level=variant in ROW_LEVEL)
+        enable(conn.cursor(), layout, spec, schema=schema)
     if variant == "dual":
         run(conn, SQL("CREATE TABLE {} (row jsonb)").format(ident(dual_log(table))))
 
@@ -435,7 +443,8 @@ class Bench:
             with connect(self.server, name) as conn:
                 install_audit(conn, layout, schema, gin, past_months=0)
                 for table, pk in TPCB_TABLES.items():
-                    enable(conn.cursor(), layout, TableSpec("public", table, (pk,)), schema=schema)
+                    spec = TableSpec("public", table, (pk,), row_level=variant in ROW_LEVEL)
+                    enable(conn.cursor(), layout, spec, schema=schema)
 
     def set_up_django(self) -> None:
         import django

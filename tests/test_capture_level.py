@@ -276,9 +276,9 @@ def test_switching_the_level_under_writers_misses_no_write(dbname, layout):
 
 @pytest.mark.parametrize("name", ["simple", "advanced"])
 def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings, db, name):
-    """The row-level capture looks the transaction's context row up within its INSERT and
-    makes it only when it is missing: once per context, not once per row; a savepoint
-    rolled back with the row it made leaves the next write to make it again."""
+    """The row-level capture looks the transaction's context row up and makes it only when
+    it is missing: once per context, not once per row; a savepoint rolled back with the row
+    it made leaves the next write to make it again."""
     from django.db import transaction
 
     from tests.conftest import MANAGERS
@@ -289,30 +289,41 @@ def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings
     sync("default", verbosity=0)
     sql("SET LOCAL track_functions = 'pl'")
 
-    def calls(function: str) -> int:
+    def calls() -> int:
         # The view also counts the calls of earlier transactions not yet reported.
-        rows = sql("SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = %s", [function])
-        return (rows[0][0] if rows else 0) - before.get(function, 0)
+        rows = sql("SELECT calls FROM pg_stat_xact_user_functions WHERE funcname = %s", [layout.row_function])
+        return (rows[0][0] if rows else 0) - before
 
-    before: dict[str, int] = {}
-    before = {f: calls(f) for f in (layout.row_function, "dpa_context_row")}
+    def contexts() -> list[str | None]:
+        """This transaction's context rows, oldest first: what each declared as its user."""
+        return [
+            user
+            for (user,) in sql(
+                f"SELECT context ->> 'user' FROM {layout.context_table}"  # noqa: S608
+                " WHERE txid = txid_current() ORDER BY context_id"
+            )
+        ]
 
+    before = 0
+    before = calls()
     for n in range(3):
         Book.objects.create(isbn=f"a{n}", title="a")
-    assert (calls(layout.row_function), calls("dpa_context_row")) == (3, 1)
+    assert (calls(), contexts()) == (3, [None])
     sql("SET LOCAL partitioned_audit.context = '{\"user\": 7}'")
     Book.objects.create(isbn="b", title="b")
     Book.objects.create(isbn="c", title="c")
-    assert (calls(layout.row_function), calls("dpa_context_row")) == (5, 2)
+    assert (calls(), contexts()) == (5, [None, "7"])
     sql("SET LOCAL partitioned_audit.context = '{\"user\": 8}'")
     try:
         with transaction.atomic():
             Book.objects.create(isbn="gone", title="x")  # makes the context row, rolled back
+            assert contexts() == [None, "7", "8"]
             raise RuntimeError
     except RuntimeError:
         pass
+    assert contexts() == [None, "7"]
     Book.objects.create(isbn="d", title="d")
-    assert calls("dpa_context_row") == 4
+    assert contexts() == [None, "7", "8"]
     # Every audit row points at a context row of its own transaction, with its context.
     rows = sql(
         f"SELECT a.object_pk, c.context ->> 'user' FROM {layout.table} a"

@@ -8,6 +8,8 @@ VARIANTS = (
     "advanced",
     "simple_ctx",
     "advanced_ctx",
+    "simple_row",
+    "advanced_row",
     "pgh_row",
     "pgh_stmt",
     "auditrum",

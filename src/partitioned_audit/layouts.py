@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import ConfigurationError
-from .sql import SQL, Composable, Composed, ident, literal, quote_ident
+from .sql import SQL, Composable, Composed, ident, literal
 
 #: Bumped whenever a statement below changes. Stored in ``COMMENT ON TABLE``.
 OBJECTS_VERSION = "2.0"
@@ -977,7 +977,6 @@ HELPERS = (
     (f"{PREFIX}refuse_write", ""),
     (f"{PREFIX}context_object", "jsonb"),
     (f"{PREFIX}context_fixed", ""),
-    (f"{PREFIX}context_row", "regclass, bigint, jsonb"),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
 #: The event trigger function guarding the capture objects.
@@ -1199,23 +1198,6 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
     SELECT CASE WHEN c IS NULL OR pg_catalog.jsonb_typeof(c) OPERATOR(pg_catalog.=) 'object' THEN c
                 ELSE pg_catalog.jsonb_build_object('value', c) END
 $fn$;
--- The transaction's context row for a row-level capture that found none (_CONTEXT_NOTE):
--- made as the statement-level capture makes it, into the layout's context table. The
--- capture's INSERT calls it only when its lookup came back empty, so a transaction pays
--- the dynamic statement once per context. It runs with its caller's rights: the capture's
--- owner, where no other role may call it.
-CREATE OR REPLACE FUNCTION {context_row}(contexts regclass, txid bigint, context jsonb) RETURNS bigint
-LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
-DECLARE
-    _id bigint;
-BEGIN
-    EXECUTE pg_catalog.format('INSERT INTO %s (created, txid, session_user_name, context)'
-                              ' VALUES (pg_catalog.now(), $1, session_user::pg_catalog.text, $2)'
-                              ' RETURNING context_id', contexts)
-       INTO _id USING txid, context;
-    RETURN _id;
-END
-$fn$;
 -- Keeps the context rows as the capture wrote them: they go with their partition only, and
 -- the engine's maintenance moves them out of the DEFAULT partition unchanged.
 CREATE OR REPLACE FUNCTION {context_fixed}() RETURNS trigger
@@ -1321,9 +1303,6 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
             " ELSE pg_catalog.current_setting({s}, true)::pg_catalog.jsonb END)"
         ).format(f=helpers["context_object"], s=literal(CONTEXT_SETTING)),
         "contexts": ident(schema, layout.context_table),
-        "contexts_regclass": SQL("{}::pg_catalog.regclass").format(
-            literal(quote_ident(schema, layout.context_table))
-        ),
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
         ),

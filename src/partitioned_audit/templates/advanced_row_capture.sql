@@ -27,6 +27,7 @@ DECLARE
     _key pg_catalog.text;
     _txid bigint;
     _context pg_catalog.jsonb;
+    _actor bigint;
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
         _row := pg_catalog.to_jsonb(OLD);
@@ -60,12 +61,23 @@ BEGIN
     IF NOT _plain THEN
         _row := {redact}(_row, _excluded, _masked);
     END IF;
-    -- The transaction's context row, as the statement-level capture finds it (_CONTEXT_NOTE),
-    -- looked up by the INSERT itself: a subquery costs less than a statement of its own. The
-    -- first row of a transaction (or the first after SET LOCAL changed the context) finds
-    -- none and makes it ({context_row}, which runs only then).
+    -- The transaction's context row, as the statement-level capture finds it (_CONTEXT_NOTE).
+    -- The first row of a transaction (or the first after SET LOCAL changed the context) finds
+    -- none and makes it with a plain INSERT, planned once per session: a single-row
+    -- transaction pays it whole, and a dynamic statement would be planned anew each time.
     _txid := pg_catalog.txid_current();
     _context := {context};
+    _actor := (SELECT c.context_id FROM {contexts} AS c
+                WHERE c.txid OPERATOR(pg_catalog.=) _txid
+                  AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
+                  AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
+                  AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                LIMIT 1);
+    IF _actor IS NULL THEN
+        INSERT INTO {contexts} (created, txid, session_user_name, context)
+        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
+        RETURNING context_id INTO _actor;
+    END IF;
     INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                          action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                          application_name, client_addr, client_port, client_query, action,
@@ -81,13 +93,7 @@ BEGIN
                                  AND pg_catalog.cardinality(_masked) OPERATOR(pg_catalog.=) 0)
                  THEN pg_catalog.current_query() END,
             pg_catalog.left(TG_OP, 1), false, NULL,
-            coalesce((SELECT c.context_id FROM {contexts} AS c
-                        WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                          AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                          AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                          AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                        LIMIT 1),
-                     {context_row}({contexts_regclass}, _txid, _context)));
+            _actor);
     RETURN NULL;
 END
 $fn$;

@@ -24,6 +24,7 @@ DECLARE
     _payload pg_catalog.jsonb;
     _txid bigint;
     _context pg_catalog.jsonb;
+    _actor bigint;
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         _j := pg_catalog.to_jsonb(OLD);
@@ -49,23 +50,28 @@ BEGIN
     ELSE
         _payload := {redact}(_j, _excluded, _masked);
     END IF;
-    -- The transaction's context row, as the statement-level capture finds it (_CONTEXT_NOTE),
-    -- looked up by the INSERT itself: a subquery costs less than a statement of its own. The
-    -- first row of a transaction (or the first after SET LOCAL changed the context) finds
-    -- none and makes it ({context_row}, which runs only then).
+    -- The transaction's context row, as the statement-level capture finds it (_CONTEXT_NOTE).
+    -- The first row of a transaction (or the first after SET LOCAL changed the context) finds
+    -- none and makes it with a plain INSERT, planned once per session: a single-row
+    -- transaction pays it whole, and a dynamic statement would be planned anew each time.
     _txid := pg_catalog.txid_current();
     _context := {context};
+    _actor := (SELECT c.context_id FROM {contexts} AS c
+                WHERE c.txid OPERATOR(pg_catalog.=) _txid
+                  AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
+                  AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
+                  AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                LIMIT 1);
+    IF _actor IS NULL THEN
+        INSERT INTO {contexts} (created, txid, session_user_name, context)
+        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
+        RETURNING context_id INTO _actor;
+    END IF;
     INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context_id)
     VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA), _key, _payload,
             _txid, pg_catalog.left(TG_OP, 1),
-            coalesce((SELECT c.context_id FROM {contexts} AS c
-                        WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                          AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                          AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                          AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                        LIMIT 1),
-                     {context_row}({contexts_regclass}, _txid, _context)));
+            _actor);
     RETURN NULL;
 END
 $fn$;
