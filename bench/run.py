@@ -1,7 +1,7 @@
 """The benchmark suite: the cost of auditing against an unaudited baseline and the peers, in one run.
 
     python -m bench.run --quick            # about 3 minutes
-    python -m bench.run                    # the full suite, under 20 minutes
+    python -m bench.run                    # the full suite (19.9 min before auditrum and the row-level columns)
     python -m bench.run --synchronous-commit on
     python -m bench.run --quick --writes-only   # the write workloads and bytes per row alone
 
