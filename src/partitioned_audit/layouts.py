@@ -408,7 +408,12 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # statement of a transaction, or the first after SET LOCAL changed the context. Only
 # txid_current() chooses the row: nothing a writer sets can point its rows at another
 # transaction's context, and session_user is the role that logged in, whatever SET ROLE
-# or the context claims. The row's time is now(), the transaction's start, as the audit
+# or the context claims. The lookup is skipped until the transaction has made a context
+# row: making one sets CONTEXT_MADE_SETTING to the transaction's id, for the transaction
+# (undone with a rolled-back savepoint, as the row is). That setting only ever saves a
+# lookup: a writer who sets it makes the capture look up (and find nothing, or its own
+# transaction's row), one who resets it makes a second context row for the same
+# transaction, login role and context; neither reaches another transaction's row. The row's time is now(), the transaction's start, as the audit
 # rows' time: both tables are partitioned alike, so a context row lives and goes with
 # the partition of the audit rows pointing at it.
 
@@ -997,6 +1002,9 @@ PLAIN_CASTS_FUNCTION = f"{PREFIX}guard_plain_casts"
 IDENTIFIER_FUNCTION = f"{PREFIX}guard_identifier"
 #: What a writer sets, with SET LOCAL, to have its context recorded in audit_context.
 CONTEXT_SETTING = "partitioned_audit.context"
+#: Set by the capture, for the transaction, to the id of the transaction once it has made
+#: a context row (see _CONTEXT_NOTE); never read for anything but skipping a lookup.
+CONTEXT_MADE_SETTING = "partitioned_audit.context_made"
 #: Set (by the engine, for its own install/uninstall) to let the guard's owner through.
 MAINTENANCE_SETTING = "partitioned_audit.maintenance"
 VIEW_TRIGGER = f"{PREFIX}read_only"
@@ -1303,6 +1311,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
             " ELSE pg_catalog.current_setting({s}, true)::pg_catalog.jsonb END)"
         ).format(f=helpers["context_object"], s=literal(CONTEXT_SETTING)),
         "contexts": ident(schema, layout.context_table),
+        "context_made": literal(CONTEXT_MADE_SETTING),
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
         ),

@@ -132,3 +132,58 @@ def test_a_read_only_role_searches_by_context_through_the_view(two_roles: TwoRol
         f""" AND (audit_context ->> 'user_id') = '7'""",
     )
     assert found == [(1,)]
+
+
+def test_the_setting_that_saves_the_lookup_points_no_row_at_another_transactions_context(
+    two_roles: TwoRoles,
+):
+    """The capture skips the context lookup until its transaction has made a context row,
+    and remembers that in a setting any writer can set. Setting it to the transaction's own
+    id before the first write, to an earlier transaction's id, or clearing it after a write,
+    must still leave every audit row pointing at a context row of its own transaction,
+    with the login role and the context in force."""
+    setup = two_roles
+    layout = setup.layout
+    txid = "audit_txid_current" if layout.name == "simple" else "transaction_id"
+    earlier = setup.run(
+        setup.app,
+        "SET LOCAL partitioned_audit.context = '{\"user_id\": 1}'",
+        "INSERT INTO invoice VALUES (2, 20)",
+        "SELECT txid_current()::text",
+    )[0][0]
+    conn = setup.session(setup.app)
+    try:
+        cur = conn.cursor()
+        for statement in (
+            # Claims this transaction made its context row already: the capture looks it up.
+            "SELECT set_config('partitioned_audit.context_made', txid_current()::text, true)",
+            "SET LOCAL partitioned_audit.context = '{\"user_id\": 2}'",
+            "INSERT INTO invoice VALUES (3, 30)",
+            # Claims the earlier transaction's id: no lookup, a row of its own is made.
+            f"SET LOCAL partitioned_audit.context_made = '{earlier}'",
+            "INSERT INTO invoice VALUES (4, 40)",
+            # Forgets the row made: a second one for the same transaction and context.
+            "RESET partitioned_audit.context_made",
+            "INSERT INTO invoice VALUES (5, 50)",
+        ):
+            cur.execute(statement)
+        cur.execute("SELECT txid_current()")
+        (current,) = cur.fetchone()
+        conn.commit()
+    finally:
+        conn.close()
+    rows = setup.run(
+        setup.owner,
+        f"SELECT a.{txid}, c.txid, c.session_user_name, c.context ->> 'user_id'"  # noqa: S608
+        f" FROM {layout.table} a JOIN {layout.context_table} c ON c.context_id = a.audit_context_id"
+        f" WHERE a.{txid} = {int(current)}",
+    )
+    assert len(rows) == 3  # every row of the transaction found its context row
+    assert {row[1:] for row in rows} == {(current, setup.app, "2")}
+    made = setup.run(
+        setup.owner,
+        f"SELECT count(*) FROM {layout.context_table} WHERE txid = {int(current)}",  # noqa: S608
+    )[0][0]
+    # The forged claim cost a lookup that found nothing; the other two each cost a context
+    # row of the transaction's own: more rows, never a row of another transaction.
+    assert made == 3

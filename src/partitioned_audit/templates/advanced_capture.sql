@@ -36,12 +36,7 @@ DECLARE
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
-    _actor bigint := (SELECT c.context_id FROM {contexts} AS c
-                       WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                         AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                         AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                         AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                       LIMIT 1);
+    _actor bigint;
     _app pg_catalog.text := pg_catalog.current_setting('application_name');
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
     _port integer := pg_catalog.inet_client_port();
@@ -53,10 +48,22 @@ DECLARE
                                    THEN pg_catalog.current_query() END;
     _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
+    -- transaction has made one (the setting {context_made} then holds its id), made when
+    -- missing. A single-statement transaction, the commonest, skips the lookup.
+    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+        _actor := (SELECT c.context_id FROM {contexts} AS c
+                    WHERE c.txid OPERATOR(pg_catalog.=) _txid
+                      AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
+                      AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
+                      AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                    LIMIT 1);
+    END IF;
     IF _actor IS NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
+        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid,

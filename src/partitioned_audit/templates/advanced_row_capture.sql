@@ -61,22 +61,26 @@ BEGIN
     IF NOT _plain THEN
         _row := {redact}(_row, _excluded, _masked);
     END IF;
-    -- The transaction's context row, as the statement-level capture finds it (_CONTEXT_NOTE).
-    -- The first row of a transaction (or the first after SET LOCAL changed the context) finds
-    -- none and makes it with a plain INSERT, planned once per session: a single-row
-    -- transaction pays it whole, and a dynamic statement would be planned anew each time.
+    -- A missing context row is made with a plain INSERT, planned once per session: a
+    -- dynamic statement would be planned anew in each single-row transaction.
     _txid := pg_catalog.txid_current();
     _context := {context};
-    _actor := (SELECT c.context_id FROM {contexts} AS c
-                WHERE c.txid OPERATOR(pg_catalog.=) _txid
-                  AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
-                  AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                  AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
-                LIMIT 1);
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
+    -- transaction has made one (the setting {context_made} then holds its id), made when
+    -- missing. A single-statement transaction, the commonest, skips the lookup.
+    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+        _actor := (SELECT c.context_id FROM {contexts} AS c
+                    WHERE c.txid OPERATOR(pg_catalog.=) _txid
+                      AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
+                      AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
+                      AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                    LIMIT 1);
+    END IF;
     IF _actor IS NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
+        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
                          action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
