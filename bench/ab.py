@@ -9,6 +9,10 @@ at random per transaction, so both see the same noise; the 200 000-row statement
 alternate, and the report gives the median of the rounds. Ratios below 1 mean this tree
 is cheaper.
 
+    python -m bench.ab --against HEAD~3 --past-months 12
+
+gives both tables a partition per month, a year back, as a long-lived install has them.
+
     python -m bench.ab --against HEAD~3 --context '{"user_id":7,"request_id":"abc"}'
 
 runs every workload with that audit context set for the session (``PGOPTIONS``), as a
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import importlib.util
 import json
 import os
@@ -93,7 +98,12 @@ def layouts_of(rev: str) -> types.ModuleType:
 
 
 def install(
-    cur: Any, module: types.ModuleType, layout_name: str, schema: str, level: str = "statement"
+    cur: Any,
+    module: types.ModuleType,
+    layout_name: str,
+    schema: str,
+    level: str = "statement",
+    past_months: int = -1,
 ) -> None:
     layout = module.get_layout(layout_name)
     seq = render(ident(schema, layout.sequence))
@@ -127,6 +137,33 @@ def install(
         spec = dataclasses.replace(spec, row_level=True)
     for statement in module.create_triggers(layout, schema, spec):
         execute(cur, statement)
+    add_months(cur, layout, schema, past_months)
+
+
+def add_months(cur: Any, layout: Any, schema: str, past_months: int) -> None:
+    """Monthly partitions of the audit table and of the context table (where the version has
+    one) from ``past_months`` months back to next month, as a long-lived install has them:
+    the capture's probe of the context table costs more with every partition."""
+    if past_months < 0:
+        return
+    month = dt.date.today().replace(day=1)
+    for _ in range(past_months):
+        month = (month - dt.timedelta(days=1)).replace(day=1)
+    end = (dt.date.today().replace(day=1) + dt.timedelta(days=62)).replace(day=1)
+    parents = [layout.table] + ([layout.context_table] if hasattr(layout, "context_table") else [])
+    while month < end:
+        following = (month + dt.timedelta(days=32)).replace(day=1)
+        for parent in parents:
+            execute(
+                cur,
+                SQL("CREATE TABLE {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
+                    ident(schema, f"{parent}_{month:%Y%m}"),
+                    ident(schema, parent),
+                    literal(month.isoformat()),
+                    literal(following.isoformat()),
+                ),
+            )
+        month = following
 
 
 def pgbench(dsn: str, scripts: dict[str, str], seconds: int, options: str = "") -> dict[str, float]:
@@ -181,6 +218,12 @@ def main() -> None:
         choices=["statement", "row"],
         help="capture level of the other commit",
     )
+    parser.add_argument(
+        "--past-months",
+        type=int,
+        default=-1,
+        help="monthly partitions of both tables from this many months back (default: none, the DEFAULT partition only)",
+    )
     options = parser.parse_args()
     session = ""
     if options.context:
@@ -192,8 +235,8 @@ def main() -> None:
     with scratch_database(os.environ.get("DPA_DB_NAME", "dpa") + "_ab") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             cur = conn.cursor()
-            install(cur, then, options.layout, "ab_then", options.then_level)
-            install(cur, now_layouts, options.layout, "ab_now", options.level)
+            install(cur, then, options.layout, "ab_then", options.then_level, options.past_months)
+            install(cur, now_layouts, options.layout, "ab_now", options.level, options.past_months)
         single: dict[str, list[float]] = {}
         bulk: dict[str, list[float]] = {}
         for _ in range(options.rounds):
