@@ -41,9 +41,12 @@ def bodies(layout: Layout) -> dict[str, str]:
         r'CREATE OR REPLACE FUNCTION "audit"\."(\w+)"\((.*?)\$fn\$(.*?)\$fn\$;', text, re.S
     ):
         name, body = match[1], match[3]
-        if name in (layout.function, layout.key_function) or name.removeprefix(PREFIX) in INLINED_HELPERS:
+        if (
+            name in (layout.function, layout.key_function, layout.row_function)
+            or name.removeprefix(PREFIX) in INLINED_HELPERS
+        ):
             found[name] = body
-    assert len(found) == 6, sorted(found)
+    assert len(found) == 7, sorted(found)
     return found
 
 
@@ -65,7 +68,8 @@ def unqualified(body: str) -> list[str]:
     for name in re.findall(r"::\s*(?!pg_catalog\.)([A-Za-z_]\w*)", body):
         if name.lower() not in KEYWORD_TYPES:
             problems.append(f"type {name}")
-    for declared in re.findall(r"^\s*_\w+\s+([A-Za-z_][\w.]*)", body, re.M):
+    declarations = body.partition("BEGIN")[0]  # an assignment in the body is no declaration
+    for declared in re.findall(r"^\s*_\w+\s+([A-Za-z_][\w.]*)", declarations, re.M):
         if not declared.startswith("pg_catalog.") and declared.lower() not in KEYWORD_TYPES:
             problems.append(f"declared type {declared}")
     return problems
