@@ -33,9 +33,7 @@ LOOP = 2_000
 ROW_LEVEL = "shipped, row level"
 #: Edits of the shipped function by case: (text in it, replacement), applied in order.
 EDITS: dict[str, list[tuple[str, str]]] = {
-    "returns right after its declarations": [
-        ("BEGIN\n    IF TG_OP", "BEGIN\n    RETURN NULL;\n    IF TG_OP")
-    ],
+    "returns right after its declarations": [("\nBEGIN\n", "\nBEGIN\n    RETURN NULL;\n")],
     # What a table of built-in types pays where the guard is missing, or for one holding a
     # type another role owns where it is there (see _CASTS_NOTE in layouts.py).
     "without the guard: the types' owners checked": [
@@ -71,11 +69,18 @@ ROW_EDITS: dict[str, list[tuple[str, str]]] = {
     ],
     "row: no context read": [
         ("    _context := ", "    IF false THEN _context := "),
-        ("END);\n    INSERT INTO", "END); END IF;\n    INSERT INTO"),
+        (
+            "END);\n    -- The transaction's context row",
+            "END); END IF;\n    -- The transaction's context row",
+        ),
     ],
     # coalesce() stops at its first argument that is not NULL.
     "row: no context lookup (a fixed id)": [
-        ("coalesce((SELECT c.context_id", "coalesce(1, (SELECT c.context_id")
+        (
+            "IF pg_catalog.current_setting('partitioned_audit.context_made', true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN",
+            "IF false THEN",
+        ),
+        ("    IF _actor IS NULL THEN", "    _actor := 1;\n    IF _actor IS NULL THEN"),
     ],
     "row: no txid_current()": [("_txid := pg_catalog.txid_current();", "_txid := 1;")],
     "row: into an unpartitioned table, no index": [("INSERT INTO {table}", "INSERT INTO public.sink_plain")],

@@ -620,8 +620,9 @@ def test_a_changed_context_row_or_reference_under_sealed_rows_is_found(trail):
     rows' digests, inside the database and offline."""
     trail.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 7}', false)""")
     trail.write(1, 10)
-    trail.run("SELECT set_config('partitioned_audit.context', '', false)")
+    trail.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 8}', false)""")
     trail.write(100, 10)
+    trail.run("SELECT set_config('partitioned_audit.context', '', false)")
     head = trail.m.seal(chunk_size=5).head
     assert trail.verify(expect=head).ok
     contexts = ident(trail.schema, trail.layout.context_table)
@@ -647,6 +648,27 @@ def test_a_changed_context_row_or_reference_under_sealed_rows_is_found(trail):
         )
     )
     assert {p.kind for p in trail.verify(expect=head).problems} == {"changed"}
+
+
+def test_the_login_role_of_a_write_outside_any_context_is_sealed(trail):
+    """Outside any context the simple layout keeps the login role on a context row of its
+    own, the advanced layout on the audit row (``session_user_name``): rewritten in either
+    place under sealed rows, it is found."""
+    trail.write(1, 10)
+    head = trail.m.seal(chunk_size=5).head
+    assert trail.verify(expect=head).ok
+    if trail.layout.name == "simple":
+        contexts = ident(trail.schema, trail.layout.context_table)
+        trail.tamper(SQL("UPDATE {} SET session_user_name = 'admin'").format(contexts))
+    else:
+        assert trail.run(
+            SQL(
+                "SELECT count(*) FROM {} WHERE audit_context_id IS NULL AND session_user_name = session_user"
+            ).format(trail.table)
+        ) == [(10,)]
+        trail.tamper(SQL("UPDATE {} SET session_user_name = 'admin'").format(trail.table))
+    changed = trail.verify(expect=head).problems
+    assert changed and {p.kind for p in changed} == {"changed"}
 
 
 # ---------------------------------------------------------------------------------------

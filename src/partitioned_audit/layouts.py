@@ -413,7 +413,12 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # (undone with a rolled-back savepoint, as the row is). That setting only ever saves a
 # lookup: a writer who sets it makes the capture look up (and find nothing, or its own
 # transaction's row), one who resets it makes a second context row for the same
-# transaction, login role and context; neither reaches another transaction's row. The row's time is now(), the transaction's start, as the audit
+# transaction, login role and context; neither reaches another transaction's row.
+# The advanced layout writes the login role on every audit row too (1.0.4's
+# session_user_name column, covered by a seal's row digest) and makes a context row only
+# for a transaction that set a context: a write outside any context pays no context row.
+# The simple layout has no column for it, so its context row is also its only record of
+# who wrote, and every transaction makes one. The row's time is now(), the transaction's start, as the audit
 # rows' time: both tables are partitioned alike, so a context row lives and goes with
 # the partition of the audit rows pointing at it.
 

@@ -78,6 +78,14 @@ def test_the_context_rows_stay_as_written_even_for_their_owner(two_roles: TwoRol
     or a TRUNCATE is refused, whoever runs it."""
     setup = two_roles
     table = setup.layout.context_table
+    # A context row to change (a write outside any context makes none in the advanced layout).
+    setup.run(
+        setup.app,
+        "SET LOCAL partitioned_audit.context = '{\"user_id\": 1}'",
+        "INSERT INTO invoice VALUES (9, 90)",
+    )
+    before = setup.run(setup.owner, f"SELECT * FROM {table} ORDER BY context_id")  # noqa: S608
+    assert before
     conn = setup.owner_session()
     try:
         for statement in (
@@ -88,6 +96,7 @@ def test_the_context_rows_stay_as_written_even_for_their_owner(two_roles: TwoRol
             assert "are never changed nor removed" in refused(conn, statement)
     finally:
         conn.close()
+    assert setup.run(setup.owner, f"SELECT * FROM {table} ORDER BY context_id") == before  # noqa: S608
 
 
 def test_the_capture_never_points_a_row_at_another_transactions_context(two_roles: TwoRoles):

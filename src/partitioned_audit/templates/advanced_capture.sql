@@ -48,10 +48,13 @@ DECLARE
                                    THEN pg_catalog.current_query() END;
     _stmt bigint := pg_catalog.nextval({seq});
 BEGIN
-    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
-    -- transaction has made one (the setting {context_made} then holds its id), made when
-    -- missing. A single-statement transaction, the commonest, skips the lookup.
-    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py), where a context is set:
+    -- looked up only once this transaction has made one (the setting {context_made} then
+    -- holds its id), made when missing. A single-statement transaction, the commonest,
+    -- skips the lookup. The login role goes on the audit row itself (session_user_name,
+    -- 1.0.4's column), so a write outside any context makes no context row.
+    IF _context IS NOT NULL
+       AND pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
         _actor := (SELECT c.context_id FROM {contexts} AS c
                     WHERE c.txid OPERATOR(pg_catalog.=) _txid
                       AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
@@ -59,46 +62,46 @@ BEGIN
                       AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
                     LIMIT 1);
     END IF;
-    IF _actor IS NULL THEN
+    IF _actor IS NULL AND _context IS NOT NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
         PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
-        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid,
+        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
                              action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                              application_name, client_addr, client_port, client_query, action,
                              statement_only, statement_id, audit_context_id)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID,
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
                false, _stmt, _actor
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                   FROM dpa_new AS t) AS r;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
-        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid,
+        INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
                              action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                              application_name, client_addr, client_port, client_query, action,
                              statement_only, statement_id, audit_context_id)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID,
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
                false, _stmt, _actor
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
                   FROM dpa_old AS t) AS r;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' THEN
-        INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
+        INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid, session_user_name,
                              action_tstamp_tx, action_tstamp_stm,
                              action_tstamp_clk, transaction_id, application_name, client_addr,
                              client_port, client_query, action, statement_only, statement_id,
                              audit_context_id)
         SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID,
+               _schema, _table, TG_RELID, session_user::pg_catalog.text,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
                _op, false, _stmt, _actor
@@ -122,11 +125,11 @@ BEGIN
                ) AS d
          WHERE d.changed IS NOT NULL;
     ELSE
-        INSERT INTO {table} (schema_name, table_name, relid, action_tstamp_tx,
+        INSERT INTO {table} (schema_name, table_name, relid, session_user_name, action_tstamp_tx,
                              action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
                              client_addr, client_port, client_query, action, statement_only,
                              statement_id, audit_context_id)
-        SELECT _schema, _table, TG_RELID, current_timestamp,
+        SELECT _schema, _table, TG_RELID, session_user::pg_catalog.text, current_timestamp,
                pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
                _query, _op, true, _stmt, _actor
          WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (

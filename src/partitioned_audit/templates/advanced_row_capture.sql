@@ -65,10 +65,13 @@ BEGIN
     -- dynamic statement would be planned anew in each single-row transaction.
     _txid := pg_catalog.txid_current();
     _context := {context};
-    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
-    -- transaction has made one (the setting {context_made} then holds its id), made when
-    -- missing. A single-statement transaction, the commonest, skips the lookup.
-    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py), where a context is set:
+    -- looked up only once this transaction has made one (the setting {context_made} then
+    -- holds its id), made when missing. A single-statement transaction, the commonest,
+    -- skips the lookup. The login role goes on the audit row itself (session_user_name,
+    -- 1.0.4's column), so a write outside any context makes no context row.
+    IF _context IS NOT NULL
+       AND pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
         _actor := (SELECT c.context_id FROM {contexts} AS c
                     WHERE c.txid OPERATOR(pg_catalog.=) _txid
                       AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
@@ -76,18 +79,18 @@ BEGIN
                       AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
                     LIMIT 1);
     END IF;
-    IF _actor IS NULL THEN
+    IF _actor IS NULL AND _context IS NOT NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
         PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
-    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid,
+    INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid, session_user_name,
                          action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id,
                          application_name, client_addr, client_port, client_query, action,
                          statement_only, statement_id, audit_context_id)
     VALUES (_row, _changed, _key, coalesce(TG_ARGV[5], TG_TABLE_SCHEMA), coalesce(TG_ARGV[6], TG_TABLE_NAME),
-            TG_RELID, current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
+            TG_RELID, session_user::pg_catalog.text, current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
             pg_catalog.current_setting('application_name'), pg_catalog.inet_client_addr(),
             pg_catalog.inet_client_port(),
             -- The query text carries the values it writes: never kept for tables with
