@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 import types
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
 from library.admin import BookAdmin
@@ -24,6 +26,7 @@ from django_partitioned_audit import admin as audit_admin
 from django_partitioned_audit.checks import check_settings
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import AdvancedAuditEntry, Operation, SimpleAuditEntry
+from tests.helpers import empty_trails
 from tests.test_read_api import context_probes, explain, reading_scans
 
 
@@ -372,3 +375,84 @@ def test_a_save_that_changed_nothing_shows_as_such(site, read_model, layout, adm
     else:
         assert len(rows) == 1
     assert unchanged not in rows[0]
+
+
+@pytest.fixture
+def committed_site(settings: Any, django_db_blocker: Any) -> Iterator[admin.AdminSite]:
+    """The admin site of the project's layout (the simple one, as migrated), for a test that
+    commits its writes: the trail starts empty and is emptied again after."""
+    site = admin.AdminSite(name="admin")
+    audit_admin.register(site)
+    urls = types.ModuleType("audit_admin_committed_urls")
+    urls.urlpatterns = [path("admin/", site.urls)]  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = urls
+    with django_db_blocker.unblock():
+        empty_trails()
+    yield site
+    with django_db_blocker.unblock():
+        empty_trails()
+
+
+def walk_the_list(client: Any, url: str, params: dict[str, Any]) -> list[Any]:
+    """Every entry the list shows from its first page on, going to the next numbered page,
+    else to "Older entries", until neither is offered (or for 50 pages: links going round)."""
+    shown, response = [], client.get(url, params)
+    for _ in range(50):
+        shown += listed(response)
+        cl = response.context["cl"]
+        if cl.page_num < cl.paginator.num_pages:
+            response = client.get(url + cl.get_query_string({"p": cl.page_num + 1}))
+        elif cl.older_url:
+            response = client.get(url + cl.older_url)
+            assert response.context["cl"].newest_url == cl.get_query_string({}, ["before", "p"])
+        else:
+            break
+    return shown
+
+
+@pytest.mark.django_db(transaction=True)
+def test_older_entries_of_a_user_follow_the_lists_order_by_time_then_id(
+    committed_site, admin_client, monkeypatch
+):
+    """An entry's time is its transaction's start, its id is taken when it is written: a long
+    transaction that started before another but wrote after it has the older times and the
+    higher ids. The user filter lists by time then id, and its "Older entries" links go on in
+    that order: every entry of the user once, none skipped, none twice."""
+    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_per_page", 2)
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "max_pages", 1)
+
+    def write(isbn: str, user_id: int = 7) -> None:
+        with audit_context(user_id=user_id, username=f"user{user_id}"):
+            Book.objects.create(isbn=isbn, title=isbn)
+
+    def later_transactions() -> None:
+        try:
+            write("b1")
+            write("b2")
+            write("b3", user_id=8)
+        finally:
+            connection.close()
+
+    write("first")
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT now()")  # the long transaction starts: its time is taken
+        thread = threading.Thread(target=later_transactions)
+        thread.start()
+        thread.join()  # two later transactions wrote and committed meanwhile
+        for isbn in ("a1", "a2", "a3"):
+            write(isbn)
+    write("last")
+    entries = [e for e in SimpleAuditEntry.objects.all() if (e.audit_context or {}).get("user_id") == 7]
+    by_time = sorted(entries, key=lambda e: (e.audit_entry_created, e.pk), reverse=True)
+    assert [e.object_pk for e in by_time] == ["last", "b2", "b1", "a3", "a2", "a1", "first"]
+    assert by_time != sorted(entries, key=lambda e: e.pk, reverse=True)  # the orders differ
+
+    url = entries_url(SimpleAuditEntry)
+    shown = walk_the_list(admin_client, url, {"user": "7"})
+    assert [e.object_pk for e in shown] == [e.object_pk for e in by_time]
+    assert [e.pk for e in shown] == [e.pk for e in by_time]
+    # A window of the user's entries for a filter no index serves: in the same order.
+    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_scan", 3)
+    shown = walk_the_list(admin_client, url, {"user": "7", "operation": "I"})
+    assert [e.pk for e in shown] == [e.pk for e in by_time]

@@ -295,3 +295,49 @@ def test_the_user_filter_walks_the_user_index_newest_first(read_model, trail, ad
     assert re.search(r"Index Scan Backward using \w+_context_\w+_expr_created_idx", plan), plan
     assert "BitmapOr" not in plan, plan
     assert listed(admin_client.get(url, {"user": "alice"})) == listed(response)  # by name: the same entries
+
+
+def test_older_entries_of_a_user_walk_the_user_index_from_the_cursors_time(
+    read_model, trail, admin_client, monkeypatch
+):
+    """Under the user filter, "Older entries" carries the last entry's id, whose time the
+    page reads by id: its keys are a walk down the user index that starts at that time (an
+    index condition), then told apart from the cursor by (time, id), in the list's order."""
+    monkeypatch.setattr(audit_admin.EstimatedCountPaginator, "max_pages", 1)
+    url = entries_url(read_model)
+    first = admin_client.get(url, {"user": "7"})
+    expected = list(read_model.objects.filter_context(user_id=7).newest_first()[:20])
+    cl = first.context["cl"]
+    assert cl.older_url == f"?before={expected[9].pk}&user=7"
+    with CaptureQueriesContext(connection) as queries:
+        older = admin_client.get(url + cl.older_url)
+    assert [e.pk for e in listed(older)] == [e.pk for e in expected[10:20]]
+    assert older.context["cl"].newest_url == "?user=7"
+    keys = [
+        q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT") and "LIMIT 10" in q["sql"]
+    ]
+    assert len(keys) == 1, [q["sql"] for q in queries.captured_queries]
+    with connection.cursor() as cursor:
+        cursor.execute("SET LOCAL enable_seqscan = off")
+        cursor.execute("EXPLAIN " + keys[0])
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+    walk = re.search(
+        r"Index Scan Backward using \w+_context_\w+_expr_created_idx.*\n.*Index Cond: (.*)", plan
+    )
+    assert walk and "created <=" in walk.group(1), plan
+    assert "BitmapOr" not in plan and not re.search(r"(^|-> +)Sort ", plan, re.MULTILINE), plan
+    for sql, read, _ in page_reads(admin_client, url + cl.older_url):
+        assert read <= 112, (read, sql)
+    # A filter no index serves, under the user filter: a window of the user's entries, whose
+    # floor is read down the user index and whose time bounds the page's walk.
+    monkeypatch.setattr(audit_admin.AuditEntryAdmin, "list_scan", 15)
+    response = admin_client.get(url, {"user": "7", "operation": "D"})
+    cl = response.context["cl"]
+    updates_first = list(read_model.objects.filter_context(user_id=7).newest_first())
+    assert (
+        cl.scan_floor == updates_first[14].pk
+        and "15 of the user's entries at a time" in response.content.decode()
+    )
+    assert [e.pk for e in listed(response)] == [e.pk for e in updates_first[:15] if e.is_delete()]
+    for sql, read, _ in page_reads(admin_client, url, {"user": "7", "operation": "D"}):
+        assert read <= 112, (read, sql)

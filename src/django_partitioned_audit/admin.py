@@ -27,7 +27,7 @@ from django.contrib.admin.views.main import PAGE_VAR
 from django.core.exceptions import EmptyResultSet, ImproperlyConfigured, PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -117,8 +117,8 @@ class EstimatedCountPaginator(Paginator):
         number = self.validate_number(number)
         bottom = (number - 1) * self.per_page
         top = bottom + self.per_page
-        if top + self.orphans >= self.count:
-            top = self.count
+        if top + self.orphans >= self.count and not self.estimated:
+            top = self.count  # an estimate may be short of the entries: a page's worth
         entries: Any = self.object_list
         time = entries.model._time
         keyed = list(self._keys.values_list("pk", time)[bottom:top])
@@ -257,23 +257,64 @@ class UserFilter(_TextFilter):
 
     def queryset(self, request: Any, queryset: Any) -> Any:
         value = (self.value() or "").strip()
-        if not value:
-            return queryset
-        by_name: list[dict[str, Any]] = [{"username": value}]
-        by_id: list[dict[str, Any]] = [{"user_id": candidate} for candidate in _candidates(value)]
-        # Either condition alone is a walk of one index newest first (the user B-tree, the
-        # GIN), which their OR is not: one probe of each (newest_first(), so through the
-        # context view) says which of them can match at all.
-        everything = queryset.model._default_manager.db_manager(queryset.db)
-        names, ids = (
-            everything.filter_context_any([conditions]).newest_first().exists()
-            for conditions in (by_name, by_id)
+        return _user_entries(queryset, value) if value else queryset
+
+
+def _by_time(request: Any) -> bool:
+    """Whether the list is in the user filter's order, newest time then newest id (see
+    ``AuditEntryAdmin.get_ordering()``), rather than newest id."""
+    return bool(request.GET.get(UserFilter.parameter_name, "").strip())
+
+
+def _user_entries(queryset: Any, value: str) -> Any:
+    """The entries of ``queryset`` whose context's ``user_id`` or ``username`` is ``value``."""
+    by_name: list[dict[str, Any]] = [{"username": value}]
+    by_id: list[dict[str, Any]] = [{"user_id": candidate} for candidate in _candidates(value)]
+    # Either condition alone is a walk of one index newest first (the user B-tree, the
+    # GIN), which their OR is not: one probe of each (newest_first(), so through the
+    # context view) says which of them can match at all.
+    everything = queryset.model._default_manager.db_manager(queryset.db)
+    names, ids = (
+        everything.filter_context_any([conditions]).newest_first().exists() for conditions in (by_name, by_id)
+    )
+    if names and not ids:
+        return queryset.filter_context_any([by_name])
+    if ids and not names:
+        return queryset.filter_context_any([by_id])
+    return queryset.filter_context_any([by_name + by_id])
+
+
+def _cursor(value: str | None) -> int | None:
+    """The entry id of ``?before=``, or None where there is none or it is not an id."""
+    if value is None or not value.lstrip("-").isdigit():
+        return None
+    return int(value)
+
+
+def _time_of(request: Any, queryset: Any, pk: int) -> Any:
+    """The time of the entry ``pk`` (None where no entry has that id any more), read once per
+    request: one probe of the event-id index in each partition, on the keys view."""
+    found: dict[int, Any] = request.__dict__.setdefault("_dpa_cursor_times", {})
+    if pk not in found:
+        model = queryset.model
+        keys = _on_view(
+            model._default_manager.db_manager(queryset.db).all(), model._layout_object().keys_view
         )
-        if names and not ids:
-            return queryset.filter_context_any([by_name])
-        if ids and not names:
-            return queryset.filter_context_any([by_id])
-        return queryset.filter_context_any([by_name + by_id])
+        found[pk] = keys.filter(pk=pk).values_list(model._time, flat=True).first()
+    return found[pk]
+
+
+def _from(queryset: Any, when: Any, pk: int, *, older: bool) -> Any:
+    """The entries of ``queryset`` after the entry (``when``, ``pk``) in the order newest
+    time then newest id (``older``), or that entry and those before it. The bound on the
+    time alone comes first, so that it is a condition of the user index's walk (which it
+    stops, or starts, at ``when``); ties on the time are then told apart by id."""
+    time = queryset.model._time
+    if older:
+        bounded = queryset.filter(**{f"{time}__lte": when})
+        return bounded.filter(Q(**{f"{time}__lt": when}) | Q(**{time: when, "pk__lt": pk}))
+    bounded = queryset.filter(**{f"{time}__gte": when})
+    return bounded.filter(Q(**{f"{time}__gt": when}) | Q(**{time: when, "pk__gte": pk}))
 
 
 class TableFilter(admin.SimpleListFilter):
@@ -315,10 +356,20 @@ class OperationFilter(admin.SimpleListFilter):
 
 
 class OlderThanFilter(admin.SimpleListFilter):
-    """The entries older than a given one (``?before=<id>``): the "Older entries" link of the
-    list's last page, a keyset cursor on the event id, so the list goes back as far as the
-    trail does, each page a bounded walk down the event-id index. Never shown in the
-    sidebar (its template renders nothing); "Newest entries" removes it."""
+    """The entries after a given one in the list's order (``?before=<id>``): the "Older
+    entries" link of the list's last page, a keyset cursor, so the list goes back as far as
+    the trail does, each page a bounded walk down an index. Never shown in the sidebar (its
+    template renders nothing); "Newest entries" removes it.
+
+    In the list's default order, newest id first, it is the entries of a lower id, down the
+    event-id index. Under the user filter the list is newest time first, then newest id,
+    and the two orders differ: an entry's time is its transaction's start, its id is taken
+    when it is written, so a long transaction has older times and higher ids than one that
+    started after it and wrote first. There the cursor is the entry's (time, id), its time
+    read by id: the entries of an older time, or of the same time and a lower id, down the
+    context table's user index from that time on. An id no entry has any more (its
+    partition dropped) has no time: the entries of a lower id then.
+    """
 
     title = "older than"
     parameter_name = "before"
@@ -338,6 +389,10 @@ class OlderThanFilter(admin.SimpleListFilter):
             before = int(value)
         except ValueError:
             raise IncorrectLookupParameters(f"before must be an entry id, got {value!r}") from None
+        if _by_time(request):
+            when = _time_of(request, queryset, before)
+            if when is not None:
+                return _from(queryset, when, before, older=True)
         return queryset.filter(pk__lt=before)
 
 
@@ -370,7 +425,7 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return (*self.list_filter, (self.model._time, admin.DateFieldListFilter), OlderThanFilter)
 
     def get_ordering(self, request: Any) -> Any:
-        if request.GET.get(UserFilter.parameter_name, "").strip():
+        if _by_time(request):
             # A user's entries, newest first in the order of the context table's user
             # index: a page is a walk down that index (see filter_context()).
             return (f"-{self.model._time}", "-pk")
@@ -401,29 +456,54 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         class AuditChangeList(super().get_changelist(request, **kwargs)):  # type: ignore[misc]
             scan_floor = None
             scan_window = model_admin.list_scan
+            scan_of_user = False
 
             def get_queryset(self, request: Any, *args: Any, **kwargs: Any) -> Any:
                 queryset = super().get_queryset(request, *args, **kwargs)
                 if not args and not kwargs and any(p in self.params for p in model_admin.scanned_filters):
                     # No index serves these filters in the list's order: they read the
-                    # event-id index newest first and test each entry, so they look at the
-                    # list_scan entries before the start only ("Older entries" goes on).
-                    # The bound reads the keys view: a walk of the event-id index alone.
-                    start = _on_view(self.root_queryset, self.model._layout_object().keys_view)
-                    before = self.params.get(OlderThanFilter.parameter_name)
-                    if before is not None and before.lstrip("-").isdigit():
-                        start = start.filter(pk__lt=int(before))
-                    floor = list(
-                        start.order_by("-pk").values_list("pk", flat=True)[self.scan_window - 1 :][:1]
-                    )
-                    if floor:
-                        self.scan_floor = floor[0]
-                        queryset = queryset.filter(pk__gte=self.scan_floor)
+                    # entries in that order and test each one, so they look at the
+                    # list_scan entries after the cursor only ("Older entries" goes on).
+                    before = _cursor(self.params.get(OlderThanFilter.parameter_name))
+                    if _by_time(request):
+                        self._window_of_user(request, before)
+                        if self.scan_floor is not None:
+                            queryset = _from(queryset, self._floor_time, self.scan_floor, older=False)
+                    else:
+                        # The bound reads the keys view: a walk of the event-id index alone.
+                        start = _on_view(self.root_queryset, self.model._layout_object().keys_view)
+                        if before is not None:
+                            start = start.filter(pk__lt=before)
+                        floor = list(
+                            start.order_by("-pk").values_list("pk", flat=True)[self.scan_window - 1 :][:1]
+                        )
+                        if floor:
+                            self.scan_floor = floor[0]
+                            queryset = queryset.filter(pk__gte=self.scan_floor)
+                    if self.scan_floor is not None:
                         request._dpa_scanned = True  # see get_paginator()
                 # Only the user filter reads the context: without it, the paginator reads
                 # the keys from the keys view.
                 request._dpa_keys_only = UserFilter.parameter_name not in self.params
                 return queryset
+
+            def _window_of_user(self, request: Any, before: int | None) -> None:
+                """Under the user filter, the window is list_scan of the user's entries in
+                the list's order, from the cursor on: its floor is read down the user
+                index (a walk of list_scan entries), and a page's walk stops at its time."""
+                start = _user_entries(self.root_queryset, self.params[UserFilter.parameter_name].strip())
+                if before is not None:
+                    when = _time_of(request, start, before)
+                    start = (
+                        start.filter(pk__lt=before)
+                        if when is None
+                        else _from(start, when, before, older=True)
+                    )
+                time = self.model._time
+                floor = list(start.newest_first().values_list("pk", time)[self.scan_window - 1 :][:1])
+                if floor:
+                    self.scan_floor, self._floor_time = floor[0]
+                    self.scan_of_user = True
 
             def get_results(self, request: Any) -> None:
                 super().get_results(request)
@@ -442,8 +522,11 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 beyond = paginator.estimated or paginator.count > paginator.num_pages * paginator.per_page
                 short = len(self.result_list) < self.list_per_page  # an estimate may promise more pages
                 if self.scan_floor is not None and (last_page or short):
+                    # On to the next window; but after a full page, from its last entry: the
+                    # window's count is the planner's, which may be short of its entries.
+                    cursor = self.scan_floor if short else list(self.result_list)[-1].pk
                     self.older_url = self.get_query_string(
-                        {OlderThanFilter.parameter_name: self.scan_floor}, [PAGE_VAR]
+                        {OlderThanFilter.parameter_name: cursor}, [PAGE_VAR]
                     )
                 elif self.multi_page and last_page and beyond and self.result_list:
                     last = list(self.result_list)[-1]
