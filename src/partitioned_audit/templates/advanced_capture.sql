@@ -34,6 +34,8 @@ DECLARE
     _schema pg_catalog.text := coalesce(TG_ARGV[5], TG_TABLE_SCHEMA);
     _table pg_catalog.text := coalesce(TG_ARGV[6], TG_TABLE_NAME);
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
+    -- The login role, on every row (read once: a function call in the SELECT runs per row).
+    _user pg_catalog.text := session_user::pg_catalog.text;
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
     _actor bigint;
@@ -75,7 +77,7 @@ BEGIN
                              statement_only, statement_id, audit_context_id)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               _schema, _table, TG_RELID, _user,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
                false, _stmt, _actor
@@ -88,7 +90,7 @@ BEGIN
                              statement_only, statement_id, audit_context_id)
         SELECT CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               _schema, _table, TG_RELID, _user,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN r.n OPERATOR(pg_catalog.=) 1 THEN _query END, _op,
                false, _stmt, _actor
@@ -101,7 +103,7 @@ BEGIN
                              client_port, client_query, action, statement_only, statement_id,
                              audit_context_id)
         SELECT d.old_j, d.changed, coalesce(d.new_j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(d.new_j, _pk)),
-               _schema, _table, TG_RELID, session_user::pg_catalog.text,
+               _schema, _table, TG_RELID, _user,
                current_timestamp, pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid,
                _app, _addr, _port, CASE WHEN pg_catalog.row_number() OVER () OPERATOR(pg_catalog.=) 1 THEN _query END,
                _op, false, _stmt, _actor
@@ -129,7 +131,7 @@ BEGIN
                              action_tstamp_stm, action_tstamp_clk, transaction_id, application_name,
                              client_addr, client_port, client_query, action, statement_only,
                              statement_id, audit_context_id)
-        SELECT _schema, _table, TG_RELID, session_user::pg_catalog.text, current_timestamp,
+        SELECT _schema, _table, TG_RELID, _user, current_timestamp,
                pg_catalog.statement_timestamp(), pg_catalog.clock_timestamp(), _txid, _app, _addr, _port,
                _query, _op, true, _stmt, _actor
          WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
