@@ -94,15 +94,19 @@ def test_history_reads_through_the_object_function_with_a_generic_plan(layout, r
     assert "Append" not in outer and "_context" not in outer, outer
     (plan,) = function_plans(qs[:101])
     # The kept plan is the generic one (the table and the key are parameters), made once
-    # per connection. Each audit partition is probed through its (table, key) index, none
-    # read whole; the entry's row comes from the one partition holding it.
+    # per connection. Each audit partition is read through an index, none read whole: the
+    # entry's row comes from the one partition holding it, through its (table, key) index.
+    # (An empty partition may be walked down another index instead: it reads nothing.)
     assert re.search(r"object_pk = \$3", plan) and "'i'" not in plan, plan
     assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
-    scans = [line for line in plan.splitlines() if "Scan" in line and line not in context_probes(plan)]
-    audit = [line for line in scans if not re.search(r" on \w+_context_", line)]
-    assert audit and all("Index Scan using" in line and "object_pk_idx" in line for line in audit), plan
-    read = [line for line in audit if re.search(r"actual time=\S+ rows=[1-9]", line)]
-    assert len(read) == 1, plan
+    audit = [
+        line
+        for line in plan.splitlines()
+        if re.search(r"Scan .* on \w+_(\d{8}_\d{8}|default) ", line) and line.strip() not in context_probes(plan)
+    ]
+    assert audit and all("Index Scan using" in line for line in audit), plan
+    read = [line for line in audit if not re.search(r"rows=0(\.0+)? ", line)]
+    assert len(read) == 1 and "object_pk_idx" in read[0], plan
     # Each entry's context row: a probe of the context table's (txid, id) index in the
     # partition of the entry's time, the other partitions pruned when it runs.
     probes = context_probes(plan)

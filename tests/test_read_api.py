@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
+from typing import Any
 
 import pytest
 from django.db import connection, transaction
@@ -58,16 +60,22 @@ def reading_scans(queryset) -> tuple[list[str], str]:
 
 
 def function_plans(queryset) -> list[str]:
-    """The plans of the statements run inside functions while ``queryset`` is read, under
-    ANALYZE, as auto_explain reports them to the client. Every kept plan is dropped first
-    (``DISCARD PLANS``), so the function plans its statements in this transaction, with
-    sequential and bitmap scans off: a plan whose statistics or table sizes an earlier
-    test left could not change what is found."""
+    """The plans of the statements run inside functions while ``queryset`` is read (see
+    :func:`nested_plans`), as text."""
     sql, params = queryset.query.sql_with_params()
+    return nested_plans(sql, params)
+
+
+def nested_plans(sql: str, params: Any = None, json_format: bool = False) -> list[Any]:
+    """The plans of the statements run inside functions while ``sql`` runs, under ANALYZE,
+    as auto_explain reports them to the client (text, or parsed JSON). Every kept plan is
+    dropped first (``DISCARD PLANS``), so the function plans its statements in this
+    transaction, with sequential and bitmap scans off: statistics or table sizes an
+    earlier test left cannot change what is found."""
     raw = connection.connection
     messages: list[str] = []
 
-    def keep(diagnostic) -> None:
+    def keep(diagnostic: Any) -> None:
         messages.append(diagnostic.message_primary or "")
 
     with connection.cursor() as cursor:
@@ -76,6 +84,7 @@ def function_plans(queryset) -> list[str]:
             "auto_explain.log_min_duration = 0",
             "auto_explain.log_nested_statements = on",
             "auto_explain.log_analyze = on",
+            f"auto_explain.log_format = {'json' if json_format else 'text'}",
             "enable_seqscan = off",
             "enable_bitmapscan = off",
             "client_min_messages = log",
@@ -95,8 +104,9 @@ def function_plans(queryset) -> list[str]:
             cursor.fetchall()
             messages = list(raw.notices)
         cursor.execute("SET LOCAL client_min_messages = notice")
-    # the statements inside functions; the outer query is logged last, with its own text
-    return [m for m in messages if "plan:" in m and "Function Scan" not in m]
+    # The outer query is logged last: a Function Scan of what it calls.
+    plans = [m.split("plan:", 1)[1].strip() for m in messages if "plan:" in m][:-1]
+    return [json.loads(p) for p in plans] if json_format else plans
 
 
 def scanned_partitions(plan: str) -> set[str]:
