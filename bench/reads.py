@@ -229,7 +229,9 @@ class Reads:
         """The queries whose server time is split into planning and execution."""
         return {
             "history(obj) first page": lambda: self.first_page(self.rng.choice(self.objects)),
-            "filter_object()": lambda: self.manager.filter_object(*self._object(self.rng.choice(self.objects))),
+            "filter_object()": lambda: self.manager.filter_object(
+                *self._object(self.rng.choice(self.objects))
+            ),
             **self.context_queries(),
         }
 

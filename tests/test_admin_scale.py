@@ -130,7 +130,8 @@ def page_reads(
     for query in queries.captured_queries:
         sql = query["sql"]
         if sql.startswith("SELECT") and (
-            re.search(r'"(audit_simple|logged_actions)(_keys|_context)?_view"', sql) or OBJECT_FUNCTION.search(sql)
+            re.search(r'"(audit_simple|logged_actions)(_keys|_context)?_view"', sql)
+            or OBJECT_FUNCTION.search(sql)
         ):
             read, kinds = reads(sql)
             found.append((sql, sum(read.values()), kinds))

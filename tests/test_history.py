@@ -13,8 +13,8 @@ from shop.models import Customer, Order
 
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import Operation
-from tests.helpers import past_the_guard, sql
 from partitioned_audit.layouts import get_layout
+from tests.helpers import past_the_guard, sql
 from tests.test_read_api import context_probes, explain, function_plans, scanned_partitions
 
 
@@ -102,7 +102,8 @@ def test_history_reads_through_the_object_function_with_a_generic_plan(layout, r
     audit = [
         line
         for line in plan.splitlines()
-        if re.search(r"Scan .* on \w+_(\d{8}_\d{8}|default) ", line) and line.strip() not in context_probes(plan)
+        if re.search(r"Scan .* on \w+_(\d{8}_\d{8}|default) ", line)
+        and line.strip() not in context_probes(plan)
     ]
     assert audit and all("Index Scan using" in line for line in audit), plan
     read = [line for line in audit if not re.search(r"rows=0(\.0+)? ", line)]

@@ -139,7 +139,9 @@ def test_a_role_granted_read_reads_the_views_migrate_created_again(layout, story
         for name in current.views:
             assert sql(f"SELECT count(*) FROM {name}") == [(1,)]
         # and the object function, which reads the read view with the caller's rights
-        assert sql(f"SELECT count(*) FROM {current.object_function}('library_book', 'public', '111')") == [(1,)]
+        assert sql(f"SELECT count(*) FROM {current.object_function}('library_book', 'public', '111')") == [
+            (1,)
+        ]
     finally:
         sql("RESET ROLE")
     assert (

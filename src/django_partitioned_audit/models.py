@@ -343,7 +343,7 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
     """
     from django.db import DatabaseError, connections, transaction
 
-    from partitioned_audit.sql import SQL, ident, render
+    from partitioned_audit.sql import SQL, Composable, ident, render
 
     from .registry import table_spec
 
@@ -356,6 +356,7 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
     masked = list(table_spec(model).masked)
     for read_model, found in by_model.items():
         keys = {e.object_pk for e in found}
+        source: Composable
         if read_model is entry_model() and len(keys) == 1:
             # One object's versions (history(), version()): read through the object
             # function, whose plan the connection keeps, rather than planning the view's

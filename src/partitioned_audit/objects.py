@@ -319,7 +319,9 @@ def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dic
     function = _deployed_object_function(cursor, layout, schema)
     if function is None:
         problems[layout.object_function] = "it is missing"
-    elif function[1] != _view_digest(render(layouts.create_object_function(layout, schema), cursor), function[0]):
+    elif function[1] != _view_digest(
+        render(layouts.create_object_function(layout, schema), cursor), function[0]
+    ):
         problems[layout.object_function] = "its definition differs"
     return problems
 
