@@ -167,6 +167,33 @@ def test_history_of_an_object_uses_the_index_and_a_time_range_prunes(layout, rea
     assert [len(list(history))] == [1]
 
 
+def test_one_objects_entries_chain_as_a_queryset_of_the_read_view(layout, read_model):
+    """``filter_object()`` reads the object function; its queryset chains with the other
+    reads (a context search moves it to the context view, its filters kept), serves as a
+    subquery under another alias, and pickles."""
+    import pickle
+
+    from django_partitioned_audit.context import audit_context
+
+    with audit_context(user_id=7):
+        Book.objects.create(isbn="ch1", title="a")
+    Book.objects.create(isbn="ch2", title="b")
+    entries = read_model.objects.filter_object(Book, "ch1")
+    assert get_layout(layout).object_function in str(entries.query)
+    assert [e.object_pk for e in entries.filter_context(user_id=7)] == ["ch1"]
+    assert [e.object_pk for e in read_model.objects.filter_context(user_id=7).filter_object(Book, "ch1")] == [
+        "ch1"
+    ]
+    assert list(read_model.objects.filter_context(user_id=7).filter_object(Book, "ch2")) == []
+    assert entries.count() == 1 and entries.exists()
+    assert read_model.objects.filter(pk__in=entries.values("pk")).count() == 1
+    both = entries.union(read_model.objects.filter_object(Book, "ch2"))
+    assert sorted(e.object_pk for e in both) == ["ch1", "ch2"]
+    copy = read_model.objects.all()
+    copy.query = pickle.loads(pickle.dumps(entries.query))
+    assert [e.pk for e in copy] == [e.pk for e in entries]
+
+
 def test_a_same_named_table_in_another_schema_is_another_history(layout, read_model):
     """Shelved lives in library_ext.shelved; public.shelved is someone else's table."""
     from library.models import Shelved

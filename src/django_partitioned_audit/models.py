@@ -17,6 +17,7 @@ from typing import Any, Self, overload
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.sql.datastructures import BaseTable
 
 from partitioned_audit.layouts import ADVANCED, SIMPLE, Layout
 
@@ -612,8 +613,6 @@ def _on_view(queryset: Any, view: str) -> Any:
     view in an audit schema is a qualified name, which cannot be an alias: the base table
     is renamed to the bare name of the model's view first.
     """
-    from django.db.models.sql.datastructures import BaseTable
-
     table = conf.read_model_table(view)
     return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias))
 
@@ -637,24 +636,25 @@ def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any]) -> Any:
     return chained
 
 
-def _function_table(function: str, arguments: tuple[Any, ...], alias: str) -> Any:
-    """A FROM item calling the set-returning ``function`` (a quoted name) with ``arguments``
-    (bound as parameters), under ``alias``."""
-    from django.db.models.sql.datastructures import BaseTable
+class _FunctionTable(BaseTable):  # type: ignore[misc]
+    """A FROM item calling the set-returning function ``table_name`` (a quoted name) with
+    ``arguments``, bound as parameters: ``function(%s, ...) alias``."""
 
-    class FunctionTable(BaseTable):  # type: ignore[misc]
-        def __init__(self, table_name: str, alias: str) -> None:
-            super().__init__(table_name, alias)
+    def __init__(self, table_name: str, alias: str, arguments: tuple[Any, ...] = ()) -> None:
+        super().__init__(table_name, alias)
+        self.arguments = arguments
 
-        def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
-            placeholders = ", ".join(["%s"] * len(arguments))
-            return f"{function}({placeholders}) {self.table_alias}", list(arguments)
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        placeholders = ", ".join(["%s"] * len(self.arguments))
+        return f"{self.table_name}({placeholders}) {self.table_alias}", list(self.arguments)
 
-        @property
-        def identity(self) -> tuple[Any, ...]:
-            return (FunctionTable, function, arguments, self.table_alias)
+    def relabeled_clone(self, change_map: dict[str, str]) -> _FunctionTable:
+        alias = change_map.get(self.table_alias) or self.table_alias
+        return self.__class__(self.table_name, alias, self.arguments)
 
-    return FunctionTable(function, alias)
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        return (self.__class__, self.table_name, self.arguments, self.table_alias)
 
 
 def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
@@ -681,7 +681,7 @@ def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any
     return _on_base_table(
         queryset,
         function,
-        lambda alias: _function_table(function, (table, schema, key), alias),
+        lambda alias: _FunctionTable(function, alias, (table, schema, key)),
     )
 
 
