@@ -617,11 +617,11 @@ def _on_view(queryset: Any, view: str) -> Any:
     return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias))
 
 
-def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any]) -> Any:
+def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: bool = True) -> Any:
     """``queryset`` reading ``base(alias)`` in its FROM clause in place of its model's view,
     under the bare name of that view (see :func:`_on_view`); ``name`` is what Django's
-    table map knows it by."""
-    chained = queryset._chain()
+    table map knows it by. ``chain=False`` changes ``queryset`` itself, for one just made."""
+    chained = queryset._chain() if chain else queryset
     query = chained.query
     alias = query.get_initial_alias()
     query.unref_alias(alias)
@@ -658,7 +658,7 @@ class _FunctionTable(BaseTable):  # type: ignore[misc]
 
 
 def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
-    """``queryset`` (already filtered to the entries of one object) reading them from the
+    """``queryset`` (a new one, filtered to the entries of one object) reading them from the
     layout's object function rather than its read view: the same rows, with a plan the
     server keeps per connection instead of planning the view's join over every partition
     of both tables at each read (see ``_OBJECT_NOTE`` in :mod:`partitioned_audit.layouts`).
@@ -679,9 +679,7 @@ def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any
     # Named as the read models name their views: qualified in an audit schema of its own.
     function = quote_ident(name) if where == "public" else quote_ident(where, name)
     return _on_base_table(
-        queryset,
-        function,
-        lambda alias: _FunctionTable(function, alias, (table, schema, key)),
+        queryset, function, lambda alias: _FunctionTable(function, alias, (table, schema, key)), chain=False
     )
 
 
