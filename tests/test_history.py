@@ -13,8 +13,9 @@ from shop.models import Customer, Order
 
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.models import Operation
+from partitioned_audit.layouts import get_layout
 from tests.helpers import past_the_guard, sql
-from tests.test_read_api import context_probes, explain, reading_scans, scanned_partitions
+from tests.test_read_api import context_probes, explain, function_plans, scanned_partitions
 
 
 def test_history_lists_every_version_with_its_changes_and_context(layout, read_model):
@@ -83,19 +84,37 @@ def test_history_pages_by_keyset_and_a_page_starting_with_an_update_knows_its_ol
         read_model.objects.history(book, limit=0)
 
 
-def test_history_reads_through_the_object_index(layout, read_model):
+def test_history_reads_through_the_object_function_with_a_generic_plan(layout, read_model):
     book = Book.objects.create(isbn="i", title="x")
+    Book.objects.create(isbn="j", title="another object")
     qs = read_model.objects.filter_object(Book, book.pk).order_by("pk")
-    plan = explain(qs[:101])
-    scans = [line for line in plan.splitlines() if "Scan" in line]
-    # The partition holding the entry is read through the (table, key) index. An empty one
-    # may be walked down the event-id index in the page's order instead: it reads nothing.
-    assert scans and all("Index Scan" in line for line in scans), plan
-    read, analyzed = reading_scans(qs[:101])
-    rows = [line for line in read if line.strip() not in context_probes(analyzed)]
-    assert rows and all("object_pk_idx" in line for line in rows), analyzed
-    # and each row's context row by the context table's (txid, id) index
-    assert all("Index Scan" in line and "txid_context_id_idx" in line for line in context_probes(plan)), plan
+    outer = explain(qs[:101])
+    # The query calls the object function: it plans no partition of either table.
+    assert f"Function Scan on {get_layout(layout).object_function}" in outer, outer
+    assert "Append" not in outer and "_context" not in outer, outer
+    (plan,) = function_plans(qs[:101])
+    # The kept plan is the generic one (the table and the key are parameters), made once
+    # per connection. Each audit partition is read through an index, none read whole: the
+    # entry's row comes from the one partition holding it, through its (table, key) index.
+    # (An empty partition may be walked down another index instead: it reads nothing.)
+    assert re.search(r"object_pk = \$3", plan) and "'i'" not in plan, plan
+    assert "Seq Scan" not in plan and "Bitmap" not in plan, plan
+    audit = [
+        line
+        for line in plan.splitlines()
+        if re.search(r"Scan .* on \w+_(\d{8}_\d{8}|default) ", line)
+        and line.strip() not in context_probes(plan)
+    ]
+    assert audit and all("Index Scan using" in line for line in audit), plan
+    read = [line for line in audit if not re.search(r"rows=0(\.0+)? ", line)]
+    assert len(read) == 1 and "object_pk_idx" in read[0], plan
+    # Each entry's context row: a probe of the context table's (txid, id) index in the
+    # partition of the entry's time, the other partitions pruned when it runs.
+    probes = context_probes(plan)
+    assert probes and all("Index Scan" in line and "txid_context_id_idx" in line for line in probes), plan
+    executed = [line for line in probes if "never executed" not in line]
+    assert len(executed) == 1, plan
+    assert [e.object_pk for e in qs] == ["i"]
 
 
 @pytest.mark.django_db(transaction=True)
@@ -202,31 +221,29 @@ def test_a_users_newest_entries_are_a_walk_down_the_user_index(layout, read_mode
 
 
 def test_history_reads_without_parallel_workers_nor_jit_and_leaves_the_settings(layout, read_model):
-    """``history()`` reads its entries with parallel workers and JIT off, for the read's
-    own transaction only (a savepoint here): a planner costing a context probe in every
-    partition per expected row starts workers for a few rows. The caller's values are the
-    same after it."""
+    """The object function, which ``history()`` and ``filter_object()`` read, plans with
+    parallel workers and JIT off, for its own call only: a planner costing a context probe
+    in every partition per expected row starts workers for a few rows. The caller's values
+    are the same after it."""
     book = Book.objects.create(isbn="serial", title="a")
     for title in "bcd":
         book.title = title
         book.save()
     with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL max_parallel_workers_per_gather = 3")
-        cursor.execute("SET LOCAL jit = on")
-    seen: list[tuple[str, str]] = []
-
-    def settings(execute, sql, params, many, context):  # what each read of the view runs with
-        if read_model._meta.db_table in sql and sql.startswith("SELECT") and "ORDER BY" in sql:
-            context["cursor"].execute(
-                "SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')"
-            )
-            seen.append(tuple(context["cursor"].fetchone()))
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(settings):
-        page = read_model.objects.history(book)
+        for setting in (
+            "max_parallel_workers_per_gather = 3",
+            "parallel_setup_cost = 0",
+            "parallel_tuple_cost = 0",
+            "min_parallel_index_scan_size = 0",
+            "min_parallel_table_scan_size = 0",
+            "jit = on",
+            "jit_above_cost = 0",
+        ):
+            cursor.execute(f"SET LOCAL {setting}")
+    (plan,) = function_plans(read_model.objects.filter_object(Book, book.pk))
+    assert "Gather" not in plan and "JIT" not in plan, plan
+    page = read_model.objects.history(book)
     assert [v.row["title"] for v in page] == ["a", "b", "c", "d"]
-    assert seen == [("0", "off")]
     with connection.cursor() as cursor:
         cursor.execute("SELECT current_setting('max_parallel_workers_per_gather'), current_setting('jit')")
         assert cursor.fetchone() == ("3", "on")

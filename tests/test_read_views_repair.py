@@ -15,7 +15,7 @@ from django_partitioned_audit.checks import check_read_views
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.sync import sync
 from partitioned_audit import Status, layout_status, privileges
-from partitioned_audit.layouts import VIEW_TRIGGER, get_layout
+from partitioned_audit.layouts import OBJECT_FUNCTION_ARGS, VIEW_TRIGGER, get_layout
 from tests.helpers import sql
 from tests.test_admin import entries_url, listed, site  # noqa: F401  (the admin site, a fixture)
 
@@ -43,11 +43,13 @@ def assert_reads_work(read_model: Any, admin_client: Any) -> None:
     assert [e.object_pk for e in listed(admin_client.get(entries_url(read_model), {"user": "7"}))] == ["111"]
 
 
-def assert_repaired(layout: str, name: str, problem: str) -> None:
+def assert_repaired(layout: str, name: str, problem: str, *more: tuple[str, str, str]) -> None:
+    """``name`` (and each of ``more``: what, name, problem) is reported, and migrate repairs it."""
     assert status(layout) is Status.OUTDATED
     assert messages(layout) == [
-        f"Database 'default': read view public.{name} is not the one this version installs: {problem}; "
+        f"Database 'default': {what} public.{name} is not the one this version installs: {problem}; "
         "the audit reads that use it fail or show other rows."
+        for what, name, problem in sorted([("read view", name, problem), *more], key=lambda m: m[1])
     ]
     sync("default", verbosity=0)
     assert status(layout) is Status.INSTALLED
@@ -59,11 +61,49 @@ def assert_repaired(layout: str, name: str, problem: str) -> None:
 def test_a_dropped_view_is_reported_and_migrate_creates_it_again(
     layout, kind, story, read_model, admin_client
 ):
-    name = getattr(get_layout(layout), kind)
+    current = get_layout(layout)
+    name = getattr(current, kind)
     assert status(layout) is Status.INSTALLED and messages(layout) == []
-    sql(f"DROP VIEW {name}")
-    assert_repaired(layout, name, "it is missing")
+    # The object function returns the read view's rows: dropping that view drops it too.
+    sql(f"DROP VIEW {name} CASCADE")
+    gone = [("read function", current.object_function, "it is missing")] if kind == "view" else []
+    assert_repaired(layout, name, "it is missing", *gone)
     assert_reads_work(read_model, admin_client)
+
+
+def object_function(layout: str) -> str:
+    return f"{get_layout(layout).object_function}({OBJECT_FUNCTION_ARGS})"
+
+
+def assert_function_repaired(layout: str, problem: str) -> None:
+    assert status(layout) is Status.OUTDATED
+    assert messages(layout) == [
+        f"Database 'default': read function public.{get_layout(layout).object_function} is not the one "
+        f"this version installs: {problem}; the audit reads that use it fail or show other rows."
+    ]
+    sync("default", verbosity=0)
+    assert status(layout) is Status.INSTALLED
+    assert messages(layout) == []
+
+
+def test_a_dropped_object_function_is_reported_and_migrate_creates_it_again(layout, story, read_model):
+    sql(f"DROP FUNCTION {object_function(layout)}")
+    assert_function_repaired(layout, "it is missing")
+    book = Book.objects.get(isbn="111")
+    assert [v.row["title"] for v in read_model.objects.history(book)] == ["Dune"]
+
+
+def test_a_replaced_object_function_is_reported_and_migrate_restores_it(layout, story, read_model):
+    current = get_layout(layout)
+    # Same signature and result, no rows: CREATE OR REPLACE keeps the comment.
+    sql(
+        f"CREATE OR REPLACE FUNCTION {current.object_function}(of_table text, of_schema text, of_key text)"
+        f" RETURNS SETOF {current.view} LANGUAGE sql STABLE AS 'SELECT * FROM {current.view} WHERE false'"
+    )
+    book = Book.objects.get(isbn="111")
+    assert list(read_model.objects.filter_object(Book, book.pk)) == []
+    assert_function_repaired(layout, "its definition differs")
+    assert [e.object_pk for e in read_model.objects.filter_object(Book, book.pk)] == ["111"]
 
 
 @pytest.mark.usefixtures("site")
@@ -98,6 +138,10 @@ def test_a_role_granted_read_reads_the_views_migrate_created_again(layout, story
     try:
         for name in current.views:
             assert sql(f"SELECT count(*) FROM {name}") == [(1,)]
+        # and the object function, which reads the read view with the caller's rights
+        assert sql(f"SELECT count(*) FROM {current.object_function}('library_book', 'public', '111')") == [
+            (1,)
+        ]
     finally:
         sql("RESET ROLE")
     assert (

@@ -197,9 +197,10 @@ def check_read_views(
             if objects.layout_status(cursor, layout, schema).status is objects.Status.MISSING:
                 continue  # not installed on this database yet: migrate will
             for name, problem in sorted(objects.view_problems(cursor, layout, schema).items()):
+                what = "read function" if name == layout.object_function else "read view"
                 errors.append(
                     checks.Error(
-                        f"Database {using!r}: read view {schema}.{name} is not the one this version "
+                        f"Database {using!r}: {what} {schema}.{name} is not the one this version "
                         f"installs: {problem}; the audit reads that use it fail or show other rows.",
                         hint="Run `python manage.py migrate`, which creates the read views again "
                         "and keeps the roles granted SELECT on them.",

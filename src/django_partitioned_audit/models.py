@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import enum
 import json
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Self, overload
@@ -17,6 +17,7 @@ from typing import Any, Self, overload
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
+from django.db.models.sql.datastructures import BaseTable
 
 from partitioned_audit.layouts import ADVANCED, SIMPLE, Layout
 
@@ -343,7 +344,7 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
     """
     from django.db import DatabaseError, connections, transaction
 
-    from partitioned_audit.sql import SQL, ident, render
+    from partitioned_audit.sql import SQL, Composable, ident, render
 
     from .registry import table_spec
 
@@ -355,8 +356,20 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
     schema, table = split_table(model._meta.db_table)
     masked = list(table_spec(model).masked)
     for read_model, found in by_model.items():
+        keys = {e.object_pk for e in found}
+        source: Composable
+        if read_model is entry_model() and len(keys) == 1:
+            # One object's versions (history(), version()): read through the object
+            # function, whose plan the connection keeps, rather than planning the view's
+            # join over every partition of both tables once more.
+            source = SQL("{}(%s, %s, %s)").format(
+                ident(conf.audit_schema(), read_model._layout_object().object_function)
+            )
+            source_params = [table, schema, keys.pop()]
+        else:
+            source, source_params = ident(conf.audit_schema(), read_model._view), []
         statement = SQL(
-            "SELECT v.{key}, b.*, a.* FROM {view} AS v"
+            "SELECT v.{key}, b.*, a.* FROM {source} AS v"
             " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, coalesce({old}, '{{}}') - %s::text[]) AS b"
             " CROSS JOIN LATERAL jsonb_populate_record(NULL::{table}, ({row}) - %s::text[]) AS a"
             " WHERE v.{key} = ANY(%s) AND v.{time} = ANY(%s)"
@@ -365,14 +378,23 @@ def _typed_rows(model: type[models.Model], entries: list[Any]) -> _Typed:
             table=ident(schema, table),
             old=SQL(read_model._old_row_sql),
             row=SQL(read_model._row_sql),
-            view=ident(conf.audit_schema(), read_model._view),
+            source=source,
             time=ident(read_model._time),
         )
         using = found[0]._state.db or "default"
         connection = connections[using]
-        params = [masked, masked, [e.pk for e in found], list({getattr(e, e._time) for e in found})]
+        params = [
+            *source_params,
+            masked,
+            masked,
+            [e.pk for e in found],
+            list({getattr(e, e._time) for e in found}),
+        ]
+        # A savepoint keeps the caller's transaction usable if the query fails; outside a
+        # transaction there is nothing to keep, and BEGIN and COMMIT would cost two round trips.
+        atomic = transaction.atomic(using) if connection.in_atomic_block else contextlib.nullcontext()
         try:
-            with transaction.atomic(using), connection.cursor() as cursor:
+            with atomic, connection.cursor() as cursor:
                 cursor.execute(render(statement, cursor), params)
                 rows = cursor.fetchall()
                 columns = [c[0] for c in cursor.description or ()][1:]
@@ -582,40 +604,6 @@ def _view_exists(entries: Any, using: str | None) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-#: What a read of a few entries sets for its own transaction only (see :func:`_serial_plans`).
-SERIAL_PLAN_SETTINGS = {"max_parallel_workers_per_gather": "0", "jit": "off"}
-
-
-@contextmanager
-def _serial_plans(using: str | None) -> Iterator[None]:
-    """Run the reads inside with :data:`SERIAL_PLAN_SETTINGS`, then put back what was set.
-
-    An object's history is a few entries, but the planner, which costs a probe of the
-    context table in every partition for each row it expects, can plan it with parallel
-    workers: starting them took 60-90 ms on a loaded two-core machine (1 M rows) and 47 ms
-    at 10 M rows, for a read that runs in about 1 ms without them. The settings are made
-    with ``set_config(..., true)`` inside a transaction (a savepoint in the caller's) and
-    given back their values before it ends, so nothing is left on the session or the
-    caller's transaction; on an error the savepoint's rollback undoes them.
-    """
-    from django.db import connections, transaction
-
-    connection = connections[using or "default"]
-    names = list(SERIAL_PLAN_SETTINGS)
-    with transaction.atomic(using=using or "default"), connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT s.old, set_config(s.name, s.new, true) FROM (SELECT n.name, n.new,"
-            " current_setting(n.name) AS old FROM unnest(%s::text[], %s::text[]) AS n(name, new) OFFSET 0) AS s",
-            [names, [SERIAL_PLAN_SETTINGS[n] for n in names]],
-        )
-        old = [row[0] for row in cursor.fetchall()]
-        yield
-        cursor.execute(
-            "SELECT set_config(n.name, n.old, true) FROM unnest(%s::text[], %s::text[]) AS n(name, old)",
-            [names, old],
-        )
-
-
 def _on_view(queryset: Any, view: str) -> Any:
     """``queryset`` reading ``view`` (another read view of its layout, with the columns
     the query names) in place of its model's view: the same rows, the same instances.
@@ -625,9 +613,15 @@ def _on_view(queryset: Any, view: str) -> Any:
     view in an audit schema is a qualified name, which cannot be an alias: the base table
     is renamed to the bare name of the model's view first.
     """
-    from django.db.models.sql.datastructures import BaseTable
+    table = conf.read_model_table(view)
+    return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias))
 
-    chained = queryset._chain()
+
+def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: bool = True) -> Any:
+    """``queryset`` reading ``base(alias)`` in its FROM clause in place of its model's view,
+    under the bare name of that view (see :func:`_on_view`); ``name`` is what Django's
+    table map knows it by. ``chain=False`` changes ``queryset`` itself, for one just made."""
+    chained = queryset._chain() if chain else queryset
     query = chained.query
     alias = query.get_initial_alias()
     query.unref_alias(alias)
@@ -635,12 +629,58 @@ def _on_view(queryset: Any, view: str) -> Any:
     if alias != bare:
         query.change_aliases({alias: bare})
         query.__dict__.pop("base_table", None)  # cached: the first alias, renamed
-    table = conf.read_model_table(view)
     del query.alias_map[bare]
-    query.alias_map = {bare: BaseTable(table, bare), **query.alias_map}
+    query.alias_map = {bare: base(bare), **query.alias_map}
     query.table_map = {name: aliases for name, aliases in query.table_map.items() if bare not in aliases}
-    query.table_map[table] = [bare]
+    query.table_map[name] = [bare]
     return chained
+
+
+class _FunctionTable(BaseTable):  # type: ignore[misc]
+    """A FROM item calling the set-returning function ``table_name`` (a quoted name) with
+    ``arguments``, bound as parameters: ``function(%s, ...) alias``."""
+
+    def __init__(self, table_name: str, alias: str, arguments: tuple[Any, ...] = ()) -> None:
+        super().__init__(table_name, alias)
+        self.arguments = arguments
+
+    def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
+        placeholders = ", ".join(["%s"] * len(self.arguments))
+        return f"{self.table_name}({placeholders}) {self.table_alias}", list(self.arguments)
+
+    def relabeled_clone(self, change_map: dict[str, str]) -> _FunctionTable:
+        alias = change_map.get(self.table_alias) or self.table_alias
+        return self.__class__(self.table_name, alias, self.arguments)
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        return (self.__class__, self.table_name, self.arguments, self.table_alias)
+
+
+def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
+    """``queryset`` (a new one, filtered to the entries of one object) reading them from the
+    layout's object function rather than its read view: the same rows, with a plan the
+    server keeps per connection instead of planning the view's join over every partition
+    of both tables at each read (see ``_OBJECT_NOTE`` in :mod:`partitioned_audit.layouts`).
+
+    The filters stay in the query: were the queryset moved to another view later (a
+    context search, see :meth:`_HistoryQuerySet._on_fitting_view`), they still select this
+    object. A queryset already reading another view than the model's stays there.
+    """
+    query = queryset.query
+    alias = query.get_initial_alias()
+    query.unref_alias(alias)
+    if query.alias_map[alias].table_name != queryset.model._meta.db_table:
+        return queryset
+    from partitioned_audit.sql import quote_ident
+
+    name = queryset.model._layout_object().object_function
+    where = conf.audit_schema()
+    # Named as the read models name their views: qualified in an audit schema of its own.
+    function = quote_ident(name) if where == "public" else quote_ident(where, name)
+    return _on_base_table(
+        queryset, function, lambda alias: _FunctionTable(function, alias, (table, schema, key)), chain=False
+    )
 
 
 class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
@@ -678,7 +718,14 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(self._of_table(model_class))
 
     def filter_object(self, model_class: type[models.Model], pk: Any) -> Any:
-        """Entries of one row, by primary key; served by the (table, pk) index."""
+        """Entries of one row, by primary key; served by the (table, pk) index, read through
+        the layout's object function (a plan kept per connection, see
+        :func:`_on_object_function`), with the filters of the read view's rows."""
+        schema, table = split_table(model_class._meta.db_table)
+        return _on_object_function(self._of_object(model_class, pk), table, schema, _pk_text(pk))
+
+    def _of_object(self, model_class: type[models.Model], pk: Any) -> Any:
+        """Entries of one row, read from the read view."""
         return self.filter(self._of_table(model_class), object_pk=_pk_text(pk))
 
     def filter_key(self, key: str, model_classes: Iterable[type[models.Model]]) -> Any:
@@ -814,8 +861,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         entries = self.filter_object(model, pk).order_by("pk")
         if after is not None:
             entries = entries.filter(pk__gt=after)
-        with _serial_plans(self.db):
-            found = list(entries[: limit + 1])
+        found = list(entries[: limit + 1])
         archived = self._archived(model, pk, archive) if archive is not None else []
         if archived:
             # The first limit + 1 of the union hold no database entry past the first limit + 1.
@@ -825,8 +871,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         page, more = found[:limit], len(found) > limit
         previous = None
         if page and after is not None and page[0].needs_previous():
-            with _serial_plans(self.db):
-                previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
+            previous = self.filter_object(model, pk).filter(pk__lte=after).order_by("-pk").first()
             earlier = [e for e in archived if e.pk <= after]
             if earlier and (previous is None or earlier[-1].pk > previous.pk):
                 previous = earlier[-1]
@@ -875,7 +920,10 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
             raise ValueError(f"after={after!r} names a layout whose table is not in this database")
         streams = {}
         for name, manager in sources.items():
-            entries = manager.filter_object(model, pk).order_by("pk")
+            # The other layout's table may be kept from an earlier version, without the
+            # object function: its rows are read from its read view.
+            of_object = manager.filter_object if name == self.model._layout else manager.all()._of_object
+            entries = of_object(model, pk).order_by("pk")
             if name in positions:
                 entries = entries.filter(pk__gt=positions[name])
             streams[name] = list(entries[: limit + 1])

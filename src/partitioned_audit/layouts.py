@@ -249,6 +249,12 @@ class Layout:
         return (self.view, self.context_view, self.keys_view)
 
     @property
+    def object_function(self) -> str:
+        """The read view's rows of one object, by a plan kept per connection (see
+        :data:`OBJECT_ENTRIES`): what ``filter_object()`` and ``history()`` read."""
+        return f"{self.table}_object_entries"
+
+    @property
     def default_partition(self) -> str:
         return f"{self.table}_default"
 
@@ -798,7 +804,9 @@ def protect_table(layout: Layout, schema: str) -> list[Composable]:
         SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
         for name in (layout.table, layout.default_partition, *layout.views, layout.sequence)
     ]
-    for function, arguments in functions(layout):
+    # The object function reads the read view with the caller's rights: EXECUTE goes to
+    # the roles granted SELECT on the views (audit_privileges --read), as SELECT does.
+    for function, arguments in [*functions(layout), (layout.object_function, OBJECT_FUNCTION_ARGS)]:
         statements.append(
             SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(ident(schema, function), SQL(arguments))
         )
@@ -953,6 +961,8 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     owner's rights: a role granted INSERT or UPDATE on the view, by ``GRANT ... ON ALL
     TABLES`` say, could rewrite the trail. The INSTEAD OF trigger refuses every such write,
     whoever makes it and whatever was granted.
+
+    Then the function returning one object's rows of the read view (see _OBJECT_NOTE).
     """
     # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove;
     # the views depending on the read view before it.
@@ -965,12 +975,76 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
                 " FOR EACH ROW EXECUTE FUNCTION {refuse}()"
             ).format(name=ident(VIEW_TRIGGER), view=ident(schema, name), refuse=ident(schema, REFUSE_WRITE)),
         ]
+    statements.append(create_object_function(layout, schema))
     return statements
 
 
 def drop_views(layout: Layout, schema: str) -> list[Composable]:
-    """DROP every read view of ``layout``, those depending on the read view first."""
-    return [SQL("DROP VIEW IF EXISTS {}").format(ident(schema, name)) for name in reversed(layout.views)]
+    """DROP every read view of ``layout``, those depending on the read view first: the
+    object function (which returns its rows) and the other views."""
+    return [
+        drop_object_function(layout, schema),
+        *(SQL("DROP VIEW IF EXISTS {}").format(ident(schema, name)) for name in reversed(layout.views)),
+    ]
+
+
+# _OBJECT_NOTE. One object's entries (filter_object(), history()) name no time, so a plan
+# of the read view keeps every partition of the audit table and, through the join, every
+# partition of the context table: planning it took 0.6-1.1 ms at 13 monthly partitions
+# (15 per table with the next month and DEFAULT), 4-5 times its execution, and grows by
+# about 0.1 ms per pair of partitions (docs/performance.md, "One object's history without
+# planning"). Nothing in such a query can prune at plan time, so the generic plan (the
+# object's table and key as parameters) is the plan PostgreSQL makes for any object: a
+# probe of the (table, key) index in each audit partition and, per entry found, one probe
+# of the context table's (txid, context id) index in the partition of the entry's time,
+# the others pruned when it runs. A PL/pgSQL function keeps its statements' plans for the
+# life of the connection (of each server connection, behind a pooler): the first call
+# plans, every later one runs the kept plan. plan_cache_mode = force_generic_plan makes
+# that plan the generic one from the first call; left to choose, PostgreSQL compares the
+# generic plan's estimate (a context probe counted in every partition) with a custom
+# plan's and plans anew at every call. Parallel workers and JIT are off for it, as for
+# any read of a few rows: the planner, which costs a context probe in every partition for
+# each entry it expects, could start workers for an object it expects many entries of.
+# SECURITY INVOKER (the default): it reads the read view with the caller's rights, so a
+# role reads through it exactly what it may read from the view, and it is granted EXECUTE
+# where the views are granted SELECT. It returns the view's row type, so it is dropped
+# before the views and created after them.
+OBJECT_ENTRIES = """
+CREATE FUNCTION {function}(of_table text, of_schema text, of_key text)
+    RETURNS SETOF {view} LANGUAGE plpgsql STABLE ROWS 10
+    SET plan_cache_mode = force_generic_plan
+    SET max_parallel_workers_per_gather = 0
+    SET jit = off
+AS $fn$
+BEGIN
+    RETURN QUERY SELECT v.* FROM {view} AS v
+     WHERE v.{table_column} OPERATOR(pg_catalog.=) of_table
+       AND (v.{schema_column} OPERATOR(pg_catalog.=) of_schema
+            OR (of_schema OPERATOR(pg_catalog.=) 'public' AND v.{schema_column} IS NULL))
+       AND v.object_pk OPERATOR(pg_catalog.=) of_key;
+END
+$fn$
+"""
+#: The argument types of :data:`OBJECT_ENTRIES`.
+OBJECT_FUNCTION_ARGS = "text, text, text"
+
+
+def create_object_function(layout: Layout, schema: str) -> Composable:
+    """The function returning the read view's rows of one object (see _OBJECT_NOTE): of
+    the table ``of_table`` in ``of_schema`` (a 1.0.4 simple row, which has no schema,
+    counting as ``public``), whose key is ``of_key``."""
+    return SQL(OBJECT_ENTRIES.strip()).format(
+        function=ident(schema, layout.object_function),
+        view=ident(schema, layout.view),
+        table_column=ident(layout.table_column),
+        schema_column=ident(layout.schema_column),
+    )
+
+
+def drop_object_function(layout: Layout, schema: str) -> Composable:
+    return SQL("DROP FUNCTION IF EXISTS {}({})").format(
+        ident(schema, layout.object_function), SQL(OBJECT_FUNCTION_ARGS)
+    )
 
 
 # ---------------------------------------------------------------------------------------

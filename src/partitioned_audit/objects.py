@@ -292,7 +292,8 @@ def _deployed_views(cursor: Cursor, layout: Layout, schema: str) -> dict[str, tu
 def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dict[str, str]:
     """Each read view of ``layout`` that is missing, whose definition is not the one this
     version creates (replaced, or made by an older version), or that lost the trigger
-    refusing writes, with what is wrong.
+    refusing writes, with what is wrong; and the same of the object function returning
+    the read view's rows of one object (``layout.object_function``), by its name.
 
     The view rows written before the context table need (see :func:`layouts.create_view`)
     is as good as the plain one where there are none, so either is accepted.
@@ -315,7 +316,26 @@ def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dic
             problems[name] = "its definition differs"
         elif not guarded:
             problems[name] = f"its trigger {layouts.VIEW_TRIGGER} refusing writes is missing"
+    function = _deployed_object_function(cursor, layout, schema)
+    if function is None:
+        problems[layout.object_function] = "it is missing"
+    elif function[1] != _view_digest(
+        render(layouts.create_object_function(layout, schema), cursor), function[0]
+    ):
+        problems[layout.object_function] = "its definition differs"
     return problems
+
+
+def _deployed_object_function(cursor: Cursor, layout: Layout, schema: str) -> tuple[str, str | None] | None:
+    """The definition (``pg_get_functiondef``) and the comment of the object function
+    (:func:`layouts.create_object_function`), or None where it is missing."""
+    cursor.execute(
+        "SELECT pg_catalog.pg_get_functiondef(p.oid), pg_catalog.obj_description(p.oid, 'pg_proc')"
+        "  FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(%s)",
+        [render(ident(schema, layout.object_function), cursor) + f"({layouts.OBJECT_FUNCTION_ARGS})"],
+    )
+    row = cursor.fetchone()
+    return None if row is None else (row[0], row[1])
 
 
 def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) -> None:
@@ -324,6 +344,15 @@ def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) ->
     for name, create in layouts.view_definitions(layout, schema, legacy).items():
         comment = _view_digest(render(create, cursor), deployed[name][0])
         execute(cursor, SQL("COMMENT ON VIEW {} IS {}").format(ident(schema, name), literal(comment)))
+    function = _deployed_object_function(cursor, layout, schema)
+    if function is not None:  # created with the views
+        comment = _view_digest(render(layouts.create_object_function(layout, schema), cursor), function[0])
+        execute(
+            cursor,
+            SQL("COMMENT ON FUNCTION {}({}) IS {}").format(
+                ident(schema, layout.object_function), SQL(layouts.OBJECT_FUNCTION_ARGS), literal(comment)
+            ),
+        )
 
 
 def layout_status(
@@ -432,6 +461,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         execute(cursor, statement)
     _comment_views(cursor, layout, schema, legacy)
     privileges.grant_view_readers(cursor, schema, layout.views, readers)
+    privileges.grant_object_function(cursor, layout, schema, readers)
 
     if not backfill_pending(cursor, layout, schema):
         for statement in sealing.create_freeze(layout, schema):

@@ -4,7 +4,8 @@ The recommended set-up has two roles: the owner runs ``migrate`` and owns the au
 objects; the application role connects at run time. :func:`apply` revokes every privilege
 the application role and ``PUBLIC`` hold on every audit object (tables, each partition,
 the DEFAULT partition, detached partitions, views, sequences, the seal tables, functions,
-a dedicated audit schema), grants ``SELECT`` on the read views when asked to, and then asks the server,
+a dedicated audit schema), grants ``SELECT`` on the read views (and ``EXECUTE`` on the function
+returning one object's rows of the read view) when asked to, and then asks the server,
 through ``has_*_privilege()``, whether the role can still do anything it should not, for
 instance through membership in a third role. On every audited table it takes
 :data:`AUDITED_TABLE_CLOSED` (TRIGGER, REFERENCES, MAINTAIN) from the role and PUBLIC, and
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 
 from . import catalog
 from .errors import ConfigurationError
-from .layouts import DETACHED_COMMENT, LAYOUTS, PARTITION_COMMENT, Layout, functions
+from .layouts import DETACHED_COMMENT, LAYOUTS, OBJECT_FUNCTION_ARGS, PARTITION_COMMENT, Layout, functions
 from .sql import SQL, Composable, Cursor, execute, ident, render
 
 #: Every privilege PostgreSQL can grant on the kinds of object below; catalog text is only
@@ -128,6 +129,16 @@ def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
         for name, args in functions(layout):
             signature = SQL("{}({})").format(ident(schema, name), SQL(args))
             found.append(AuditObject("FUNCTION", signature, f"function {schema}.{name}({args})"))
+        # It reads the read view with the caller's rights: a reader runs it as it reads the views.
+        name, args = layout.object_function, OBJECT_FUNCTION_ARGS
+        found.append(
+            AuditObject(
+                "FUNCTION",
+                SQL("{}({})").format(ident(schema, name), SQL(args)),
+                f"function {schema}.{name}({args})",
+                frozenset({"EXECUTE"}) if read else frozenset(),
+            )
+        )
     if not relations:
         raise PrivilegeError(f"no audit table in schema {schema!r}; run migrate (or install()) first")
     cursor.execute(
@@ -371,6 +382,18 @@ def view_readers(cursor: Cursor, schema: str, views: Iterable[str]) -> list[str]
         [[render(ident(schema, name), cursor) for name in views]],
     )
     return [row[0] for row in cursor.fetchall()]
+
+
+def grant_object_function(cursor: Cursor, layout: Layout, schema: str, roles: Iterable[str]) -> None:
+    """GRANT EXECUTE on the object function of ``layout`` (which reads the read view with the
+    caller's rights) to each of ``roles``: the readers of the views, see :func:`view_readers`."""
+    for role in roles:
+        execute(
+            cursor,
+            SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
+                ident(schema, layout.object_function), SQL(OBJECT_FUNCTION_ARGS), ident(role)
+            ),
+        )
 
 
 def grant_view_readers(cursor: Cursor, schema: str, views: Iterable[str], roles: Iterable[str]) -> None:
