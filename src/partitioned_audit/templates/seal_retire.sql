@@ -3,8 +3,8 @@
 -- the chain stays verifiable once its rows are gone. The seal table's trigger takes the
 -- entry only while those chunks' rows still match their seals (one pass over the rows:
 -- retire itself hashes none); when it refuses, retire names the chunk that no longer
--- matches. A partition whose range did not end {min_retention} (MIN_RETENTION) or more
--- before now is refused.
+-- matches. A partition holding sealed rows whose range did not end {min_retention}
+-- (MIN_RETENTION) or more before now is refused.
 -- Like every sealing function that turns rows or seals into text, it fixes the settings
 -- that text depends on (search_path, TimeZone, DateStyle, IntervalStyle, extra_float_digits).
 -- Deployed from the next line on, byte for byte: a change is a new object version.
