@@ -971,10 +971,7 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor,
                 SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(ident(schema, layouts.GUARD_FUNCTION)),
             )
-            for name, args in (
-                (layouts.PLAIN_CASTS_FUNCTION, "text, oid"),
-                (layouts.IDENTIFIER_FUNCTION, "text"),
-            ):
+            for name, args in layouts.GUARD_HELPERS:
                 execute(cursor, SQL("DROP FUNCTION IF EXISTS {}({})").format(ident(schema, name), SQL(args)))
         for name, args in (*layouts.HELPERS, *layouts.SEAL_HELPERS):
             # CASCADE: a view kept with its rows loses the trigger that refused writes to it.
