@@ -25,14 +25,19 @@ END $$
 CREATE_CAST = "CREATE CAST (app_types.mood AS json) WITH FUNCTION app_types.mood_json(app_types.mood)"
 
 
-def give_the_table_a_column_of_the_app_roles_type(setup: TwoRoles) -> None:
-    """The owner's change to the table: a column of a type the application role owns."""
+def the_app_roles_type(setup: TwoRoles) -> None:
+    """An enum the application role owns, in a schema of its own the owner may use."""
     setup.run(None, f"CREATE SCHEMA app_types AUTHORIZATION {setup.app}")
     setup.run(
         setup.app,
         "CREATE TYPE app_types.mood AS ENUM ('calm', 'angry')",
         f"GRANT USAGE ON SCHEMA app_types TO {setup.owner}",
     )
+
+
+def give_the_table_a_column_of_the_app_roles_type(setup: TwoRoles) -> None:
+    """The owner's change to the table: a column of a type the application role owns."""
+    the_app_roles_type(setup)
     setup.run(setup.owner, "ALTER TABLE invoice ADD COLUMN mood app_types.mood")
 
 
@@ -44,13 +49,14 @@ def problems(setup: TwoRoles) -> list[str]:
         conn.close()
 
 
-def refused_writes(setup: TwoRoles) -> list[str]:
+def refused_writes(setup: TwoRoles, inserted: str = "'angry'") -> list[str]:
+    """The errors of an INSERT (its third column ``inserted``), an UPDATE and a DELETE by the app role."""
     app = setup.session(setup.app)
     try:
         return [
             refused(app, statement)
             for statement in (
-                "INSERT INTO invoice VALUES (2, 20, 'angry')",
+                f"INSERT INTO invoice VALUES (2, 20, {inserted})",
                 "UPDATE invoice SET amount = 12",
                 "DELETE FROM invoice",
             )
@@ -349,28 +355,12 @@ NESTED_COLUMN = "ALTER TABLE invoice ADD COLUMN feelings feelings"
 
 def nested_types(setup: TwoRoles) -> None:
     """The app role's enum, and the owner's composite type and domain over it."""
-    setup.run(None, f"CREATE SCHEMA app_types AUTHORIZATION {setup.app}")
-    setup.run(
-        setup.app,
-        "CREATE TYPE app_types.mood AS ENUM ('calm', 'angry')",
-        f"GRANT USAGE ON SCHEMA app_types TO {setup.owner}",
-    )
+    the_app_roles_type(setup)
     setup.run(setup.owner, *NESTED_TYPES)
 
 
-def refused_nested_writes(setup: TwoRoles) -> list[str]:
-    app = setup.session(setup.app)
-    try:
-        return [
-            refused(app, statement)
-            for statement in (
-                "INSERT INTO invoice VALUES (2, 20, ARRAY[ROW(now(), 'angry')::feeling]::feelings)",
-                "UPDATE invoice SET amount = 12",
-                "DELETE FROM invoice",
-            )
-        ]
-    finally:
-        app.close()
+#: A value of the nested column, for an INSERT.
+NESTED_VALUE = "ARRAY[ROW(now(), 'angry')::feeling]::feelings"
 
 
 def test_a_type_reached_through_a_domain_over_an_array_of_a_composite_is_found_by_every_check(
@@ -384,12 +374,12 @@ def test_a_type_reached_through_a_domain_over_an_array_of_a_composite_is_found_b
     before = two_roles.trail()
     # Without the guard: the type's owner.
     assert two_roles.casts_mode() == {"o"}
-    assert refused_nested_writes(two_roles) == [ownership_refusal(two_roles)] * 3
+    assert refused_writes(two_roles, NESTED_VALUE) == [ownership_refusal(two_roles)] * 3
     # With the guard, a cast made before it: the cast.
     two_roles.run(two_roles.app, EVIL_CAST.format(table=two_roles.layout.table), CREATE_CAST)
     two_roles.install_guard()
     assert two_roles.casts_mode() == {"c"}
-    assert refused_nested_writes(two_roles) == [cast_refusal(two_roles)] * 3
+    assert refused_writes(two_roles, NESTED_VALUE) == [cast_refusal(two_roles)] * 3
     assert two_roles.trail() == before
     # The guard, for a table whose triggers trust its types: the column that would reach it.
     two_roles.run(two_roles.owner, "ALTER TABLE invoice DROP COLUMN feelings")
