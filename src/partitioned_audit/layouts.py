@@ -1103,8 +1103,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
           WHERE j OPERATOR(pg_catalog.?) k AND NOT k OPERATOR(pg_catalog.=) ANY (excluded)),
         '{{}}'::pg_catalog.jsonb)
 $fn$;
--- The first type dpa_types_reached() (templates/types_reached.sql) finds in a row of rel that belongs to neither a
--- superuser nor role trusted, as ARRAY[type, owner]; NULL if none.
+-- The first type dpa_types_reached() (templates/types_reached.sql) finds in a row of rel
+-- that belongs to neither a superuser nor role trusted, as ARRAY[type, owner]; NULL if none.
 CREATE OR REPLACE FUNCTION {foreign_type}(rel oid, trusted name) RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
     SELECT ARRAY[types.oid::regtype::text, o.rolname::text]
