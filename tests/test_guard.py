@@ -33,20 +33,28 @@ def test_the_guard_is_on_where_a_superuser_installed(db):
 
 
 def test_the_guard_functions_are_the_text_of_their_template(db):
-    """The guard and its helpers run the text of ``templates/guard.sql``, byte for byte."""
+    """The guard and its helpers run the text of ``templates/guard.sql`` and, for the types a
+    row reaches, of ``templates/types_reached.sql``, byte for byte; the audit helper made from
+    that template runs the same text."""
     import re
 
     from partitioned_audit import layouts
     from partitioned_audit.sql import render
 
     assert "{plain_casts}" in layouts.template("guard.sql")
-    # The template as create_guard() fills it in: one body per function, in order.
+    # The templates as create_guard() fills them in: one body per function, in order.
     with connection.cursor() as cursor:
-        rendered = render(layouts.create_guard("public")[0], cursor)
+        rendered = "".join(render(statement, cursor) for statement in layouts.create_guard("public")[:2])
     bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)
-    names = (layouts.PLAIN_CASTS_FUNCTION, layouts.IDENTIFIER_FUNCTION, layouts.GUARD_FUNCTION)
+    names = (
+        layouts.GUARD_TYPES_REACHED,
+        layouts.PLAIN_CASTS_FUNCTION,
+        layouts.IDENTIFIER_FUNCTION,
+        layouts.GUARD_FUNCTION,
+    )
     deployed = [sql("SELECT prosrc FROM pg_proc WHERE proname = %s", [name])[0][0] for name in names]
     assert deployed == bodies
+    assert sql("SELECT prosrc FROM pg_proc WHERE proname = %s", [layouts.TYPES_REACHED]) == [(bodies[0],)]
 
 
 @pytest.mark.parametrize(
@@ -63,6 +71,7 @@ def test_the_guard_functions_are_the_text_of_their_template(db):
         "DROP FUNCTION dpa_check_json_casts(oid)",
         "DROP FUNCTION dpa_check_type_owners(oid)",
         "DROP FUNCTION dpa_foreign_type(oid, name)",
+        "DROP FUNCTION dpa_types_reached(oid)",
         # what keeps sealed rows and the seals from changing
         "ALTER TABLE audit_simple DISABLE TRIGGER dpa_seal_freeze",
         "ALTER TABLE audit_simple_default DISABLE TRIGGER dpa_seal_freeze",

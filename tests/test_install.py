@@ -142,6 +142,8 @@ def test_uninstall_with_data(db):
         assert layout_status(cursor, SIMPLE).status is Status.MISSING
     assert _triggers() == {}
     assert sql("SELECT to_regproc('dpa_pk_text')") == [(None,)]
+    # The last layout takes every function with it: the helpers and the guard's.
+    assert sql("SELECT proname FROM pg_proc WHERE starts_with(proname, 'dpa_')") == []
 
 
 def test_audit_schema_setting(settings, db):

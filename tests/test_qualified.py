@@ -17,14 +17,14 @@ from partitioned_audit.layouts import PREFIX, Layout, create_functions
 from partitioned_audit.sql import render
 from tests.engine_db import connect
 
-#: What runs under the caller's search_path: the capture functions, the helpers they inline
-#: and the first step of the check without a guard, which has no SET clause to save its cost
-#: on every statement.
-INLINED_HELPERS = ("pk_text", "redact", "context_object", "check_type_owners")
+#: What runs under the caller's search_path: the capture functions, the helpers they inline,
+#: the first step of the check without a guard, which has no SET clause to save its cost
+#: on every statement, and the types a row reaches, with none so that it is inlined.
+INLINED_HELPERS = ("pk_text", "redact", "context_object", "check_type_owners", "types_reached")
 #: Names that look like calls but are SQL syntax, resolved without any search (``assign``
 #: is what ``:=`` became above: ``_x bigint := (SELECT ...)`` assigns a subquery).
 SYNTAX = set(
-    "coalesce exists any over values in row when then else select and or not from join assign".split()
+    "coalesce exists any over values in row when then else select and or not from join assign as lateral".split()
 )
 #: Type names that are SQL keywords, always pg_catalog's.
 KEYWORD_TYPES = {"boolean", "bigint", "integer"}
@@ -56,6 +56,7 @@ def unqualified(body: str) -> list[str]:
     body = re.sub(r'"audit"\."\w+"\s*\(?', "ours ", body)  # our own objects, qualified by render
     body = re.sub(r"\b\w+\.\*", "row", body)  # t.*
     body = re.sub(r"(?i)\bAS\s+\w+\s*\(", "AS alias ", body)  # AS u(k, o)
+    body = re.sub(r"(?i)\b(WITH\s+(?:RECURSIVE\s+)?)\w+\s*\(", r"\1cte ", body)  # WITH RECURSIVE t(oid)
     body = re.sub(r"OPERATOR\(pg_catalog\.[^)\s]+\)", " op ", body)
     body = body.replace(":=", " assign ")
     problems = [f"operator {m}" for m in re.findall(r"->>|->|<>|\|\||\?|<=|>=|[=<>+*/-]", body)]

@@ -688,6 +688,51 @@ def test_a_hostile_audit_schema_seals_and_verifies(layout):
         t.conn.close()
 
 
+def test_the_sealing_functions_run_the_text_of_their_templates(trail):
+    """Each sealing function runs the text of its template in ``templates/``, byte for byte;
+    the header above the marker line is not deployed (nor hashed into the function digest)."""
+    import re
+
+    from partitioned_audit.layouts import SEAL_FUNCTIONS, SEAL_HELPERS, template
+    from partitioned_audit.sql import render
+
+    cur = trail.conn.cursor()
+    rendered = render(sealing.create_functions(trail.layout, trail.schema), cur)
+    # (in the order the templates are created)
+    names = [sealing.LINK_FUNCTION, sealing.ENTRY_PROBLEM_FUNCTION, sealing.APPEND_ONLY_FUNCTION] + [
+        trail.layout.seal_function(which) for which in ("chunks", "freeze", "seal", "retire", "verify")
+    ]
+    assert len(sealing.TEMPLATES) == len(names) == len(SEAL_HELPERS) + len(SEAL_FUNCTIONS)
+    for name, file in zip(names, sealing.TEMPLATES, strict=True):
+        header = template(file).partition(sealing.DEPLOYED_BELOW)[0]
+        assert header.startswith(f"-- {name.replace(trail.layout.name, '<layout>')}")
+        assert sealing.DEPLOYED_BELOW not in sealing.deployed(file)
+        assert not any(line in rendered for line in header.splitlines())
+    bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)
+    cur.execute(
+        "SELECT p.prosrc, p.proconfig FROM unnest(%s::text[]) WITH ORDINALITY AS f(name, o)"
+        " JOIN pg_proc p ON p.proname = f.name JOIN pg_namespace n ON n.oid = p.pronamespace AND n.nspname = %s"
+        " ORDER BY f.o",
+        [names, trail.schema],
+    )
+    found = cur.fetchall()
+    assert [body for body, _ in found] == bodies
+    # Every function that turns rows or seals into text fixes the same settings.
+    canonical = {
+        tuple(c for c in config if not c.startswith("work_mem=")) for body, config in found if len(config) > 1
+    }
+    assert canonical == {
+        (
+            "search_path=pg_catalog, pg_temp",
+            "TimeZone=UTC",
+            "DateStyle=ISO, YMD",
+            "IntervalStyle=postgres",
+            "extra_float_digits=1",
+        )
+    }
+    assert sum(len(config) > 1 for _, config in found) == 5  # link, chunks, seal, retire, verify
+
+
 def test_the_rows_of_an_upgraded_104_table_are_sealed_once_numbered():
     with scratch_database() as dbname:
         conn = connect(dbname, autocommit=True)

@@ -30,9 +30,10 @@ from partitioned_audit import (
     objects,
     sealing,
 )
-from partitioned_audit.errors import ConfigurationError
+from partitioned_audit.errors import AuditError, ConfigurationError
 from partitioned_audit.layouts import drop_views
-from partitioned_audit.sql import execute, sqlstate
+from partitioned_audit.partitioning.maintenance import LockPolicy
+from partitioned_audit.sql import SQL, execute, sqlstate
 from tests.engine_db import connect
 from tests.helpers import sql
 
@@ -287,3 +288,57 @@ def test_migrate_builds_the_indexes_an_upgrade_declared(transactional_db):
         for m in check_capture_triggers(databases=["default"])
         if m.level >= checks.WARNING and m.id != "partitioned_audit.W022"
     ]
+
+
+@pytest.fixture
+def unattached_index(dbname: str, autocommit: Any) -> Iterator[Any]:
+    """A partition whose index is built but not yet attached to its parent's, and a
+    connection holding the partition locked (ACCESS EXCLUSIVE) in an open transaction."""
+    cur = autocommit.cursor()
+    cur.execute("CREATE TABLE trail (t int) PARTITION BY RANGE (t)")
+    cur.execute("CREATE TABLE trail_1 PARTITION OF trail FOR VALUES FROM (0) TO (10)")
+    cur.execute("CREATE INDEX trail_t ON ONLY trail (t)")
+    cur.execute("CREATE INDEX trail_1_t ON trail_1 (t)")
+    holder = connect(dbname)
+    holder.cursor().execute("LOCK TABLE trail_1 IN ACCESS EXCLUSIVE MODE")
+    yield holder
+    holder.rollback()
+    holder.close()
+
+
+def attached(cur: Any) -> bool:
+    return rows(cur, "SELECT count(*) FROM pg_inherits WHERE inhrelid = 'trail_1_t'::regclass") == [(1,)]
+
+
+def test_attaching_an_index_waits_for_a_held_partition_between_short_attempts(autocommit, unattached_index):
+
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:
+        pauses.append(seconds)
+        if len(pauses) == 2:
+            unattached_index.commit()  # the long transaction ends
+
+    statement = SQL("ALTER INDEX trail_t ATTACH PARTITION trail_1_t")
+    objects._attach(autocommit, statement, LockPolicy(lock_timeout_ms=50, attempts=5, pause_ms=10), pause)
+    assert len(pauses) == 2 and all(0.005 <= p <= 0.015 for p in pauses)
+    assert attached(autocommit.cursor())
+    # Each attempt ran in a transaction of its own, whose lock_timeout went with it.
+    assert rows(autocommit.cursor(), "SELECT current_setting('lock_timeout')") == [("0",)]
+
+
+def test_attaching_an_index_gives_up_with_a_clear_error_when_the_partition_stays_held(
+    autocommit, unattached_index
+):
+
+    pauses: list[float] = []
+    statement = SQL("ALTER INDEX trail_t ATTACH PARTITION trail_1_t")
+    with pytest.raises(AuditError) as caught:
+        objects._attach(
+            autocommit, statement, LockPolicy(lock_timeout_ms=50, attempts=3, pause_ms=10), pauses.append
+        )
+    assert str(caught.value) == (
+        "ALTER INDEX trail_t ATTACH PARTITION trail_1_t could not get its lock within 50 ms in 3 attempts "
+        "(a long transaction writes to that partition); the index is built, run this again later to attach it"
+    )
+    assert len(pauses) == 2 and not attached(autocommit.cursor())

@@ -1057,12 +1057,16 @@ HELPERS = (
     (f"{PREFIX}redact", "jsonb, text[], text[]"),
     (f"{PREFIX}check_json_casts", "oid"),
     (f"{PREFIX}check_type_owners", "oid"),
+    (f"{PREFIX}types_reached", "oid"),
     (f"{PREFIX}foreign_type", "oid, name"),
     (f"{PREFIX}refuse_write", ""),
     (f"{PREFIX}context_object", "jsonb"),
     (f"{PREFIX}context_fixed", ""),
 )
 REFUSE_WRITE = f"{PREFIX}refuse_write"
+#: The types a row of a table reaches (templates/types_reached.sql), which the capture's
+#: checks follow.
+TYPES_REACHED = f"{PREFIX}types_reached"
 #: The event trigger function guarding the capture objects.
 GUARD_FUNCTION = f"{PREFIX}guard_capture"
 #: The event trigger that refuses casts to json of untrusted roles (see _CASTS_NOTE); the
@@ -1079,6 +1083,16 @@ EVENT_TRIGGERS: dict[str, tuple[str, tuple[str, ...]]] = {
 #: The guard's helpers: whether an ALTER TABLE's type changes are plain casts.
 PLAIN_CASTS_FUNCTION = f"{PREFIX}guard_plain_casts"
 IDENTIFIER_FUNCTION = f"{PREFIX}guard_identifier"
+#: The guard's own function made from the template of TYPES_REACHED: the guard runs as the
+#: role altering a table, which must not run code of the audit owner (who may replace
+#: TYPES_REACHED) nor need EXECUTE on an audit function; this one the guard's owner owns.
+GUARD_TYPES_REACHED = f"{PREFIX}guard_types_reached"
+#: The guard's functions (name, argument types), but the guard function itself.
+GUARD_HELPERS = (
+    (PLAIN_CASTS_FUNCTION, "text, oid"),
+    (IDENTIFIER_FUNCTION, "text"),
+    (GUARD_TYPES_REACHED, "oid"),
+)
 #: What a writer sets, with SET LOCAL, to have its context recorded in audit_context.
 CONTEXT_SETTING = "partitioned_audit.context"
 #: Set by the capture, for the transaction, to the id of the transaction once it has made
@@ -1176,28 +1190,13 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
           WHERE j OPERATOR(pg_catalog.?) k AND NOT k OPERATOR(pg_catalog.=) ANY (excluded)),
         '{{}}'::pg_catalog.jsonb)
 $fn$;
--- The first type a row of rel holds (its columns' types, the base type of a domain, the
--- element type of an array, the attributes of a composite type, at any depth) that is not
--- built in and belongs to neither a superuser nor role trusted, as ARRAY[type, owner]; NULL if none.
+-- The first type dpa_types_reached() (templates/types_reached.sql) finds in a row of rel
+-- that belongs to neither a superuser nor role trusted, as ARRAY[type, owner]; NULL if none.
 CREATE OR REPLACE FUNCTION {foreign_type}(rel oid, trusted name) RETURNS text[]
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
-    WITH RECURSIVE types(oid) AS (
-            SELECT a.atttypid FROM pg_attribute a
-             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped AND a.atttypid >= 16384
-        UNION
-            -- A built-in type holds only built-in ones: follow the others.
-            SELECT inner_type.oid
-              FROM types JOIN pg_type ty ON ty.oid = types.oid
-             CROSS JOIN LATERAL (
-                    SELECT nullif(ty.typbasetype, 0)
-                    UNION ALL SELECT nullif(ty.typelem, 0)
-                    UNION ALL SELECT a.atttypid FROM pg_attribute a
-                               WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                   ) AS inner_type(oid)
-             WHERE inner_type.oid >= 16384
-    )
     SELECT ARRAY[types.oid::regtype::text, o.rolname::text]
-      FROM types JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
+      FROM {types_reached}(rel) AS types(oid)
+      JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
      WHERE NOT o.rolsuper AND o.rolname <> trusted
      ORDER BY types.oid
      LIMIT 1
@@ -1244,29 +1243,14 @@ BEGIN
                       AND NOT o.rolsuper AND o.rolname <> current_user) THEN
         RETURN true;  -- no cast to json of an untrusted role anywhere
     END IF;
-    -- The types to_jsonb() meets in a row of rel: the columns' types, the base type of a
-    -- domain, the element type of an array, the attributes of a composite type.
-    WITH RECURSIVE types(oid) AS (
-            SELECT a.atttypid FROM pg_attribute a
-             WHERE a.attrelid = rel AND a.attnum > 0 AND NOT a.attisdropped
-        UNION
-            SELECT inner_type.oid
-              FROM types JOIN pg_type ty ON ty.oid = types.oid
-             CROSS JOIN LATERAL (
-                    SELECT nullif(ty.typbasetype, 0)
-                    UNION ALL SELECT nullif(ty.typelem, 0)
-                    UNION ALL SELECT a.atttypid FROM pg_attribute a
-                               WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                   ) AS inner_type(oid)
-             WHERE inner_type.oid IS NOT NULL
-    )
+    -- The types to_jsonb() meets in a row of rel that may have a cast of their own.
     SELECT c.castsource::regtype AS source, c.castfunc::regprocedure AS func, o.rolname AS owner
       INTO _cast
-      FROM types
+      FROM {types_reached}(rel) AS types(oid)
       JOIN pg_cast c ON c.castsource = types.oid AND c.casttarget = 'json'::regtype
       JOIN pg_proc p ON p.oid = c.castfunc
       JOIN pg_roles o ON o.oid = p.proowner
-     WHERE types.oid >= 16384 AND NOT o.rolsuper AND o.rolname <> current_user
+     WHERE NOT o.rolsuper AND o.rolname <> current_user
      LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION 'partitioned_audit: refusing to audit a write to %: the cast from % to json runs % of role %, which would run with the rights of the audit owner',
@@ -1326,6 +1310,9 @@ MAINTENANCE_ALLOWED = (
 # role owning this function (or a superuser): a table owner setting it is refused all the same.
 #: The guard function and its helpers, a whole template (templates/guard.sql).
 _GUARD = "guard.sql"
+#: The function following the types a row reaches, made twice from one template: as an
+#: audit helper (TYPES_REACHED) and as the guard's (GUARD_TYPES_REACHED).
+_TYPES_REACHED = "types_reached.sql"
 
 
 def create_guard(schema: str) -> list[Composable]:
@@ -1335,11 +1322,13 @@ def create_guard(schema: str) -> list[Composable]:
     ours = sorted({name for layout in LAYOUTS.values() for name, _ in functions(layout)})
     captures = tuple(sorted(layout.function for layout in LAYOUTS.values()))
     statements: list[Composable] = [
+        SQL(template(_TYPES_REACHED)).format(types_reached=ident(schema, GUARD_TYPES_REACHED)),
         SQL(template(_GUARD)).format(
             guard=guard,
             capture_functions=SQL("{}::text[]").format(literal(text_array(captures))),
             plain_casts=ident(schema, PLAIN_CASTS_FUNCTION),
             identifier=ident(schema, IDENTIFIER_FUNCTION),
+            types_reached=ident(schema, GUARD_TYPES_REACHED),
             setting=literal(MAINTENANCE_SETTING),
             schema=literal(schema),
             functions=SQL("{}::text[]").format(literal(text_array(tuple(ours)))),
@@ -1398,6 +1387,7 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
         "redact": helpers["redact"],
     }
     templates = (
+        template(_TYPES_REACHED),  # before the SQL helpers, whose bodies are checked on creation
         _HELPERS,
         *(template(name) for name in (layout.capture, layout.key_capture, layout.row_capture)),
     )

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import enum
 import hashlib
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,8 +21,8 @@ from typing import Any
 from . import catalog, layouts, privileges, sealing, upgrade104
 from .errors import AuditError, ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_TRIGGERS, Layout, TableSpec
-from .partitioning.maintenance import LOCK_NOT_AVAILABLE, LockPolicy
-from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render, sqlstate
+from .partitioning.maintenance import LockPolicy, run_with_lock_retries
+from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, render
 from .upgrade104 import backfill_pending as backfill_pending
 
 
@@ -599,26 +598,15 @@ def _attach(connection: Any, statement: Composable, policy: LockPolicy, sleep: A
     """Run ``statement`` in a transaction of its own under ``lock_timeout``, retried after a
     pause while a long transaction holds the partition: it never queues writers behind it
     for longer than the timeout."""
-    cursor = connection.cursor()
-    for attempt in range(1, policy.attempts + 1):
-        cursor.execute("BEGIN")
-        try:
-            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{policy.lock_timeout_ms}ms"])
-            execute(cursor, statement)
-        except BaseException as exc:
-            cursor.execute("ROLLBACK")
-            if sqlstate(exc) != LOCK_NOT_AVAILABLE:
-                raise
-            if attempt == policy.attempts:
-                raise AuditError(
-                    f"{render(statement, cursor)} could not get its lock within {policy.lock_timeout_ms} ms "
-                    f"in {policy.attempts} attempts (a long transaction writes to that partition); the "
-                    "index is built, run this again later to attach it"
-                ) from exc
-            sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
-            continue
-        cursor.execute("COMMIT")
-        return
+
+    def give_up(cursor: Cursor) -> AuditError:
+        return AuditError(
+            f"{render(statement, cursor)} could not get its lock within {policy.lock_timeout_ms} ms "
+            f"in {policy.attempts} attempts (a long transaction writes to that partition); the "
+            "index is built, run this again later to attach it"
+        )
+
+    run_with_lock_retries(connection, policy, lambda cursor: execute(cursor, statement), give_up, sleep)
 
 
 def build_indexes(
@@ -1013,10 +1001,7 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor,
                 SQL("DROP FUNCTION IF EXISTS {}() CASCADE").format(ident(schema, layouts.GUARD_FUNCTION)),
             )
-            for name, args in (
-                (layouts.PLAIN_CASTS_FUNCTION, "text, oid"),
-                (layouts.IDENTIFIER_FUNCTION, "text"),
-            ):
+            for name, args in layouts.GUARD_HELPERS:
                 execute(cursor, SQL("DROP FUNCTION IF EXISTS {}({})").format(ident(schema, name), SQL(args)))
         for name, args in (*layouts.HELPERS, *layouts.SEAL_HELPERS):
             # CASCADE: a view kept with its rows loses the trigger that refused writes to it.

@@ -25,14 +25,19 @@ END $$
 CREATE_CAST = "CREATE CAST (app_types.mood AS json) WITH FUNCTION app_types.mood_json(app_types.mood)"
 
 
-def give_the_table_a_column_of_the_app_roles_type(setup: TwoRoles) -> None:
-    """The owner's change to the table: a column of a type the application role owns."""
+def the_app_roles_type(setup: TwoRoles) -> None:
+    """An enum the application role owns, in a schema of its own the owner may use."""
     setup.run(None, f"CREATE SCHEMA app_types AUTHORIZATION {setup.app}")
     setup.run(
         setup.app,
         "CREATE TYPE app_types.mood AS ENUM ('calm', 'angry')",
         f"GRANT USAGE ON SCHEMA app_types TO {setup.owner}",
     )
+
+
+def give_the_table_a_column_of_the_app_roles_type(setup: TwoRoles) -> None:
+    """The owner's change to the table: a column of a type the application role owns."""
+    the_app_roles_type(setup)
     setup.run(setup.owner, "ALTER TABLE invoice ADD COLUMN mood app_types.mood")
 
 
@@ -44,13 +49,14 @@ def problems(setup: TwoRoles) -> list[str]:
         conn.close()
 
 
-def refused_writes(setup: TwoRoles) -> list[str]:
+def refused_writes(setup: TwoRoles, inserted: str = "'angry'") -> list[str]:
+    """The errors of an INSERT (its third column ``inserted``), an UPDATE and a DELETE by the app role."""
     app = setup.session(setup.app)
     try:
         return [
             refused(app, statement)
             for statement in (
-                "INSERT INTO invoice VALUES (2, 20, 'angry')",
+                f"INSERT INTO invoice VALUES (2, 20, {inserted})",
                 "UPDATE invoice SET amount = 12",
                 "DELETE FROM invoice",
             )
@@ -336,3 +342,69 @@ def test_a_type_of_the_owner_with_a_cast_of_another_role_is_not_trusted(two_role
     finally:
         app.close()
     assert two_roles.trail() == before
+
+
+# The app role's type reached only through a domain (the owner's) over an array of a
+# composite type (the owner's): every check follows it to the same type.
+NESTED_TYPES = (
+    "CREATE TYPE feeling AS (at timestamptz, mood app_types.mood)",
+    "CREATE DOMAIN feelings AS feeling[]",
+)
+NESTED_COLUMN = "ALTER TABLE invoice ADD COLUMN feelings feelings"
+
+
+def nested_types(setup: TwoRoles) -> None:
+    """The app role's enum, and the owner's composite type and domain over it."""
+    the_app_roles_type(setup)
+    setup.run(setup.owner, *NESTED_TYPES)
+
+
+#: A value of the nested column, for an INSERT.
+NESTED_VALUE = "ARRAY[ROW(now(), 'angry')::feeling]::feelings"
+
+
+def test_a_type_reached_through_a_domain_over_an_array_of_a_composite_is_found_by_every_check(
+    two_roles: TwoRoles,
+):
+    """dpa_foreign_type() (no guard), dpa_check_json_casts() (the guard on) and the guard's
+    ALTER TABLE check follow the same types (dpa_types_reached): each finds the app role's
+    enum behind the owner's domain, array and composite type."""
+    nested_types(two_roles)
+    two_roles.run(two_roles.owner, NESTED_COLUMN)
+    before = two_roles.trail()
+    # Without the guard: the type's owner.
+    assert two_roles.casts_mode() == {"o"}
+    assert refused_writes(two_roles, NESTED_VALUE) == [ownership_refusal(two_roles)] * 3
+    # With the guard, a cast made before it: the cast.
+    two_roles.run(two_roles.app, EVIL_CAST.format(table=two_roles.layout.table), CREATE_CAST)
+    two_roles.install_guard()
+    assert two_roles.casts_mode() == {"c"}
+    assert refused_writes(two_roles, NESTED_VALUE) == [cast_refusal(two_roles)] * 3
+    assert two_roles.trail() == before
+    # The guard, for a table whose triggers trust its types: the column that would reach it.
+    two_roles.run(two_roles.owner, "ALTER TABLE invoice DROP COLUMN feelings")
+    two_roles.install_guard()
+    assert two_roles.casts_mode() == {"t"}
+    owner = two_roles.owner_session()
+    try:
+        assert refused(owner, NESTED_COLUMN) == (
+            "partitioned_audit: refusing ALTER TABLE on public.invoice: its rows would hold type app_types.mood, "
+            f"which belongs to role {two_roles.app}, while its capture triggers trust that only the audit owner "
+            "or a superuser owns its types"
+        )
+    finally:
+        owner.close()
+    # Handed over to the owner, the enum passes every check, and its value is recorded.
+    two_roles.run(
+        None, "DROP CAST (app_types.mood AS json)", f"ALTER TYPE app_types.mood OWNER TO {two_roles.owner}"
+    )
+    two_roles.run(two_roles.owner, NESTED_COLUMN)
+    two_roles.run(
+        two_roles.app, "INSERT INTO invoice VALUES (2, 20, ARRAY[ROW(NULL, 'angry')::feeling]::feelings)"
+    )
+    payload = "object_payload" if two_roles.layout.name == "simple" else "row_data"
+    rows = two_roles.run(
+        two_roles.owner,
+        f"SELECT {payload} FROM {two_roles.layout.table} ORDER BY {two_roles.layout.event_column} DESC LIMIT 1",
+    )
+    assert rows == [({"id": 2, "amount": 20, "feelings": [{"at": None, "mood": "angry"}]},)]

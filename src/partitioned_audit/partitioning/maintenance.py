@@ -72,6 +72,63 @@ class LockPolicy:
                 raise ConfigurationError(f"LockPolicy.{name} must be a positive integer, got {value!r}")
 
 
+def run_with_lock_retries(
+    connection: Any,
+    policy: LockPolicy,
+    work: Callable[[Cursor], T],
+    give_up: Callable[[Cursor], Exception],
+    sleep: Callable[[float], None],
+) -> T:
+    """Run ``work`` under ``policy.lock_timeout_ms``, tried again after a pause of about
+    ``policy.pause_ms`` (with jitter) each time a lock cannot be had in time, so that it
+    never keeps writers queued behind it for longer than the timeout.
+
+    Each attempt is a transaction of its own on a connection in autocommit mode, otherwise a
+    savepoint, whose locks the caller's transaction then holds until it ends; there the
+    caller's ``lock_timeout`` is set back after a successful attempt. An attempt failing for
+    another reason is rolled back and its error raised.
+
+    Args:
+        connection: a DB-API connection (psycopg or psycopg2).
+        policy: the lock timeout, the number of attempts and the pause between them.
+        work: what one attempt runs, given a cursor; its result is returned.
+        give_up: the error to raise, given a cursor, when the last attempt timed out too.
+        sleep: called with seconds between attempts (tests pass a recorder).
+
+    Returns:
+        What ``work`` returned in the attempt that got its locks.
+    """
+    own_transaction = getattr(connection, "autocommit", False)
+    if own_transaction:
+        begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
+    else:
+        begin = "SAVEPOINT partitioned_audit_maintenance"
+        commit = "RELEASE SAVEPOINT partitioned_audit_maintenance"
+        rollback = "ROLLBACK TO SAVEPOINT partitioned_audit_maintenance"
+    for attempt in range(1, policy.attempts + 1):
+        cursor = connection.cursor()
+        cursor.execute(begin)
+        try:
+            if not own_transaction:
+                cursor.execute("SELECT current_setting('lock_timeout')")
+                previous_timeout = cursor.fetchone()[0]
+            cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{policy.lock_timeout_ms}ms"])
+            result = work(cursor)
+            if not own_transaction:  # a setting made in a savepoint outlives its release
+                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
+        except BaseException as exc:
+            cursor.execute(rollback)
+            if sqlstate(exc) != LOCK_NOT_AVAILABLE:
+                raise
+            if attempt == policy.attempts:
+                raise give_up(cursor) from exc
+            sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
+            continue
+        cursor.execute(commit)
+        return result
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 @dataclass(frozen=True)
 class Created:
     """What :meth:`Maintainer.create` did.
@@ -460,38 +517,20 @@ class Maintainer:
     def _locked(self, work: Callable[[Cursor], T]) -> T:
         """Run ``work`` under the maintenance lock and ``lock_timeout``, retrying on lock timeouts."""
         policy = self.policy
-        if getattr(self.connection, "autocommit", False):
-            begin, commit, rollback = "BEGIN", "COMMIT", "ROLLBACK"
-        else:
-            begin = "SAVEPOINT partitioned_audit_maintenance"
-            commit = "RELEASE SAVEPOINT partitioned_audit_maintenance"
-            rollback = "ROLLBACK TO SAVEPOINT partitioned_audit_maintenance"
-        for attempt in range(1, policy.attempts + 1):
-            cursor = self.connection.cursor()
-            cursor.execute(begin)
-            try:
-                cursor.execute("SELECT current_setting('lock_timeout')")
-                previous_timeout = cursor.fetchone()[0]
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [f"{policy.lock_timeout_ms}ms"])
-                cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{COMMENT_TAG}:{self.table}"])
-                result = work(cursor)
-                cursor.execute("SELECT set_config('lock_timeout', %s, true)", [previous_timeout])
-            except BaseException as exc:
-                cursor.execute(rollback)
-                if sqlstate(exc) != LOCK_NOT_AVAILABLE:
-                    raise
-                if attempt == policy.attempts:
-                    raise PartitionError(
-                        f"partition maintenance of {self.table} could not get its locks within "
-                        f"{policy.lock_timeout_ms} ms in {policy.attempts} attempts (another maintenance "
-                        "run or a long transaction on the audit table holds them); nothing was changed, "
-                        "try again later"
-                    ) from exc
-                self.sleep(policy.pause_ms / 1000 * random.uniform(0.5, 1.5))  # noqa: S311 - jitter only
-                continue
-            cursor.execute(commit)
-            return result
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def locked_work(cursor: Cursor) -> T:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"{COMMENT_TAG}:{self.table}"])
+            return work(cursor)
+
+        def give_up(cursor: Cursor) -> PartitionError:
+            return PartitionError(
+                f"partition maintenance of {self.table} could not get its locks within "
+                f"{policy.lock_timeout_ms} ms in {policy.attempts} attempts (another maintenance "
+                "run or a long transaction on the audit table holds them); nothing was changed, "
+                "try again later"
+            )
+
+        return run_with_lock_retries(self.connection, policy, locked_work, give_up, self.sleep)
 
 
 #: How far a neighbour's real bound may be from a new partition's UTC bound and still be

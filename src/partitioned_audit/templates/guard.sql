@@ -1,6 +1,6 @@
 -- The guard: the event trigger function that keeps the capture objects as the engine made
 -- them, and its two helpers; installed only by a superuser (create_guard() in layouts.py
--- says what it refuses). The function texts below are deployed byte for byte: a change is
+-- says what it refuses), after its third helper (templates/types_reached.sql). The function texts below are deployed byte for byte: a change is
 -- a new object version.
 -- Whether query, the statement text the client sent, is one ALTER TABLE of rel (or of a
 -- table it is a partition of) whose every USING is a plain cast of the column it converts
@@ -98,9 +98,9 @@ BEGIN
         -- _CASTS_NOTE) must not start holding a type another role owns: that role could not
         -- give it a cast while the guard is on, but the triggers would go on trusting it
         -- once the guard is gone.
-        -- The types a row holds are followed as dpa_foreign_type() does, here written out:
-        -- the table's owner, who runs this, may not execute that helper.
-        WITH RECURSIVE audited(rel, owner) AS (
+        -- The types a row holds, as the guard's own copy of dpa_types_reached() follows them:
+        -- the table's owner runs this, who must run no code of the audit owner.
+        WITH audited(rel, owner) AS (
                 SELECT DISTINCT c.objid, r.oid
                   FROM pg_event_trigger_ddl_commands() AS c
                   JOIN pg_trigger t ON t.tgrelid = c.objid AND starts_with(t.tgname, 'dpa_audit_')
@@ -108,26 +108,13 @@ BEGIN
                   JOIN pg_roles r ON r.oid = p.proowner
                  WHERE c.classid = 'pg_class'::regclass
                    AND encode(t.tgargs, 'hex') ~ '^(?:(?:0[1-9a-f]|[1-9a-f][0-9a-f])*00){{3}}7400'
-        ), types(rel, owner, oid) AS (
-                SELECT audited.rel, audited.owner, a.atttypid FROM audited
-                  JOIN pg_attribute a ON a.attrelid = audited.rel AND a.attnum > 0 AND NOT a.attisdropped
-                 WHERE a.atttypid >= 16384
-            UNION
-                SELECT types.rel, types.owner, inner_type.oid
-                  FROM types JOIN pg_type ty ON ty.oid = types.oid
-                 CROSS JOIN LATERAL (
-                        SELECT nullif(ty.typbasetype, 0)
-                        UNION ALL SELECT nullif(ty.typelem, 0)
-                        UNION ALL SELECT a.atttypid FROM pg_attribute a
-                                   WHERE a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-                       ) AS inner_type(oid)
-                 WHERE inner_type.oid >= 16384
         )
-        SELECT types.rel::regclass AS rel, types.oid::regtype AS type, o.rolname AS type_owner,
-               (SELECT rolname FROM pg_roles WHERE oid = types.owner) AS audit_owner
+        SELECT audited.rel::regclass AS rel, types.oid::regtype AS type, o.rolname AS type_owner,
+               (SELECT rolname FROM pg_roles WHERE oid = audited.owner) AS audit_owner
           INTO _stale
-          FROM types JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
-         WHERE NOT o.rolsuper AND o.oid <> types.owner
+          FROM audited CROSS JOIN LATERAL {types_reached}(audited.rel) AS types(oid)
+          JOIN pg_type ty ON ty.oid = types.oid JOIN pg_roles o ON o.oid = ty.typowner
+         WHERE NOT o.rolsuper AND o.oid <> audited.owner
          ORDER BY types.oid
          LIMIT 1;
         IF FOUND THEN
