@@ -46,7 +46,7 @@ def bodies(layout: Layout) -> dict[str, str]:
             or name.removeprefix(PREFIX) in INLINED_HELPERS
         ):
             found[name] = body
-    assert len(found) == 7, sorted(found)
+    assert len(found) == 8, sorted(found)
     return found
 
 
