@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -305,26 +306,56 @@ def autocommit(dbname: str) -> Iterator[Any]:
 
 def upgrade_without_rewrite(conn: Any, legacy: str, layout: Any) -> None:
     """Create a 1.0.4 table from ``legacy``, install ``layout`` over it in one transaction,
-    and check that no partition was rewritten (a rewrite gives it a new file)."""
+    and check that no partition was rewritten (a rewrite gives it a new file) nor read (the
+    transaction's own scan counters of the partitions stay at zero)."""
     cur = conn.cursor()
     cur.execute(legacy)
     files = "SELECT relname, relfilenode FROM pg_class WHERE relispartition AND relkind = 'r' ORDER BY 1"
     before = rows(cur, files)
     cur.execute("BEGIN")
     install(cur, layout)
+    assert partition_scans(cur, layout.table) == {name: 0 for name, _ in before}
     cur.execute("COMMIT")
     assert rows(cur, files)[: len(before)] == before
     assert objects.backfill_pending(cur, layout)
 
 
+def partition_scans(cur: Any, table: str) -> dict[str, int]:
+    """The sequential and index scans of each partition of ``table`` within the current
+    transaction (pg_stat_xact_user_tables counts them as they happen)."""
+    found = rows(
+        cur,
+        "SELECT s.relname, s.seq_scan + coalesce(s.idx_scan, 0) FROM pg_stat_xact_user_tables s"
+        " JOIN pg_partition_tree(%s) t ON t.relid = s.relid WHERE t.isleaf",
+        [table],
+    )
+    return {name: scans for name, scans in found if not name.endswith("_default")}
+
+
+def reserved_bound(cur: Any, table: str) -> int:
+    """The most rows the heap pages of ``table``'s partitions can hold (MaxHeapTuplesPerPage:
+    291 per 8 kB page)."""
+    (bound,) = rows(
+        cur,
+        "SELECT sum(pg_relation_size(relid) / current_setting('block_size')::int)::bigint"
+        " * ((current_setting('block_size')::int - 24) / 28) FROM pg_partition_tree(%s) WHERE isleaf",
+        [table],
+    )[0]
+    return int(bound)
+
+
 def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(autocommit):
     conn = autocommit
-    upgrade_without_rewrite(conn, LEGACY_SIMPLE, SIMPLE)
     cur = conn.cursor()
+    upgrade_without_rewrite(conn, LEGACY_SIMPLE, SIMPLE)
+    bound = reserved_bound(cur, "audit_simple")  # the pages of 60,000 rows, each of 8 kB
+    assert bound >= 60000 and bound % 291 == 0
     cur.execute(
         "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation) VALUES ('book', '{}', 1, 'I')"
     )
-    assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [(60001,)]
+    assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [
+        (bound + 1,)
+    ]
     assert objects.backfill(conn, SIMPLE, pages=50) == 60000
     assert not objects.backfill_pending(cur, SIMPLE) and objects.backfill(conn, SIMPLE) == 0
     numbered = rows(
@@ -332,6 +363,109 @@ def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(aut
     )
     assert [n for (n,) in numbered][:60000] == list(range(1, 60001))  # time order kept
     assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
+
+
+def test_the_104_upgrade_reserves_ids_for_every_old_row_while_a_writer_goes_on(dbname, autocommit):
+    """Step 1 reserves ids for the old rows from the size of the partitions, without
+    counting them: the bound covers every old row, a partition packed with the smallest
+    rows a 1.0.4 trail holds and the DEFAULT partition included; rows written while the
+    migration runs, after it and during the numbering all get ids above every old row's."""
+    cur = autocommit.cursor()
+    cur.execute(
+        SIMPLE_TABLE
+        + """
+        CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+        CREATE TABLE audit_simple_20240201_20240301 PARTITION OF audit_simple FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+        CREATE TABLE audit_simple_default PARTITION OF audit_simple DEFAULT;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT 'book', jsonb_build_object('id', g, 'title', repeat('x', 300)), timestamptz '2024-01-01' + g * interval '1 minute', -g, 'I'
+          FROM generate_series(1, 3000) g;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT '', 'null', timestamptz '2024-02-01' + g * interval '1 second', -g, 'I' FROM generate_series(1, 20000) g;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT 'book', '{}', timestamptz '2030-01-01' + g * interval '1 minute', -g, 'I' FROM generate_series(1, 500) g;
+        """
+    )
+    # The packed partition holds the most rows per page any 1.0.4 row allows.
+    ((count, pages),) = rows(
+        cur,
+        "SELECT count(*), pg_relation_size('audit_simple_20240201_20240301')"
+        " / current_setting('block_size')::int FROM audit_simple_20240201_20240301",
+    )
+    assert count / pages > 100
+    written: list[int] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        c = connect(dbname, autocommit=True)
+        n = 1
+        while not stop.is_set():
+            c.cursor().execute(
+                "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+                " audit_operation) VALUES ('w', '{}', timestamptz '2024-01-20', %s, 'I')",
+                [n],
+            )
+            written.append(n)
+            n += 1
+        c.close()
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(written) < n:
+            assert time.monotonic() < deadline, "the writer is stuck"
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(50)
+        migration = connect(dbname)
+        install(migration.cursor(), SIMPLE)
+        mine = migration.cursor()
+        mine.execute("SELECT last_value FROM audit_simple_audit_event_id_seq")
+        (bound,) = mine.fetchone()
+        # The writer waits on the migration's lock: what it wrote is all there is of the old rows.
+        mine.execute("SELECT count(*) FROM audit_simple")
+        (old,) = mine.fetchone()
+        migration.commit()
+        migration.close()
+        assert old >= 23500 + 50 and bound >= old
+        physical_order = rows(
+            cur,
+            "SELECT tableoid::regclass::text, object_table, audit_txid_current FROM audit_simple"
+            " WHERE audit_event_id IS NULL ORDER BY tableoid::regclass::text, ctid",
+        )
+        assert len(physical_order) == old
+        wait_for(len(written) + 50)
+        assert objects.backfill(autocommit, SIMPLE, pages=20) == old
+        wait_for(len(written) + 50)
+    finally:
+        stop.set()
+        thread.join()
+    numbers = [i for (i,) in rows(cur, "SELECT audit_event_id FROM audit_simple")]
+    assert len(numbers) == 23500 + len(written)
+    assert None not in numbers and len(set(numbers)) == len(numbers)
+    old_ids = [i for i in numbers if i <= bound]
+    assert len(old_ids) == old and max(old_ids) < min(i for i in numbers if i > bound)
+    # Old rows are numbered 1..n in the trail's order: partitions in time order (the
+    # DEFAULT one last), each in its physical order.
+    numbered = rows(
+        cur,
+        "SELECT tableoid::regclass::text, object_table, audit_txid_current FROM audit_simple"
+        " WHERE audit_event_id <= %s ORDER BY audit_event_id",
+        [bound],
+    )
+    assert numbered == physical_order
+    assert rows(cur, "SELECT max(audit_event_id) FROM audit_simple WHERE audit_event_id <= %s", [bound]) == [
+        (old,)
+    ]
+    # The rows written since the migration are numbered in the order they were written.
+    new_ids = rows(
+        cur,
+        "SELECT audit_event_id FROM audit_simple WHERE audit_event_id > %s ORDER BY audit_txid_current",
+        [bound],
+    )
+    assert new_ids == sorted(new_ids)
 
 
 LEGACY_ADVANCED = (
