@@ -468,6 +468,56 @@ def test_the_104_upgrade_reserves_ids_for_every_old_row_while_a_writer_goes_on(d
     assert new_ids == sorted(new_ids)
 
 
+def test_a_numbering_batch_stopped_half_way_leaves_no_id_twice(dbname, autocommit):
+    """A batch that fails has used the backfill sequence's values it drew (a sequence is
+    not rolled back): the resumed numbering gives the batch's rows later ones. They stay
+    below the ids of the rows written since the migration: the reserved bound has room
+    for them (the pages can hold more rows than a 1.0.4 trail's rows fill them with)."""
+    cur = autocommit.cursor()
+    cur.execute(LEGACY_SIMPLE)
+    migration = connect(dbname)
+    install(migration.cursor(), SIMPLE)
+    migration.commit()
+    migration.close()
+    cur.execute(
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) SELECT 'new', '{}', timestamptz '2024-01-20', g, 'I' FROM generate_series(1, 100) g"
+    )
+    # Another transaction holds an old row half way through the first batch: the batch
+    # numbers the rows before it, then gives up on its lock.
+    holder = connect(dbname)
+    holder.cursor().execute(
+        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 15000 AND object_table = 'book' FOR UPDATE"
+    )
+    cur.execute("SET lock_timeout = '300ms'")
+    with pytest.raises(Exception, match="lock timeout"):
+        objects.backfill(autocommit, SIMPLE, pages=1000)
+    holder.rollback()
+    holder.close()
+    cur.execute("RESET lock_timeout")
+    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    (rows_, distinct, nulls) = rows(
+        cur,
+        "SELECT count(*), count(DISTINCT audit_event_id), count(*) - count(audit_event_id) FROM audit_simple",
+    )[0]
+    assert (rows_, distinct, nulls) == (60100, 60100, 0)
+    ((old_last, new_first),) = rows(
+        cur,
+        "SELECT max(audit_event_id) FILTER (WHERE object_table = 'book'),"
+        " min(audit_event_id) FILTER (WHERE object_table = 'new') FROM audit_simple",
+    )
+    assert old_last < new_first
+    # The rows are numbered in the trail's order still, with the ids the failed batch used as a gap.
+    numbered = [
+        n
+        for (n,) in rows(
+            cur,
+            "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created",
+        )
+    ]
+    assert numbered == sorted(numbered) and numbered[-1] > 60000
+
+
 LEGACY_ADVANCED = (
     ADVANCED_TABLE
     + """
