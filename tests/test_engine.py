@@ -23,6 +23,7 @@ from partitioned_audit import (
     layout_status,
     objects,
 )
+from partitioned_audit.errors import AuditError
 from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
 from tests.engine_db import connect
 
@@ -477,54 +478,125 @@ def test_the_104_upgrade_reserves_ids_for_every_old_row_while_a_writer_goes_on(d
     assert new_ids == sorted(new_ids)
 
 
-def test_a_numbering_batch_stopped_half_way_leaves_no_id_twice(dbname, autocommit):
-    """A batch that fails has used the backfill sequence's values it drew (a sequence is
-    not rolled back): the resumed numbering gives the batch's rows later ones. They stay
-    below the ids of the rows written since the migration: the reserved bound has room
-    for them (the pages can hold more rows than a 1.0.4 trail's rows fill them with)."""
-    cur = autocommit.cursor()
+def upgraded_with_new_rows(dbname: str, cur: Any) -> int:
+    """Install over ``LEGACY_SIMPLE``, commit, write 100 rows ('new'); return the bound."""
     cur.execute(LEGACY_SIMPLE)
     migration = connect(dbname)
     install(migration.cursor(), SIMPLE)
     migration.commit()
     migration.close()
+    bound = reserved_bound(cur, "audit_simple")
     cur.execute(
         "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
         " audit_operation) SELECT 'new', '{}', timestamptz '2024-01-20', g, 'I' FROM generate_series(1, 100) g"
     )
-    # Another transaction holds an old row half way through the first batch: the batch
-    # numbers the rows before it, then gives up on its lock.
-    holder = connect(dbname)
-    holder.cursor().execute(
-        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 15000 AND object_table = 'book' FOR UPDATE"
-    )
-    cur.execute("SET lock_timeout = '300ms'")
-    with pytest.raises(Exception, match="lock timeout"):
-        objects.backfill(autocommit, SIMPLE, pages=1000)
-    holder.rollback()
-    holder.close()
-    cur.execute("RESET lock_timeout")
-    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    return bound
+
+
+def assert_numbered_densely(cur: Any, bound: int) -> None:
+    """Every row has one id of its own; the old rows have 1..60000 in the trail's order,
+    every new row's id is above the bound."""
     (rows_, distinct, nulls) = rows(
         cur,
         "SELECT count(*), count(DISTINCT audit_event_id), count(*) - count(audit_event_id) FROM audit_simple",
     )[0]
     assert (rows_, distinct, nulls) == (60100, 60100, 0)
-    ((old_last, new_first),) = rows(
-        cur,
-        "SELECT max(audit_event_id) FILTER (WHERE object_table = 'book'),"
-        " min(audit_event_id) FILTER (WHERE object_table = 'new') FROM audit_simple",
+    numbered = rows(
+        cur, "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created"
     )
-    assert old_last < new_first
-    # The rows are numbered in the trail's order still, with the ids the failed batch used as a gap.
-    numbered = [
-        n
-        for (n,) in rows(
+    assert [n for (n,) in numbered] == list(range(1, 60001))
+    assert rows(cur, "SELECT min(audit_event_id) FROM audit_simple WHERE object_table = 'new'") == [(bound + 1,)]
+
+
+def test_a_numbering_batch_stopped_half_way_leaves_no_id_twice(dbname, autocommit):
+    """A batch that fails has spent the backfill sequence's values it drew (a sequence is
+    not rolled back). Failing again and again, it spends more than the reserved range has
+    room for beyond the old rows; each run starts from the highest id an old row holds, so
+    the spent values are drawn again and the old rows still get 1..n, below every new row."""
+    cur = autocommit.cursor()
+    bound = upgraded_with_new_rows(dbname, cur)
+    # Another transaction holds an old row near the end of the first batch: the batch
+    # numbers the rows before it, then gives up on its lock.
+    holder = connect(dbname)
+    holder.cursor().execute(
+        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 40000 AND object_table = 'book' FOR UPDATE"
+    )
+    cur.execute("SET lock_timeout = '100ms'")
+    spent, failures = 0, 0
+    while spent <= bound - 60000:  # more than the room left above the old rows
+        with pytest.raises(Exception, match="lock timeout"):
+            objects.backfill(autocommit, SIMPLE, pages=1000)
+        ((last, called),) = rows(cur, "SELECT last_value, is_called FROM audit_simple_backfill_seq")
+        assert called and 39999 <= last < 60000  # drawn again from 1, never past the first batch
+        spent += last
+        failures += 1
+    assert failures > 1
+    assert rows(cur, "SELECT count(*) FROM audit_simple WHERE audit_event_id <= %s", [bound]) == [(0,)]
+    holder.rollback()
+    holder.close()
+    cur.execute("RESET lock_timeout")
+    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    assert_numbered_densely(cur, bound)
+
+
+def test_numbering_stops_at_the_reserved_bound_and_resumes(dbname, autocommit):
+    """The backfill sequence's MAXVALUE is the bound: a sequence drawn past it by something
+    else mid-run makes the numbering stop with an error saying so, the old rows keeping no
+    id above the bound; the next run resumes and numbers them 1..n. Meanwhile a second run
+    is refused: the first holds the numbering's lock."""
+    cur = autocommit.cursor()
+    bound = upgraded_with_new_rows(dbname, cur)
+    assert rows(
+        cur, "SELECT max_value, cycle FROM pg_sequences WHERE sequencename = 'audit_simple_backfill_seq'"
+    ) == [(bound, False)]
+    holder = connect(dbname)
+    holder.cursor().execute(
+        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 20000 AND object_table = 'book' FOR UPDATE"
+    )
+    numbering = connect(dbname, autocommit=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            objects.backfill(numbering, SIMPLE, pages=1000)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while rows(
             cur,
-            "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created",
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%%'",
+        ) != [(1,)]:
+            assert time.monotonic() < deadline, "the numbering never waited on the held row"
+            time.sleep(0.05)
+        with pytest.raises(AuditError) as busy:
+            objects.backfill(autocommit, SIMPLE)
+        assert str(busy.value) == (
+            "another run finishing the upgrade of public.audit_simple holds its lock"
+            " (partitioned_audit:public.audit_simple:backfill); nothing was done: let it finish"
+            " (or end it), then run this again"
         )
-    ]
-    assert numbered == sorted(numbered) and numbered[-1] > 60000
+        cur.execute("SELECT setval('audit_simple_backfill_seq', %s)", [bound - 10])
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+        numbering.close()
+    assert len(failed) == 1 and isinstance(failed[0], AuditError)
+    assert str(failed[0]) == (
+        "numbering the rows of public.audit_simple kept from 1.0.4 stopped in partition"
+        " public.audit_simple_20240101_20240201: the sequence public.audit_simple_backfill_seq"
+        f" reached {bound}, the last event id reserved for them (rows written since the upgrade have"
+        " the ids above it), and that statement was rolled back. Something else drew values from it:"
+        " run this again (`python manage.py migrate`, or objects.backfill()), it resumes after the"
+        " highest id already given"
+    )
+    assert rows(cur, "SELECT count(*) FROM audit_simple WHERE object_table = 'book' AND audit_event_id IS NOT NULL") == [(0,)]
+    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    assert_numbered_densely(cur, bound)
 
 
 LEGACY_ADVANCED = (
