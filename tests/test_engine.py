@@ -502,10 +502,13 @@ def assert_numbered_densely(cur: Any, bound: int) -> None:
     )[0]
     assert (rows_, distinct, nulls) == (60100, 60100, 0)
     numbered = rows(
-        cur, "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created"
+        cur,
+        "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created",
     )
     assert [n for (n,) in numbered] == list(range(1, 60001))
-    assert rows(cur, "SELECT min(audit_event_id) FROM audit_simple WHERE object_table = 'new'") == [(bound + 1,)]
+    assert rows(cur, "SELECT min(audit_event_id) FROM audit_simple WHERE object_table = 'new'") == [
+        (bound + 1,)
+    ]
 
 
 def test_a_numbering_batch_stopped_half_way_leaves_no_id_twice(dbname, autocommit):
@@ -594,9 +597,32 @@ def test_numbering_stops_at_the_reserved_bound_and_resumes(dbname, autocommit):
         " run this again (`python manage.py migrate`, or objects.backfill()), it resumes after the"
         " highest id already given"
     )
-    assert rows(cur, "SELECT count(*) FROM audit_simple WHERE object_table = 'book' AND audit_event_id IS NOT NULL") == [(0,)]
+    assert rows(
+        cur, "SELECT count(*) FROM audit_simple WHERE object_table = 'book' AND audit_event_id IS NOT NULL"
+    ) == [(0,)]
     assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
     assert_numbered_densely(cur, bound)
+
+
+def test_an_empty_104_simple_table_has_nothing_to_number(autocommit):
+    """No page, no old row: no backfill sequence, new rows numbered from 1, sealing at once."""
+    cur = autocommit.cursor()
+    cur.execute(
+        SIMPLE_TABLE + "CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple"
+        " FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');"
+    )
+    cur.execute("BEGIN")
+    install(cur, SIMPLE)
+    cur.execute("COMMIT")
+    assert not objects.backfill_pending(cur, SIMPLE)
+    assert rows(cur, "SELECT to_regclass('audit_simple_backfill_seq')") == [(None,)]
+    assert layout_status(cur, SIMPLE).status is Status.INSTALLED
+    cur.execute(
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) VALUES ('book', '{}', timestamptz '2024-01-20', 1, 'I')"
+    )
+    assert rows(cur, "SELECT audit_event_id FROM audit_simple") == [(1,)]
+    assert objects.backfill(autocommit, SIMPLE) == 0
 
 
 LEGACY_ADVANCED = (

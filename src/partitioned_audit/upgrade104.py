@@ -117,6 +117,10 @@ $fn$"""
     )
 
 
+#: The MAXVALUE of a bigint sequence created without one.
+UNBOUNDED = 2**63 - 1
+
+
 def resume_numbering(cursor: Cursor, layout: Layout, schema: str) -> int:
     """Set the backfill sequence back to the highest id an old row holds; return its bound.
 
@@ -134,7 +138,8 @@ def resume_numbering(cursor: Cursor, layout: Layout, schema: str) -> int:
     )
     (bound,) = cursor.fetchone()
     execute(cursor, SQL("SELECT is_called FROM {}").format(sequence))
-    if cursor.fetchone()[0]:
+    # A sequence without a bound (MAXVALUE the type's largest) tells no old row from a new one.
+    if cursor.fetchone()[0] and bound < UNBOUNDED:
         column = ident(layout.event_column)
         execute(
             cursor,
@@ -354,6 +359,7 @@ def finish(cursor: Cursor, layout: Layout, schema: str, pages: int) -> int | Non
 
 
 def _finish(cursor: Cursor, layout: Layout, schema: str, pages: int) -> int | None:
+    """:func:`finish`'s work, under its lock."""
     numbering, hstore = unfinished(cursor, layout, schema)
     if not numbering and not hstore:
         return None
@@ -379,12 +385,12 @@ def _finish(cursor: Cursor, layout: Layout, schema: str, pages: int) -> int | No
             except Exception as exc:
                 if number_with is not None and sqlstate(exc) == SEQUENCE_LIMIT_EXCEEDED:
                     raise AuditError(
-                        f"numbering the rows of {schema}.{layout.table} kept from 1.0.4 stopped in partition "
-                        f"{schema}.{row.name}: the sequence {schema}.{layout.backfill_sequence} reached {bound}, the last event id "
-                        "reserved for them (rows written since the upgrade have the ids above it), and "
-                        "that statement was rolled back. Something else drew values from it: run this "
-                        "again (`python manage.py migrate`, or objects.backfill()), it resumes after the "
-                        "highest id already given"
+                        f"numbering the rows of {schema}.{layout.table} kept from 1.0.4 stopped in "
+                        f"partition {schema}.{row.name}: the sequence {schema}.{layout.backfill_sequence} "
+                        f"reached {bound}, the last event id reserved for them (rows written since the "
+                        "upgrade have the ids above it), and that statement was rolled back. Something "
+                        "else drew values from it: run this again (`python manage.py migrate`, or "
+                        "objects.backfill()), it resumes after the highest id already given"
                     ) from exc
                 raise
             done += max(getattr(cursor, "rowcount", 0) or 0, 0)
