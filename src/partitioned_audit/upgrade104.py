@@ -20,7 +20,8 @@ change:
    their hstore values converted, a range of heap pages per statement, each statement a
    transaction of its own that locks only rows no writer touches; the markers of the
    pending work (the backfill sequence, the ``*_hstore`` columns) are dropped at the end.
-   Stopped half way, it resumes where it stopped.
+   Stopped half way, it resumes where it stopped, the old rows' ids still 1..n
+   (:func:`resume_numbering`); one run at a time, under an advisory lock.
 
 Pure statements, and the orchestration of step 2 given a cursor; the engine's
 ``objects.install`` and ``objects.backfill`` call it. docs/upgrading.md says what each
