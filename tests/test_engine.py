@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from partitioned_audit import (
     layout_status,
     objects,
 )
+from partitioned_audit.errors import AuditError
 from partitioned_audit.sql import SQL, execute, ident, quote_ident, render
 from tests.engine_db import connect
 
@@ -305,26 +307,56 @@ def autocommit(dbname: str) -> Iterator[Any]:
 
 def upgrade_without_rewrite(conn: Any, legacy: str, layout: Any) -> None:
     """Create a 1.0.4 table from ``legacy``, install ``layout`` over it in one transaction,
-    and check that no partition was rewritten (a rewrite gives it a new file)."""
+    and check that no partition was rewritten (a rewrite gives it a new file) nor read (the
+    transaction's own scan counters of the partitions stay at zero)."""
     cur = conn.cursor()
     cur.execute(legacy)
     files = "SELECT relname, relfilenode FROM pg_class WHERE relispartition AND relkind = 'r' ORDER BY 1"
     before = rows(cur, files)
     cur.execute("BEGIN")
     install(cur, layout)
+    # (The DEFAULT partition, created empty by the upgrade, was read by its index builds.)
+    assert partition_scans(cur, [name for name, _ in before]) == {name: 0 for name, _ in before}
     cur.execute("COMMIT")
     assert rows(cur, files)[: len(before)] == before
     assert objects.backfill_pending(cur, layout)
 
 
+def partition_scans(cur: Any, partitions: list[str]) -> dict[str, int]:
+    """The sequential and index scans of each of ``partitions`` within the current
+    transaction (pg_stat_xact_user_tables counts them as they happen)."""
+    found = rows(
+        cur,
+        "SELECT relname, seq_scan + coalesce(idx_scan, 0) FROM pg_stat_xact_user_tables WHERE relname = ANY (%s)",
+        [partitions],
+    )
+    return dict(found)
+
+
+def reserved_bound(cur: Any, table: str) -> int:
+    """The most rows the heap pages of ``table``'s partitions can hold (MaxHeapTuplesPerPage:
+    291 per 8 kB page)."""
+    (bound,) = rows(
+        cur,
+        "SELECT sum(pg_relation_size(relid) / current_setting('block_size')::int)::bigint"
+        " * ((current_setting('block_size')::int - 24) / 28) FROM pg_partition_tree(%s) WHERE isleaf",
+        [table],
+    )[0]
+    return int(bound)
+
+
 def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(autocommit):
     conn = autocommit
-    upgrade_without_rewrite(conn, LEGACY_SIMPLE, SIMPLE)
     cur = conn.cursor()
+    upgrade_without_rewrite(conn, LEGACY_SIMPLE, SIMPLE)
+    bound = reserved_bound(cur, "audit_simple")  # the pages of 60,000 rows, each of 8 kB
+    assert bound >= 60000 and bound % 291 == 0
     cur.execute(
         "INSERT INTO audit_simple (object_table, object_payload, audit_txid_current, audit_operation) VALUES ('book', '{}', 1, 'I')"
     )
-    assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [(60001,)]
+    assert rows(cur, "SELECT audit_event_id FROM audit_simple WHERE audit_event_id IS NOT NULL") == [
+        (bound + 1,)
+    ]
     assert objects.backfill(conn, SIMPLE, pages=50) == 60000
     assert not objects.backfill_pending(cur, SIMPLE) and objects.backfill(conn, SIMPLE) == 0
     numbered = rows(
@@ -332,6 +364,265 @@ def test_the_104_simple_upgrade_rewrites_nothing_and_numbers_rows_in_batches(aut
     )
     assert [n for (n,) in numbered][:60000] == list(range(1, 60001))  # time order kept
     assert rows(cur, "SELECT count(*) FROM audit_simple_view WHERE id IS NULL") == [(0,)]
+
+
+def test_the_104_upgrade_reserves_ids_for_every_old_row_while_a_writer_goes_on(dbname, autocommit):
+    """Step 1 reserves ids for the old rows from the size of the partitions, without
+    counting them: the bound covers every old row, a partition packed with the smallest
+    rows a 1.0.4 trail holds and the DEFAULT partition included; rows written while the
+    migration runs, after it and during the numbering all get ids above every old row's."""
+    cur = autocommit.cursor()
+    cur.execute(
+        SIMPLE_TABLE
+        + """
+        CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');
+        CREATE TABLE audit_simple_20240201_20240301 PARTITION OF audit_simple FOR VALUES FROM ('2024-02-01') TO ('2024-03-01');
+        CREATE TABLE audit_simple_default PARTITION OF audit_simple DEFAULT;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT 'book', jsonb_build_object('id', g, 'title', repeat('x', 300)), timestamptz '2024-01-01' + g * interval '1 minute', -g, 'I'
+          FROM generate_series(1, 3000) g;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT '', 'null', timestamptz '2024-02-01' + g * interval '1 second', -g, 'I' FROM generate_series(1, 20000) g;
+        INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current, audit_operation)
+        SELECT 'book', '{}', timestamptz '2030-01-01' + g * interval '1 minute', -g, 'I' FROM generate_series(1, 500) g;
+        """
+    )
+    # The packed partition holds the most rows per page any 1.0.4 row allows.
+    ((count, pages),) = rows(
+        cur,
+        "SELECT count(*), pg_relation_size('audit_simple_20240201_20240301')"
+        " / current_setting('block_size')::int FROM audit_simple_20240201_20240301",
+    )
+    assert count / pages > 100
+    partitions = [
+        name
+        for (name,) in rows(cur, "SELECT relid::text FROM pg_partition_tree('audit_simple') WHERE isleaf")
+    ]
+    assert len(partitions) == 3
+    written: list[int] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        c = connect(dbname, autocommit=True)
+        n = 1
+        while not stop.is_set():
+            c.cursor().execute(
+                "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+                " audit_operation) VALUES ('w', '{}', timestamptz '2024-01-20', %s, 'I')",
+                [n],
+            )
+            written.append(n)
+            n += 1
+        c.close()
+
+    def wait_for(n: int) -> None:
+        deadline = time.monotonic() + 30
+        while len(written) < n:
+            assert time.monotonic() < deadline, "the writer is stuck"
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        wait_for(50)
+        migration = connect(dbname)
+        try:  # closed on a failure too, so that the writer gets past its lock
+            install(migration.cursor(), SIMPLE)
+            mine = migration.cursor()
+            # No partition was read, the DEFAULT one holding old rows included.
+            assert set(partition_scans(mine, partitions).values()) == {0}
+            mine.execute("SELECT last_value FROM audit_simple_audit_event_id_seq")
+            (bound,) = mine.fetchone()
+            # The writer waits on the migration's lock: what it wrote is all the old rows.
+            mine.execute("SELECT count(*) FROM audit_simple")
+            (old,) = mine.fetchone()
+            migration.commit()
+        finally:
+            migration.close()
+        assert old >= 23500 + 50 and bound >= old
+        physical_order = rows(
+            cur,
+            "SELECT tableoid::regclass::text, object_table, audit_txid_current FROM audit_simple"
+            " WHERE audit_event_id IS NULL ORDER BY tableoid::regclass::text, ctid",
+        )
+        assert len(physical_order) == old
+        wait_for(len(written) + 50)
+        assert objects.backfill(autocommit, SIMPLE, pages=20) == old
+        wait_for(len(written) + 50)
+    finally:
+        stop.set()
+        thread.join()
+    numbers = [i for (i,) in rows(cur, "SELECT audit_event_id FROM audit_simple")]
+    assert len(numbers) == 23500 + len(written)
+    assert None not in numbers and len(set(numbers)) == len(numbers)
+    old_ids = [i for i in numbers if i <= bound]
+    assert len(old_ids) == old and max(old_ids) < min(i for i in numbers if i > bound)
+    # Old rows are numbered 1..n in the trail's order: partitions in time order (the
+    # DEFAULT one last), each in its physical order.
+    numbered = rows(
+        cur,
+        "SELECT tableoid::regclass::text, object_table, audit_txid_current FROM audit_simple"
+        " WHERE audit_event_id <= %s ORDER BY audit_event_id",
+        [bound],
+    )
+    assert numbered == physical_order
+    assert rows(cur, "SELECT max(audit_event_id) FROM audit_simple WHERE audit_event_id <= %s", [bound]) == [
+        (old,)
+    ]
+    # The rows written since the migration are numbered in the order they were written.
+    new_ids = rows(
+        cur,
+        "SELECT audit_event_id FROM audit_simple WHERE audit_event_id > %s ORDER BY audit_txid_current",
+        [bound],
+    )
+    assert new_ids == sorted(new_ids)
+
+
+def upgraded_with_new_rows(dbname: str, cur: Any) -> int:
+    """Install over ``LEGACY_SIMPLE``, commit, write 100 rows ('new'); return the bound."""
+    cur.execute(LEGACY_SIMPLE)
+    migration = connect(dbname)
+    install(migration.cursor(), SIMPLE)
+    migration.commit()
+    migration.close()
+    bound = reserved_bound(cur, "audit_simple")
+    cur.execute(
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) SELECT 'new', '{}', timestamptz '2024-01-20', g, 'I' FROM generate_series(1, 100) g"
+    )
+    return bound
+
+
+def assert_numbered_densely(cur: Any, bound: int) -> None:
+    """Every row has one id of its own; the old rows have 1..60000 in the trail's order,
+    every new row's id is above the bound."""
+    (rows_, distinct, nulls) = rows(
+        cur,
+        "SELECT count(*), count(DISTINCT audit_event_id), count(*) - count(audit_event_id) FROM audit_simple",
+    )[0]
+    assert (rows_, distinct, nulls) == (60100, 60100, 0)
+    numbered = rows(
+        cur,
+        "SELECT audit_event_id FROM audit_simple WHERE object_table = 'book' ORDER BY audit_entry_created",
+    )
+    assert [n for (n,) in numbered] == list(range(1, 60001))
+    assert rows(cur, "SELECT min(audit_event_id) FROM audit_simple WHERE object_table = 'new'") == [
+        (bound + 1,)
+    ]
+
+
+def test_a_numbering_batch_stopped_half_way_leaves_no_id_twice(dbname, autocommit):
+    """A batch that fails has spent the backfill sequence's values it drew (a sequence is
+    not rolled back). Failing again and again, it spends more than the reserved range has
+    room for beyond the old rows; each run starts from the highest id an old row holds, so
+    the spent values are drawn again and the old rows still get 1..n, below every new row."""
+    cur = autocommit.cursor()
+    bound = upgraded_with_new_rows(dbname, cur)
+    # Another transaction holds an old row near the end of the first batch: the batch
+    # numbers the rows before it, then gives up on its lock.
+    holder = connect(dbname)
+    holder.cursor().execute(
+        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 40000 AND object_table = 'book' FOR UPDATE"
+    )
+    cur.execute("SET lock_timeout = '100ms'")
+    spent, failures = 0, 0
+    while spent <= bound - 60000:  # more than the room left above the old rows
+        with pytest.raises(Exception, match="lock timeout"):
+            objects.backfill(autocommit, SIMPLE, pages=1000)
+        ((last, called),) = rows(cur, "SELECT last_value, is_called FROM audit_simple_backfill_seq")
+        assert called and 39999 <= last < 60000  # drawn again from 1, never past the first batch
+        spent += last
+        failures += 1
+    assert failures > 1
+    assert rows(cur, "SELECT count(*) FROM audit_simple WHERE audit_event_id <= %s", [bound]) == [(0,)]
+    holder.rollback()
+    holder.close()
+    cur.execute("RESET lock_timeout")
+    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    assert_numbered_densely(cur, bound)
+
+
+def test_numbering_stops_at_the_reserved_bound_and_resumes(dbname, autocommit):
+    """The backfill sequence's MAXVALUE is the bound: a sequence drawn past it by something
+    else mid-run makes the numbering stop with an error saying so, the old rows keeping no
+    id above the bound; the next run resumes and numbers them 1..n. Meanwhile a second run
+    is refused: the first holds the numbering's lock."""
+    cur = autocommit.cursor()
+    bound = upgraded_with_new_rows(dbname, cur)
+    assert rows(
+        cur, "SELECT max_value, cycle FROM pg_sequences WHERE sequencename = 'audit_simple_backfill_seq'"
+    ) == [(bound, False)]
+    holder = connect(dbname)
+    holder.cursor().execute(
+        "SELECT 1 FROM audit_simple WHERE audit_txid_current = 20000 AND object_table = 'book' FOR UPDATE"
+    )
+    numbering = connect(dbname, autocommit=True)
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            objects.backfill(numbering, SIMPLE, pages=1000)
+        except BaseException as exc:  # noqa: BLE001 - checked below
+            failed.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while rows(
+            cur,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE 'UPDATE%%'",
+        ) != [(1,)]:
+            assert time.monotonic() < deadline, "the numbering never waited on the held row"
+            time.sleep(0.05)
+        with pytest.raises(AuditError) as busy:
+            objects.backfill(autocommit, SIMPLE)
+        assert str(busy.value) == (
+            "another run finishing the upgrade of public.audit_simple holds its lock"
+            " (partitioned_audit:public.audit_simple:backfill); nothing was done: let it finish"
+            " (or end it), then run this again"
+        )
+        cur.execute("SELECT setval('audit_simple_backfill_seq', %s)", [bound - 10])
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+        numbering.close()
+    assert len(failed) == 1 and isinstance(failed[0], AuditError)
+    assert str(failed[0]) == (
+        "numbering the rows of public.audit_simple kept from 1.0.4 stopped in partition"
+        " public.audit_simple_20240101_20240201: the sequence public.audit_simple_backfill_seq"
+        f" reached {bound}, the last event id reserved for them (rows written since the upgrade have"
+        " the ids above it), and that statement was rolled back. Something else drew values from it:"
+        " run this again (`python manage.py migrate`, or objects.backfill()), it resumes after the"
+        " highest id already given"
+    )
+    assert rows(
+        cur, "SELECT count(*) FROM audit_simple WHERE object_table = 'book' AND audit_event_id IS NOT NULL"
+    ) == [(0,)]
+    assert objects.backfill(autocommit, SIMPLE, pages=1000) == 60000
+    assert_numbered_densely(cur, bound)
+
+
+def test_an_empty_104_simple_table_has_nothing_to_number(autocommit):
+    """No page, no old row: no backfill sequence, new rows numbered from 1, sealing at once."""
+    cur = autocommit.cursor()
+    cur.execute(
+        SIMPLE_TABLE + "CREATE TABLE audit_simple_20240101_20240201 PARTITION OF audit_simple"
+        " FOR VALUES FROM ('2024-01-01') TO ('2024-02-01');"
+    )
+    cur.execute("BEGIN")
+    install(cur, SIMPLE)
+    cur.execute("COMMIT")
+    assert not objects.backfill_pending(cur, SIMPLE)
+    assert rows(cur, "SELECT to_regclass('audit_simple_backfill_seq')") == [(None,)]
+    assert layout_status(cur, SIMPLE).status is Status.INSTALLED
+    cur.execute(
+        "INSERT INTO audit_simple (object_table, object_payload, audit_entry_created, audit_txid_current,"
+        " audit_operation) VALUES ('book', '{}', timestamptz '2024-01-20', 1, 'I')"
+    )
+    assert rows(cur, "SELECT audit_event_id FROM audit_simple") == [(1,)]
+    assert objects.backfill(autocommit, SIMPLE) == 0
 
 
 LEGACY_ADVANCED = (

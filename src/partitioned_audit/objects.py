@@ -510,7 +510,12 @@ def backfill(connection: Any, layout: Layout, schema: str = "public", pages: int
 
     On a connection in autocommit mode every batch is a transaction of its own, holding
     row locks on rows no writer touches, so audited writes go on meanwhile. Safe to stop
-    and run again: it resumes where it stopped, and removes its markers when done.
+    and run again: it resumes where it stopped, the old rows' ids still 1..n, and removes
+    its markers when done.
+
+    Raises:
+        AuditError: another run on the table holds the lock (one at a time), or numbering
+            reached the ids of rows written since the upgrade (run it again to resume).
     """
     cursor = connection.cursor()
     done = upgrade104.finish(cursor, layout, schema, pages)
