@@ -421,8 +421,9 @@ def check_copies(
     """What is wrong with the copies, read back through the layout's view: for a sample of
     the seed's context rows, each in one copy, the copied audit rows of that context must
     all show the seed's context (moved as :func:`moved_context` says) and login role, and
-    be as many as the copy took; then every audit row must find its context row, of the
-    same transaction and time, in the partition beside its own."""
+    be as many as the copy took; then every audit row with a context id must find its
+    context row, of the same transaction and time, in the partition beside its own (an
+    advanced row written outside any context has none: its login role is on the row)."""
     ev, ctx = ident(COLUMNS[layout.name].sequenced[0]), ident(CONTEXT_ID_COLUMN)
     counts = SQL(
         "SELECT {ctx}, count(*) FROM (SELECT {ctx} FROM scale_seed ORDER BY {ev} LIMIT %s) AS s GROUP BY 1"
@@ -454,6 +455,7 @@ def check_copies(
             "SELECT (SELECT relname FROM pg_class WHERE oid = g.a), (SELECT relname FROM pg_class WHERE oid = g.c), g.n"
             "  FROM (SELECT a.tableoid AS a, c.tableoid AS c, count(*) AS n FROM {} AS a"
             "          LEFT JOIN {} AS c ON c.context_id = a.{ctx} AND c.txid = a.{txid} AND c.{created} = a.{time}"
+            "         WHERE a.{ctx} IS NOT NULL"
             "         GROUP BY 1, 2) AS g"
         ).format(
             table,

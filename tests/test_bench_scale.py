@@ -79,7 +79,8 @@ def test_each_copy_shows_the_seeds_contexts_through_the_view(scale_db: str, layo
         ),
     )
     assert len(rows) == SEED * COPIES
-    # Every captured row has a context row: the login role, context or not.
+    # Every captured row shows the login role, context or not (on its context row, or on
+    # the row itself for an advanced row written outside any context).
     assert {login for _, login, _ in rows} == {dj_settings.SERVER.django_database()["USER"]}
     # The copies are consecutive in transaction ids: split the rows into the three copies.
     copies = [rows[i * SEED : (i + 1) * SEED] for i in range(COPIES)]
