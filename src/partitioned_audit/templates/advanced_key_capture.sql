@@ -32,7 +32,7 @@ BEGIN
                     WHERE c.txid OPERATOR(pg_catalog.=) _txid
                       AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
                       AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                      AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                      AND c.context OPERATOR(pg_catalog.=) _context  -- never NULL here
                     LIMIT 1);
     END IF;
     IF _actor IS NULL AND _context IS NOT NULL THEN
