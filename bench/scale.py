@@ -386,8 +386,7 @@ def replicate(conn: psycopg.Connection[Any], layout: Layout, rows: int, copies: 
                 ),
                 params,
             )
-            names = (*layout.column_names, CONTEXT_ID_COLUMN)
-            run(conn, copy_rows(table, names, moved, cols.tx_time, rows_of_copy), params)
+            run(conn, copy_rows(table, layout.table_columns, moved, cols.tx_time, rows_of_copy), params)
         if copy % 10 == 9:
             say(f"    {layout.name}: {copy + 1} of {copies} copies")
     for sequence, value in ((layout.sequence, seq_span), (layout.context_sequence, context_span)):
@@ -422,8 +421,8 @@ def check_copies(
     the seed's context rows, each in one copy, the copied audit rows of that context must
     all show the seed's context (moved as :func:`moved_context` says) and login role, and
     be as many as the copy took; then every audit row with a context id must find its
-    context row, of the same transaction and time, in the partition beside its own (an
-    advanced row written outside any context has none: its login role is on the row)."""
+    context row, of the same transaction and time, in the partition beside its own (a row
+    written outside any context has none: its login role is on the row)."""
     ev, ctx = ident(COLUMNS[layout.name].sequenced[0]), ident(CONTEXT_ID_COLUMN)
     counts = SQL(
         "SELECT {ctx}, count(*) FROM (SELECT {ctx} FROM scale_seed ORDER BY {ev} LIMIT %s) AS s GROUP BY 1"

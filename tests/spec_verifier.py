@@ -1,9 +1,9 @@
 """A second verifier, written from docs/tamper-evidence.md ("The bytes hashed") alone.
 
 It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table names and
-the column list from the docs, ``hashlib``; the three formats (1: rows' lines, 2: rows hashed
-apart, 3: as 2 with the row's context reference and its context row's role and context; an
-entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
+the column list from the docs, ``hashlib``; the four formats (1: rows' lines, 2: rows hashed
+apart, 3: as 2 with the row's context reference and its context row's role and context, 4: as
+3 with the columns format 4 added to the row's; an entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
 digest of each stored chunk as the rows now hash; the caller compares them with the chain.
 """
 
@@ -20,6 +20,8 @@ COLUMNS = {
     " action_tstamp_stm, action_tstamp_clk, transaction_id, application_name, client_addr, client_port,"
     " client_query, action, row_data, changed_fields, statement_only, object_pk, statement_id, audit_context",
 }
+#: Format 4: the columns it hashes after those above, before the context fields.
+FORMAT_4_COLUMNS = {"audit_simple": "session_user_name", "logged_actions": ""}
 EVENT = {"audit_simple": "audit_event_id", "logged_actions": "event_id"}
 #: Format 3: how a row finds its context row (transaction id, time).
 CONTEXT_KEY = {
@@ -75,7 +77,8 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
             fmt = 1 if extra is None else json.loads(extra)["format"]
             seals.append((header[0], header[3], header[4], header[6], fmt))  # id, first, last, size, format
     names = [f"e.{c}" for c in COLUMNS[table].split(", ")]
-    names += ["e.audit_context_id", "c.session_user_name", "c.context"]
+    added = [f"e.{c}" for c in FORMAT_4_COLUMNS[table].split(", ") if c]
+    names += [*added, "e.audit_context_id", "c.session_user_name", "c.context"]
     columns = ", ".join(f"CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END" for c in names)
     txid, time = CONTEXT_KEY[table]
     cur.execute(
@@ -84,14 +87,21 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
     )
     data: dict[tuple[int, int], bytes] = {}
     for event_id, *fields in cur.fetchall():
-        values, context = fields[:-3], fields[-3:]
+        width = len(fields) - 3 - len(added)
+        values, more, context = fields[:width], fields[width:-3], fields[-3:]
         for seal_id, first, last, size, fmt in seals:
             if first <= event_id <= last:
                 key = (seal_id, (event_id - first) // size)
                 if fmt == 1:
                     part = (r(values) + "\n").encode("utf-8")
                 else:
-                    hashed = values if fmt == 2 else [*values, *context]
+                    hashed = (
+                        values
+                        if fmt == 2
+                        else [*values, *context]
+                        if fmt == 3
+                        else [*values, *more, *context]
+                    )
                     part = hashlib.sha256(b"".join(piece(v) for v in hashed)).digest()
                 data[key] = data.get(key, b"") + part
     return previous, {key: hashlib.sha256(text).digest() for key, text in data.items()}

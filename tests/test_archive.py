@@ -587,7 +587,7 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
         t.m.create([old])
         t.write(1, 60)
         t.tamper(SQL("UPDATE {} SET {} = '2001-01-10'").format(t.table, ident(layout.time_column)))
-        rows = field_texts(t)
+        rows = field_texts(t, 2)  # (format 1 hashes the same fields)
         ids = sorted(rows)
         where = f"{t.schema}.{old.partition}"
         seals = ident(t.schema, layout.seal_table)

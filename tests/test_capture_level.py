@@ -278,8 +278,8 @@ def test_switching_the_level_under_writers_misses_no_write(dbname, layout):
 def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings, db, name):
     """The row-level capture looks the transaction's context row up and makes it only when
     it is missing: once per context, not once per row; a savepoint rolled back with the row
-    it made leaves the next write to make it again. The advanced layout keeps the login role
-    on the audit row and makes no context row for a write outside any context."""
+    it made leaves the next write to make it again. Both layouts keep the login role on the
+    audit row and make no context row for a write outside any context."""
     from django.db import transaction
 
     from tests.conftest import MANAGERS
@@ -307,9 +307,8 @@ def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings
 
     before = 0
     before = calls()
-    # What a write outside any context leaves in the context table: the simple layout's
-    # only record of the login role, none in the advanced layout.
-    outside = [None] if name == "simple" else []
+    # A write outside any context leaves nothing in the context table.
+    outside: list[str | None] = []
     for n in range(3):
         Book.objects.create(isbn=f"a{n}", title="a")
     assert (calls(), contexts()) == (3, outside)
@@ -336,3 +335,5 @@ def test_a_row_level_transaction_makes_its_context_row_once_per_context(settings
         " ORDER BY a.audit_context_id NULLS FIRST, a.object_pk"
     )
     assert rows == [("a0", None), ("a1", None), ("a2", None), ("b", "7"), ("c", "7"), ("d", "8")]
+    # ... and every one holds the login role itself.
+    assert sql(f"SELECT count(*) FROM {layout.table} WHERE session_user_name = session_user") == [(6,)]  # noqa: S608

@@ -21,7 +21,7 @@ from testproject.legacy104 import SIMPLE_TABLE
 
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, cli, enable, install, objects, sealing
 from partitioned_audit.errors import ConfigurationError
-from partitioned_audit.layouts import Layout
+from partitioned_audit.layouts import Layout, drop_views
 from partitioned_audit.partitioning.maintenance import Maintainer
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.sealing import SealError
@@ -512,15 +512,16 @@ def link(previous: bytes, header: list[str | None], chunks: list[list[Any]], ext
     return hashlib.sha256(text.encode()).digest()
 
 
-def field_texts(trail: Trail, context: bool = False) -> dict[int, list[str | None]]:
-    """Each audit row's fields as its type's output function writes them (what COPY prints);
-    with ``context``, followed by those format 3 adds: the row's context id, and its context
-    row's login role and context."""
+def field_texts(trail: Trail, form: int) -> dict[int, list[str | None]]:
+    """Each audit row's fields that format ``form`` hashes, as its type's output function
+    writes them (what COPY prints): the columns the format covers (format 4 adds the simple
+    layout's ``session_user_name``), then from format 3 on the row's context id, and its
+    context row's login role and context."""
     conn = connect(trail.dbname, autocommit=True)
     cur = conn.cursor()
     cur.execute("SET TimeZone = 'UTC'")
-    names = [SQL("e.{}").format(ident(c)) for c in trail.layout.column_names]
-    if context:
+    names = [SQL("e.{}").format(ident(c)) for c in trail.layout.sealed_columns(form)]
+    if form >= 3:
         names += [SQL("e.audit_context_id"), SQL("c.session_user_name"), SQL("c.context")]
     columns = SQL(", ").join(
         SQL("CASE WHEN {c} IS NOT NULL THEN format('%s', {c}) END").format(c=c) for c in names
@@ -555,7 +556,7 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
     trail.m.seal(chunk_size=500)
     trail.write(2000, 3)
     head = trail.m.seal(chunk_size=7).head
-    rows = field_texts(trail, context=True)
+    rows = field_texts(trail, sealing.FORMAT)
     seals = trail.run(
         SQL(
             "SELECT seal_id, kind, sealed_at::text, first_event_id, last_event_id, row_count, chunk_size,"
@@ -565,14 +566,14 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
     )
     previous = bytes(32)
     for seal_id, kind, at, first, last, count, size, part, cs, ks, ns, ds, ps, prev, digest, extra in seals:
-        assert json.loads(extra) == {"format": 3, "pending": [], "closes": []}
+        assert json.loads(extra) == {"format": sealing.FORMAT, "pending": [], "closes": []}
         lines: dict[int, list[list[str | None]]] = {}
         for event_id, fields in rows.items():
             if first <= event_id <= last:
                 lines.setdefault((event_id - first) // size, []).append(fields)
         assert sorted(lines) == list(ks) and [len(v) for _, v in sorted(lines.items())] == list(ns)
         for k, d in zip(ks, ds, strict=True):
-            assert chunk_digest(3, lines[k]) == bytes(d)
+            assert chunk_digest(sealing.FORMAT, lines[k]) == bytes(d)
         header = [str(seal_id), kind, at, str(first), str(last), str(count), str(size), part]
         computed = link(previous, header, list(zip(cs, ks, ns, ds, ps, strict=True)), extra)
         assert bytes(prev) == previous and bytes(digest) == computed
@@ -584,7 +585,7 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     """A chain sealed by the format-1 functions (the rows' lines hashed whole) is recomputed
     with format 1, and new seals chain on from it in format 2."""
     trail.write(1, 30)
-    rows = field_texts(trail)
+    rows = field_texts(trail, 1)
     ids = sorted(rows)
     sealed_at = trail.run("SELECT now()::text")[0][0]
     chunks = [
@@ -612,6 +613,82 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     assert new.rows == 5 and trail.verify(expect=digest.hex()).ok
     trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(12)))
     assert [(p.kind, p.seal_id, p.first_event_id) for p in trail.verify().problems] == [("removed", 1, 11)]
+
+
+def test_an_install_before_the_simple_login_role_column_gains_it_and_keeps_its_seals():
+    """An install made before the simple layout's ``session_user_name`` (its audit rows
+    without the column, each with a context row, sealed in format 3) is OUTDATED; install
+    adds the column without rewriting a partition; the format-3 seal keeps verifying (its
+    digest does not take the column in), and the format-4 seals made since cover it: a
+    login role rewritten there is found, inside the database and offline."""
+    with scratch_database() as dbname:
+        t = Trail(dbname, SIMPLE)
+        t.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 5}', false)""")
+        t.write(1, 12)
+        t.run("SELECT set_config('partitioned_audit.context', '', false)")
+        # The install before the column: its views did not read it, its rows had none.
+        t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        cur = t.conn.cursor()
+        for statement in drop_views(SIMPLE, t.schema):
+            execute(cur, statement)
+        t.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(t.table))
+        t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+        assert objects.layout_status(cur, SIMPLE).status is objects.Status.OUTDATED
+        # A seal of format 3 over those rows, as the documented encoding makes it.
+        rows = field_texts(t, 3)
+        ids = sorted(rows)
+        assert len(ids) == 12 and all(r[-2] is not None for r in rows.values())  # a context row each
+        extra = t.run("""SELECT '{"format": 3, "pending": [], "closes": []}'::jsonb::text""")[0][0]
+        chunks = [
+            [1, k, len(group), chunk_digest(3, group), t.default]
+            for k, group in enumerate([[rows[i] for i in ids if (i - 1) // 5 == k] for k in range(3)])
+        ]
+        sealed_at = t.run("SELECT now()::text")[0][0]
+        header = ["1", "seal", sealed_at, "1", str(max(ids)), str(len(ids)), "5", None]
+        digest = link(bytes(32), header, chunks, extra)
+        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
+        t.run(
+            SQL(
+                "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 5, NULL, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+            ).format(ident(t.schema, SIMPLE.seal_table)),
+            [
+                sealed_at,
+                max(ids),
+                len(ids),
+                *(list(c) for c in zip(*chunks, strict=True)),
+                bytes(32),
+                digest,
+                extra,
+            ],
+        )
+        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
+
+        files = (
+            "SELECT relname, relfilenode FROM pg_class WHERE relname LIKE 'audit_simple%' AND relkind = 'r'"
+        )
+        before = sorted(t.run(files))
+        cur.execute("BEGIN")
+        install(cur, SIMPLE)
+        cur.execute("COMMIT")
+        assert sorted(t.run(files)) == before  # ADD COLUMN rewrote nothing
+        assert objects.layout_status(cur, SIMPLE).status is objects.Status.INSTALLED
+        result = t.verify(expect=digest.hex())
+        assert result.ok and result.rows == 12, [p.describe() for p in result.problems]
+
+        t.write(100, 10)  # outside any context: the login role on the audit row alone
+        new = t.m.seal(chunk_size=5)
+        assert new.rows == 10 and t.verify(expect=new.head).ok
+        assert t.run(
+            SQL(
+                "SELECT count(*) FROM {} WHERE session_user_name = session_user AND audit_context_id IS NULL"
+            ).format(t.table)
+        ) == [(10,)]
+        t.tamper(
+            SQL("UPDATE {} SET session_user_name = 'admin' WHERE {}").format(t.table, t.where(ids[-1] + 3))
+        )
+        problems = t.verify(expect=new.head).problems
+        assert [(p.kind, p.seal_id) for p in problems] == [("changed", 2)]
+        t.conn.close()
 
 
 def test_a_changed_context_row_or_reference_under_sealed_rows_is_found(trail):
@@ -651,24 +728,26 @@ def test_a_changed_context_row_or_reference_under_sealed_rows_is_found(trail):
 
 
 def test_the_login_role_of_a_write_outside_any_context_is_sealed(trail):
-    """Outside any context the simple layout keeps the login role on a context row of its
-    own, the advanced layout on the audit row (``session_user_name``): rewritten in either
-    place under sealed rows, it is found."""
+    """Outside any context both layouts keep the login role on the audit row
+    (``session_user_name``) and make no context row: rewritten under sealed rows, it is
+    found, inside the database and offline."""
     trail.write(1, 10)
     head = trail.m.seal(chunk_size=5).head
     assert trail.verify(expect=head).ok
-    if trail.layout.name == "simple":
-        contexts = ident(trail.schema, trail.layout.context_table)
-        trail.tamper(SQL("UPDATE {} SET session_user_name = 'admin'").format(contexts))
-    else:
-        assert trail.run(
-            SQL(
-                "SELECT count(*) FROM {} WHERE audit_context_id IS NULL AND session_user_name = session_user"
-            ).format(trail.table)
-        ) == [(10,)]
-        trail.tamper(SQL("UPDATE {} SET session_user_name = 'admin'").format(trail.table))
+    contexts = ident(trail.schema, trail.layout.context_table)
+    assert trail.run(SQL("SELECT count(*) FROM {}").format(contexts)) == [(0,)]
+    assert trail.run(
+        SQL(
+            "SELECT count(*) FROM {} WHERE audit_context_id IS NULL AND session_user_name = session_user"
+        ).format(trail.table)
+    ) == [(10,)]
+    trail.tamper(
+        SQL("UPDATE {} SET session_user_name = 'admin' WHERE {}").format(trail.table, trail.where(7))
+    )
     changed = trail.verify(expect=head).problems
-    assert changed and {p.kind for p in changed} == {"changed"}
+    assert [(p.kind, p.seal_id, p.first_event_id <= 7 <= p.last_event_id) for p in changed] == [
+        ("changed", 1, True)
+    ]
 
 
 # ---------------------------------------------------------------------------------------

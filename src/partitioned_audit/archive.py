@@ -60,12 +60,14 @@ from .offline import (
     field_piece,
     field_texts,
     read_entries,
+    row_line,
     row_piece,
+    sealed_positions,
     walk,
 )
 from .partitioning.maintenance import Maintainer
 from .partitioning.ranges import PartitionInfo
-from .sealing import CONTEXT_FIELDS, INLINE_BYTES, Finding
+from .sealing import CONTEXT_FIELDS, FORMAT, INLINE_BYTES, Finding
 from .sql import SQL, Composable, Cursor, execute, ident, literal, render
 from .store import PARTIAL, Store
 
@@ -127,15 +129,14 @@ def _split_items(template: str) -> list[str]:
     return [item for item in items if item]
 
 
-def sealed_fields(layout: Layout) -> list[str]:
-    """The fields a seal hashes (format 3; formats 1 and 2 only the first
-    ``len(layout.column_names)``), in order, as archive columns name their source: an audit
-    table column by its name, a context row's column as ``c.<column>``
+def sealed_fields(layout: Layout, seal_format: int = FORMAT) -> list[str]:
+    """The fields a seal of ``seal_format`` hashes (by default the format new seals use:
+    every field any format hashes), in order, as archive columns name their source: an
+    audit table column by its name (``layout.sealed_columns(seal_format)``), then from
+    format 3 on a context row's column as ``c.<column>``
     (:data:`~partitioned_audit.sealing.CONTEXT_FIELDS`)."""
-    return [
-        *layout.column_names,
-        *(column if alias == "e" else f"{CONTEXT_ALIAS}.{column}" for alias, column in CONTEXT_FIELDS),
-    ]
+    context = [column if alias == "e" else f"{CONTEXT_ALIAS}.{column}" for alias, column in CONTEXT_FIELDS]
+    return [*layout.sealed_columns(seal_format), *(context if seal_format >= 3 else [])]
 
 
 def table_fields(layout: Layout) -> list[str]:
@@ -558,9 +559,6 @@ class _Checker:
         self.partition, self.columns, self.layout = partition, columns, layout
         self.sealed_through, self.late, self.locate, self.chunk = sealed_through, late, locate, chunk
         self.fields = sealed_fields(layout)
-        self.width = len(layout.column_names)
-        self.event_at = layout.column_names.index(layout.event_column)
-        self.txid_at = layout.column_names.index(layout.txid_column)
         self.problems: list[Problem] = []
         #: The chunks met, in order.
         self.seen: dict[tuple[int, int], _Chunk] = {}
@@ -573,27 +571,28 @@ class _Checker:
         self.count = 0
         self.where = ""
 
-    def _ints(self, batch: Any, arrays: list[Any], at: int) -> list[int | None]:
-        """The values of sealed field ``at`` (an integer column) as ints, from the batch's
+    def _ints(self, batch: Any, source: str) -> list[int | None]:
+        """The values of sealed field ``source`` (an integer column) as ints, from the batch's
         own column when it holds integers (it does in any archive this writes)."""
         import pyarrow as pa
 
-        name = next((c.name for c in self.columns if c.source == self.fields[at]), None)
+        name = next((c.name for c in self.columns if c.source == source), None)
         column = batch.column(name) if name is not None else None
         if column is not None and pa.types.is_integer(column.type):
             return column.to_pylist()  # type: ignore[no-any-return]
-        return [None if x is None else int(x) for x in arrays[at].to_pylist()]
+        (texts,) = text_arrays(batch, self.columns, [source])
+        return [None if x is None else int(x) for x in texts.to_pylist()]
 
     def batch(self, batch: Any, where: str) -> None:
         """Hash the sealed rows of ``batch``, read from ``where`` (named by any problem)."""
         self.where = where
-        width = self.width
-        arrays = text_arrays(batch, self.columns, self.fields[:width])
-        ids = self._ints(batch, arrays, self.event_at)
-        txids = self._ints(batch, arrays, self.txid_at) if self.late else []
+        ids = self._ints(batch, self.layout.event_column)
+        txids = self._ints(batch, self.layout.txid_column) if self.late else []
         through, late = self.sealed_through, self.late
-        # Each row's digest in format 2 (its fields) and 3 (and its context fields), made
-        # for the whole batch when a row of that format comes.
+        # Each row's line (format 1) or digest (later formats: its fields, then its context
+        # fields), made for the whole batch when a row of that format comes, from the fields
+        # that format hashes (an archive made before a format added a column has none of it,
+        # and only seals of earlier formats to check).
         digests: dict[int, list[bytes]] = {}
         lines: list[list[str | None]] | None = None
         for row, found in enumerate(ids):
@@ -626,12 +625,13 @@ class _Checker:
                 self.merged += 1
             seal_format = chunk.format
             if seal_format == 1:
-                lines = lines if lines is not None else row_texts(batch, self.columns, self.fields[:width])
-                self.hasher.update(row_piece(lines[row], width, seal_format))
+                if lines is None:
+                    lines = row_texts(batch, self.columns, sealed_fields(self.layout, 1))
+                self.hasher.update(row_line(lines[row]))
             else:
                 if seal_format not in digests:
-                    more = [] if seal_format == 2 else text_arrays(batch, self.columns, self.fields[width:])
-                    digests[seal_format] = row_digests([*arrays, *more])
+                    fields = sealed_fields(self.layout, seal_format)
+                    digests[seal_format] = row_digests(text_arrays(batch, self.columns, fields))
                 self.hasher.update(digests[seal_format][row])
             self.count += 1
 
@@ -1088,13 +1088,16 @@ def _others(
     )
     txid_at = layout.column_names.index(layout.txid_column)
     found: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
+    positions: dict[int, tuple[int, ...]] = {}
     for event_id, *texts in cursor.fetchall():
         if event_id > state.sealed or (texts[txid_at] is not None and int(texts[txid_at]) in state.late):
             continue
         at = state.chunk_of(event_id)
         if at is None:
             continue
-        piece = row_piece(texts, len(layout.column_names), at[0].format)
+        if at[0].format not in positions:
+            positions[at[0].format] = sealed_positions(layout, at[0].format)
+        piece = row_piece(texts, positions[at[0].format], at[0].format)
         found.setdefault((at[0].seal_id, at[1]), []).append((event_id, piece))
     return found
 
@@ -1425,7 +1428,10 @@ def restore(
                 f"the archive of {partition} does not match: {problems[0].detail} ({problems[0].file}); nothing restored"
             )
         layout = maintainer.layout
-        fields = table_fields(layout)
+        # (an archive made before a column was added has none of it: the rows get NULL, as
+        # rows stored without the column read it)
+        held = {c.source for c in manifest.columns}
+        fields = [name for name in table_fields(layout) if name in held]
         needed = {c.name for c in manifest.columns if c.source in {f for _, f in context_fields(layout)}}
 
         def chunks() -> Iterator[bytes]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import ConfigurationError
@@ -207,6 +207,11 @@ class Layout:
     transition_tables: dict[str, tuple[str, ...]]
     #: Whether the table carries the opt-in GIN index on the payload (simple layout).
     has_payload_gin: bool = False
+    #: Columns added after seals of format 2 were defined, with the seal format whose row
+    #: encoding first covers each (see :meth:`sealed_columns`): a seal of an earlier format
+    #: keeps hashing the columns it hashed when it was made, so it verifies over its rows
+    #: after the column is added, and a seal of that format on covers the new column.
+    sealed_from: dict[str, int] = field(default_factory=dict)
 
     @property
     def operations(self) -> tuple[str, ...]:
@@ -216,11 +221,18 @@ class Layout:
     def column_names(self) -> tuple[str, ...]:
         """The columns of ``columns``, in order, but the context reference: what a seal's
         row encoding (format 2) lists."""
-        return tuple(
-            name
-            for name in (line.split()[0] for line in self.columns.strip().splitlines())
-            if name != CONTEXT_ID_COLUMN
-        )
+        return tuple(name for name in self.table_columns if name != CONTEXT_ID_COLUMN)
+
+    def sealed_columns(self, seal_format: int) -> tuple[str, ...]:
+        """The columns of :attr:`column_names` a seal of ``seal_format`` hashes, in order:
+        all but those :attr:`sealed_from` gives a later format."""
+        return tuple(name for name in self.column_names if self.sealed_from.get(name, 1) <= seal_format)
+
+    @property
+    def table_columns(self) -> tuple[str, ...]:
+        """Every column of ``columns``, the context reference included: what an installed
+        table must have (an install without one is OUTDATED, and ``install`` adds it)."""
+        return tuple(line.split()[0] for line in self.columns.strip().splitlines())
 
     @property
     def sequence(self) -> str:
@@ -365,20 +377,22 @@ _SIMPLE_COLUMNS = """
     object_schema text,
     object_pk text,
     audit_context jsonb,
-    audit_context_id bigint
+    audit_context_id bigint,
+    session_user_name text
 """
 
 _SIMPLE_VIEW_COLUMNS = """
     a.audit_event_id AS id, a.object_table, a.object_payload, a.audit_entry_created,
     a.audit_entry_created_statement_timestamp, a.audit_txid_current, a.audit_operation,
-    a.object_schema, a.object_pk, {context}, a.audit_context_id, c.session_user_name
+    a.object_schema, a.object_pk, {context}, a.audit_context_id,
+    coalesce(c.session_user_name, a.session_user_name) AS session_user_name
 """
 
 _SIMPLE_CONTEXT_VIEW_COLUMNS = """
     a.audit_event_id AS id, a.object_table, a.object_payload, c.created AS audit_entry_created,
     a.audit_entry_created_statement_timestamp, c.txid AS audit_txid_current, a.audit_operation,
     a.object_schema, a.object_pk, c.context AS audit_context, c.context_id AS audit_context_id,
-    c.session_user_name
+    coalesce(c.session_user_name, a.session_user_name) AS session_user_name
 """
 
 _SIMPLE_KEYS_VIEW_COLUMNS = """
@@ -420,13 +434,16 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # lookup: a writer who sets it makes the capture look up (and find nothing, or its own
 # transaction's row), one who resets it makes a second context row for the same
 # transaction, login role and context; neither reaches another transaction's row.
-# The advanced layout writes the login role on every audit row too (1.0.4's
-# session_user_name column, covered by a seal's row digest) and makes a context row only
-# for a transaction that set a context: a write outside any context pays no context row.
-# The simple layout has no column for it, so its context row is also its only record of
-# who wrote, and every transaction makes one. The row's time is now(), the transaction's start, as the audit
-# rows' time: both tables are partitioned alike, so a context row lives and goes with
-# the partition of the audit rows pointing at it.
+# Both layouts write the login role on every audit row too (session_user_name: 1.0.4's
+# column in the advanced layout, added in 2.0 to the simple one; covered by a seal's row
+# digest, see Layout.sealed_from) and make a context row only for a transaction that set
+# a context: a write outside any context pays no context row, the largest piece of a
+# single-row write's cost (docs/performance.md). The views show the context row's login
+# role where a row has one (the same role), else the row's own: a simple row written
+# before the column has a context row, one written since outside any context has none.
+# The row's time is now(), the transaction's start, as the audit rows' time: both tables
+# are partitioned alike, so a context row lives and goes with the partition of the audit
+# rows pointing at it.
 
 SIMPLE = Layout(
     name="simple",
@@ -450,6 +467,7 @@ SIMPLE = Layout(
     row_capture="simple_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
     has_payload_gin=True,
+    sealed_from={"session_user_name": 4},
 )
 
 # ---------------------------------------------------------------------------------------

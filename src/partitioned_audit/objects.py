@@ -363,6 +363,8 @@ def layout_status(
         status = Status.MISSING
     elif (
         state.comment == layouts.table_comment(layout)
+        # (a column a later release added: install adds it, see upgrade104.ADDED_COLUMNS)
+        and all(name in state.column_types for name in layout.table_columns)
         and state.function_comment == f"{layouts.COMMENT_TAG} {_function_digest(cursor, layout, schema)}"
         and not function_problems(cursor, layout, schema)
         and not seal_trigger_problems(cursor, layout, schema)

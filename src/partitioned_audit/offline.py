@@ -25,7 +25,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .layouts import Layout, context_join
-from .sealing import CONTEXT_FIELDS, GENESIS, INLINE_BYTES, MIN_RETENTION, Finding, Verification, parse_head
+from .sealing import (
+    CONTEXT_FIELDS,
+    EXTRA_FORMATS,
+    GENESIS,
+    INLINE_BYTES,
+    MIN_RETENTION,
+    Finding,
+    Verification,
+    parse_head,
+)
 from .sql import SQL, Composable, Cursor, execute, ident, literal, quote_ident
 
 #: Rows fetched per round trip from the server-side cursor.
@@ -93,14 +102,27 @@ def row_digest(fields: Sequence[str | None]) -> bytes:
     return hashlib.sha256(b"".join(field_piece(f) for f in fields)).digest()
 
 
-def row_piece(values: Sequence[str | None], width: int, seal_format: int) -> bytes:
+def sealed_positions(layout: Layout, seal_format: int) -> tuple[int, ...]:
+    """Which of a row's field texts, as :func:`field_texts` selects them (the fields of
+    ``layout.column_names``, then those of ``CONTEXT_FIELDS``), a seal of ``seal_format``
+    hashes, in order: the fields of ``layout.sealed_columns(seal_format)`` (format 4 and
+    later: the columns ``layout.sealed_from`` added too), then from format 3 on the
+    context fields."""
+    covered = set(layout.sealed_columns(seal_format))
+    width = len(layout.column_names)
+    columns = [i for i, name in enumerate(layout.column_names) if name in covered]
+    context = range(width, width + len(CONTEXT_FIELDS)) if seal_format >= 3 else range(0)
+    return (*columns, *context)
+
+
+def row_piece(values: Sequence[str | None], positions: Sequence[int], seal_format: int) -> bytes:
     """What a row adds to its chunk's digest in ``seal_format``, given its field texts as
-    :func:`field_texts` selects them (its ``width`` fields of ``layout.column_names``, then
-    those of ``CONTEXT_FIELDS``): the line of its fields (format 1), the digest of its
-    fields (format 2), the digest of its fields and context fields (format 3)."""
+    :func:`field_texts` selects them and the ``positions`` of those the format hashes
+    (:func:`sealed_positions`): the line of those fields (format 1), else their digest."""
+    fields = [values[i] for i in positions]
     if seal_format == 1:
-        return row_line(values[:width])
-    return row_digest(values[:width] if seal_format == 2 else values)
+        return row_line(fields)
+    return row_digest(fields)
 
 
 def _number(value: int | None) -> str | None:
@@ -183,11 +205,11 @@ class Entry:
 
     @property
     def format(self) -> int | None:
-        """The entry's format: 1 without ``extra``, 2 or 3 when ``extra`` says so, else None."""
+        """The entry's format: 1 without ``extra``, 2 or later when ``extra`` says so, else None."""
         if self.extra is None:
             return 1
         value = None if self.document is None else self.document.get("format")
-        return int(value) if _is_number(value) and value in (2, 3) else None
+        return int(value) if _is_number(value) and value in EXTRA_FORMATS else None
 
     def ids(self, key: str) -> list[int] | None:
         """``extra -> key`` when it is a list of ids (at most 18 digits), else None."""
@@ -350,7 +372,7 @@ def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_
     """What an entry claims that it may not (``dpa_seal_entry_problem``), or None: ``seals``
     are the earlier counted seals covering ids, ``opens`` those still open, ``late_before``
     the rows the chunks of earlier seals it carries had."""
-    if entry.extra is not None and entry.format not in (2, 3):
+    if entry.extra is not None and entry.format not in EXTRA_FORMATS:
         return f"its format {entry.format_text or ''} is unknown"
     closes: list[int] = []
     if entry.kind == "seal" and entry.extra is not None:
@@ -662,9 +684,8 @@ def _recompute(
     count = 0
     parts: set[str] = set()
     tally: _Tally | None = None
-    width = len(layout.column_names)
+    positions: dict[int, tuple[int, ...]] = {}
     for event_id, partition, *values in _rows(cursor, layout, schema, sealed):
-        fields = values[:width]
         if event_id is None or event_id < 1:
             if event_id is not None:
                 low = event_id if low is None else min(low, event_id)
@@ -681,8 +702,10 @@ def _recompute(
             if tally is not None:
                 found[tally.key] = _done(tally)
             tally = _Tally(key, hashlib.sha256(), hashlib.sha256(), 0, 0, set())
-        late = fields[txid] is not None and int(fields[txid]) in skip
-        piece = row_piece(values, width, seal.format)
+        late = values[txid] is not None and int(values[txid]) in skip
+        if seal.format not in positions:
+            positions[seal.format] = sealed_positions(layout, seal.format)
+        piece = row_piece(values, positions[seal.format], seal.format)
         tally.hasher.update(piece)
         if seal.format != 1 and not late:
             tally.settled.update(piece)

@@ -56,10 +56,13 @@ DEFAULT_CHUNK_SIZE = 1_000
 DEFAULT_WAIT_MS = 2_000
 #: The digest the first seal chains from.
 GENESIS = "00" * 32
-#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of formats 1 and
-#: 2, made before it, keep verifying with theirs. Format 3 adds to each row's fields the
-#: context reference and what the context row it points at holds (:data:`CONTEXT_FIELDS`).
-FORMAT = 3
+#: The canonical encoding new seals use (docs/tamper-evidence.md); seals of earlier
+#: formats, made before it, keep verifying with theirs. Format 3 adds to each row's fields
+#: the context reference and what the context row it points at holds (:data:`CONTEXT_FIELDS`);
+#: format 4 the columns ``Layout.sealed_from`` gives it (the simple layout's login role).
+FORMAT = 4
+#: The formats of a seal entry's ``extra`` (format 1 has none).
+EXTRA_FORMATS = tuple(range(2, FORMAT + 1))
 #: What format 3 appends to a row's fields, in order: the row's ``audit_context_id``, then
 #: the login role and the context of the context row it points at (NULL where none).
 CONTEXT_FIELDS = (("e", CONTEXT_ID_COLUMN), ("c", "session_user_name"), ("c", "context"))
@@ -113,12 +116,14 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
         ),
-        "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
+        # (format 1's line: the columns it hashed, not those a later format added)
+        "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.sealed_columns(1)),
         "row_digest": _row_digest(layout),
         "context_join": context_join(layout, schema, "e"),
         "field_bytes": _field_bytes(layout),
         "txid": ident(layout.txid_column),
         "format": literal(FORMAT),
+        "extra_formats": SQL(", ").join(SQL("{}::jsonb").format(literal(str(f))) for f in EXTRA_FORMATS),
         "max_chunk": literal(MAX_CHUNK_SIZE),
         "min_retention": SQL("interval {}").format(literal(MIN_RETENTION)),
         "full_xid": SQL(_FULL_XID),
@@ -152,11 +157,22 @@ def _piece(name: str) -> Composable:
 
 
 def _row_digest(layout: Layout) -> Composable:
-    """A row's digest (formats 2 and 3): SHA-256 over its fields' pieces in column order
-    (see :func:`_piece`), from the UTF-8 bytes ``b.f<i>`` of their output text (see
-    :func:`_field_bytes`); format 3 goes on with the pieces of :data:`CONTEXT_FIELDS`
-    (``b.g<i>``). One hash a row, and a bounded one, whatever the row holds."""
-    fields = SQL(" || ").join(_piece(f"f{i}") for i, _ in enumerate(layout.column_names))
+    """A row's digest (formats 2 and later): SHA-256 over the pieces of the fields of
+    ``layout.sealed_columns(format)`` in column order (see :func:`_piece`), from the UTF-8
+    bytes ``b.f<i>`` of their output text (see :func:`_field_bytes`); format 3 and later go
+    on with the pieces of :data:`CONTEXT_FIELDS` (``b.g<i>``). A column that a later format
+    added (``layout.sealed_from``) adds nothing to the digest of an earlier one. One hash a
+    row, and a bounded one, whatever the row holds."""
+    pieces = []
+    for i, name in enumerate(layout.column_names):
+        since = layout.sealed_from.get(name, 1)
+        piece = _piece(f"f{i}")
+        if since > 2:
+            piece = SQL("CASE WHEN formats[w.i] >= {} THEN {} ELSE ''::bytea END").format(
+                literal(since), piece
+            )
+        pieces.append(piece)
+    fields = SQL(" || ").join(pieces)
     context = SQL(" || ").join(_piece(f"g{i}") for i, _ in enumerate(CONTEXT_FIELDS))
     return SQL("sha256({} || CASE WHEN formats[w.i] >= 3 THEN {} ELSE ''::bytea END)").format(fields, context)
 

@@ -219,13 +219,18 @@ def add_columns(layout: Layout, schema: str) -> Composable:
     return SQL("ALTER TABLE {} ").format(ident(schema, layout.table)) + SQL(", ").join(parts)
 
 
-#: Columns 2.0 added to each layout, for tables created by 1.0.4 (name, type).
+#: Columns 2.0 added to each layout (name, type), for tables created by 1.0.4 or by an
+#: earlier 2.0 install: each is nullable with no default, so ADD COLUMN changes the catalog
+#: only, on the parent and every partition at once (PostgreSQL rewrites no row: a row
+#: stored without the column reads it as NULL). The simple layout's login role
+#: (session_user_name) came after the others: an install made before it gains it so.
 ADDED_COLUMNS: dict[str, tuple[tuple[str, str], ...]] = {
     "simple": (
         ("object_schema", "text"),
         ("object_pk", "text"),
         ("audit_context", "jsonb"),
         (CONTEXT_ID_COLUMN, "bigint"),
+        ("session_user_name", "text"),
     ),
     "advanced": (
         ("object_pk", "text"),

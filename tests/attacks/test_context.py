@@ -48,6 +48,47 @@ def test_a_context_naming_another_user_still_shows_the_real_login_role(two_roles
     assert view_rows(setup, setup.owner)[0][:2] == (None, setup.app)
 
 
+def test_a_write_outside_any_context_records_the_real_login_role_on_the_audit_row(two_roles: TwoRoles):
+    """F10 outside any context: no context row is made, and the audit row's own
+    ``session_user_name``, written by the capture from ``session_user``, is the role that
+    logged in, whatever role the writer SET ROLE to (for the transaction or the session).
+    SET SESSION AUTHORIZATION, which would change ``session_user``, is refused to a role
+    that is no superuser, and the column cannot be written around the capture."""
+    setup = two_roles
+    layout = setup.layout
+    other = f"{setup.app}_other"
+    setup.run(
+        None,
+        f'CREATE ROLE "{other}"',
+        f'GRANT "{other}" TO "{setup.app}"',
+        f'GRANT SELECT, INSERT, UPDATE, DELETE ON invoice TO "{other}"',
+    )
+    setup.run(setup.app, f'SET LOCAL ROLE "{other}"', "INSERT INTO invoice VALUES (2, 20)")
+    setup.run(setup.app, f'SET ROLE "{other}"', "UPDATE invoice SET amount = 21 WHERE id = 2")
+    setup.run(setup.app, f'SET SESSION ROLE "{other}"', "DELETE FROM invoice WHERE id = 2")
+    conn = setup.session(setup.app)
+    try:
+        for role in (setup.owner, other):
+            assert "permission denied to set session authorization" in refused(
+                conn, f'SET SESSION AUTHORIZATION "{role}"'
+            )
+        for statement in (
+            f"UPDATE {layout.table} SET session_user_name = 'admin'",  # noqa: S608
+            f"INSERT INTO {layout.table} (session_user_name) VALUES ('admin')",  # noqa: S608
+        ):
+            assert "permission denied" in refused(conn, statement)
+    finally:
+        conn.close()
+    rows = setup.run(
+        setup.owner,
+        f"SELECT session_user_name, audit_context_id FROM {layout.table} ORDER BY {layout.event_column}",  # noqa: S608
+    )
+    # (the set-up's own first write, then these three)
+    assert rows == [(setup.app, None)] * 4
+    assert setup.run(setup.owner, f"SELECT count(*) FROM {layout.context_table}") == [(0,)]  # noqa: S608
+    assert view_rows(setup, setup.owner) == [(None, setup.app, None)] * 4
+
+
 def test_the_app_role_cannot_write_or_read_the_context_table(two_roles: TwoRoles):
     setup = two_roles
     layout = setup.layout

@@ -18,7 +18,7 @@ DECLARE
     _closes bigint[] := '{{}}';
 BEGIN
     IF extra IS NOT NULL AND (jsonb_typeof(extra) <> 'object'
-                              OR NOT coalesce((extra -> 'format') IN ('2'::jsonb, '3'::jsonb), false)) THEN
+                              OR NOT coalesce((extra -> 'format') IN ({extra_formats}), false)) THEN
         RETURN format('its format %s is unknown', CASE WHEN jsonb_typeof(extra) = 'object' THEN extra -> 'format' END);
     END IF;
     IF kind = 'seal' AND extra IS NOT NULL THEN

@@ -1,8 +1,8 @@
 -- The simple layout's statement-level capture: AFTER INSERT, UPDATE, DELETE or TRUNCATE ...
 -- FOR EACH STATEMENT, with transition tables (dpa_new, dpa_old). One call and one
 -- INSERT ... SELECT per statement: the row after the change (before it, for a DELETE), one
--- audit row per row, each pointing at the transaction's context row (_CONTEXT_NOTE in
--- layouts.py). Every name is schema-qualified (_QUALIFIED_NOTE); plpgsql wants a transition
+-- audit row per row, each holding the login role and, inside a context, pointing at the
+-- transaction's context row (_CONTEXT_NOTE in layouts.py). Every name is schema-qualified (_QUALIFIED_NOTE); plpgsql wants a transition
 -- table's name written out, so each branch has its own INSERT.
 --
 -- OFFSET 0 keeps the planner from flattening a subquery, which would run to_jsonb() once
@@ -37,22 +37,26 @@ DECLARE
     _op pg_catalog.text := pg_catalog.left(TG_OP, 1);
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
+    _user pg_catalog.text := session_user::pg_catalog.text;
     _actor bigint;
     -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
     _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
 BEGIN
-    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
-    -- transaction has made one (the setting {context_made} then holds its id), made when
-    -- missing. A single-statement transaction, the commonest, skips the lookup.
-    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py), where a context is set:
+    -- looked up only once this transaction has made one (the setting {context_made} then
+    -- holds its id), made when missing. A single-statement transaction, the commonest,
+    -- skips the lookup. The login role goes on the audit row itself (session_user_name),
+    -- so a write outside any context makes no context row.
+    IF _context IS NOT NULL
+       AND pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
         _actor := (SELECT c.context_id FROM {contexts} AS c
                     WHERE c.txid OPERATOR(pg_catalog.=) _txid
                       AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
                       AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                      AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                      AND c.context OPERATOR(pg_catalog.=) _context  -- never NULL here
                     LIMIT 1);
     END IF;
-    IF _actor IS NULL THEN
+    IF _actor IS NULL AND _context IS NOT NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
@@ -60,16 +64,16 @@ BEGIN
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
+                             audit_txid_current, audit_operation, audit_context_id, session_user_name)
         SELECT _table, _schema,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
+               _txid, _op, _actor, _user
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM dpa_old AS t OFFSET 0) AS r;
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'TRUNCATE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
-        SELECT _table, _schema, NULL, NULL, _txid, _op, _actor
+                             audit_txid_current, audit_operation, audit_context_id, session_user_name)
+        SELECT _table, _schema, NULL, NULL, _txid, _op, _actor, _user
          WHERE TG_ARGV[6] IS NULL OR NOT EXISTS (
                -- TRUNCATE of the parent also fires its partitions' triggers: record it once.
                SELECT FROM {table} a
@@ -80,11 +84,11 @@ BEGIN
                   AND a.audit_entry_created_statement_timestamp OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
     ELSIF TG_OP OPERATOR(pg_catalog.=) 'UPDATE' AND _skip_unchanged THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
+                             audit_txid_current, audit_operation, audit_context_id, session_user_name)
         SELECT _table, _schema,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
+               _txid, _op, _actor, _user
           FROM (SELECT c.j
                   FROM (SELECT n.j
                           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j, pg_catalog.row_number() OVER () AS n
@@ -96,11 +100,11 @@ BEGIN
                         OFFSET 0) AS c) AS r;
     ELSE
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                             audit_txid_current, audit_operation, audit_context_id)
+                             audit_txid_current, audit_operation, audit_context_id, session_user_name)
         SELECT _table, _schema,
                coalesce(r.j OPERATOR(pg_catalog.->>) _pk1, {pk_text}(r.j, _pk)),
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
-               _txid, _op, _actor
+               _txid, _op, _actor, _user
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM dpa_new AS t OFFSET 0) AS r;
     END IF;
     RETURN NULL;

@@ -22,27 +22,31 @@ DECLARE
     _context pg_catalog.jsonb := {context};
     _actor bigint;
 BEGIN
-    -- The transaction's context row (_CONTEXT_NOTE in layouts.py): looked up only once this
-    -- transaction has made one (the setting {context_made} then holds its id), made when
-    -- missing. A single-statement transaction, the commonest, skips the lookup.
-    IF pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
+    -- The transaction's context row (_CONTEXT_NOTE in layouts.py), where a context is set:
+    -- looked up only once this transaction has made one (the setting {context_made} then
+    -- holds its id), made when missing. A single-statement transaction, the commonest,
+    -- skips the lookup. The login role goes on the audit row itself (session_user_name),
+    -- so a write outside any context makes no context row.
+    IF _context IS NOT NULL
+       AND pg_catalog.current_setting({context_made}, true) OPERATOR(pg_catalog.=) _txid::pg_catalog.text THEN
         _actor := (SELECT c.context_id FROM {contexts} AS c
                     WHERE c.txid OPERATOR(pg_catalog.=) _txid
                       AND c.created OPERATOR(pg_catalog.=) pg_catalog.now()
                       AND c.session_user_name OPERATOR(pg_catalog.=) session_user::pg_catalog.text
-                      AND (c.context OPERATOR(pg_catalog.=) _context OR (c.context IS NULL AND _context IS NULL))
+                      AND c.context OPERATOR(pg_catalog.=) _context  -- never NULL here
                     LIMIT 1);
     END IF;
-    IF _actor IS NULL THEN
+    IF _actor IS NULL AND _context IS NOT NULL THEN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
         PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
-                         audit_txid_current, audit_operation, audit_context_id)
+                         audit_txid_current, audit_operation, audit_context_id, session_user_name)
     VALUES (coalesce(TG_ARGV[6], TG_TABLE_NAME), coalesce(TG_ARGV[5], TG_TABLE_SCHEMA),
-            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), _txid, 'U', _actor);
+            {pk_text}(_old, _pk), {redact}(_new, _excluded, _masked), _txid, 'U', _actor,
+            session_user::pg_catalog.text);
     RETURN NULL;
 END
 $fn$;
