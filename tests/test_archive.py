@@ -468,7 +468,7 @@ def backdate(t: Trail, txids: list[int], when: str) -> None:
 def context_trail(request: pytest.FixtureRequest) -> Iterator[tuple[Trail, str]]:
     """January 2001 holds three transactions: two by the login role ``clerk`` (one inside
     an audit context, one outside any), one by the owner inside another context; a fourth,
-    by ``clerk`` in a context, is newer. Everything is sealed in format 3."""
+    by ``clerk`` in a context, is newer. Everything is sealed in the format new seals use."""
     clerk = f"dpa_clerk_{uuid.uuid4().hex[:8]}"
     admin = connect("postgres", autocommit=True)
     execute(admin.cursor(), SQL("CREATE ROLE {} LOGIN").format(ident(clerk)))
@@ -536,10 +536,9 @@ def test_the_context_and_login_role_are_archived_checked_and_restored(context_tr
     t, clerk = context_trail
     before, contexts = shown(t), context_rows(t)
     (owner,) = t.run("SELECT session_user::text")[0]
-    # What the fixture meant to write: a context row per transaction in a context, and in
-    # the simple layout one for the write outside any (the advanced layout keeps that
-    # login role on its audit rows); the view showing them.
-    assert len(contexts) == (3 if t.layout.name == "simple" else 2)
+    # What the fixture meant to write: a context row per transaction in a context, none for
+    # the write outside any (its login role is on its audit rows); the view showing them.
+    assert len(contexts) == 2
     assert {(json.dumps(c, sort_keys=True) if c else None, who) for _, c, who in before} == {
         ('{"user_id": 7, "via": "import"}', clerk),
         (None, clerk),
@@ -555,7 +554,7 @@ def test_the_context_and_login_role_are_archived_checked_and_restored(context_tr
     # The archive holds every field the seals hash, the context row's among them.
     manifest = json.loads(store.read_bytes(store.path(t.old.partition, "manifest.json")))
     assert set(archive.sealed_fields(t.layout)) <= {c["stores"] for c in manifest["columns"]}
-    assert {int(c["format"]) for c in manifest["seals"]["chunks"]} == {3}
+    assert {int(c["format"]) for c in manifest["seals"]["chunks"]} == {sealing.FORMAT}
     archive.restore(t.m, store, t.old.partition)
     assert context_rows(t) == contexts
     assert shown(t) == before
@@ -580,7 +579,7 @@ def test_a_changed_context_in_the_archive_differs_from_its_seal(context_trail, t
 @pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
 def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_restored(layout, tmp_path):
     """Seal 1 in format 1 and seal 2 in format 2 (made by earlier versions: written here by
-    hand, as the documented encoding says), seal 3 in format 3, all over January's rows."""
+    hand, as the documented encoding says), seal 3 in the format new seals use, all over January's rows."""
     with scratch_database(background=True) as dbname:
         t = Trail(dbname, layout)
         old = PartitionInfo.create(layout.table, *JAN)
@@ -637,7 +636,7 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
         assert sorted({(c["seal_id"], c["format"]) for c in manifest["seals"]["chunks"]}) == [
             (1, 1),
             (2, 2),
-            (3, 3),
+            (3, sealing.FORMAT),
         ]
         assert archive.verify_archive(t.m, store)[0] == []
         archive.restore(t.m, store, old.partition)

@@ -320,6 +320,13 @@ def upgrade_without_rewrite(conn: Any, legacy: str, layout: Any) -> None:
     cur.execute("COMMIT")
     assert rows(cur, files)[: len(before)] == before
     assert objects.backfill_pending(cur, layout)
+    # It has every column of the layout, the simple layout's login role among them.
+    columns = rows(
+        cur,
+        "SELECT attname::text FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+        [layout.table],
+    )
+    assert set(layout.table_columns) <= {name for (name,) in columns}
 
 
 def partition_scans(cur: Any, partitions: list[str]) -> dict[str, int]:

@@ -145,6 +145,33 @@ def test_migrate_re_enables_a_disabled_capture_trigger(tmp_path, dbname):
     assert sql(dbname, state) == installed
 
 
+def test_migrate_gives_an_earlier_simple_install_its_login_role_column(tmp_path, dbname):
+    """An install made before the simple layout kept the login role on its audit rows has
+    no ``session_user_name`` column (nor views reading it): migrate adds the column, in
+    place, and the captures write it from then on, with no context row outside a context."""
+    assert_ok(manage(tmp_path, dbname, "base", "migrate", "-v0"))
+    files = "SELECT relname, relfilenode FROM pg_class WHERE relname LIKE 'audit_simple%' AND relkind = 'r' ORDER BY 1"
+    sql(
+        dbname,
+        "SELECT set_config('partitioned_audit.maintenance', 'on', false)",
+        "DROP FUNCTION audit_simple_object_entries(text, text, text)",
+        "DROP VIEW audit_simple_keys_view, audit_simple_context_view, audit_simple_view",
+        "ALTER TABLE audit_simple DROP COLUMN session_user_name",
+    )
+    before = sql(dbname, files)
+    result = manage(tmp_path, dbname, "base", "check", "--database", "default")
+    assert result.returncode == 1 and "partitioned_audit.E024" in result.stderr
+    assert_ok(manage(tmp_path, dbname, "base", "migrate", "-v0"))
+    assert_ok(manage(tmp_path, dbname, "base", "check", "--database", "default"))
+    assert sql(dbname, files) == before  # the column was added without rewriting a partition
+
+    sql(dbname, "INSERT INTO shop_customer (id, name, password) VALUES (gen_random_uuid(), 'c', '')")
+    (login,) = sql(dbname, "SELECT session_user::text")[0]
+    assert sql(dbname, "SELECT session_user_name, audit_context_id FROM audit_simple") == [(login, None)]
+    assert sql(dbname, "SELECT session_user_name FROM audit_simple_view") == [(login,)]
+    assert sql(dbname, "SELECT count(*) FROM audit_simple_context") == [(0,)]
+
+
 def test_registration_errors_still_stop_migrate(tmp_path, dbname):
     """What migrate cannot repair (a model name that does not exist) still stops it."""
     OVERLAYS["typo"] = OVERLAYS["customer_only"].replace('("Customer",)', '("Customer", "Ordr")')
