@@ -646,6 +646,76 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
         t.conn.close()
 
 
+def test_an_archive_made_before_the_simple_login_role_column_is_checked_and_restored(tmp_path):
+    """An archive of rows sealed in format 3, made before the simple layout's
+    ``session_user_name`` column, holds no field of it: its chunks are checked from the
+    fields format 3 hashes, and restore brings its rows back with the column NULL, as the
+    rows read it before they were archived."""
+    import hashlib
+
+    with scratch_database(background=True) as dbname:
+        t = Trail(dbname, SIMPLE)
+        old = PartitionInfo.create(SIMPLE.table, *JAN)
+        t.m.create([old])
+        t.write(1, 30)
+        t.tamper(
+            SQL("UPDATE {} SET audit_entry_created = '2001-01-10', session_user_name = NULL").format(t.table)
+        )
+        # Seal 1 in format 3, as the version before the column made it.
+        rows = field_texts(t, 3)
+        ids = sorted(rows)
+        where = f"{t.schema}.{old.partition}"
+        groups: dict[int, list[list[str | None]]] = {}
+        for i in ids:
+            groups.setdefault((i - 1) // 10, []).append(rows[i])
+        chunks = [[1, k, len(g), chunk_digest(3, g), where] for k, g in sorted(groups.items())]
+        extra = t.run("""SELECT '{"format": 3, "pending": [], "closes": []}'::jsonb::text""")[0][0]
+        sealed_at = t.run("SELECT now()::text")[0][0]
+        header = ["1", "seal", sealed_at, "1", str(ids[-1]), str(len(ids)), "10", None]
+        digest = link(bytes(32), header, chunks, extra)
+        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
+        t.run(
+            SQL(
+                "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 10, NULL, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
+            ).format(ident(t.schema, SIMPLE.seal_table)),
+            [
+                sealed_at,
+                ids[-1],
+                len(ids),
+                *(list(c) for c in zip(*chunks, strict=True)),
+                bytes(32),
+                digest,
+                extra,
+            ],
+        )
+        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
+        assert t.verify(expect=digest.hex()).ok
+        store = open_store(f"file://{tmp_path}")
+        before = rows_of(t, old.partition)
+        (done,) = archive.archive(t.m, store, 30, drop=True, now=NOW)
+        assert done.dropped
+        # What the archiver wrote before the column: no column storing it.
+        path = store.path(old.partition, "data.parquet")
+        table = pq.read_table(store.fs.open_input_file(path)).drop_columns(["dpa_stored_session_user_name"])
+        sink = io.BytesIO()
+        pq.write_table(table, sink, compression="zstd")
+        store.write_bytes(path, sink.getvalue())
+        manifest_path = store.path(old.partition, "manifest.json")
+        manifest = json.loads(store.read_bytes(manifest_path))
+        manifest["columns"] = [c for c in manifest["columns"] if c["stores"] != "session_user_name"]
+        (data,) = manifest["files"]
+        data.update(bytes=len(sink.getvalue()), sha256=hashlib.sha256(sink.getvalue()).hexdigest())
+        store.write_bytes(manifest_path, (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
+        assert {int(c["format"]) for c in manifest["seals"]["chunks"]} == {3}
+
+        assert archive.verify_archive(t.m, store)[0] == []
+        archive.restore(t.m, store, old.partition)
+        assert rows_of(t, old.partition) == before
+        result = t.verify(expect=digest.hex())
+        assert result.ok, [p.describe() for p in result.problems]
+        t.conn.close()
+
+
 def test_a_partition_changed_after_its_archive_is_not_dropped_nor_its_context_rows(context_trail, tmp_path):
     t, clerk = context_trail
     store = open_store(f"file://{tmp_path}")

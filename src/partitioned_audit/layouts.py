@@ -220,7 +220,7 @@ class Layout:
     @property
     def column_names(self) -> tuple[str, ...]:
         """The columns of ``columns``, in order, but the context reference: what a seal's
-        row encoding (format 2) lists."""
+        row encoding lists (those of :meth:`sealed_columns` for a given format)."""
         return tuple(name for name in self.table_columns if name != CONTEXT_ID_COLUMN)
 
     def sealed_columns(self, seal_format: int) -> tuple[str, ...]:

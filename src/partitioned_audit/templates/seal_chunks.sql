@@ -6,8 +6,9 @@
 -- from the UTF-8 bytes {field_bytes} makes: _row_digest() and _field_bytes() in sealing.py),
 -- so a chunk needs 32 bytes a row whatever the rows hold. settled is the digest (and
 -- settled_rows the count) without the rows of transactions skip: what a seal saw when they
--- were still open. {columns}, {row_digest}, {field_bytes} and {context_join} are made from
--- the layout's columns.
+-- were still open. {columns} (format 1's), {row_digest}, {field_bytes} and {context_join}
+-- are made from the layout's columns (a column added since a format adds nothing to the
+-- rows of that format's seals: Layout.sealed_from).
 -- Like every sealing function that turns rows or seals into text, it fixes the settings
 -- that text depends on (search_path, TimeZone, DateStyle, IntervalStyle, extra_float_digits).
 -- The DROP removes the signature it had before formats and skip.
