@@ -53,11 +53,12 @@ def test_second_sync_only_reads(db):
     statements = [q["sql"].lstrip().split()[0].upper() for q in ctx.captured_queries]
     assert set(statements) <= {"SELECT", "WITH", "SAVEPOINT", "RELEASE"}, statements
     # migrations table exists?, migration applied?, layout status, deployed functions, the seal
-    # table's triggers, the read views, the object function, existing tables, triggers,
+    # table's triggers, the read views, the object function, the context partitions' storage
+    # setting, existing tables, triggers,
     # partitions of the audited tables, owners of their types, their virtual columns, the
     # guard (for the triggers' arguments), a 1.0.4 backfill pending?, indexes an upgrade left
     # to build?, superuser and event-trigger guard
-    assert statements.count("SELECT") + statements.count("WITH") == 16
+    assert statements.count("SELECT") + statements.count("WITH") == 17
 
 
 def test_migrate_twice_reports_nothing_to_do(db):

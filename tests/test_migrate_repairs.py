@@ -179,3 +179,32 @@ def test_registration_errors_still_stop_migrate(tmp_path, dbname):
     assert result.returncode == 1
     assert "Ordr" in result.stderr
     assert sql(dbname, "SELECT count(*) FROM pg_tables WHERE tablename = 'audit_simple'") == [(0,)]
+
+
+def test_migrate_gives_context_partitions_made_before_it_their_storage_setting(tmp_path, dbname):
+    """Context partitions without ``parallel_workers = 0`` (made by a version before it) are
+    reported as W025, and ``migrate`` sets it on every one."""
+    without = (
+        "SELECT c.relname::text FROM pg_partition_tree('audit_simple_context') t"
+        " JOIN pg_class c ON c.oid = t.relid"
+        " WHERE t.isleaf AND NOT coalesce('parallel_workers=0' = ANY (c.reloptions), false) ORDER BY 1"
+    )
+    assert_ok(manage(tmp_path, dbname, "base", "migrate", "-v0"))
+    assert sql(dbname, without) == []
+    partitions = sql(
+        dbname, "SELECT relid::text FROM pg_partition_tree('audit_simple_context') WHERE isleaf ORDER BY 1"
+    )
+    assert len(partitions) >= 2  # the DEFAULT and this month's at least
+    sql(
+        dbname,
+        "SELECT set_config('partitioned_audit.maintenance', 'on', false)",
+        *(f"ALTER TABLE {name} RESET (parallel_workers)" for (name,) in partitions),
+    )
+    assert sql(dbname, without) == partitions
+    warned = manage(tmp_path, dbname, "base", "check", "--database", "default")
+    assert "partitioned_audit.W025" in warned.stderr + warned.stdout
+    assert ", ".join(name for (name,) in partitions) in warned.stderr + warned.stdout
+    assert_ok(manage(tmp_path, dbname, "base", "migrate", "-v0"))
+    checked = manage(tmp_path, dbname, "base", "check", "--database", "default")
+    assert checked.returncode == 0 and "W025" not in checked.stderr + checked.stdout
+    assert sql(dbname, without) == []

@@ -518,10 +518,18 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 # Keyset links: older than this page's last entry, where the numbered pages
                 # end; back to the newest entries, once the list starts below them.
                 self.older_url = self.newest_url = None
+                # The cursor is the last entry of a page in the list's own order; sorted by a
+                # column (?o=), the entries after that one in the sort are not the older
+                # ones, so the numbered pages are all there is.
+                # (Django may repeat the primary key at the end, to make the order total.)
+                ordering = list(dict.fromkeys(self.get_ordering(request, self.root_queryset.order_by())))
+                own_order = ordering == list(model_admin.get_ordering(request))
                 last_page = self.page_num >= paginator.num_pages
                 beyond = paginator.estimated or paginator.count > paginator.num_pages * paginator.per_page
                 short = len(self.result_list) < self.list_per_page  # an estimate may promise more pages
-                if self.scan_floor is not None and (last_page or short):
+                if not own_order:
+                    pass
+                elif self.scan_floor is not None and (last_page or short):
                     # On to the next window; but after a full page, from its last entry: the
                     # window's count is the planner's, which may be short of its entries.
                     cursor = self.scan_floor if short else list(self.result_list)[-1].pk

@@ -175,7 +175,8 @@ def check_read_views(
     app_configs: Any = None, databases: Any = None, **kwargs: Any
 ) -> list[checks.CheckMessage]:
     """E024: a read view of the audit table is missing, was replaced, or lost the trigger
-    refusing writes (database check).
+    refusing writes; W025: partitions of the context table lack the setting that keeps
+    context searches from parallel workers (database check).
 
     The admin reads the read and keys views, ``filter_context()`` the context view: the one
     named fails until ``migrate`` creates it again. Silent while ``migrate`` runs, which
@@ -205,6 +206,18 @@ def check_read_views(
                         hint="Run `python manage.py migrate`, which creates the read views again "
                         "and keeps the roles granted SELECT on them.",
                         id="partitioned_audit.E024",
+                    )
+                )
+            serial = objects.context_storage_problems(cursor, layout, schema)
+            if serial:
+                errors.append(
+                    checks.Warning(
+                        f"Database {using!r}: partition(s) {', '.join(serial)} of the context table "
+                        "lack parallel_workers = 0 (made by an earlier version); searches by context "
+                        "may start parallel workers over them and take many times longer.",
+                        hint="Run `python manage.py migrate`, which sets it on every context partition "
+                        "without blocking audited writes; see docs/context.md.",
+                        id="partitioned_audit.W025",
                     )
                 )
     return errors

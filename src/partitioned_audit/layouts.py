@@ -725,9 +725,43 @@ def context_key(key: str) -> Composable:
 CONTEXT_TIME_COLUMN = "created"
 
 
+#: The storage parameters of every partition of the context table. A context search reads
+#: a few rows from each partition (a GIN or B-tree probe, a fraction of a millisecond), yet
+#: over a large trail the planner, summing the partitions' costs, starts a Gather of
+#: parallel workers over them: at 10 M rows one request's entries took 17.6 ms of execution
+#: with the default two workers against 0.98 ms without (docs/performance.md). A read API
+#: returning a lazy queryset cannot SET anything for the caller's read, so the partitions
+#: themselves say it: with ``parallel_workers = 0`` the planner makes no partial path for
+#: them, and with none on any partition it has nothing to gather. The partitioned parent
+#: cannot carry the parameter (PostgreSQL refuses it on a partitioned table); it needs none.
+CONTEXT_STORAGE = "parallel_workers = 0"
+#: :data:`CONTEXT_STORAGE` as ``pg_class.reloptions`` shows it.
+CONTEXT_RELOPTIONS = ("parallel_workers=0",)
+
+
+def context_storage() -> Composable:
+    """The ``WITH (...)`` clause of a context partition (see :data:`CONTEXT_STORAGE`)."""
+    return SQL("WITH (" + CONTEXT_STORAGE + ")")
+
+
+def set_context_storage(schema: str, partition: str) -> Composable:
+    """Give an existing context partition :data:`CONTEXT_STORAGE`.
+
+    ``ALTER TABLE ... SET (parallel_workers = ...)`` takes a SHARE UPDATE EXCLUSIVE lock on
+    the partition alone: it conflicts with VACUUM, ANALYZE, index builds and other DDL, not
+    with the ROW EXCLUSIVE lock of the capture's INSERT nor the ACCESS SHARE of a read, so
+    writers and readers go on while it waits and while it runs (it only rewrites the
+    catalog row; the partition's data is not touched). Cached plans of the partition are
+    replanned once, with the new setting.
+    """
+    return SQL("ALTER TABLE {} SET (" + CONTEXT_STORAGE + ")").format(ident(schema, partition))
+
+
 def create_context_default(layout: Layout, schema: str) -> Composable:
-    return SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT").format(
-        ident(schema, layout.context_default_partition), ident(schema, layout.context_table)
+    return SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} DEFAULT {}").format(
+        ident(schema, layout.context_default_partition),
+        ident(schema, layout.context_table),
+        context_storage(),
     )
 
 
@@ -739,8 +773,8 @@ def create_context_partition(
     table: its DEFAULT partition is then empty, so nothing needs to move."""
     table = ident(schema, layout.context_partition(partition))
     return [
-        SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({})").format(
-            table, ident(schema, layout.context_table), literal(lower), literal(upper)
+        SQL("CREATE TABLE IF NOT EXISTS {} PARTITION OF {} FOR VALUES FROM ({}) TO ({}) {}").format(
+            table, ident(schema, layout.context_table), literal(lower), literal(upper), context_storage()
         ),
         SQL("COMMENT ON TABLE {} IS {}").format(table, literal(PARTITION_COMMENT)),
     ]
@@ -905,6 +939,21 @@ def view_select_list(layout: Layout, schema: str, legacy: bool = False) -> Compo
     )
 
 
+#: A condition that is always true and makes a query reading it plan without parallel
+#: workers: ``current_schema()`` is PARALLEL UNSAFE, and PostgreSQL decides whether a
+#: query may use workers at all from the functions it names, before it simplifies the
+#: condition away (``x OR true`` is ``true``: nothing is evaluated when it runs). The
+#: context view holds it. Its searches read a few rows from each context partition, yet
+#: over a large trail the planner, summing the partitions' costs, starts workers for them
+#: (17.6 ms of execution against 0.98 ms without, one request at 10 M rows, see
+#: docs/performance.md). The partitions' ``parallel_workers = 0`` (:data:`CONTEXT_STORAGE`)
+#: keeps each of them from a parallel scan, but not the planner from handing whole
+#: partitions to workers (a Parallel Append), which only the partitioned parent's setting
+#: would forbid, and PostgreSQL refuses it there; ``filter_context()`` returns a lazy
+#: queryset, so it cannot SET anything for the caller's read.
+SERIAL_ONLY = "(pg_catalog.current_schema() IS NULL OR true)"
+
+
 def view_definitions(layout: Layout, schema: str, legacy: bool = False) -> dict[str, Composable]:
     """The ``CREATE VIEW`` statement of each read view, by name.
 
@@ -926,7 +975,8 @@ def view_definitions(layout: Layout, schema: str, legacy: bool = False) -> dict[
       join: it would estimate that join at one row (its three equalities multiplied as if
       independent) and sort all of a user's rows instead of walking the index.
       ``filter_context()`` reads it. With ``legacy`` it is the read view's rows, as
-      before the context table.
+      before the context table. It is read without parallel workers (see
+      :data:`SERIAL_ONLY`).
     - The keys view (``layout.keys_view``): the event id and the columns the admin's list
       filters on, from the audit rows alone. PostgreSQL 15 does not remove a LEFT JOIN to
       a partitioned table even when nothing of it is read, so the admin's bounds (the
@@ -936,14 +986,16 @@ def view_definitions(layout: Layout, schema: str, legacy: bool = False) -> dict[
     view = ident(schema, layout.view)
     table = ident(schema, layout.table)
     if legacy:
-        by_context = SQL("SELECT * FROM {view} WHERE audit_context IS NOT NULL").format(view=view)
+        by_context = SQL("SELECT * FROM {view} WHERE audit_context IS NOT NULL AND " + SERIAL_ONLY).format(
+            view=view
+        )
     else:
         # The audit row's columns by name, not a.*: a view depends on every column it
         # names, and a 1.0.4 table's hstore columns must go once their values are moved.
         by_context = SQL(
             "SELECT {columns} FROM {contexts} AS c CROSS JOIN LATERAL (SELECT {row} FROM {table} AS a"
             " WHERE a.{ctx} OPERATOR(pg_catalog.=) c.context_id AND a.{time} OPERATOR(pg_catalog.=) c.created"
-            " AND a.{txid} OPERATOR(pg_catalog.=) c.txid OFFSET 0) AS a"
+            " AND a.{txid} OPERATOR(pg_catalog.=) c.txid OFFSET 0) AS a WHERE " + SERIAL_ONLY
         ).format(
             row=SQL(", ").join(SQL("a.{}").format(ident(name)) for name in layout.column_names),
             columns=SQL(layout.context_view_columns),

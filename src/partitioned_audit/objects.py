@@ -369,6 +369,7 @@ def layout_status(
         and not function_problems(cursor, layout, schema)
         and not seal_trigger_problems(cursor, layout, schema)
         and not view_problems(cursor, layout, schema)
+        and not context_storage_problems(cursor, layout, schema)
         and {layout.context_id_index, layout.event_index} <= state.indexes
         and (not layout.has_payload_gin or (layouts.SIMPLE_GIN_INDEX in state.indexes) == gin_index)
         and (
@@ -381,6 +382,30 @@ def layout_status(
     else:
         status = Status.OUTDATED
     return LayoutStatus(layout, schema, status, state)
+
+
+def context_storage_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> list[str]:
+    """The context table's partitions without :data:`layouts.CONTEXT_STORAGE` (made by a
+    version before it, or reset by hand), by name; :func:`install` sets it on them."""
+    cursor.execute(
+        """
+        SELECT c.relname::text
+          FROM pg_catalog.pg_partition_tree(pg_catalog.to_regclass(%s)) AS t
+          JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) t.relid
+         WHERE t.isleaf
+           AND NOT (COALESCE(c.reloptions, '{}') OPERATOR(pg_catalog.@>) %s::text[])
+         ORDER BY 1
+        """,
+        [render(ident(schema, layout.context_table), cursor), list(layouts.CONTEXT_RELOPTIONS)],
+    )
+    return [name for (name,) in cursor.fetchall()]
+
+
+def _context_storage(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Give every context partition :data:`layouts.CONTEXT_STORAGE` (see
+    :func:`layouts.set_context_storage` for its lock, which writers do not wait for)."""
+    for name in context_storage_problems(cursor, layout, schema):
+        execute(cursor, layouts.set_context_storage(schema, name))
 
 
 def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False) -> Status:
@@ -476,6 +501,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         upgrade104.adopt_partitions(cursor, layout, schema)
     if found.table.exists:
         _context_partitions(cursor, layout, schema)
+    _context_storage(cursor, layout, schema)
     return found.status
 
 

@@ -39,11 +39,12 @@ from ..layouts import (
     MAINTENANCE_SETTING,
     PARTITION_COMMENT,
     Layout,
+    context_storage,
     create_context_default,
     create_default_partition,
 )
 from ..offline import verify as offline_verify
-from ..sql import SQL, Cursor, execute, ident, literal, sqlstate
+from ..sql import SQL, Composable, Cursor, execute, ident, literal, sqlstate
 from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
 
@@ -444,6 +445,7 @@ class Maintainer:
                 self.layout.context_default_partition,
                 CONTEXT_TIME_COLUMN,
                 bounds,
+                storage=context_storage(),
             )
         return self._create_partition(
             cursor,
@@ -464,10 +466,12 @@ class Maintainer:
         time_column: str,
         bounds: tuple[dt.datetime, dt.datetime],
         fill: Callable[[Cursor, str], None] | None = None,
+        storage: Composable | None = None,
     ) -> int:
         """Create ``partition`` of ``parent_name``, move its range's rows out of the DEFAULT
         partition into it and attach it: returns how many rows moved. ``fill`` copies rows
-        into it first (the archive's restore)."""
+        into it first (the archive's restore); ``storage`` is its ``WITH (...)`` clause (a
+        context partition's, see :data:`partitioned_audit.layouts.CONTEXT_STORAGE`)."""
         parent = ident(self.schema, parent_name)
         table = ident(self.schema, partition)
         default = ident(self.schema, default_name)
@@ -479,7 +483,9 @@ class Maintainer:
         execute(cursor, SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(default))
         execute(
             cursor,
-            SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS)").format(table, parent),
+            SQL("CREATE TABLE {} (LIKE {} INCLUDING DEFAULTS INCLUDING CONSTRAINTS) {}").format(
+                table, parent, storage if storage is not None else SQL("")
+            ),
         )
         if fill is not None:
             fill(cursor, partition)
