@@ -90,6 +90,31 @@ def test_truncate_is_audited(layout, read_model):
         assert entry.object_payload is None and entry.object_schema == "public"
 
 
+def test_every_row_written_outside_a_context_holds_the_login_role_and_makes_no_context_row(
+    layout, read_model
+):
+    """Inserts, an UPDATE changing the key (filed under both keys: the key capture's row too),
+    a DELETE and a TRUNCATE, outside any context, at either capture level: every audit row
+    holds the login role itself, none points at a context row, and none is made."""
+    from partitioned_audit.layouts import LAYOUTS
+
+    table = LAYOUTS[layout]
+    Book.objects.create(isbn="1", title="a")
+    Book.objects.filter(isbn="1").update(isbn="2")
+    Book.objects.filter(isbn="2").delete()
+    Book.objects.create(isbn="3", title="c")
+    sql("SET CONSTRAINTS ALL IMMEDIATE")  # (the foreign keys' checks, which TRUNCATE waits for)
+    sql("TRUNCATE library_book CASCADE")
+    ((login,),) = sql("SELECT session_user::text")
+    stored = sql(
+        f"SELECT {table.operation_column}, session_user_name, audit_context_id FROM {table.table}"  # noqa: S608
+    )
+    assert sorted(op for op, _, _ in stored) == ["D", "I", "I", "T", "U", "U"]
+    assert {(who, context) for _, who, context in stored} == {(login, None)}
+    assert sql(f"SELECT count(*) FROM {table.context_table}") == [(0,)]  # noqa: S608
+    assert {e.session_user_name for e in read_model.objects.filter_model(Book)} == {login}
+
+
 def test_get_instance_needs_a_known_table(layout, read_model):
     sql("CREATE TABLE loose (id int PRIMARY KEY)")
     from partitioned_audit import TableSpec, enable, get_layout

@@ -118,14 +118,14 @@ def test_the_search_views_are_granted_with_the_read_view_and_refuse_writes(two_r
     before = two_roles.trail()
     searches = [view for view in layout.views if view != layout.view]
     assert len(searches) == 2
-    # The keys view shows every entry; the context view those with a context row (in the
-    # advanced layout, not the fixture's write outside any context).
+    # The keys view shows every entry; the context view those with a context row (not the
+    # fixture's write outside any context).
     (in_context,) = two_roles.run(
         two_roles.owner,
         f"SELECT count(*) FROM {layout.table} WHERE audit_context_id IS NOT NULL",  # noqa: S608
     )[0]
     shown = {layout.keys_view: len(before), layout.context_view: in_context}
-    assert len(before) == 2 and in_context == (2 if layout.name == "simple" else 1)
+    assert len(before) == 2 and in_context == 1
 
     def writes(view: str) -> list[str]:
         return [f"UPDATE public.{view} SET {layout.table_column} = 'forged'", f"DELETE FROM public.{view}"]
