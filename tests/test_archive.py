@@ -558,6 +558,10 @@ def test_the_context_and_login_role_are_archived_checked_and_restored(context_tr
     archive.restore(t.m, store, t.old.partition)
     assert context_rows(t) == contexts
     assert shown(t) == before
+    # Restored as maintenance makes it: no parallel scan of it for a context search.
+    assert t.run("SELECT reloptions FROM pg_class WHERE oid = to_regclass(%s)", [context_partition]) == [
+        (["parallel_workers=0"],)
+    ]
     result = t.verify()
     assert result.ok, [p.describe() for p in result.problems]
     assert [f.kind for f in result.retired] == ["restored"]

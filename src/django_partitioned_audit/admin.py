@@ -527,16 +527,14 @@ class AuditEntryAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 last_page = self.page_num >= paginator.num_pages
                 beyond = paginator.estimated or paginator.count > paginator.num_pages * paginator.per_page
                 short = len(self.result_list) < self.list_per_page  # an estimate may promise more pages
-                if not own_order:
-                    pass
-                elif self.scan_floor is not None and (last_page or short):
+                if own_order and self.scan_floor is not None and (last_page or short):
                     # On to the next window; but after a full page, from its last entry: the
                     # window's count is the planner's, which may be short of its entries.
                     cursor = self.scan_floor if short else list(self.result_list)[-1].pk
                     self.older_url = self.get_query_string(
                         {OlderThanFilter.parameter_name: cursor}, [PAGE_VAR]
                     )
-                elif self.multi_page and last_page and beyond and self.result_list:
+                elif own_order and self.multi_page and last_page and beyond and self.result_list:
                     last = list(self.result_list)[-1]
                     self.older_url = self.get_query_string(
                         {OlderThanFilter.parameter_name: last.pk}, [PAGE_VAR]

@@ -731,9 +731,11 @@ CONTEXT_TIME_COLUMN = "created"
 #: parallel workers over them: at 10 M rows one request's entries took 17.6 ms of execution
 #: with the default two workers against 0.98 ms without (docs/performance.md). A read API
 #: returning a lazy queryset cannot SET anything for the caller's read, so the partitions
-#: themselves say it: with ``parallel_workers = 0`` the planner makes no partial path for
-#: them, and with none on any partition it has nothing to gather. The partitioned parent
-#: cannot carry the parameter (PostgreSQL refuses it on a partitioned table); it needs none.
+#: themselves say it: with ``parallel_workers = 0`` the planner makes no parallel scan of
+#: any of them, whatever query reads them. It may still hand whole partitions to workers
+#: (a Parallel Append), which only the partitioned parent's setting would forbid, and
+#: PostgreSQL (15 and 18, tried) refuses storage parameters on a partitioned table: the context view
+#: rules that out for ``filter_context()`` (see :data:`SERIAL_ONLY`).
 CONTEXT_STORAGE = "parallel_workers = 0"
 #: :data:`CONTEXT_STORAGE` as ``pg_class.reloptions`` shows it.
 CONTEXT_RELOPTIONS = ("parallel_workers=0",)
