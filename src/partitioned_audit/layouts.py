@@ -210,7 +210,9 @@ class Layout:
     #: Columns added after seals of format 2 were defined, with the seal format whose row
     #: encoding first covers each (see :meth:`sealed_columns`): a seal of an earlier format
     #: keeps hashing the columns it hashed when it was made, so it verifies over its rows
-    #: after the column is added, and a seal of that format on covers the new column.
+    #: after the column is added, and a seal of that format on covers the new column. A
+    #: row of an earlier seal holds NULL there (it was written before the column); one
+    #: that holds a value is hashed with every column (:meth:`stray_columns`).
     sealed_from: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -227,6 +229,14 @@ class Layout:
         """The columns of :attr:`column_names` a seal of ``seal_format`` hashes, in order:
         all but those :attr:`sealed_from` gives a later format."""
         return tuple(name for name in self.column_names if self.sealed_from.get(name, 1) <= seal_format)
+
+    def stray_columns(self, seal_format: int) -> tuple[str, ...]:
+        """The columns of :attr:`column_names` a seal of ``seal_format`` does not hash (those
+        :attr:`sealed_from` gives a later format). Every row such a seal covered holds NULL
+        in each, having been written before the column; a row that holds a value in any is
+        hashed with every column of :attr:`column_names` instead (docs/tamper-evidence.md),
+        so a value written in since the seal changes its digest."""
+        return tuple(name for name in self.column_names if self.sealed_from.get(name, 1) > seal_format)
 
     @property
     def table_columns(self) -> tuple[str, ...]:
