@@ -3,8 +3,10 @@
 It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table names and
 the column list from the docs, ``hashlib``; the four formats (1: rows' lines, 2: rows hashed
 apart, 3: as 2 with the row's context reference and its context row's role and context, 4: as
-3 with the columns format 4 added to the row's; an entry's ``extra`` ends its digest's text). It returns the head it recomputes and the
-digest of each stored chunk as the rows now hash; the caller compares them with the chain.
+3 with the columns format 4 added to the row's, which a row of an earlier format hashes too
+where it holds a value in one; an entry's ``extra`` ends its digest's text). It returns the
+head it recomputes and the digest of each stored chunk as the rows now hash; the caller
+compares them with the chain.
 """
 
 from __future__ import annotations
@@ -92,16 +94,13 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
         for seal_id, first, last, size, fmt in seals:
             if first <= event_id <= last:
                 key = (seal_id, (event_id - first) // size)
+                # (a row of a format before 4 holding a value in a column format 4 added
+                # is hashed with those columns too)
+                row = [*values, *more] if fmt >= 4 or any(v is not None for v in more) else values
                 if fmt == 1:
-                    part = (r(values) + "\n").encode("utf-8")
+                    part = (r(row) + "\n").encode("utf-8")
                 else:
-                    hashed = (
-                        values
-                        if fmt == 2
-                        else [*values, *context]
-                        if fmt == 3
-                        else [*values, *more, *context]
-                    )
+                    hashed = row if fmt == 2 else [*row, *context]
                     part = hashlib.sha256(b"".join(piece(v) for v in hashed)).digest()
                 data[key] = data.get(key, b"") + part
     return previous, {key: hashlib.sha256(text).digest() for key, text in data.items()}

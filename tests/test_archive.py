@@ -590,6 +590,17 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
         t.m.create([old])
         t.write(1, 60)
         t.tamper(SQL("UPDATE {} SET {} = '2001-01-10'").format(t.table, ident(layout.time_column)))
+        if layout.sealed_from:
+            # (the rows those versions sealed had none of the columns added since: NULL there)
+            t.tamper(
+                SQL("UPDATE {} SET {} WHERE {} IN (SELECT {} FROM {} ORDER BY 1 LIMIT 40)").format(
+                    t.table,
+                    SQL(", ").join(SQL("{} = NULL").format(ident(name)) for name in layout.sealed_from),
+                    t.event,
+                    t.event,
+                    t.table,
+                )
+            )
         rows = field_texts(t, 2)  # (format 1 hashes the same fields)
         ids = sorted(rows)
         where = f"{t.schema}.{old.partition}"

@@ -55,6 +55,7 @@ from .layouts import (
 from .offline import (
     TEXT_SETTINGS,
     Entry,
+    Positions,
     Seal,
     attached_partitions,
     field_piece,
@@ -590,11 +591,8 @@ class _Checker:
         txids = self._ints(batch, self.layout.txid_column) if self.late else []
         through, late = self.sealed_through, self.late
         # Each row's line (format 1) or digest (later formats: its fields, then its context
-        # fields), made for the whole batch when a row of that format comes, from the fields
-        # that format hashes (an archive made before a format added a column has none of it,
-        # and only seals of earlier formats to check).
-        digests: dict[int, list[bytes]] = {}
-        lines: list[list[str | None]] | None = None
+        # fields), made for the whole batch when a row of that format comes (_pieces).
+        pieces: dict[int, list[bytes]] = {}
         for row, found in enumerate(ids):
             event_id = 0 if found is None else found
             if event_id > through or (late and txids[row] in late):
@@ -624,16 +622,31 @@ class _Checker:
                 self.hasher.update(others[self.merged][1])
                 self.merged += 1
             seal_format = chunk.format
-            if seal_format == 1:
-                if lines is None:
-                    lines = row_texts(batch, self.columns, sealed_fields(self.layout, 1))
-                self.hasher.update(row_line(lines[row]))
-            else:
-                if seal_format not in digests:
-                    fields = sealed_fields(self.layout, seal_format)
-                    digests[seal_format] = row_digests(text_arrays(batch, self.columns, fields))
-                self.hasher.update(digests[seal_format][row])
+            if seal_format not in pieces:
+                pieces[seal_format] = self._pieces(batch, seal_format)
+            self.hasher.update(pieces[seal_format][row])
             self.count += 1
+
+    def _pieces(self, batch: Any, seal_format: int) -> list[bytes]:
+        """What each row of ``batch`` adds to its chunk's digest in ``seal_format``, from the
+        fields that format hashes (an archive made before a format added a column has none
+        of it, and only seals of earlier formats to check); a row holding a value in a column
+        the format does not cover (``Layout.stray_columns``) hashes every column."""
+        fields = sealed_fields(self.layout, seal_format)
+        held = {c.source for c in self.columns}
+        stray = [name for name in self.layout.stray_columns(seal_format) if name in held]
+        flags = [False] * batch.num_rows
+        if stray:
+            texts = [array.to_pylist() for array in text_arrays(batch, self.columns, stray)]
+            flags = [any(v is not None for v in values) for values in zip(*texts, strict=True)]
+        every = [*self.layout.column_names, *fields[len(self.layout.sealed_columns(seal_format)) :]]
+        if seal_format == 1:
+            plain = [row_line(line) for line in row_texts(batch, self.columns, fields)]
+            full = [row_line(line) for line in row_texts(batch, self.columns, every)] if any(flags) else plain
+        else:
+            plain = row_digests(text_arrays(batch, self.columns, fields))
+            full = row_digests(text_arrays(batch, self.columns, every)) if any(flags) else plain
+        return [full[i] if flag else plain[i] for i, flag in enumerate(flags)]
 
     def finish(self) -> None:
         """Compare the chunk being hashed with its seal (at the end of a file, of the rows)."""
@@ -1088,7 +1101,7 @@ def _others(
     )
     txid_at = layout.column_names.index(layout.txid_column)
     found: dict[tuple[int, int], list[tuple[int, bytes]]] = {}
-    positions: dict[int, tuple[int, ...]] = {}
+    positions: dict[int, Positions] = {}
     for event_id, *texts in cursor.fetchall():
         if event_id > state.sealed or (texts[txid_at] is not None and int(texts[txid_at]) in state.late):
             continue

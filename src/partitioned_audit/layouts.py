@@ -210,7 +210,9 @@ class Layout:
     #: Columns added after seals of format 2 were defined, with the seal format whose row
     #: encoding first covers each (see :meth:`sealed_columns`): a seal of an earlier format
     #: keeps hashing the columns it hashed when it was made, so it verifies over its rows
-    #: after the column is added, and a seal of that format on covers the new column.
+    #: after the column is added, and a seal of that format on covers the new column. A
+    #: row of an earlier seal holds NULL there (it was written before the column); one
+    #: that holds a value is hashed with every column (:meth:`stray_columns`).
     sealed_from: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -227,6 +229,14 @@ class Layout:
         """The columns of :attr:`column_names` a seal of ``seal_format`` hashes, in order:
         all but those :attr:`sealed_from` gives a later format."""
         return tuple(name for name in self.column_names if self.sealed_from.get(name, 1) <= seal_format)
+
+    def stray_columns(self, seal_format: int) -> tuple[str, ...]:
+        """The columns of :attr:`column_names` a seal of ``seal_format`` does not hash (those
+        :attr:`sealed_from` gives a later format). Every row such a seal covered holds NULL
+        in each, having been written before the column; a row that holds a value in any is
+        hashed with every column of :attr:`column_names` instead (docs/tamper-evidence.md),
+        so a value written in since the seal changes its digest."""
+        return tuple(name for name in self.column_names if self.sealed_from.get(name, 1) > seal_format)
 
     @property
     def table_columns(self) -> tuple[str, ...]:
@@ -385,14 +395,14 @@ _SIMPLE_VIEW_COLUMNS = """
     a.audit_event_id AS id, a.object_table, a.object_payload, a.audit_entry_created,
     a.audit_entry_created_statement_timestamp, a.audit_txid_current, a.audit_operation,
     a.object_schema, a.object_pk, {context}, a.audit_context_id,
-    coalesce(c.session_user_name, a.session_user_name) AS session_user_name
+    coalesce(a.session_user_name, c.session_user_name) AS session_user_name
 """
 
 _SIMPLE_CONTEXT_VIEW_COLUMNS = """
     a.audit_event_id AS id, a.object_table, a.object_payload, c.created AS audit_entry_created,
     a.audit_entry_created_statement_timestamp, c.txid AS audit_txid_current, a.audit_operation,
     a.object_schema, a.object_pk, c.context AS audit_context, c.context_id AS audit_context_id,
-    coalesce(c.session_user_name, a.session_user_name) AS session_user_name
+    coalesce(a.session_user_name, c.session_user_name) AS session_user_name
 """
 
 _SIMPLE_KEYS_VIEW_COLUMNS = """
@@ -438,9 +448,11 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # column in the advanced layout, added in 2.0 to the simple one; covered by a seal's row
 # digest, see Layout.sealed_from) and make a context row only for a transaction that set
 # a context: a write outside any context pays no context row, the largest piece of a
-# single-row write's cost (docs/performance.md). The views show the context row's login
-# role where a row has one (the same role), else the row's own: a simple row written
-# before the column has a context row, one written since outside any context has none.
+# single-row write's cost (docs/performance.md). The views show the row's own login role
+# where it has one (every row but a simple one written before the column, which has a
+# context row), else its context row's (the same role): the row's own is what every seal
+# format covers (a simple row's from format 4 on, or wherever it holds a value:
+# Layout.stray_columns), a context row only format 3 on.
 # The row's time is now(), the transaction's start, as the audit rows' time: both tables
 # are partitioned alike, so a context row lives and goes with the partition of the audit
 # rows pointing at it.
@@ -500,7 +512,7 @@ _ADVANCED_COLUMNS = """
 
 _ADVANCED_VIEW_COLUMNS = """
     a.event_id, a.schema_name, a.table_name, a.relid,
-    coalesce(c.session_user_name, a.session_user_name) AS session_user_name, a.action_tstamp_tx,
+    coalesce(a.session_user_name, c.session_user_name) AS session_user_name, a.action_tstamp_tx,
     a.action_tstamp_stm, a.action_tstamp_clk, a.transaction_id, a.application_name, a.client_addr,
     a.client_port, a.client_query, a.action, a.row_data, a.changed_fields, a.statement_only,
     a.row_data AS row_data_json, a.changed_fields AS changed_fields_json,
@@ -509,7 +521,7 @@ _ADVANCED_VIEW_COLUMNS = """
 
 _ADVANCED_CONTEXT_VIEW_COLUMNS = """
     a.event_id, a.schema_name, a.table_name, a.relid,
-    coalesce(c.session_user_name, a.session_user_name) AS session_user_name, c.created AS action_tstamp_tx,
+    coalesce(a.session_user_name, c.session_user_name) AS session_user_name, c.created AS action_tstamp_tx,
     a.action_tstamp_stm, a.action_tstamp_clk, c.txid AS transaction_id, a.application_name, a.client_addr,
     a.client_port, a.client_query, a.action, a.row_data, a.changed_fields, a.statement_only,
     a.row_data AS row_data_json, a.changed_fields AS changed_fields_json,

@@ -102,24 +102,42 @@ def row_digest(fields: Sequence[str | None]) -> bytes:
     return hashlib.sha256(b"".join(field_piece(f) for f in fields)).digest()
 
 
-def sealed_positions(layout: Layout, seal_format: int) -> tuple[int, ...]:
+#: What :func:`sealed_positions` gives: the fields a format hashes, the columns it does not
+#: cover, the fields it hashes for a row holding a value in one of those.
+Positions = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]
+
+
+def sealed_positions(layout: Layout, seal_format: int) -> Positions:
     """Which of a row's field texts, as :func:`field_texts` selects them (the fields of
     ``layout.column_names``, then those of ``CONTEXT_FIELDS``), a seal of ``seal_format``
     hashes, in order: the fields of ``layout.sealed_columns(seal_format)`` (format 4 and
     later: the columns ``layout.sealed_from`` added too), then from format 3 on the
-    context fields."""
+    context fields. Returned with the positions of the columns the format does not cover
+    (``layout.stray_columns``) and those it hashes for a row holding a value in one of
+    them: every column, then from format 3 on the context fields."""
     covered = set(layout.sealed_columns(seal_format))
+    stray = set(layout.stray_columns(seal_format))
     width = len(layout.column_names)
     columns = [i for i, name in enumerate(layout.column_names) if name in covered]
     context = range(width, width + len(CONTEXT_FIELDS)) if seal_format >= 3 else range(0)
-    return (*columns, *context)
+    return (
+        (*columns, *context),
+        tuple(i for i, name in enumerate(layout.column_names) if name in stray),
+        (*range(width), *context),
+    )
 
 
-def row_piece(values: Sequence[str | None], positions: Sequence[int], seal_format: int) -> bytes:
+def row_piece(
+    values: Sequence[str | None],
+    positions: Positions,
+    seal_format: int,
+) -> bytes:
     """What a row adds to its chunk's digest in ``seal_format``, given its field texts as
-    :func:`field_texts` selects them and the ``positions`` of those the format hashes
-    (:func:`sealed_positions`): the line of those fields (format 1), else their digest."""
-    fields = [values[i] for i in positions]
+    :func:`field_texts` selects them and the ``positions`` :func:`sealed_positions` gives
+    for the format: the line of the fields it hashes (format 1), else their digest; a row
+    that holds a value in a column the format does not cover hashes every column."""
+    hashed, stray, every = positions
+    fields = [values[i] for i in (every if any(values[i] is not None for i in stray) else hashed)]
     if seal_format == 1:
         return row_line(fields)
     return row_digest(fields)
@@ -684,7 +702,7 @@ def _recompute(
     count = 0
     parts: set[str] = set()
     tally: _Tally | None = None
-    positions: dict[int, tuple[int, ...]] = {}
+    positions: dict[int, Positions] = {}
     for event_id, partition, *values in _rows(cursor, layout, schema, sealed):
         if event_id is None or event_id < 1:
             if event_id is not None:

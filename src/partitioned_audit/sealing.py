@@ -116,8 +116,11 @@ def _names(layout: Layout, schema: str) -> dict[str, Composable]:
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)
         ),
-        # (format 1's line: the columns it hashed, not those a later format added)
+        # (format 1's line: the columns it hashed, not those a later format added; every
+        # column where the row holds a value in one of those: Layout.stray_columns)
         "columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.sealed_columns(1)),
+        "all_columns": SQL(", ").join(SQL("e.{}").format(ident(c)) for c in layout.column_names),
+        "stray": _stray(layout),
         "row_digest": _row_digest(layout),
         "context_join": context_join(layout, schema, "e"),
         "field_bytes": _field_bytes(layout),
@@ -156,20 +159,33 @@ def _piece(name: str) -> Composable:
     ).format(f=ident(name), inline=literal(INLINE_BYTES))
 
 
+def _stray(layout: Layout) -> Composable:
+    """Whether row ``e`` holds a value in a column its seal's format (``formats[w.i]``)
+    does not cover (:meth:`~partitioned_audit.layouts.Layout.stray_columns`): such a row is
+    hashed with every column, so a value written into one since the seal is found."""
+    tests = [
+        SQL("(formats[w.i] < {} AND e.{} IS NOT NULL)").format(literal(since), ident(name))
+        for name, since in layout.sealed_from.items()
+        if name in layout.column_names
+    ]
+    return SQL("({})").format(SQL(" OR ").join(tests)) if tests else SQL("false")
+
+
 def _row_digest(layout: Layout) -> Composable:
     """A row's digest (formats 2 and later): SHA-256 over the pieces of the fields of
     ``layout.sealed_columns(format)`` in column order (see :func:`_piece`), from the UTF-8
     bytes ``b.f<i>`` of their output text (see :func:`_field_bytes`); format 3 and later go
     on with the pieces of :data:`CONTEXT_FIELDS` (``b.g<i>``). A column that a later format
-    added (``layout.sealed_from``) adds nothing to the digest of an earlier one. One hash a
-    row, and a bounded one, whatever the row holds."""
+    added (``layout.sealed_from``) adds nothing to the digest of an earlier one, unless the
+    row holds a value in such a column (:func:`_stray`): then every column's piece. One hash
+    a row, and a bounded one, whatever the row holds."""
     pieces = []
     for i, name in enumerate(layout.column_names):
         since = layout.sealed_from.get(name, 1)
         piece = _piece(f"f{i}")
         if since > 2:
-            piece = SQL("CASE WHEN formats[w.i] >= {} THEN {} ELSE ''::bytea END").format(
-                literal(since), piece
+            piece = SQL("CASE WHEN formats[w.i] >= {} OR {} THEN {} ELSE ''::bytea END").format(
+                literal(since), _stray(layout), piece
             )
         pieces.append(piece)
     fields = SQL(" || ").join(pieces)

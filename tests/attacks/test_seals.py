@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from partitioned_audit import install, objects, sealing
+from partitioned_audit import SIMPLE, install, objects, sealing
 from partitioned_audit.partitioning.maintenance import Maintainer
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from tests.attacks.conftest import TwoRoles, refused
@@ -469,3 +469,146 @@ def test_the_owner_cannot_retire_the_current_month_as_retention(two_roles: TwoRo
     assert not result.retired
     assert [(p.kind, p.expected_rows, p.found_rows) for p in result.problems] == [("removed", len(before), 0)]
     assert f"(sealed in public.{month.partition})" in result.problems[0].detail
+
+
+# ---------------------------------------------------------------------------------------
+# The simple layout's login role column, on rows sealed before it existed
+# ---------------------------------------------------------------------------------------
+
+
+def stored_and_recomputed(setup: TwoRoles) -> tuple[bytes, bytes]:
+    """Chunk 0 of seal 1 as the seal table holds it, and as the verifier written from the
+    docs alone (tests/spec_verifier.py) recomputes it from the rows."""
+    from tests import spec_verifier
+    from tests.engine_db import connect
+
+    conn = connect(setup.dbname, autocommit=True)
+    try:
+        _, digests = spec_verifier.recompute(conn.cursor(), setup.layout.table)
+        cur = conn.cursor()
+        cur.execute(f"SELECT chunk_digest[1] FROM public.{setup.layout.seal_table} WHERE seal_id = 1")  # noqa: S608
+        return bytes(cur.fetchone()[0]), digests[(1, 0)]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(
+    "two_roles", [(SIMPLE, False), (SIMPLE, True)], ids=["simple-statement", "simple-row"], indirect=True
+)
+@pytest.mark.parametrize("seal_format", [1, 2, 3])
+@pytest.mark.parametrize("before_column", [True, False], ids=["before-column", "appended-old-format"])
+def test_a_login_role_written_into_a_row_sealed_before_the_column_is_found(
+    two_roles: TwoRoles, seal_format: int, before_column: bool, capsys: Any
+):
+    """A row sealed in format 3 or earlier was written before the simple layout had
+    ``session_user_name``, so it holds NULL there, and the seal did not hash the column.
+    Where the row has no context row (a 1.0.4 row, or one written before the context table)
+    the read view shows the row's own column: an owner who writes a login role into it, behind
+    a detached partition, must not pass ``verify``, inside the database or offline, even
+    though the format-3 digest never covered the column.
+
+    The seal table takes an entry of format 1, 2 or 3 from the owner as well (it chains on,
+    so ``--expect`` an earlier head accepts it): a row written since, sealed so, must not
+    be open to the same rewrite either."""
+    setup, layout = two_roles, two_roles.layout
+    table, default = f"public.{layout.table}", f"public.{layout.default_partition}"
+    # The fixture's row, written outside any context (no context row), as an install before
+    # the column left it (no login role of its own), or as written now.
+    if before_column:
+        setup.run(setup.owner, f"UPDATE {table} SET session_user_name = NULL")  # noqa: S608
+    assert setup.run(setup.owner, f"SELECT count(*) FROM public.{layout.context_table}") == [(0,)]  # noqa: S608
+    # A seal of the earlier format over it: the entry that install's seal function wrote,
+    # or one the owner inserts itself.
+    fields = (
+        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
+        " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
+    )
+    extra = (
+        f"""'{{"format": {seal_format}, "pending": [], "closes": []}}'::jsonb"""
+        if seal_format > 1
+        else "NULL"
+    )
+    genesis = "decode(repeat('00', 32), 'hex')"
+    setup.run(
+        setup.owner,
+        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
+        " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
+        " chunk_partitions, extra, previous, digest)"
+        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
+        f" FROM (SELECT min({layout.event_column}) AS first, max({layout.event_column}) AS last FROM {table}) s,"
+        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000], ARRAY[3],"
+        " s.first, s.last, NULL, '{}') c".replace("ARRAY[3]", f"ARRAY[{seal_format}]"),
+    )
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        result = Maintainer(conn, layout).verify()
+    finally:
+        conn.close()
+    assert result.ok and result.rows == 1, [p.describe() for p in result.problems]
+    head = result.head
+    assert [status for status, _, _ in verify_both(setup, head, capsys)] == [0, 0]
+    stored, recomputed = stored_and_recomputed(setup)
+    assert recomputed == stored
+    # The freeze refuses the change; the owner takes the partition out, writes, puts it back.
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE {table} DETACH PARTITION {default}",
+        f"UPDATE {default} SET session_user_name = '{setup.owner}'",  # noqa: S608
+        f"ALTER TABLE {table} ATTACH PARTITION {default} DEFAULT",
+    )
+    assert setup.run(setup.owner, f"SELECT session_user_name FROM {layout.view}") == [(setup.owner,)]  # noqa: S608
+    results = verify_both(setup, head, capsys)
+    assert [status for status, _, _ in results] == [1, 1], results
+    assert all("verify failed: changed: seal 1 events" in err for _, _, err in results), results
+    stored, recomputed = stored_and_recomputed(setup)
+    assert recomputed != stored
+
+
+def test_the_views_show_the_login_role_every_seal_format_covers(two_roles: TwoRoles, capsys: Any):
+    """A row written inside a context holds its login role twice: on the audit row and on its
+    context row. A seal of format 2 (which the seal table takes from the owner, chaining on)
+    covers the row's own column (it holds a value) but not the context row; the owner then
+    rewrites the context row's login role behind a detached partition, and ``verify`` cannot
+    see it. The views must show the row's own, sealed, login role."""
+    setup, layout = two_roles, two_roles.layout
+    table = f"public.{layout.table}"
+    contexts, default = f"public.{layout.context_table}", f"public.{layout.context_default_partition}"
+    setup.run(
+        setup.app,
+        """SET LOCAL partitioned_audit.context = '{"user_id": 1}'""",
+        "INSERT INTO invoice VALUES (2, 20)",
+    )
+    fields = (
+        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
+        " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
+    )
+    extra = """'{"format": 2, "pending": [], "closes": []}'::jsonb"""
+    genesis = "decode(repeat('00', 32), 'hex')"
+    setup.run(
+        setup.owner,
+        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
+        " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
+        " chunk_partitions, extra, previous, digest)"
+        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
+        f" FROM (SELECT 1::bigint AS first, max({layout.event_column}) AS last FROM {table}) s,"
+        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000], ARRAY[2],"
+        " s.first, s.last, NULL, '{}') c",
+    )
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        head = Maintainer(conn, layout).verify().head
+    finally:
+        conn.close()
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE {contexts} DETACH PARTITION {default}",
+        f"UPDATE {default} SET session_user_name = '{setup.owner}'",  # noqa: S608
+        f"ALTER TABLE {contexts} ATTACH PARTITION {default} DEFAULT",
+    )
+    assert setup.run(setup.owner, f"SELECT session_user_name FROM {contexts}") == [(setup.owner,)]  # noqa: S608
+    for view in (layout.view, layout.context_view):
+        assert setup.run(setup.owner, f"SELECT DISTINCT session_user_name FROM {view}") == [(setup.app,)]  # noqa: S608
+    # (format 2 does not cover the context row: the rewrite itself goes unseen)
+    assert [status for status, _, _ in verify_both(setup, head, capsys)] == [0, 0]

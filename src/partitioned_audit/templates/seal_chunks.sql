@@ -6,9 +6,10 @@
 -- from the UTF-8 bytes {field_bytes} makes: _row_digest() and _field_bytes() in sealing.py),
 -- so a chunk needs 32 bytes a row whatever the rows hold. settled is the digest (and
 -- settled_rows the count) without the rows of transactions skip: what a seal saw when they
--- were still open. {columns} (format 1's), {row_digest}, {field_bytes} and {context_join}
--- are made from the layout's columns (a column added since a format adds nothing to the
--- rows of that format's seals: Layout.sealed_from).
+-- were still open. {columns} (format 1's), {all_columns}, {stray}, {row_digest}, {field_bytes}
+-- and {context_join} are made from the layout's columns (a column added since a format adds
+-- nothing to the rows of that format's seals, which hold NULL there; a row that holds a
+-- value in one ({stray}) is hashed with every column: Layout.stray_columns).
 -- Like every sealing function that turns rows or seals into text, it fixes the settings
 -- that text depends on (search_path, TimeZone, DateStyle, IntervalStyle, extra_float_digits).
 -- The DROP removes the signature it had before formats and skip.
@@ -29,7 +30,9 @@ SET "IntervalStyle" = 'postgres' SET extra_float_digits = '1' SET work_mem = '64
            array_to_string(ARRAY(SELECT p::regclass::text FROM unnest(array_agg(DISTINCT r.part)) AS p ORDER BY 1), ' '),
            array_agg(DISTINCT r.part)
       FROM (SELECT w.i, ((e.{event} - firsts[w.i]) / sizes[w.i])::integer AS k, e.{event} AS id,
-                   CASE WHEN formats[w.i] = 1 THEN ROW({columns})::text || E'\n' END AS line,
+                   CASE WHEN formats[w.i] = 1
+                        THEN CASE WHEN {stray} THEN ROW({all_columns})::text ELSE ROW({columns})::text END
+                             || E'\n' END AS line,
                    CASE WHEN formats[w.i] <> 1 THEN {row_digest} END AS d,
                    coalesce(e.{txid} = ANY (skip), false) AS late, e.tableoid AS part
               FROM {table} e
