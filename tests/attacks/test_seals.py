@@ -492,6 +492,35 @@ def stored_and_recomputed(setup: TwoRoles) -> tuple[bytes, bytes]:
         conn.close()
 
 
+def append_first_seal(setup: TwoRoles, seal_format: int, first: str) -> None:
+    """The owner appends, as the chain's first entry, a seal of ``seal_format`` over the audit
+    rows from ``first`` (an SQL expression over the audit table) to the newest, hashed by the
+    installed chunks function in that format's encoding and linked as the seal function
+    links: the seal table takes it, as it takes any entry that chains on."""
+    layout = setup.layout
+    table = f"public.{layout.table}"
+    fields = (
+        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
+        " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
+    )
+    extra = (
+        f"""'{{"format": {seal_format}, "pending": [], "closes": []}}'::jsonb"""
+        if seal_format > 1
+        else "NULL"
+    )
+    genesis = "decode(repeat('00', 32), 'hex')"
+    setup.run(
+        setup.owner,
+        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
+        " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
+        " chunk_partitions, extra, previous, digest)"
+        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
+        f" FROM (SELECT {first} AS first, max({layout.event_column}) AS last FROM {table}) s,"
+        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000],"
+        f" ARRAY[{seal_format}], s.first, s.last, NULL, '{{}}') c",
+    )
+
+
 @pytest.mark.parametrize(
     "two_roles", [(SIMPLE, False), (SIMPLE, True)], ids=["simple-statement", "simple-row"], indirect=True
 )
@@ -519,26 +548,7 @@ def test_a_login_role_written_into_a_row_sealed_before_the_column_is_found(
     assert setup.run(setup.owner, f"SELECT count(*) FROM public.{layout.context_table}") == [(0,)]  # noqa: S608
     # A seal of the earlier format over it: the entry that install's seal function wrote,
     # or one the owner inserts itself.
-    fields = (
-        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
-        " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
-    )
-    extra = (
-        f"""'{{"format": {seal_format}, "pending": [], "closes": []}}'::jsonb"""
-        if seal_format > 1
-        else "NULL"
-    )
-    genesis = "decode(repeat('00', 32), 'hex')"
-    setup.run(
-        setup.owner,
-        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
-        " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
-        " chunk_partitions, extra, previous, digest)"
-        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
-        f" FROM (SELECT min({layout.event_column}) AS first, max({layout.event_column}) AS last FROM {table}) s,"
-        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000], ARRAY[3],"
-        " s.first, s.last, NULL, '{}') c".replace("ARRAY[3]", f"ARRAY[{seal_format}]"),
-    )
+    append_first_seal(setup, seal_format, first=f"min({layout.event_column})")
     conn = setup.session(setup.owner)
     conn.autocommit = True
     try:
@@ -572,29 +582,13 @@ def test_the_views_show_the_login_role_every_seal_format_covers(two_roles: TwoRo
     rewrites the context row's login role behind a detached partition, and ``verify`` cannot
     see it. The views must show the row's own, sealed, login role."""
     setup, layout = two_roles, two_roles.layout
-    table = f"public.{layout.table}"
     contexts, default = f"public.{layout.context_table}", f"public.{layout.context_default_partition}"
     setup.run(
         setup.app,
         """SET LOCAL partitioned_audit.context = '{"user_id": 1}'""",
         "INSERT INTO invoice VALUES (2, 20)",
     )
-    fields = (
-        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
-        " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
-    )
-    extra = """'{"format": 2, "pending": [], "closes": []}'::jsonb"""
-    genesis = "decode(repeat('00', 32), 'hex')"
-    setup.run(
-        setup.owner,
-        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
-        " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
-        " chunk_partitions, extra, previous, digest)"
-        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
-        f" FROM (SELECT 1::bigint AS first, max({layout.event_column}) AS last FROM {table}) s,"
-        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000], ARRAY[2],"
-        " s.first, s.last, NULL, '{}') c",
-    )
+    append_first_seal(setup, 2, first="1::bigint")
     conn = setup.session(setup.owner)
     conn.autocommit = True
     try:
