@@ -22,7 +22,7 @@ import time
 
 from bench.run import ROW_COLUMNS, connect, get_server, install_audit, recreate_database, run
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable
-from partitioned_audit.layouts import set_maintenance
+from partitioned_audit.ddl import set_maintenance
 from partitioned_audit.sql import SQL, ident, literal, render
 
 # Named after DPA_DB_NAME, so that runs on a shared server keep apart.

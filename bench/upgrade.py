@@ -31,7 +31,7 @@ from testproject.legacy104 import ADVANCED_TABLE, SIMPLE_TABLE  # noqa: E402
 
 from bench.ab import scratch_database  # noqa: E402
 from partitioned_audit import get_layout, install, objects  # noqa: E402
-from partitioned_audit.layouts import drop_views  # noqa: E402
+from partitioned_audit.ddl import drop_views  # noqa: E402
 
 # (DDL, one audit row as a capture writes it, SELECT list of n rows spread over 2024 by g)
 SHAPES = {

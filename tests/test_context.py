@@ -807,7 +807,7 @@ def test_rows_written_before_the_context_table_keep_their_context(layout, read_m
     context as before, filter_context() finds them beside the new ones, and new writes use
     the context table."""
     from partitioned_audit import get_layout, install
-    from partitioned_audit.layouts import CONTEXT_HEAD
+    from partitioned_audit.ddl import CONTEXT_HEAD
 
     table = get_layout(layout)
     sql(_LEGACY_ROWS[layout])

@@ -38,13 +38,13 @@ def test_the_guard_functions_are_the_text_of_their_template(db):
     that template runs the same text."""
     import re
 
-    from partitioned_audit import layouts
+    from partitioned_audit import ddl, layouts
     from partitioned_audit.sql import render
 
-    assert "{plain_casts}" in layouts.template("guard.sql")
+    assert "{plain_casts}" in ddl.template("guard.sql")
     # The templates as create_guard() fills them in: one body per function, in order.
     with connection.cursor() as cursor:
-        rendered = "".join(render(statement, cursor) for statement in layouts.create_guard("public")[:2])
+        rendered = "".join(render(statement, cursor) for statement in ddl.create_guard("public")[:2])
     bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)
     names = (
         layouts.GUARD_TYPES_REACHED,

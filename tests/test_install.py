@@ -162,3 +162,45 @@ def test_install_is_idempotent_per_layout(db, layout):
     with connection.cursor() as cursor:
         objects.install(cursor, layout)
         assert objects.install(cursor, layout) is Status.INSTALLED
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+def test_the_helpers_and_the_object_function_run_the_text_of_their_templates(db, layout):
+    """Each helper the capture functions share, and the layout's object function, runs the
+    text of its template in ``templates/``, byte for byte; the header above the marker line
+    is not deployed (nor hashed into the function digest)."""
+    import re
+
+    from partitioned_audit import ddl
+    from partitioned_audit.layouts import HELPERS, PREFIX, TYPES_REACHED
+    from partitioned_audit.sql import ident, render
+
+    # One template a helper, named after it; with the one the guard shares, every helper.
+    names = [PREFIX + file.removesuffix(".sql") for file in ddl.HELPER_TEMPLATES]
+    assert {*names, TYPES_REACHED} == {name for name, _ in HELPERS}
+    with connection.cursor() as cursor:
+        objects.install(cursor, layout)
+        rendered = render(
+            ddl.create_functions(layout, "public", render(ident("public", layout.sequence))), cursor
+        )
+        object_function = render(ddl.create_object_function(layout, "public"), cursor)
+    templates = [
+        *zip(names, ddl.HELPER_TEMPLATES, strict=True),
+        (layout.object_function, "object_entries.sql"),
+    ]
+    for name, file in templates:
+        header = ddl.template(file).partition(ddl.DEPLOYED_BELOW)[0]
+        assert header.startswith(f"-- {name.replace(layout.table, '<audit table>')}")
+        assert ddl.DEPLOYED_BELOW not in ddl.deployed(file)
+        assert not any(line in rendered + object_function for line in header.splitlines())
+    # The bodies in the order create_functions() makes them: the types a row reaches, then
+    # the helpers of HELPER_TEMPLATES, then the captures.
+    bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)[1 : 1 + len(names)]
+    bodies += re.findall(r"AS \$fn\$(.*?)\$fn\$", object_function, re.S)
+    found = sql(
+        "SELECT p.prosrc FROM unnest(%s::text[]) WITH ORDINALITY AS f(name, o)"
+        " JOIN pg_proc p ON p.proname = f.name JOIN pg_namespace n ON n.oid = p.pronamespace"
+        " AND n.nspname = 'public' ORDER BY f.o",
+        [[*names, layout.object_function]],
+    )
+    assert [body for (body,) in found] == bodies

@@ -13,7 +13,8 @@ import re
 import pytest
 
 from partitioned_audit import ADVANCED, SIMPLE
-from partitioned_audit.layouts import PREFIX, Layout, create_functions
+from partitioned_audit.ddl import create_functions
+from partitioned_audit.layouts import PREFIX, Layout
 from partitioned_audit.sql import render
 from tests.engine_db import connect
 

@@ -20,8 +20,9 @@ import pytest
 from testproject.legacy104 import SIMPLE_TABLE
 
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, cli, enable, install, objects, sealing
+from partitioned_audit.ddl import drop_views
 from partitioned_audit.errors import ConfigurationError
-from partitioned_audit.layouts import Layout, drop_views
+from partitioned_audit.layouts import Layout
 from partitioned_audit.partitioning.maintenance import Maintainer
 from partitioned_audit.partitioning.ranges import PartitionInfo
 from partitioned_audit.sealing import SealError
@@ -780,7 +781,8 @@ def test_the_sealing_functions_run_the_text_of_their_templates(trail):
     the header above the marker line is not deployed (nor hashed into the function digest)."""
     import re
 
-    from partitioned_audit.layouts import SEAL_FUNCTIONS, SEAL_HELPERS, template
+    from partitioned_audit.ddl import template
+    from partitioned_audit.layouts import SEAL_FUNCTIONS, SEAL_HELPERS
     from partitioned_audit.sql import render
 
     cur = trail.conn.cursor()

@@ -30,8 +30,8 @@ from partitioned_audit import (
     objects,
     sealing,
 )
+from partitioned_audit.ddl import drop_views
 from partitioned_audit.errors import AuditError, ConfigurationError
-from partitioned_audit.layouts import drop_views
 from partitioned_audit.partitioning.maintenance import LockPolicy
 from partitioned_audit.sql import SQL, execute, sqlstate
 from tests.engine_db import connect

@@ -661,7 +661,7 @@ def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any
     """``queryset`` (a new one, filtered to the entries of one object) reading them from the
     layout's object function rather than its read view: the same rows, with a plan the
     server keeps per connection instead of planning the view's join over every partition
-    of both tables at each read (see ``_OBJECT_NOTE`` in :mod:`partitioned_audit.layouts`).
+    of both tables at each read (see ``partitioned_audit/templates/object_entries.sql``).
 
     The filters stay in the query: were the queryset moved to another view later (a
     context search, see :meth:`_HistoryQuerySet._on_fitting_view`), they still select this
@@ -758,7 +758,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         reads the views only, so a role granted the read views alone can search.
 
         The entries are read from the layout's context view (see
-        :func:`partitioned_audit.layouts.create_view`): the read view's columns and rows,
+        :func:`partitioned_audit.ddl.create_view`): the read view's columns and rows,
         each context row first, so ``newest_first()[:n]`` walks the ``user_id`` index
         newest first and stops after ``n`` entries, however many the user wrote. A search
         on ``user_id`` in another order (``order_by("-pk")``, the default order by id) is

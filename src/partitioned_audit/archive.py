@@ -42,16 +42,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import catalog
+from .ddl import context_join, view_select_list
 from .errors import AuditError
-from .layouts import (
-    COMMENT_TAG,
-    CONTEXT_ID_COLUMN,
-    CONTEXT_TIME_COLUMN,
-    PREFIX,
-    Layout,
-    context_join,
-    view_select_list,
-)
+from .layouts import COMMENT_TAG, CONTEXT_ID_COLUMN, CONTEXT_TIME_COLUMN, PREFIX, Layout
 from .offline import (
     TEXT_SETTINGS,
     Entry,
@@ -1386,7 +1379,7 @@ def _copy_in(cursor: Cursor, statement: str, chunks: Iterator[bytes]) -> None:
 
 def context_fields(layout: Layout) -> list[tuple[str, str]]:
     """(context table column, sealed field) of the context row of an archived audit row: its
-    id, time and transaction, which :func:`~partitioned_audit.layouts.context_join` matches
+    id, time and transaction, which :func:`~partitioned_audit.ddl.context_join` matches
     (the context row's ``created`` and ``txid`` are its audit rows' time and transaction),
     then what the seals read of it."""
     return [

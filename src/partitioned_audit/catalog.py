@@ -7,7 +7,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX, TriggerDefinition, canonical_condition
+from .ddl import TriggerDefinition, canonical_condition
+from .layouts import COMMENT_TAG, LEGACY_TRIGGERS, PREFIX
 from .sql import Cursor
 
 
@@ -20,7 +21,7 @@ class TriggerInfo:
     #: pg_trigger.tgenabled: A fires always (what the engine installs), O only when
     #: session_replication_role is origin or local, R only on a replica, D never.
     enabled: str = "A"
-    #: What the trigger does; compare it with layouts.trigger_definitions() (see
+    #: What the trigger does; compare it with ddl.trigger_definitions() (see
     #: objects.trigger_difference), never trust the name or the comment alone.
     definition: TriggerDefinition | None = None
 

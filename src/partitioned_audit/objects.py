@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import catalog, layouts, privileges, sealing, upgrade104
+from . import catalog, ddl, layouts, privileges, sealing, upgrade104
 from .errors import AuditError, ConfigurationError
 from .layouts import ADVANCED, LAYOUTS, LEGACY_TRIGGERS, Layout, TableSpec
 from .partitioning.maintenance import LockPolicy, run_with_lock_retries
@@ -46,12 +46,12 @@ class LayoutStatus:
 
 @contextlib.contextmanager
 def _maintenance(cursor: Cursor) -> Iterator[None]:
-    """Let the engine's own DDL past the guard (see ``layouts.create_guard``)."""
-    execute(cursor, layouts.set_maintenance(True))
+    """Let the engine's own DDL past the guard (see ``ddl.create_guard``)."""
+    execute(cursor, ddl.set_maintenance(True))
     try:
         yield
     finally:
-        execute(cursor, layouts.set_maintenance(False))
+        execute(cursor, ddl.set_maintenance(False))
 
 
 def guard_state(cursor: Cursor) -> tuple[bool, bool]:
@@ -79,7 +79,7 @@ def _create_functions(cursor: Cursor, layout: Layout, schema: str) -> Composable
     """Every function of ``layout``: capture, helpers and sealing; one digest versions them all."""
     return Composed(
         [
-            layouts.create_functions(layout, schema, _seq_text(cursor, layout, schema)),
+            ddl.create_functions(layout, schema, _seq_text(cursor, layout, schema)),
             sealing.create_functions(layout, schema),
         ]
     )
@@ -294,14 +294,14 @@ def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dic
     refusing writes, with what is wrong; and the same of the object function returning
     the read view's rows of one object (``layout.object_function``), by its name.
 
-    The view rows written before the context table need (see :func:`layouts.create_view`)
+    The view rows written before the context table need (see :func:`ddl.create_view`)
     is as good as the plain one where there are none, so either is accepted.
     """
     deployed = _deployed_views(cursor, layout, schema)
     expected = [
         {
             name: render(create, cursor)
-            for name, create in layouts.view_definitions(layout, schema, legacy).items()
+            for name, create in ddl.view_definitions(layout, schema, legacy).items()
         }
         for legacy in (False, True)
     ]
@@ -318,16 +318,14 @@ def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dic
     function = _deployed_object_function(cursor, layout, schema)
     if function is None:
         problems[layout.object_function] = "it is missing"
-    elif function[1] != _view_digest(
-        render(layouts.create_object_function(layout, schema), cursor), function[0]
-    ):
+    elif function[1] != _view_digest(render(ddl.create_object_function(layout, schema), cursor), function[0]):
         problems[layout.object_function] = "its definition differs"
     return problems
 
 
 def _deployed_object_function(cursor: Cursor, layout: Layout, schema: str) -> tuple[str, str | None] | None:
     """The definition (``pg_get_functiondef``) and the comment of the object function
-    (:func:`layouts.create_object_function`), or None where it is missing."""
+    (:func:`ddl.create_object_function`), or None where it is missing."""
     cursor.execute(
         "SELECT pg_catalog.pg_get_functiondef(p.oid), pg_catalog.obj_description(p.oid, 'pg_proc')"
         "  FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(%s)",
@@ -340,12 +338,12 @@ def _deployed_object_function(cursor: Cursor, layout: Layout, schema: str) -> tu
 def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) -> None:
     """Record in each read view's comment what :func:`view_problems` compares."""
     deployed = _deployed_views(cursor, layout, schema)
-    for name, create in layouts.view_definitions(layout, schema, legacy).items():
+    for name, create in ddl.view_definitions(layout, schema, legacy).items():
         comment = _view_digest(render(create, cursor), deployed[name][0])
         execute(cursor, SQL("COMMENT ON VIEW {} IS {}").format(ident(schema, name), literal(comment)))
     function = _deployed_object_function(cursor, layout, schema)
     if function is not None:  # created with the views
-        comment = _view_digest(render(layouts.create_object_function(layout, schema), cursor), function[0])
+        comment = _view_digest(render(ddl.create_object_function(layout, schema), cursor), function[0])
         execute(
             cursor,
             SQL("COMMENT ON FUNCTION {}({}) IS {}").format(
@@ -385,7 +383,7 @@ def layout_status(
 
 
 def context_storage_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> list[str]:
-    """The context table's partitions without :data:`layouts.CONTEXT_STORAGE` (made by a
+    """The context table's partitions without :data:`ddl.CONTEXT_STORAGE` (made by a
     version before it, or reset by hand), by name; :func:`install` sets it on them."""
     cursor.execute(
         """
@@ -396,16 +394,16 @@ def context_storage_problems(cursor: Cursor, layout: Layout, schema: str = "publ
            AND NOT (COALESCE(c.reloptions, '{}') OPERATOR(pg_catalog.@>) %s::text[])
          ORDER BY 1
         """,
-        [render(ident(schema, layout.context_table), cursor), list(layouts.CONTEXT_RELOPTIONS)],
+        [render(ident(schema, layout.context_table), cursor), list(ddl.CONTEXT_RELOPTIONS)],
     )
     return [name for (name,) in cursor.fetchall()]
 
 
 def _context_storage(cursor: Cursor, layout: Layout, schema: str) -> None:
-    """Give every context partition :data:`layouts.CONTEXT_STORAGE` (see
-    :func:`layouts.set_context_storage` for its lock, which writers do not wait for)."""
+    """Give every context partition :data:`ddl.CONTEXT_STORAGE` (see
+    :func:`ddl.set_context_storage` for its lock, which writers do not wait for)."""
     for name in context_storage_problems(cursor, layout, schema):
-        execute(cursor, layouts.set_context_storage(schema, name))
+        execute(cursor, ddl.set_context_storage(schema, name))
 
 
 def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: bool = False) -> Status:
@@ -418,7 +416,7 @@ def install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: b
     with _maintenance(cursor):
         status = _install(cursor, layout, schema, gin_index)
         if superuser:
-            for statement in layouts.create_guard(schema):
+            for statement in ddl.create_guard(schema):
                 execute(cursor, statement)
     return status
 
@@ -447,42 +445,42 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
     readers = privileges.view_readers(cursor, schema, layout.views) if found.table.exists else []
     statements: list[Composable] = []
     if schema != "public":
-        statements.append(layouts.create_schema(schema))
-    statements.append(layouts.create_sequence(layout, schema))
+        statements.append(ddl.create_schema(schema))
+    statements.append(ddl.create_sequence(layout, schema))
     if not found.table.exists:
-        statements.append(layouts.create_table(layout, schema, seq_text))
+        statements.append(ddl.create_table(layout, schema, seq_text))
     else:
-        statements.extend(layouts.drop_views(layout, schema))
+        statements.extend(ddl.drop_views(layout, schema))
         statements.extend(upgrade104.table_statements(layout, schema, found.table.column_types, seq_text))
     if not found.table.exists:
-        statements.append(layouts.create_default_partition(layout, schema))
-        statements.extend(layouts.create_indexes(layout, schema))
+        statements.append(ddl.create_default_partition(layout, schema))
+        statements.extend(ddl.create_indexes(layout, schema))
     else:
         # The table holds rows: a missing index is declared on the parent alone, a catalog
         # change (the DEFAULT partition, created after it if missing, gets its own at
         # once); build_indexes() then builds it partition by partition, writers going on.
         statements.extend(
-            layouts.create_parent_index(layout, schema, spec)
-            for spec in layouts.trail_indexes(layout, gin_index)
+            ddl.create_parent_index(layout, schema, spec)
+            for spec in ddl.trail_indexes(layout, gin_index)
             if spec.name not in found.table.indexes
         )
-        statements.append(layouts.drop_event_brin(layout, schema))
-        statements.append(layouts.create_default_partition(layout, schema))
+        statements.append(ddl.drop_event_brin(layout, schema))
+        statements.append(ddl.create_default_partition(layout, schema))
     statements.extend(
-        layouts.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
+        ddl.create_context_table(layout, schema, render(ident(schema, layout.context_sequence), cursor))
     )
     if layout.has_payload_gin and not (found.table.exists and gin_index):
-        statements.append(layouts.gin_index(schema, gin_index))
+        statements.append(ddl.gin_index(schema, gin_index))
     statements.extend(sealing.create_tables(layout, schema))
     functions = _create_functions(cursor, layout, schema)
     statements.append(functions)
     statements.extend(sealing.create_append_only(layout, schema))
-    statements.append(layouts.comment_function(layout, schema, _digest(render(functions, cursor))))
-    statements.extend(layouts.protect_context_table(layout, schema))  # its triggers call a helper
+    statements.append(ddl.comment_function(layout, schema, _digest(render(functions, cursor))))
+    statements.extend(ddl.protect_context_table(layout, schema))  # its triggers call a helper
     legacy = found.table.exists and _legacy_contexts(cursor, layout, schema)
-    statements.extend(layouts.create_view(layout, schema, legacy))  # its trigger calls a helper
-    statements.extend(layouts.protect_table(layout, schema))
-    statements.append(layouts.comment_table(layout, schema))
+    statements.extend(ddl.create_view(layout, schema, legacy))  # its trigger calls a helper
+    statements.extend(ddl.protect_table(layout, schema))
+    statements.append(ddl.comment_table(layout, schema))
     for statement in statements:
         execute(cursor, statement)
     _comment_views(cursor, layout, schema, legacy)
@@ -513,7 +511,7 @@ def _context_partitions(cursor: Cursor, layout: Layout, schema: str) -> None:
         name = layout.context_partition(row.name)
         if catalog.existing_tables(cursor, [(schema, name)]):
             continue
-        for statement in layouts.create_context_partition(layout, schema, row.name, row.lower, row.upper):
+        for statement in ddl.create_context_partition(layout, schema, row.name, row.lower, row.upper):
             execute(cursor, statement)
         privileges.match_parent(cursor, schema, name, layout.context_table)
 
@@ -527,7 +525,7 @@ def _legacy_contexts(cursor: Cursor, layout: Layout, schema: str) -> bool:
     )
     if not cursor.fetchone()[0]:
         return False
-    execute(cursor, layouts.has_legacy_contexts(layout, schema))
+    execute(cursor, ddl.has_legacy_contexts(layout, schema))
     return bool(cursor.fetchone()[0])
 
 
@@ -571,7 +569,7 @@ def indexes_pending(cursor: Cursor, layout: Layout, schema: str = "public") -> l
         """,
         [
             render(ident(schema, layout.table), cursor),
-            [spec.name for spec in layouts.trail_indexes(layout, gin_index=True)],
+            [spec.name for spec in ddl.trail_indexes(layout, gin_index=True)],
         ],
     )
     return [name for (name,) in cursor.fetchall()]
@@ -687,7 +685,7 @@ def build_indexes(
     if not cursor.fetchone()[0]:
         return result  # another run builds them
     try:
-        specs = {spec.name: spec for spec in layouts.trail_indexes(layout, gin_index=True)}
+        specs = {spec.name: spec for spec in ddl.trail_indexes(layout, gin_index=True)}
         for index in pending:
             spec = specs[index]
             for partition in _partitions_lacking(cursor, layout, schema, index):
@@ -707,7 +705,7 @@ def _build_one(
     layout: Layout,
     schema: str,
     index: str,
-    spec: layouts.IndexSpec,
+    spec: ddl.IndexSpec,
     partition: tuple[str, str],
     policy: LockPolicy,
     sleep: Any,
@@ -715,7 +713,7 @@ def _build_one(
 ) -> None:
     """Build ``spec`` on one partition and attach it to the audit table's ``index``."""
     part_schema, part_name = partition
-    name = layouts.partition_index_name(part_name, spec, layout.table)
+    name = ddl.partition_index_name(part_name, spec, layout.table)
     found = _index_found(cursor, part_schema, name, part_name)
     if found is not None and not found[0]:
         raise AuditError(
@@ -724,16 +722,16 @@ def _build_one(
         )
     if found is not None and not found[1]:
         # A build stopped half way (cancelled, timed out, the server restarted) left it INVALID.
-        execute(cursor, layouts.drop_index_concurrently(part_schema, name))
+        execute(cursor, ddl.drop_index_concurrently(part_schema, name))
         result.rebuilt.append(name)
         found = None
     if found is None:
-        execute(cursor, layouts.create_partition_index(part_schema, part_name, name, spec))
+        execute(cursor, ddl.create_partition_index(part_schema, part_name, name, spec))
         result.built.append(name)
     # A partition attached since it was listed came with an index of its own already, and
     # a second one cannot be attached: look again right before attaching.
     if partition in _partitions_lacking(cursor, layout, schema, index):
-        _attach(connection, layouts.attach_partition_index(schema, index, part_schema, name), policy, sleep)
+        _attach(connection, ddl.attach_partition_index(schema, index, part_schema, name), policy, sleep)
 
 
 def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> None:
@@ -749,7 +747,7 @@ def _replace_legacy_triggers(cursor: Cursor, layout: Layout, schema: str) -> Non
 def trigger_digest(
     cursor: Cursor, layout: Layout, schema: str, spec: TableSpec, partition: tuple[str, str] | None = None
 ) -> str:
-    statements = layouts.create_triggers(layout, schema, spec, partition)
+    statements = ddl.create_triggers(layout, schema, spec, partition)
     return _digest(" ".join(render(s, cursor) for s in statements))
 
 
@@ -845,7 +843,7 @@ def enable(
     changed = False
     for partition in _targets((spec.schema, spec.table), facts):
         table = partition or (spec.schema, spec.table)
-        wanted = layouts.trigger_definitions(layout, schema, spec, partition)
+        wanted = ddl.trigger_definitions(layout, schema, spec, partition)
         on_table = _on(facts.triggers, table)
         digest = trigger_digest(cursor, layout, schema, spec, partition)
         if set(on_table) == set(wanted) and all(
@@ -855,11 +853,11 @@ def enable(
         with _maintenance(cursor):
             for name in (*OUR_TRIGGERS, *LEGACY_TRIGGERS):
                 if name in on_table:
-                    execute(cursor, layouts.drop_trigger(name, *table))
-            for statement in layouts.create_triggers(layout, schema, spec, partition):
+                    execute(cursor, ddl.drop_trigger(name, *table))
+            for statement in ddl.create_triggers(layout, schema, spec, partition):
                 execute(cursor, statement)
             for name in wanted:
-                execute(cursor, layouts.comment_trigger(name, table, digest))
+                execute(cursor, ddl.comment_trigger(name, table, digest))
         # Default privileges may have granted ALL on the table when it was created.
         privileges.close_audited_table(cursor, *table)
         changed = True
@@ -876,17 +874,17 @@ _NOT_FIRING = {
 def _describe_type(tgtype: int) -> str:
     timing = (
         "INSTEAD OF"
-        if tgtype & layouts.TRIGGER_TYPE_INSTEAD
+        if tgtype & ddl.TRIGGER_TYPE_INSTEAD
         else "BEFORE"
-        if tgtype & layouts.TRIGGER_TYPE_BEFORE
+        if tgtype & ddl.TRIGGER_TYPE_BEFORE
         else "AFTER"
     )
-    events = " OR ".join(op for op, bit in layouts.TRIGGER_EVENTS.items() if tgtype & bit) or "nothing"
-    level = "ROW" if tgtype & layouts.TRIGGER_TYPE_ROW else "STATEMENT"
+    events = " OR ".join(op for op, bit in ddl.TRIGGER_EVENTS.items() if tgtype & bit) or "nothing"
+    level = "ROW" if tgtype & ddl.TRIGGER_TYPE_ROW else "STATEMENT"
     return f"{timing} {events} FOR EACH {level}"
 
 
-def _trigger_attributes(definition: layouts.TriggerDefinition) -> dict[str, object]:
+def _trigger_attributes(definition: ddl.TriggerDefinition) -> dict[str, object]:
     """What a trigger does, in the order its differences are reported (see ``_TRIGGER_WORDING``)."""
     return {
         "function": definition.function,
@@ -917,9 +915,9 @@ _TRIGGER_WORDING: dict[str, Wording] = {
 }
 
 
-def trigger_difference(found: catalog.TriggerInfo, wanted: layouts.TriggerDefinition) -> str | None:
+def trigger_difference(found: catalog.TriggerInfo, wanted: ddl.TriggerDefinition) -> str | None:
     """How the deployed trigger ``found`` differs from ``wanted`` (from
-    :func:`layouts.trigger_definitions`), or None when it does the same.
+    :func:`ddl.trigger_definitions`), or None when it does the same.
 
     The whole definition counts, never the name: the function it executes, its level,
     timing and events, ``UPDATE OF`` columns, transition tables, arguments, WHEN condition
@@ -961,8 +959,8 @@ def trigger_problems(
             on_table = _on(facts.triggers, partition or (spec.schema, spec.table))
             where = f" on partition {partition[0]}.{partition[1]}" if partition else ""
             digest = trigger_digest(cursor, layout, schema, found_spec, partition)
-            wanted = layouts.trigger_definitions(layout, schema, found_spec, partition)
-            for operation, name in layouts.trigger_names(layout, found_spec, partition).items():
+            wanted = ddl.trigger_definitions(layout, schema, found_spec, partition)
+            for operation, name in ddl.trigger_names(layout, found_spec, partition).items():
                 found = on_table.get(name)
                 if found is None:
                     problems.append(
@@ -1001,7 +999,7 @@ def disable(cursor: Cursor, table_schema: str, table: str, facts: TableFacts | N
     if found:
         with _maintenance(cursor):
             for name, target in found:
-                execute(cursor, layouts.drop_trigger(name, *target))
+                execute(cursor, ddl.drop_trigger(name, *target))
     return bool(found)
 
 
@@ -1013,7 +1011,7 @@ def uninstall(cursor: Cursor, layout: Layout, schema: str = "public", drop_data:
 
 def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> None:
     for trigger in catalog.audit_triggers(cursor):
-        execute(cursor, layouts.drop_trigger(trigger.name, trigger.schema, trigger.table))
+        execute(cursor, ddl.drop_trigger(trigger.name, trigger.schema, trigger.table))
     for function in (layout.function, layout.key_function, layout.row_function):
         execute(cursor, SQL("DROP FUNCTION IF EXISTS {}()").format(ident(schema, function)))
     for which, args in layouts.SEAL_FUNCTIONS:
@@ -1042,7 +1040,7 @@ def _uninstall(cursor: Cursor, layout: Layout, schema: str, drop_data: bool) -> 
                 cursor, SQL("DROP FUNCTION IF EXISTS {}({}) CASCADE").format(ident(schema, name), SQL(args))
             )
     if drop_data:
-        for statement in layouts.drop_views(layout, schema):
+        for statement in ddl.drop_views(layout, schema):
             execute(cursor, statement)
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.table)))
         execute(cursor, SQL("DROP TABLE IF EXISTS {} CASCADE").format(ident(schema, layout.context_table)))

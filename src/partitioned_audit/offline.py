@@ -24,7 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .layouts import Layout, context_join
+from .ddl import context_join
+from .layouts import Layout
 from .sealing import (
     CONTEXT_FIELDS,
     EXTRA_FORMATS,

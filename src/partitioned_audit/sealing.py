@@ -32,18 +32,16 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .ddl import MAINTENANCE_ALLOWED, context_join, template
 from .errors import AuditError, ConfigurationError
 from .layouts import (
     COMMENT_TAG,
     CONTEXT_ID_COLUMN,
-    MAINTENANCE_ALLOWED,
     MAINTENANCE_SETTING,
     PREFIX,
     SEAL_FUNCTIONS,
     SEAL_HELPERS,
     Layout,
-    context_join,
-    template,
 )
 from .sql import SQL, Composable, Composed, Cursor, execute, ident, literal, quote_ident, render, sqlstate
 

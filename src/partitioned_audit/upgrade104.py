@@ -35,8 +35,9 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from . import catalog
+from .ddl import _seq_default
 from .errors import AuditError
-from .layouts import COMMENT_TAG, CONTEXT_ID_COLUMN, PARTITION_COMMENT, Layout, _seq_default
+from .layouts import COMMENT_TAG, CONTEXT_ID_COLUMN, PARTITION_COMMENT, Layout
 from .partitioning.ranges import PartitionInfo
 from .sql import SQL, Composable, Cursor, execute, ident, literal, render, sqlstate
 

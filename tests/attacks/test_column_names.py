@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from partitioned_audit import ADVANCED, SIMPLE, TableSpec, enable, install
-from partitioned_audit.layouts import Layout, create_functions
+from partitioned_audit.ddl import create_functions
+from partitioned_audit.layouts import Layout
 from partitioned_audit.sql import SQL, Composed, execute, ident, literal, render
 from tests.engine_db import connect, scratch_database
 

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import catalog, privileges, sealing
+from ..ddl import context_storage, create_context_default, create_default_partition
 from ..errors import ConfigurationError, PartitionError
 from ..layouts import (
     COMMENT_TAG,
@@ -39,9 +40,6 @@ from ..layouts import (
     MAINTENANCE_SETTING,
     PARTITION_COMMENT,
     Layout,
-    context_storage,
-    create_context_default,
-    create_default_partition,
 )
 from ..offline import verify as offline_verify
 from ..sql import SQL, Composable, Cursor, execute, ident, literal, sqlstate
@@ -471,7 +469,7 @@ class Maintainer:
         """Create ``partition`` of ``parent_name``, move its range's rows out of the DEFAULT
         partition into it and attach it: returns how many rows moved. ``fill`` copies rows
         into it first (the archive's restore); ``storage`` is its ``WITH (...)`` clause (a
-        context partition's, see :data:`partitioned_audit.layouts.CONTEXT_STORAGE`)."""
+        context partition's, see :data:`partitioned_audit.ddl.CONTEXT_STORAGE`)."""
         parent = ident(self.schema, parent_name)
         table = ident(self.schema, partition)
         default = ident(self.schema, default_name)
