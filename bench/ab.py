@@ -46,7 +46,7 @@ sys.path[:0] = [str(ROOT / "src"), str(ROOT), str(ROOT / "testproject")]
 
 from testproject.dbserver import get_server  # noqa: E402
 
-from partitioned_audit import layouts as now_layouts  # noqa: E402
+from partitioned_audit import ddl, layouts  # noqa: E402
 from partitioned_audit.sql import SQL, execute, ident, literal, render  # noqa: E402
 
 TABLE = "(id bigint PRIMARY KEY, a integer, b text, c numeric, d timestamptz, e boolean)"
@@ -65,15 +65,36 @@ BULK = {
 }
 
 
-def layouts_of(rev: str) -> types.ModuleType:
-    """The ``layouts`` module as it is at ``rev``, imported beside the current one."""
-    text = subprocess.run(
-        ["git", "show", f"{rev}:src/partitioned_audit/layouts.py"],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+def engine_of(*modules: types.ModuleType) -> types.SimpleNamespace:
+    """The layouts and the builders of their statements as one namespace: both lived in
+    ``layouts`` before the builders moved to ``ddl``."""
+    merged: dict[str, Any] = {}
+    for module in modules:
+        merged.update(vars(module))
+    return types.SimpleNamespace(**merged)
+
+
+def _show(rev: str, path: str) -> str | None:
+    """The text of ``path`` at ``rev``, or None where that commit has no such file."""
+    shown = subprocess.run(["git", "show", f"{rev}:{path}"], cwd=ROOT, capture_output=True, text=True)
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def _load(name: str, path: Path) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def layouts_of(rev: str) -> types.SimpleNamespace:
+    """The ``layouts`` module as it is at ``rev`` (with its ``ddl`` module, where it has
+    one), imported beside the current one."""
+    text = _show(rev, "src/partitioned_audit/layouts.py")
+    if text is None:
+        raise SystemExit(f"{rev} has no src/partitioned_audit/layouts.py")
     path = Path(tempfile.mkdtemp()) / "layouts_then.py"
     path.write_text(text)
     # The function templates of that commit, where it has some, beside the module.
@@ -89,17 +110,20 @@ def layouts_of(rev: str) -> types.ModuleType:
     for name in listing:
         shown = subprocess.run(["git", "show", f"{rev}:{name}"], cwd=ROOT, check=True, capture_output=True)
         (path.parent / "templates" / Path(name).name).write_bytes(shown.stdout)
-    spec = importlib.util.spec_from_file_location("partitioned_audit.layouts_then", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    modules = [_load("partitioned_audit.layouts_then", path)]
+    ddl = _show(rev, "src/partitioned_audit/ddl.py")
+    if ddl is not None:
+        # Its data from that commit's layouts, not from this tree's.
+        (path.parent / "ddl_then.py").write_text(
+            ddl.replace("from .layouts import", "from .layouts_then import")
+        )
+        modules.append(_load("partitioned_audit.ddl_then", path.parent / "ddl_then.py"))
+    return engine_of(*modules)
 
 
 def install(
     cur: Any,
-    module: types.ModuleType,
+    module: types.SimpleNamespace,
     layout_name: str,
     schema: str,
     level: str = "statement",
@@ -133,7 +157,7 @@ def install(
         )
     if level == "row":
         if "row_level" not in fields:
-            raise SystemExit(f"this version of {module.__name__} has no row-level capture")
+            raise SystemExit("this version of the engine has no row-level capture")
         spec = dataclasses.replace(spec, row_level=True)
     for statement in module.create_triggers(layout, schema, spec):
         execute(cur, statement)
@@ -204,7 +228,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--against", default="HEAD", help="the commit to compare with (default HEAD)")
-    parser.add_argument("--layout", default="simple", choices=sorted(now_layouts.LAYOUTS))
+    parser.add_argument("--layout", default="simple", choices=sorted(layouts.LAYOUTS))
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--seconds", type=int, default=10, help="pgbench duration per round")
@@ -230,13 +254,15 @@ def main() -> None:
         compact = json.dumps(json.loads(options.context), separators=(",", ":"))
         if " " in compact:
             raise SystemExit("--context: no spaces inside values, please (PGOPTIONS splits on them)")
-        session = f"-c {now_layouts.CONTEXT_SETTING}={compact}"
+        session = f"-c {layouts.CONTEXT_SETTING}={compact}"
     then = layouts_of(options.against)
     with scratch_database(os.environ.get("DPA_DB_NAME", "dpa") + "_ab") as dsn:
         with psycopg.connect(dsn, autocommit=True) as conn:
             cur = conn.cursor()
             install(cur, then, options.layout, "ab_then", options.then_level, options.past_months)
-            install(cur, now_layouts, options.layout, "ab_now", options.level, options.past_months)
+            install(
+                cur, engine_of(layouts, ddl), options.layout, "ab_now", options.level, options.past_months
+            )
         single: dict[str, list[float]] = {}
         bulk: dict[str, list[float]] = {}
         for _ in range(options.rounds):
