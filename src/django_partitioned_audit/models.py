@@ -104,12 +104,14 @@ def _payload_q(column: str, key: str, value: Any) -> Q:
     return q
 
 
-def _table_q(model_class: type[models.Model], schema_field: str, table_field: str) -> Q:
+def _table_q(model_class: type[models.Model], layout: Layout) -> Q:
     """Entries of ``model_class``'s table, in its schema: a same-named table elsewhere is
-    another table. 1.0.4's simple rows carry no schema; they were all in ``public``."""
+    another table. 1.0.4's simple rows carry no schema (``Layout.schemaless_rows``); they
+    were all in ``public``."""
     schema, table = split_table(model_class._meta.db_table)
+    schema_field, table_field = layout.schema_column, layout.table_column
     in_schema = Q(**{schema_field: schema})
-    if schema == "public" and schema_field == SIMPLE.schema_column:
+    if schema == "public" and layout.schemaless_rows:
         in_schema |= Q(**{f"{schema_field}__isnull": True})
     return Q(**{table_field: table}) & in_schema
 
@@ -162,6 +164,8 @@ class _Snapshot:
         super().__init_subclass__(**kwargs)
         if layout is not None:
             cls._layout = layout.name
+            cls._row_sql = layout.row_after
+            cls._old_row_sql = layout.row_before
             cls._view = layout.view
             cls._key = layout.view_key_column
             cls._time = layout.time_column
@@ -172,14 +176,17 @@ class _Snapshot:
             cls._table_field = layout.table_column
 
     @classmethod
-    def _layout_object(cls) -> Any:
+    def _layout_object(cls) -> Layout:
         """The engine's :class:`partitioned_audit.layouts.Layout` of this read model."""
         from partitioned_audit.layouts import get_layout
 
         return get_layout(cls._layout)
 
-    #: SQL for the row after the change, from the view aliased ``v``.
+    #: SQL for the row after the change, from the view aliased ``v`` (``Layout.row_after``).
     _row_sql: str
+    #: SQL for the row before an UPDATE, where the entry holds it, else NULL: the version
+    #: before holds it (``Layout.row_before``).
+    _old_row_sql: str
 
     def _table(self) -> tuple[str, str]:
         raise NotImplementedError
@@ -296,10 +303,6 @@ class _Snapshot:
         typed = _converted(model, connection, dict(zip(columns, row, strict=True)))
         fields = [f for f in model._meta.concrete_fields if f.column in typed]
         return model.from_db(using, [f.attname for f in fields], [typed[f.column] for f in fields])
-
-    #: SQL for the row before an UPDATE, where the entry holds it (else NULL: the version
-    #: before holds it).
-    _old_row_sql = "NULL::jsonb"
 
     def version(self, model: type[models.Model] | None = None) -> Version:
         """This entry as a :class:`Version` of its row: its changes typed as in ``history()``
@@ -711,7 +714,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         return self.filter(**{self._operation: _CODES[operation]})
 
     def _of_table(self, model_class: type[models.Model]) -> Q:
-        return _table_q(model_class, self._schema_field, self._table_field)
+        return _table_q(model_class, self.model._layout_object())
 
     def filter_model(self, model_class: type[models.Model]) -> Any:
         """Entries of the table behind ``model_class``."""
@@ -893,9 +896,7 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         entries = []
         for row in read_rows(open_store(url), layout.table, conditions):
             where = row.get(self._schema_field)
-            if where != schema and not (
-                where is None and schema == "public" and self._schema_field == SIMPLE.schema_column
-            ):
+            if where != schema and not (where is None and schema == "public" and layout.schemaless_rows):
                 continue
             values = {}
             for f in fields:
@@ -1096,8 +1097,6 @@ class SimpleAuditEntryQuerySet(_HistoryQuerySet):
 class SimpleAuditEntry(_Snapshot, models.Model, layout=SIMPLE):
     """One change recorded by the simple layout (read-only; mapped to ``audit_simple_view``)."""
 
-    _row_sql = "v.object_payload"
-
     id = models.BigIntegerField(primary_key=True, help_text="Event id, strictly increasing")
     object_table = models.CharField(max_length=63)
     object_payload = models.JSONField(null=True, help_text="The row after the change; NULL for TRUNCATE")
@@ -1168,9 +1167,6 @@ class AdvancedAuditEntryQuerySet(_HistoryQuerySet):
 
 class AdvancedAuditEntry(_Snapshot, models.Model, layout=ADVANCED):
     """One change recorded by the advanced layout (read-only; mapped to ``logged_actions_view``)."""
-
-    _row_sql = "coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')"
-    _old_row_sql = "v.row_data"
 
     event_id = models.BigIntegerField(
         primary_key=True, help_text="Unique identifier for each auditable event"

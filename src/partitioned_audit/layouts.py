@@ -198,6 +198,15 @@ class Layout:
     #: Transition tables each trigger asks for: only what its branch of ``capture`` reads,
     #: since PostgreSQL copies every row into each one requested.
     transition_tables: dict[str, tuple[str, ...]]
+    #: The audited row after the change (before it, for a DELETE) as jsonb, from the read
+    #: view aliased ``v``: what the read models type with the audited table's row type.
+    row_after: str
+    #: The audited row before an UPDATE as jsonb, from the read view aliased ``v``, where the
+    #: entry holds it; else NULL, and the version before holds it.
+    row_before: str = "NULL::jsonb"
+    #: Whether a row may hold no schema (``schema_column`` NULL): 1.0.4's rows, written when
+    #: every audited table was in ``public``, which is then their schema.
+    schemaless_rows: bool = False
     #: Whether the table carries the opt-in GIN index on the payload (simple layout).
     has_payload_gin: bool = False
     #: Columns added after seals of format 2 were defined, with the seal format whose row
@@ -471,6 +480,8 @@ SIMPLE = Layout(
     key_capture="simple_key_capture.sql",
     row_capture="simple_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("NEW",), "DELETE": ("OLD",), "TRUNCATE": ()},
+    row_after="v.object_payload",
+    schemaless_rows=True,
     has_payload_gin=True,
     sealed_from={"session_user_name": 4},
 )
@@ -547,6 +558,8 @@ ADVANCED = Layout(
     key_capture="advanced_key_capture.sql",
     row_capture="advanced_row_capture.sql",
     transition_tables={"INSERT": ("NEW",), "UPDATE": ("OLD", "NEW"), "DELETE": ("OLD",), "TRUNCATE": ()},
+    row_after="coalesce(v.row_data, '{}') || coalesce(v.changed_fields, '{}')",
+    row_before="v.row_data",
 )
 LAYOUTS = {layout.name: layout for layout in (SIMPLE, ADVANCED)}
 
