@@ -1255,7 +1255,11 @@ def functions(layout: Layout) -> list[tuple[str, str]]:
 # enable() computes the argument; a change of the guard or of the types changes the
 # trigger's digest, so E021 reports it and migrate recomputes it.
 _HELPERS = """
--- dpa_pk_text, dpa_redact and dpa_context_object are inlined into the capture functions,
+-- dpa_context_object is inlined into the capture functions' expression that reads the
+-- context (STABLE, as jsonb_build_object is: the planner inlines no IMMUTABLE function
+-- whose body calls a STABLE one, and a SQL function left a call builds its plan again in
+-- every transaction); dpa_pk_text and dpa_redact, whose bodies hold a sub-select, run as
+-- calls, for composite keys and excluded or masked columns only. Either way they run
 -- under the caller's search_path: every name is qualified (see _QUALIFIED_NOTE).
 CREATE OR REPLACE FUNCTION {pk_text}(j jsonb, pk text[]) RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
@@ -1346,10 +1350,9 @@ BEGIN
     RETURN true;
 END
 $fn$;
--- The context as a JSON object: a statement's first row holds an object, and its other rows
--- a number that refers to it, so a context set by hand as another JSON value is wrapped.
+-- The context as a JSON object: one set by hand as another JSON value is wrapped in one.
 CREATE OR REPLACE FUNCTION {context_object}(c jsonb) RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $fn$
+LANGUAGE sql STABLE PARALLEL SAFE AS $fn$
     SELECT CASE WHEN c IS NULL OR pg_catalog.jsonb_typeof(c) OPERATOR(pg_catalog.=) 'object' THEN c
                 ELSE pg_catalog.jsonb_build_object('value', c) END
 $fn$;
