@@ -695,8 +695,8 @@ def test_each_row_is_converted_to_jsonb_once_per_image(conn, layout, context):
     assert conversions_of("UPDATE tally SET c = 'b'") == (2 if layout is SIMPLE else 4)
 
 
-def capture_plans(conn: Any, statement: str) -> list[str]:
-    """The plans auto_explain reports for the statements ``statement`` runs inside triggers."""
+def logged_plans(conn: Any, statement: str) -> list[str]:
+    """Every plan auto_explain reports for ``statement`` and the queries it runs inside."""
     found: list[str] = []
     if hasattr(conn, "add_notice_handler"):  # psycopg 3
         conn.add_notice_handler(lambda diag: found.append(diag.message_primary or ""))
@@ -708,7 +708,14 @@ def capture_plans(conn: Any, statement: str) -> list[str]:
     cur.execute(statement)
     cur.execute("RESET client_min_messages")
     found += getattr(conn, "notices", [])  # psycopg2
-    return [plan for plan in found if "INSERT INTO" in plan and "logged_actions" in plan]
+    return found
+
+
+def capture_plans(conn: Any, statement: str) -> list[str]:
+    """The plans auto_explain reports for the statements ``statement`` runs inside triggers."""
+    return [
+        plan for plan in logged_plans(conn, statement) if "INSERT INTO" in plan and "logged_actions" in plan
+    ]
 
 
 def test_a_bulk_update_after_single_row_updates_pairs_rows_without_a_nested_loop(conn):
@@ -749,3 +756,31 @@ def test_skip_unchanged_ignores_excluded_columns_and_works_on_partitions(conn):
         "SELECT object_table, object_pk, object_payload FROM audit_simple"
         " WHERE audit_operation = 'U' ORDER BY audit_event_id",
     ) == [("item", "2", {"id": 2, "name": "c"}), ("item", "1", {"id": 1, "name": "d"})]
+
+
+@pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
+@pytest.mark.parametrize("row_level", [False, True], ids=["statement level", "row level"])
+@pytest.mark.parametrize("context", [None, '{"user_id": 7}', "7"], ids=["no context", "object", "number"])
+def test_the_capture_runs_no_query_of_its_own_to_read_the_context(conn, layout, row_level, context):
+    """The capture reads the context in an expression plpgsql evaluates without the
+    executor. A helper the planner cannot inline runs its body as a query of its own, whose
+    plan a SQL function builds again in every transaction (tens of microseconds on a
+    single-row write): auto_explain, which logs every query the executor starts, sees none
+    but the capture's INSERTs; and the context still arrives as an object."""
+    cur = conn.cursor()
+    install(cur, layout)
+    cur.execute("CREATE TABLE item (id int PRIMARY KEY, n int)")
+    enable(cur, layout, TableSpec("public", "item", ("id",), row_level=row_level))
+    if context:
+        cur.execute("SELECT set_config('partitioned_audit.context', %s, true)", [context])
+    cur.execute("LOAD 'auto_explain'")
+    cur.execute("SET auto_explain.log_verbose = on")
+    plans = logged_plans(conn, "INSERT INTO item VALUES (1, 0)")
+    inserts = [p for p in plans if "Insert on" in p]
+    # the audited INSERT, the audit row's and, in a context, the context row's
+    assert len(inserts) == len(plans) == (3 if context else 2), [p.split("\n")[1] for p in plans]
+    execute(cur, SQL("SELECT context FROM {}").format(ident(layout.context_table)))
+    stored = list(cur.fetchall())
+    assert stored == (
+        [] if context is None else [(json.loads(context) if context[0] == "{" else {"value": 7},)]
+    )

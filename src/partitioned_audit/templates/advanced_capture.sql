@@ -39,6 +39,7 @@ DECLARE
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
     _actor bigint;
+    _marked pg_catalog.text;  -- (set_config's result, unused)
     _app pg_catalog.text := pg_catalog.current_setting('application_name');
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
     _port integer := pg_catalog.inet_client_port();
@@ -68,7 +69,8 @@ BEGIN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
-        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,

@@ -20,6 +20,7 @@ DECLARE
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
     _actor bigint;
+    _marked pg_catalog.text;  -- (set_config's result, unused)
 BEGIN
     -- The transaction's context row (_CONTEXT_NOTE in layouts.py), where a context is set:
     -- looked up only once this transaction has made one (the setting {context_made} then
@@ -39,7 +40,8 @@ BEGIN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
-        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     INSERT INTO {table} (row_data, changed_fields, object_pk, schema_name, table_name, relid, session_user_name,
                          action_tstamp_tx, action_tstamp_stm,

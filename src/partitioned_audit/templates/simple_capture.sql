@@ -39,6 +39,7 @@ DECLARE
     _context pg_catalog.jsonb := {context};
     _user pg_catalog.text := session_user::pg_catalog.text;
     _actor bigint;
+    _marked pg_catalog.text;  -- (set_config's result, unused)
     -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
     _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
 BEGIN
@@ -60,7 +61,8 @@ BEGIN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
-        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,

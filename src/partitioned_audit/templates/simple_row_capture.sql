@@ -25,6 +25,7 @@ DECLARE
     _txid bigint;
     _context pg_catalog.jsonb;
     _actor bigint;
+    _marked pg_catalog.text;  -- (set_config's result, unused)
 BEGIN
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         _j := pg_catalog.to_jsonb(OLD);
@@ -72,7 +73,8 @@ BEGIN
         INSERT INTO {contexts} (created, txid, session_user_name, context)
         VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
         RETURNING context_id INTO _actor;
-        PERFORM pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
     END IF;
     INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
                          audit_txid_current, audit_operation, audit_context_id, session_user_name)
