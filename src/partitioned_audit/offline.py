@@ -386,10 +386,14 @@ class Seal:
     format: int
 
 
-def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_before: int) -> str | None:
+def _entry_problem(
+    entry: Entry, seals: dict[int, Seal], opens: list[int], late_before: int, top: tuple[int, int] | None
+) -> str | None:
     """What an entry claims that it may not (``dpa_seal_entry_problem``), or None: ``seals``
     are the earlier counted seals covering ids, ``opens`` those still open, ``late_before``
-    the rows the chunks of earlier seals it carries had."""
+    the rows the chunks of earlier seals it carries had, ``top`` the highest format of the
+    earlier counted seals and the first seal of that format (None before any): a seal's
+    format never goes down along the chain."""
     if entry.extra is not None and entry.format not in EXTRA_FORMATS:
         return f"its format {entry.format_text or ''} is unknown"
     closes: list[int] = []
@@ -398,6 +402,8 @@ def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_
         if pending is None or closing is None:
             return "its pending transactions and the seals it closes are not lists of ids"
         closes = closing
+    if entry.kind == "seal" and top is not None and (entry.format or 1) < top[0]:
+        return f"its format {entry.format_text or 1} is lower than format {top[0]} of seal {top[1]} before it"
     first, last = entry.first_event_id, entry.last_event_id
     if first is None or last is None or first > last + (1 if closes else 0):
         return f"it covers events {_text(first)}..{_text(last)}, which end before they start"
@@ -506,6 +512,8 @@ class Walk:
     sealed: int = 0
     #: Rows the counted entries cover now (seals add, retention takes away).
     rows: int = 0
+    #: The highest format of the counted seal entries and the first of that format.
+    top: tuple[int, int] | None = None
     #: Counted seals with pending transactions that no counted entry closed yet, in order.
     opens: list[int] = field(default_factory=list)
     pending: dict[int, list[int]] = field(default_factory=dict)
@@ -561,7 +569,7 @@ def walk(entries: Sequence[Entry], attached: set[str], table_text: str) -> Walk:
             for c in entry.chunks
             if entry.kind == "seal" and c.seal_id != entry.seal_id and (c.seal_id, c.index) in done.expected
         )
-        problem = _entry_problem(entry, done.seals, done.opens, late_before)
+        problem = _entry_problem(entry, done.seals, done.opens, late_before, done.top)
         if problem is not None:
             findings.append(
                 _chain_finding(
@@ -590,6 +598,8 @@ def walk(entries: Sequence[Entry], attached: set[str], table_text: str) -> Walk:
                 )
                 done.sealed = entry.last_event_id
             done.rows += count
+            if done.top is None or (entry.format or 1) > done.top[0]:
+                done.top = (entry.format or 1, entry.seal_id)
             closes = entry.ids("closes") or []
             done.opens = [o for o in done.opens if o not in closes]
             waiting = entry.ids("pending") or []
