@@ -727,6 +727,58 @@ def test_an_archive_made_before_the_simple_login_role_column_is_checked_and_rest
         t.conn.close()
 
 
+def test_an_install_not_migrated_since_the_login_role_column_stops_offline_verify_and_the_archive_clearly(
+    tmp_path, capsys
+):
+    """The package upgraded, ``migrate`` not run yet: the simple layout's audit table has no
+    ``session_user_name``. Verify offline, archive and restore, which read every column of
+    this version with plain SELECTs, stop with an error that says the install is OUTDATED and
+    how to bring it up to date, not the driver's "column does not exist"."""
+    from partitioned_audit import OutdatedInstall
+    from partitioned_audit.layouts import drop_views
+
+    with scratch_database(background=True) as dbname:
+        t = Trail(dbname, SIMPLE)
+        jan = PartitionInfo.create(SIMPLE.table, *JAN)
+        feb = PartitionInfo.create(SIMPLE.table, dt.date(2001, 2, 1), dt.date(2001, 3, 1))
+        t.m.create([jan, feb])
+        t.write(1, 20)
+        t.tamper(
+            SQL(
+                "UPDATE {t} SET audit_entry_created = CASE WHEN {e} <= 10 THEN '2001-01-10'::timestamptz"
+                " ELSE '2001-02-10'::timestamptz END"
+            ).format(t=t.table, e=t.event)
+        )
+        t.m.seal()
+        store = open_store(f"file://{tmp_path}")
+        assert archive.archive_partition(t.m, store, jan, drop=True).dropped
+        # The install as an earlier version left it: no column, no view reading it.
+        t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        cur = t.conn.cursor()
+        for statement in drop_views(SIMPLE, t.schema):
+            execute(cur, statement)
+        t.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(t.table))
+        t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+        message = (
+            f"the audit table {t.schema}.{SIMPLE.table} has no column session_user_name: the simple layout's"
+            " install is OUTDATED, older than this version; bring the audit objects up to date first"
+            " (python manage.py migrate, or partitioned_audit.install())"
+        )
+        for step in (
+            lambda: t.m.verify(offline=True),
+            lambda: archive.archive(t.m, store, 30, drop=True, now=NOW),
+            lambda: archive.restore(t.m, store, jan.partition),
+        ):
+            with pytest.raises(OutdatedInstall) as info:
+                step()
+            assert str(info.value) == message
+        dsn = f"dbname={dbname} " + _dsn_tail()
+        assert cli.main(["--dsn", dsn, "--layout", "simple", "verify", "--offline"]) == 2
+        assert capsys.readouterr().err == f"partitioned-audit: {message}\n"
+        assert len(rows_of(t, feb.partition)) == 10
+        t.conn.close()
+
+
 def test_a_partition_changed_after_its_archive_is_not_dropped_nor_its_context_rows(context_trail, tmp_path):
     t, clerk = context_trail
     store = open_store(f"file://{tmp_path}")

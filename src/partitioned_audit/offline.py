@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import OutdatedInstall
 from .layouts import Layout, context_join
 from .sealing import (
     CONTEXT_FIELDS,
@@ -323,6 +324,30 @@ def attached_partitions(cursor: Cursor, layout: Layout, schema: str) -> set[str]
     return {name for (name,) in cursor.fetchall()}
 
 
+def require_columns(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Stop with a readable error when the audit table lacks a column of ``layout`` as this
+    version installs it (an install not brought up to date since the package was: OUTDATED),
+    before a plain SELECT of every column (here and in the archive) fails on it.
+
+    Raises:
+        OutdatedInstall: naming the table, the columns and how to add them.
+    """
+    cursor.execute(
+        "SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a"
+        " WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)"
+        " AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+        [quote_ident(schema, layout.table)],
+    )
+    found = {name for (name,) in cursor.fetchall()}
+    missing = [name for name in layout.table_columns if name not in found]
+    if missing:
+        raise OutdatedInstall(
+            f"the audit table {schema}.{layout.table} has no column {', '.join(missing)}: the"
+            f" {layout.name} layout's install is OUTDATED, older than this version; bring the audit"
+            " objects up to date first (python manage.py migrate, or partitioned_audit.install())"
+        )
+
+
 def field_texts(layout: Layout) -> Composable:
     """The select list of a row's field texts, each its output text, NULL kept apart: the
     fields of ``layout.column_names`` from the audit table aliased ``e``, then those of
@@ -485,6 +510,9 @@ def verify(
 
     Args:
         expect: a head digest kept outside the database; the chain must contain it.
+
+    Raises:
+        OutdatedInstall: the audit table lacks a column of this version (run migrate).
     """
     wanted = parse_head(expect) if expect is not None else None
     cursor = connection.cursor()
@@ -648,6 +676,7 @@ def _retention_finding(kind: str, entry: Entry, detail: str, found: int | None =
 
 
 def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
+    require_columns(cursor, layout, schema)
     attached = attached_partitions(cursor, layout, schema)
     entries = read_entries(cursor, layout, schema)
     done = walk(entries, attached, f"{schema}.{layout.table}")
