@@ -3,8 +3,8 @@
 -- UPDATE, DELETE and TRUNCATE, and an INSERT unless the entry chains from the last one and
 -- claims only what it may, whoever inserts it; the comment below says what it checks.
 -- A seal entry is taken only in the format the seal function of this version writes
--- (sealing.FORMAT): an entry of an earlier format hashes less of a row, and nothing makes one
--- now but a hand that wants rows open to a rewrite the seals cannot see.
+-- (sealing.FORMAT): an entry of an earlier format hashes less of a row, no function of this
+-- version makes one, and those in the table were made by earlier versions before an upgrade.
 -- Deployed from the next line on, byte for byte: a change is a new object version.
 -- The seal table takes INSERTs only, and only of an entry that chains from the last one
 -- and claims only what it may (whoever inserts it: no setting lets an entry through),
