@@ -4,9 +4,10 @@ It shares nothing with ``partitioned_audit.offline``: a DB-API cursor, the table
 the column list from the docs, ``hashlib``; the four formats (1: rows' lines, 2: rows hashed
 apart, 3: as 2 with the row's context reference and its context row's role and context, 4: as
 3 with the columns format 4 added to the row's, which a row of an earlier format hashes too
-where it holds a value in one; an entry's ``extra`` ends its digest's text). It returns the
-head it recomputes and the digest of each stored chunk as the rows now hash; the caller
-compares them with the chain.
+where it holds a value in one; an entry's ``extra`` ends its digest's text). A seal of a
+format lower than an earlier seal's counts for nothing: its chunks are not recomputed. It
+returns the head it recomputes and the digest of each stored chunk as the rows now hash; the
+caller compares them with the chain.
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
         " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions,"
         f" CASE WHEN extra IS NOT NULL THEN format('%s', extra) END FROM {table}_seal ORDER BY seal_id"
     )
-    previous, seals = "0" * 64, []
+    previous, seals, top = "0" * 64, [], 1
     for *header, cs, ks, ns, ds, ps, extra in cur.fetchall():
         text = previous + "\n" + r(header) + "\n"
         text += "".join(
@@ -77,7 +78,11 @@ def recompute(cur: Any, table: str) -> tuple[str, dict[tuple[int, int], bytes]]:
         previous = hashlib.sha256(text.encode("utf-8")).hexdigest()
         if header[1] == "seal":
             fmt = 1 if extra is None else json.loads(extra)["format"]
-            seals.append((header[0], header[3], header[4], header[6], fmt))  # id, first, last, size, format
+            if fmt >= top:  # (a seal's format never goes down along the chain)
+                top = fmt
+                seals.append(
+                    (header[0], header[3], header[4], header[6], fmt)
+                )  # id, first, last, size, format
     names = [f"e.{c}" for c in COLUMNS[table].split(", ")]
     added = [f"e.{c}" for c in FORMAT_4_COLUMNS[table].split(", ") if c]
     names += [*added, "e.audit_context_id", "c.session_user_name", "c.context"]

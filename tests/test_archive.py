@@ -607,7 +607,6 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
         seals = ident(t.schema, layout.seal_table)
         previous = bytes(32)
         first = 1
-        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
         for seal_id, form, last in ((1, 1, ids[19]), (2, 2, ids[39])):
             covered = [i for i in ids if first <= i <= last]
             groups: dict[int, list[list[str | None]]] = {}
@@ -622,7 +621,7 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
             sealed_at = t.run("SELECT now()::text")[0][0]
             header = [str(seal_id), "seal", sealed_at, str(first), str(last), str(len(covered)), "10", None]
             digest = link(previous, header, chunks, extra)
-            t.run(
+            t.insert_past_the_seal_trigger(
                 SQL(
                     "INSERT INTO {} VALUES (%s, 'seal', %s, %s, %s, %s, 10, NULL,"
                     " %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
@@ -640,7 +639,6 @@ def test_seals_of_formats_1_and_2_made_before_the_context_table_are_checked_and_
                 ],
             )
             previous, first = digest, last + 1
-        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
         assert t.m.seal(chunk_size=10).rows == len(ids) - 40
         assert t.verify().ok
         store = open_store(f"file://{tmp_path}")
@@ -688,8 +686,7 @@ def test_an_archive_made_before_the_simple_login_role_column_is_checked_and_rest
         sealed_at = t.run("SELECT now()::text")[0][0]
         header = ["1", "seal", sealed_at, "1", str(ids[-1]), str(len(ids)), "10", None]
         digest = link(bytes(32), header, chunks, extra)
-        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
-        t.run(
+        t.insert_past_the_seal_trigger(
             SQL(
                 "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 10, NULL, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
             ).format(ident(t.schema, SIMPLE.seal_table)),
@@ -703,7 +700,6 @@ def test_an_archive_made_before_the_simple_login_role_column_is_checked_and_rest
                 extra,
             ],
         )
-        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
         assert t.verify(expect=digest.hex()).ok
         store = open_store(f"file://{tmp_path}")
         before = rows_of(t, old.partition)
@@ -728,6 +724,58 @@ def test_an_archive_made_before_the_simple_login_role_column_is_checked_and_rest
         assert rows_of(t, old.partition) == before
         result = t.verify(expect=digest.hex())
         assert result.ok, [p.describe() for p in result.problems]
+        t.conn.close()
+
+
+def test_an_install_not_migrated_since_the_login_role_column_stops_offline_verify_and_the_archive_clearly(
+    tmp_path, capsys
+):
+    """The package upgraded, ``migrate`` not run yet: the simple layout's audit table has no
+    ``session_user_name``. Verify offline, archive and restore, which read every column of
+    this version with plain SELECTs, stop with an error that says the install is OUTDATED and
+    how to bring it up to date, not the driver's "column does not exist"."""
+    from partitioned_audit import OutdatedInstall
+    from partitioned_audit.layouts import drop_views
+
+    with scratch_database(background=True) as dbname:
+        t = Trail(dbname, SIMPLE)
+        jan = PartitionInfo.create(SIMPLE.table, *JAN)
+        feb = PartitionInfo.create(SIMPLE.table, dt.date(2001, 2, 1), dt.date(2001, 3, 1))
+        t.m.create([jan, feb])
+        t.write(1, 20)
+        t.tamper(
+            SQL(
+                "UPDATE {t} SET audit_entry_created = CASE WHEN {e} <= 10 THEN '2001-01-10'::timestamptz"
+                " ELSE '2001-02-10'::timestamptz END"
+            ).format(t=t.table, e=t.event)
+        )
+        t.m.seal()
+        store = open_store(f"file://{tmp_path}")
+        assert archive.archive_partition(t.m, store, jan, drop=True).dropped
+        # The install as an earlier version left it: no column, no view reading it.
+        t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        cur = t.conn.cursor()
+        for statement in drop_views(SIMPLE, t.schema):
+            execute(cur, statement)
+        t.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(t.table))
+        t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+        message = (
+            f"the audit table {t.schema}.{SIMPLE.table} has no column session_user_name: the simple layout's"
+            " install is OUTDATED, older than this version; bring the audit objects up to date first"
+            " (python manage.py migrate, or partitioned_audit.install())"
+        )
+        for step in (
+            lambda: t.m.verify(offline=True),
+            lambda: archive.archive(t.m, store, 30, drop=True, now=NOW),
+            lambda: archive.restore(t.m, store, jan.partition),
+        ):
+            with pytest.raises(OutdatedInstall) as info:
+                step()
+            assert str(info.value) == message
+        dsn = f"dbname={dbname} " + _dsn_tail()
+        assert cli.main(["--dsn", dsn, "--layout", "simple", "verify", "--offline"]) == 2
+        assert capsys.readouterr().err == f"partitioned-audit: {message}\n"
+        assert len(rows_of(t, feb.partition)) == 10
         t.conn.close()
 
 
@@ -775,13 +823,14 @@ def test_an_entry_verify_does_not_count_vouches_for_no_archived_row(trail, tmp_p
             "INSERT INTO {seals} (seal_id, kind, sealed_at, first_event_id, last_event_id, row_count, chunk_size,"
             " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, extra,"
             " previous, digest)"
-            " SELECT {fields}, NULL::jsonb, s.digest, {link}(s.digest, {fields}, NULL::jsonb)"
+            " SELECT {fields}, {extra}::jsonb, s.digest, {link}(s.digest, {fields}, {extra}::jsonb)"
             " FROM {seals} s, {chunks}(ARRAY[1::bigint], ARRAY[s.first_event_id], ARRAY[s.chunk_size],"
             " ARRAY[(s.extra ->> 'format')::integer], s.first_event_id, s.last_event_id, NULL, '{{}}') c"
             " WHERE s.seal_id = 1 AND c.chunk = 0"
         ).format(
             seals=seals,
             fields=fields,
+            extra=literal(json.dumps({"format": sealing.FORMAT, "pending": [], "closes": []})),
             link=ident(t.schema, sealing.LINK_FUNCTION),
             chunks=ident(t.schema, t.layout.seal_function("chunks")),
         )

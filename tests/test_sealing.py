@@ -90,6 +90,20 @@ class Trail:
             )
             self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
 
+    def insert_past_the_seal_trigger(self, statement: Any, params: Any = None) -> None:
+        """Insert seal entries as an earlier version's seal function wrote them: the seal table
+        takes a seal only in the current format, so they go in past its trigger, taken off
+        and put back as install leaves it."""
+        seals = ident(self.schema, self.layout.seal_table)
+        trigger = ident(sealing.APPEND_ONLY_TRIGGER)
+        self.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        self.run(SQL("ALTER TABLE {} DISABLE TRIGGER {}").format(seals, trigger))
+        try:
+            self.run(statement, params)
+        finally:
+            self.run(SQL("ALTER TABLE {} ENABLE ALWAYS TRIGGER {}").format(seals, trigger))
+            self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+
     def verify(self, expect: str | None = None) -> sealing.Verification:
         """Verify inside the database and offline: both must find exactly the same."""
         inside = self.m.verify(expect)
@@ -584,7 +598,7 @@ def test_a_third_party_recomputes_every_digest_from_the_documented_encoding(trai
 
 def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     """A chain sealed by the format-1 functions (the rows' lines hashed whole) is recomputed
-    with format 1, and new seals chain on from it in format 2."""
+    with format 1, and new seals chain on from it in the current format."""
     trail.write(1, 30)
     if trail.layout.sealed_from:
         # (rows written then had none of the columns added since: they read NULL there)
@@ -607,14 +621,12 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     header = ["1", "seal", sealed_at, "1", str(max(ids)), str(len(ids)), "10", None]
     digest = link(bytes(32), header, chunks, None)
     seals = ident(trail.schema, trail.layout.seal_table)
-    trail.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
-    trail.run(
+    trail.insert_past_the_seal_trigger(
         SQL(
             "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 10, NULL, %s, %s, %s, %s, %s, %s, %s, NULL)"
         ).format(seals),
         [sealed_at, max(ids), len(ids), *(list(c) for c in zip(*chunks, strict=True)), bytes(32), digest],
     )
-    trail.run("SELECT set_config('partitioned_audit.sealing', '', false)")
     result = trail.verify(expect=digest.hex())
     assert result.ok and result.rows == len(ids), [p.describe() for p in result.problems]
     trail.write(100, 5)
@@ -622,6 +634,118 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     assert new.rows == 5 and trail.verify(expect=digest.hex()).ok
     trail.tamper(SQL("DELETE FROM {} WHERE {}").format(trail.table, trail.where(12)))
     assert [(p.kind, p.seal_id, p.first_event_id) for p in trail.verify().problems] == [("removed", 1, 11)]
+
+
+def append_seal(trail: Trail, seal_format: int, last: int) -> Any:
+    """An INSERT of the chain's next entry: a seal of ``seal_format`` (chunks of 10 ids) from
+    the event after the last one sealed to ``last``, hashed by the installed chunks function
+    in that format's encoding and linked as the seal function links."""
+    seals = ident(trail.schema, trail.layout.seal_table)
+    extra = None if seal_format == 1 else json.dumps({"format": seal_format, "pending": [], "closes": []})
+    return SQL(
+        "WITH s AS (SELECT (SELECT coalesce(max(seal_id), 0) + 1 FROM {seals}) AS id,"
+        " coalesce((SELECT digest FROM {seals} ORDER BY seal_id DESC LIMIT 1), {genesis}) AS previous,"
+        " (SELECT coalesce(max(last_event_id), 0) + 1 FROM {seals} WHERE kind = 'seal') AS first,"
+        " {last}::bigint AS last),"
+        " e AS (SELECT s.id, 'seal'::text AS kind, now() AS sealed_at, s.first, s.last, sum(c.row_count)::bigint AS n,"
+        " 10 AS size, NULL::text AS part, array_agg(c.seal_id ORDER BY c.chunk) AS cs,"
+        " array_agg(c.chunk ORDER BY c.chunk) AS ks, array_agg(c.row_count ORDER BY c.chunk) AS ns,"
+        " array_agg(c.digest ORDER BY c.chunk) AS ds, array_agg(c.partitions ORDER BY c.chunk) AS ps,"
+        " {extra}::jsonb AS extra, s.previous"
+        " FROM s, {chunks}(ARRAY[s.id], ARRAY[s.first], ARRAY[10], ARRAY[{format}], s.first, s.last, NULL, '{{}}') c"
+        " GROUP BY s.id, s.first, s.last, s.previous)"
+        " INSERT INTO {seals} (seal_id, kind, sealed_at, first_event_id, last_event_id, row_count, chunk_size,"
+        " partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest, chunk_partitions, extra, previous, digest)"
+        " SELECT e.*, {link}(e.previous, e.id, e.kind, e.sealed_at, e.first, e.last, e.n, e.size, e.part, e.cs, e.ks,"
+        " e.ns, e.ds, e.ps, e.extra) FROM e"
+    ).format(
+        seals=seals,
+        genesis=SQL("decode({}, 'hex')").format(literal(sealing.GENESIS)),
+        last=literal(last),
+        extra=literal(extra),
+        format=literal(seal_format),
+        chunks=ident(trail.schema, trail.layout.seal_function("chunks")),
+        link=ident(trail.schema, sealing.LINK_FUNCTION),
+    )
+
+
+def test_a_seal_format_never_goes_down_along_the_chain(trail):
+    """Seals of formats 1, 2 and 3, as the versions before each upgrade made them, then
+    seals of the current format verify; a seal of an earlier format after them (slipped past
+    the seal table's trigger, which refuses it) is not counted, inside the database and
+    offline, and its rows are left unsealed."""
+    trail.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 7}', false)""")
+    trail.write(1, 40)
+    trail.run("SELECT set_config('partitioned_audit.context', '', false)")
+    if trail.layout.sealed_from:
+        # (rows written before format 4 had none of the columns it added: NULL there)
+        trail.tamper(
+            SQL("UPDATE {} SET {}").format(
+                trail.table,
+                SQL(", ").join(SQL("{} = NULL").format(ident(name)) for name in trail.layout.sealed_from),
+            )
+        )
+    ids = trail.ids()
+    for seal_format, last in zip((1, 2, 3), (ids[9], ids[19], ids[29]), strict=True):
+        trail.insert_past_the_seal_trigger(append_seal(trail, seal_format, last))
+    head = trail.m.seal(chunk_size=10).head
+    trail.write(100, 10)
+    later = trail.m.seal(chunk_size=10)
+    result = trail.verify(expect=head)
+    assert result.ok and result.rows == len(trail.ids()), [p.describe() for p in result.problems]
+    formats = trail.run(
+        SQL("SELECT coalesce((extra ->> 'format')::int, 1) FROM {} ORDER BY seal_id").format(
+            ident(trail.schema, trail.layout.seal_table)
+        )
+    )
+    assert [f for (f,) in formats] == [1, 2, 3, sealing.FORMAT, sealing.FORMAT]
+    trail.write(200, 10)
+    with pytest.raises(Exception, match="its format 3 is lower than format 4 of seal 4 before it"):
+        trail.run(append_seal(trail, 3, max(trail.ids())))
+    trail.insert_past_the_seal_trigger(append_seal(trail, 3, max(trail.ids())))
+    result = trail.verify(expect=later.head)
+    assert [p.describe() for p in result.problems] == [
+        f"chain: seal 6 events {later.last_event_id + 1}..{max(trail.ids())}: seal 6 is not counted:"
+        f" its format 3 is lower than format {sealing.FORMAT} of seal 4 before it"
+    ]
+    assert result.last_event_id == later.last_event_id
+
+
+def test_an_install_whose_entry_check_predates_the_format_rule_is_outdated_until_installed(trail):
+    """The entry check gained arguments (the highest format before an entry): an install
+    still holding the earlier function is OUTDATED, and install replaces it, leaving no
+    function of the earlier arguments beside it."""
+    from partitioned_audit.layouts import SEAL_HELPERS
+
+    trail.write(1, 5)
+    trail.m.seal()
+    name = ident(trail.schema, sealing.ENTRY_PROBLEM_FUNCTION)
+    arguments = dict(SEAL_HELPERS)[sealing.ENTRY_PROBLEM_FUNCTION]
+    earlier = arguments.removesuffix(", integer, bigint")
+    assert earlier != arguments
+    trail.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+    trail.run(SQL("DROP FUNCTION {}({})").format(name, SQL(arguments)))
+    trail.run(
+        SQL("CREATE FUNCTION {}({}) RETURNS text LANGUAGE sql IMMUTABLE AS 'SELECT NULL::text'").format(
+            name, SQL(earlier)
+        )
+    )
+    trail.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+    cur = trail.conn.cursor()
+    assert objects.function_problems(cur, trail.layout) == {sealing.ENTRY_PROBLEM_FUNCTION: "it is missing"}
+    assert objects.layout_status(cur, trail.layout).status is objects.Status.OUTDATED
+    cur.execute("BEGIN")
+    assert install(cur, trail.layout) is objects.Status.OUTDATED
+    cur.execute("COMMIT")
+    assert objects.layout_status(cur, trail.layout).status is objects.Status.INSTALLED
+    found = trail.run(
+        "SELECT pg_get_function_identity_arguments(p.oid) FROM pg_proc p"
+        " JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = %s AND p.proname = %s",
+        [trail.schema, sealing.ENTRY_PROBLEM_FUNCTION],
+    )
+    assert len(found) == 1 and found[0][0].endswith("top_format integer, top_seal bigint")
+    trail.write(10, 5)
+    assert trail.m.seal().rows == 5 and trail.verify().ok
 
 
 def test_an_install_before_the_simple_login_role_column_gains_it_and_keeps_its_seals():
@@ -655,8 +779,7 @@ def test_an_install_before_the_simple_login_role_column_gains_it_and_keeps_its_s
         sealed_at = t.run("SELECT now()::text")[0][0]
         header = ["1", "seal", sealed_at, "1", str(max(ids)), str(len(ids)), "5", None]
         digest = link(bytes(32), header, chunks, extra)
-        t.run("SELECT set_config('partitioned_audit.sealing', 'on', false)")
-        t.run(
+        t.insert_past_the_seal_trigger(
             SQL(
                 "INSERT INTO {} VALUES (1, 'seal', %s, 1, %s, %s, 5, NULL, %s, %s, %s, %s, %s, %s, %s, %s::jsonb)"
             ).format(ident(t.schema, SIMPLE.seal_table)),
@@ -670,7 +793,6 @@ def test_an_install_before_the_simple_login_role_column_gains_it_and_keeps_its_s
                 extra,
             ],
         )
-        t.run("SELECT set_config('partitioned_audit.sealing', '', false)")
 
         files = (
             "SELECT relname, relfilenode FROM pg_class WHERE relname LIKE 'audit_simple%' AND relkind = 'r'"

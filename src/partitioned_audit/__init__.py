@@ -8,7 +8,7 @@ Install the audit objects and triggers on any PostgreSQL database from a DB-API 
     enable(cursor, SIMPLE, TableSpec("public", "invoice", pk=("id",)), schema="audit")
 """
 
-from .errors import AuditError, ConfigurationError, DatabaseProblem, PartitionError
+from .errors import AuditError, ConfigurationError, DatabaseProblem, OutdatedInstall, PartitionError
 from .layouts import ADVANCED, LAYOUTS, SIMPLE, Layout, TableSpec, get_layout
 from .objects import Status, disable, enable, install, layout_status, uninstall
 
@@ -22,6 +22,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseProblem",
     "Layout",
+    "OutdatedInstall",
     "PartitionError",
     "Status",
     "TableSpec",

@@ -54,6 +54,7 @@ from .offline import (
     field_piece,
     field_texts,
     read_entries,
+    require_columns,
     row_line,
     row_piece,
     sealed_positions,
@@ -1125,8 +1126,10 @@ def archive_partition(
         ArchiveError: the copy does not match the partition or its seals; nothing was
             published or dropped.
         StoreError: the store failed; the next run starts the partition again.
+        OutdatedInstall: the audit table lacks a column of this version (run migrate).
     """
     started = time.monotonic()
+    require_columns(maintainer.connection.cursor(), maintainer.layout, maintainer.schema)
     columns = archive_columns(maintainer.connection.cursor(), maintainer.layout, maintainer.schema)
     directory = store.path(info.partition)
     manifest_path = store.path(info.partition, MANIFEST)
@@ -1411,12 +1414,14 @@ def restore(
     Raises:
         ArchiveError: no archive of it, or one that does not match; nothing was changed.
         PartitionError: the partition (or one holding its range) exists.
+        OutdatedInstall: the audit table lacks a column of this version (run migrate).
     """
     info = PartitionInfo.of(partition, maintainer.layout.table)
     if info is None:
         raise ArchiveError(
             f"{partition!r} is not a partition name of {maintainer.table} (<table>_<YYYYMMDD>_<YYYYMMDD>)"
         )
+    require_columns(maintainer.connection.cursor(), maintainer.layout, maintainer.schema)
     with _Lock(maintainer):
         manifest = _read_manifest(store, partition)
         if manifest is None or (manifest.schema, manifest.table) != (

@@ -15,6 +15,11 @@ class PartitionError(AuditError):
     """Partitions cannot be planned or changed as asked."""
 
 
+class OutdatedInstall(AuditError):
+    """The audit objects in the database are older than this version (OUTDATED): an action
+    that reads what this version added needs ``migrate`` (or ``install()``) run first."""
+
+
 class DatabaseProblem(AuditError):
     """The server refused or failed a statement (objects missing, no privilege, connection
     lost): the action could not tell; the message is the server's first line."""

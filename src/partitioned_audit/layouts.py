@@ -672,7 +672,7 @@ SEAL_HELPERS = (
     (
         f"{PREFIX}seal_entry_problem",
         "bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[], bytea[], text[], jsonb, "
-        "bigint[], bigint[], bigint[], integer[], bigint[], bigint",
+        "bigint[], bigint[], bigint[], integer[], bigint[], bigint, integer, bigint",
     ),
 )
 SEAL_FUNCTIONS = (

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .ddl import context_join
+from .errors import OutdatedInstall
 from .layouts import Layout
 from .sealing import (
     CONTEXT_FIELDS,
@@ -324,6 +325,30 @@ def attached_partitions(cursor: Cursor, layout: Layout, schema: str) -> set[str]
     return {name for (name,) in cursor.fetchall()}
 
 
+def require_columns(cursor: Cursor, layout: Layout, schema: str) -> None:
+    """Stop with a readable error when the audit table lacks a column of ``layout`` as this
+    version installs it (an install not brought up to date since the package was: OUTDATED),
+    before a plain SELECT of every column (here and in the archive) fails on it.
+
+    Raises:
+        OutdatedInstall: naming the table, the columns and how to add them.
+    """
+    cursor.execute(
+        "SELECT a.attname::pg_catalog.text FROM pg_catalog.pg_attribute a"
+        " WHERE a.attrelid OPERATOR(pg_catalog.=) pg_catalog.to_regclass(%s)"
+        " AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped",
+        [quote_ident(schema, layout.table)],
+    )
+    found = {name for (name,) in cursor.fetchall()}
+    missing = [name for name in layout.table_columns if name not in found]
+    if missing:
+        raise OutdatedInstall(
+            f"the audit table {schema}.{layout.table} has no column {', '.join(missing)}: the"
+            f" {layout.name} layout's install is OUTDATED, older than this version; bring the audit"
+            " objects up to date first (python manage.py migrate, or partitioned_audit.install())"
+        )
+
+
 def field_texts(layout: Layout) -> Composable:
     """The select list of a row's field texts, each its output text, NULL kept apart: the
     fields of ``layout.column_names`` from the audit table aliased ``e``, then those of
@@ -387,10 +412,14 @@ class Seal:
     format: int
 
 
-def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_before: int) -> str | None:
+def _entry_problem(
+    entry: Entry, seals: dict[int, Seal], opens: list[int], late_before: int, top: tuple[int, int] | None
+) -> str | None:
     """What an entry claims that it may not (``dpa_seal_entry_problem``), or None: ``seals``
     are the earlier counted seals covering ids, ``opens`` those still open, ``late_before``
-    the rows the chunks of earlier seals it carries had."""
+    the rows the chunks of earlier seals it carries had, ``top`` the highest format of the
+    earlier counted seals and the first seal of that format (None before any): a seal's
+    format never goes down along the chain."""
     if entry.extra is not None and entry.format not in EXTRA_FORMATS:
         return f"its format {entry.format_text or ''} is unknown"
     closes: list[int] = []
@@ -399,6 +428,8 @@ def _entry_problem(entry: Entry, seals: dict[int, Seal], opens: list[int], late_
         if pending is None or closing is None:
             return "its pending transactions and the seals it closes are not lists of ids"
         closes = closing
+    if entry.kind == "seal" and top is not None and (entry.format or 1) < top[0]:
+        return f"its format {entry.format_text or 1} is lower than format {top[0]} of seal {top[1]} before it"
     first, last = entry.first_event_id, entry.last_event_id
     if first is None or last is None or first > last + (1 if closes else 0):
         return f"it covers events {_text(first)}..{_text(last)}, which end before they start"
@@ -480,6 +511,9 @@ def verify(
 
     Args:
         expect: a head digest kept outside the database; the chain must contain it.
+
+    Raises:
+        OutdatedInstall: the audit table lacks a column of this version (run migrate).
     """
     wanted = parse_head(expect) if expect is not None else None
     cursor = connection.cursor()
@@ -507,6 +541,8 @@ class Walk:
     sealed: int = 0
     #: Rows the counted entries cover now (seals add, retention takes away).
     rows: int = 0
+    #: The highest format of the counted seal entries and the first of that format.
+    top: tuple[int, int] | None = None
     #: Counted seals with pending transactions that no counted entry closed yet, in order.
     opens: list[int] = field(default_factory=list)
     pending: dict[int, list[int]] = field(default_factory=dict)
@@ -562,7 +598,7 @@ def walk(entries: Sequence[Entry], attached: set[str], table_text: str) -> Walk:
             for c in entry.chunks
             if entry.kind == "seal" and c.seal_id != entry.seal_id and (c.seal_id, c.index) in done.expected
         )
-        problem = _entry_problem(entry, done.seals, done.opens, late_before)
+        problem = _entry_problem(entry, done.seals, done.opens, late_before, done.top)
         if problem is not None:
             findings.append(
                 _chain_finding(
@@ -591,6 +627,8 @@ def walk(entries: Sequence[Entry], attached: set[str], table_text: str) -> Walk:
                 )
                 done.sealed = entry.last_event_id
             done.rows += count
+            if done.top is None or (entry.format or 1) > done.top[0]:
+                done.top = (entry.format or 1, entry.seal_id)
             closes = entry.ids("closes") or []
             done.opens = [o for o in done.opens if o not in closes]
             waiting = entry.ids("pending") or []
@@ -639,6 +677,7 @@ def _retention_finding(kind: str, entry: Entry, detail: str, found: int | None =
 
 
 def _verify(cursor: Cursor, layout: Layout, schema: str, wanted: bytes | None) -> Verification:
+    require_columns(cursor, layout, schema)
     attached = attached_partitions(cursor, layout, schema)
     entries = read_entries(cursor, layout, schema)
     done = walk(entries, attached, f"{schema}.{layout.table}")

@@ -127,13 +127,18 @@ def forge(
     last: str,
     kind: str = "seal",
     partition: str = "NULL",
-    extra: str = "NULL",
+    extra: str | None = None,
     rows: str = "c.row_count",
 ) -> str:
     """An INSERT of seal entry 2 that re-digests chunk 0 of seal 1 as the rows are now,
     chained from seal 1 with a correct digest; ``first`` and ``last`` are its range, as SQL
-    over seal 1 (``s``), ``extra`` its jsonb ``extra`` (NULL: format 1), ``rows`` its row count."""
+    over seal 1 (``s``), ``extra`` its jsonb ``extra`` (by default a seal's of the current
+    format, a retention entry's of format 1: NULL), ``rows`` its row count."""
     layout = setup.layout
+    if extra is None:
+        extra = (
+            f"""'{{"format": {sealing.FORMAT}, "pending": [], "closes": []}}'""" if kind == "seal" else "NULL"
+        )
     size = "s.chunk_size" if kind == "seal" else "NULL::integer"
     fields = (
         f"2, '{kind}', now(), {first}, {last}, {rows}, {size}, {partition}::text,"
@@ -262,7 +267,7 @@ def test_a_forged_entry_closing_a_seal_cannot_re_digest_rows_other_than_its_late
         setup,
         "s.last_event_id + 1",
         "s.last_event_id",
-        extra="""'{"closes": [1], "format": 2, "pending": []}'""",
+        extra=f"""'{{"closes": [1], "format": {sealing.FORMAT}, "pending": []}}'""",
         rows="c.row_count - s.chunk_rows[1]",
     )
     prefix = f"partitioned_audit: {layout.seal_table} is append-only: seal 2 is refused: "
@@ -492,33 +497,54 @@ def stored_and_recomputed(setup: TwoRoles) -> tuple[bytes, bytes]:
         conn.close()
 
 
-def append_first_seal(setup: TwoRoles, seal_format: int, first: str) -> None:
-    """The owner appends, as the chain's first entry, a seal of ``seal_format`` over the audit
-    rows from ``first`` (an SQL expression over the audit table) to the newest, hashed by the
-    installed chunks function in that format's encoding and linked as the seal function
-    links: the seal table takes it, as it takes any entry that chains on."""
+def append_seal(setup: TwoRoles, seal_format: int, first: str | None = None) -> str:
+    """An INSERT of the chain's next entry: a seal of ``seal_format`` over the audit rows
+    from ``first`` (an SQL expression over the audit table; by default the event after the
+    last one sealed) to the newest, hashed by the installed chunks function in that format's
+    encoding and linked as the seal function links."""
     layout = setup.layout
-    table = f"public.{layout.table}"
+    table, seals = f"public.{layout.table}", f"public.{layout.seal_table}"
     fields = (
-        "1, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
+        "s.id, 'seal', now(), s.first, s.last, c.row_count, 1000, NULL::text, ARRAY[c.seal_id], ARRAY[c.chunk],"
         " ARRAY[c.row_count], ARRAY[c.digest], ARRAY[c.partitions]"
     )
     extra = (
         f"""'{{"format": {seal_format}, "pending": [], "closes": []}}'::jsonb"""
         if seal_format > 1
-        else "NULL"
+        else "NULL::jsonb"
     )
-    genesis = "decode(repeat('00', 32), 'hex')"
-    setup.run(
-        setup.owner,
-        f"INSERT INTO public.{layout.seal_table} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
+    first = first or f"(SELECT coalesce(max(last_event_id), 0) + 1 FROM {seals} WHERE kind = 'seal')"
+    return (
+        f"INSERT INTO {seals} (seal_id, kind, sealed_at, first_event_id, last_event_id,"  # noqa: S608
         " row_count, chunk_size, partition_name, chunk_seal, chunk_index, chunk_rows, chunk_digest,"
         " chunk_partitions, extra, previous, digest)"
-        f" SELECT {fields}, {extra}, {genesis}, public.dpa_seal_link({genesis}, {fields}, {extra})"
-        f" FROM (SELECT {first} AS first, max({layout.event_column}) AS last FROM {table}) s,"
-        f" public.{layout.seal_function('chunks')}(ARRAY[1::bigint], ARRAY[s.first], ARRAY[1000],"
-        f" ARRAY[{seal_format}], s.first, s.last, NULL, '{{}}') c",
+        f" SELECT {fields}, {extra}, s.previous, public.dpa_seal_link(s.previous, {fields}, {extra})"
+        f" FROM (SELECT (SELECT coalesce(max(seal_id), 0) + 1 FROM {seals}) AS id,"
+        f" coalesce((SELECT digest FROM {seals} ORDER BY seal_id DESC LIMIT 1), decode(repeat('00', 32), 'hex'))"
+        f" AS previous, {first} AS first, max({layout.event_column}) AS last FROM {table}) s,"
+        f" public.{layout.seal_function('chunks')}(ARRAY[s.id], ARRAY[s.first], ARRAY[1000],"
+        f" ARRAY[{seal_format}], s.first, s.last, NULL, '{{}}') c"
     )
+
+
+def past_the_trigger(setup: TwoRoles, statement: str) -> list[str]:
+    """``statement`` between the owner taking the seal table's trigger off and putting it
+    back as install leaves it (enabled ALWAYS)."""
+    seals = f"public.{setup.layout.seal_table}"
+    return [
+        f"ALTER TABLE {seals} DISABLE TRIGGER {sealing.APPEND_ONLY_TRIGGER}",
+        statement,
+        f"ALTER TABLE {seals} ENABLE ALWAYS TRIGGER {sealing.APPEND_ONLY_TRIGGER}",
+    ]
+
+
+def append_first_seal(setup: TwoRoles, seal_format: int, first: str) -> None:
+    """A seal of ``seal_format``, the chain's first entry, as an earlier version's seal
+    function wrote it (see :func:`append_seal`). The seal table takes a seal only in the
+    current format now (an owner's entry of an earlier one is refused: see
+    test_the_owner_cannot_append_a_seal_of_an_earlier_format), so it goes in past the
+    trigger, as the tables of an install made before the upgrade hold it."""
+    setup.run(setup.owner, *past_the_trigger(setup, append_seal(setup, seal_format, first)))
 
 
 @pytest.mark.parametrize(
@@ -536,9 +562,9 @@ def test_a_login_role_written_into_a_row_sealed_before_the_column_is_found(
     a detached partition, must not pass ``verify``, inside the database or offline, even
     though the format-3 digest never covered the column.
 
-    The seal table takes an entry of format 1, 2 or 3 from the owner as well (it chains on,
-    so ``--expect`` an earlier head accepts it): a row written since, sealed so, must not
-    be open to the same rewrite either."""
+    The owner can also slip an entry of format 1, 2 or 3 past the seal table's trigger as
+    the chain's first (no seal of a later format before it for verify to hold it to): a row
+    written since, sealed so, must not be open to the same rewrite either."""
     setup, layout = two_roles, two_roles.layout
     table, default = f"public.{layout.table}", f"public.{layout.default_partition}"
     # The fixture's row, written outside any context (no context row), as an install before
@@ -577,8 +603,8 @@ def test_a_login_role_written_into_a_row_sealed_before_the_column_is_found(
 
 def test_the_views_show_the_login_role_every_seal_format_covers(two_roles: TwoRoles, capsys: Any):
     """A row written inside a context holds its login role twice: on the audit row and on its
-    context row. A seal of format 2 (which the seal table takes from the owner, chaining on)
-    covers the row's own column (it holds a value) but not the context row; the owner then
+    context row. A seal of format 2 (one made before the upgrade, or the chain's first entry
+    slipped past the seal table's trigger) covers the row's own column (it holds a value) but not the context row; the owner then
     rewrites the context row's login role behind a detached partition, and ``verify`` cannot
     see it. The views must show the row's own, sealed, login role."""
     setup, layout = two_roles, two_roles.layout
@@ -606,3 +632,109 @@ def test_the_views_show_the_login_role_every_seal_format_covers(two_roles: TwoRo
         assert setup.run(setup.owner, f"SELECT DISTINCT session_user_name FROM {view}") == [(setup.app,)]  # noqa: S608
     # (format 2 does not cover the context row: the rewrite itself goes unseen)
     assert [status for status, _, _ in verify_both(setup, head, capsys)] == [0, 0]
+
+
+# ---------------------------------------------------------------------------------------
+# Seals of an earlier format after a later one
+# ---------------------------------------------------------------------------------------
+
+
+def seal_table(setup: TwoRoles) -> list[tuple[Any, ...]]:
+    return setup.run(setup.owner, f"SELECT * FROM public.{setup.layout.seal_table} ORDER BY seal_id")  # noqa: S608
+
+
+@pytest.mark.parametrize("seal_format", [1, 2, 3])
+def test_the_owner_cannot_append_a_seal_of_an_earlier_format(two_roles: TwoRoles, seal_format: int):
+    """An earlier format hashes less of a row (formats 1 and 2 not its context row, format 3
+    not the simple layout's login role column), so a seal of one appended after a seal of
+    the current format would leave the rows it covers open to a rewrite no seal sees. The
+    seal table takes a seal only in the format the seal function writes: the owner's entry
+    is refused as the chain's first and after a seal, and nothing changes."""
+    setup, layout = two_roles, two_roles.layout
+    prefix = f"partitioned_audit: {layout.seal_table} is append-only: "
+    owner = setup.session(setup.owner)
+    try:
+        message = refused(owner, append_seal(setup, seal_format))
+    finally:
+        owner.close()
+    assert (
+        message
+        == f"{prefix}seal 1 is refused: its format {seal_format} is not 4, the one seals are written in"
+    )
+    assert seal_table(setup) == []
+    trail, seals, head, _ = sealed_state(setup)
+    assert [s[-1]["format"] for s in seals] == [sealing.FORMAT]
+    setup.run(
+        setup.app,
+        """SET LOCAL partitioned_audit.context = '{"user_id": 1}'""",
+        "INSERT INTO invoice VALUES (2, 20)",
+    )
+    written = setup.trail()
+    owner = setup.session(setup.owner)
+    try:
+        message = refused(owner, append_seal(setup, seal_format))
+    finally:
+        owner.close()
+    assert message == (
+        f"{prefix}seal 2 is refused: its format {seal_format} is lower than format {sealing.FORMAT} of seal 1 before it"
+    )
+    assert seal_table(setup) == seals and setup.trail() == written and written[: len(trail)] == trail
+    # The seal function seals those rows in the current format, chaining on.
+    conn = setup.session(setup.owner)
+    conn.autocommit = True
+    try:
+        m = Maintainer(conn, layout)
+        assert m.seal().seal_id == 2
+        assert m.verify(expect=head).ok
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("seal_format", [1, 2])
+def test_a_seal_of_an_earlier_format_slipped_past_the_trigger_is_not_counted(
+    two_roles: TwoRoles, seal_format: int, capsys: Any
+):
+    """The owner drops the seal table's trigger and appends, after a seal of the current
+    format, a seal of format 1 or 2 (which hash no context row) over rows written since, then
+    rewrites what their context row declares behind a detached partition. Verify, inside
+    the database and offline, does not count that entry, even given its digest as the head
+    kept outside, and the verifier written from the docs does not recompute its chunks."""
+    from tests import spec_verifier
+    from tests.engine_db import connect
+
+    setup, layout = two_roles, two_roles.layout
+    sealed_state(setup)
+    setup.run(
+        setup.app,
+        """SET LOCAL partitioned_audit.context = '{"user_id": 1}'""",
+        "INSERT INTO invoice VALUES (2, 20)",
+    )
+    seals = f"public.{layout.seal_table}"
+    setup.run(
+        setup.owner,
+        f"DROP TRIGGER {sealing.APPEND_ONLY_TRIGGER} ON {seals}",
+        append_seal(setup, seal_format),
+    )
+    ((first, last, head),) = setup.run(
+        setup.owner,
+        f"SELECT first_event_id, last_event_id, encode(digest, 'hex') FROM {seals} WHERE seal_id = 2",  # noqa: S608
+    )
+    contexts, default = f"public.{layout.context_table}", f"public.{layout.context_default_partition}"
+    setup.run(
+        setup.owner,
+        f"ALTER TABLE {contexts} DETACH PARTITION {default}",
+        f"""UPDATE {default} SET context = '{{"user_id": 99}}'""",  # noqa: S608
+        f"ALTER TABLE {contexts} ATTACH PARTITION {default} DEFAULT",
+    )
+    assert setup.run(setup.owner, f"SELECT DISTINCT context ->> 'user_id' FROM {contexts}") == [("99",)]  # noqa: S608
+    finding = (
+        f"chain: seal 2 events {first}..{last}: seal 2 is not counted: its format {seal_format} is lower than"
+        f" format {sealing.FORMAT} of seal 1 before it"
+    )
+    assert verify_both(setup, head, capsys) == [(1, "", f"partitioned-audit: verify failed: {finding}\n")] * 2
+    conn = connect(setup.dbname, autocommit=True)
+    try:
+        _, digests = spec_verifier.recompute(conn.cursor(), layout.table)
+    finally:
+        conn.close()
+    assert {seal for seal, _ in digests} == {1}

@@ -2,9 +2,13 @@
 -- (create_append_only() in sealing.py creates them, enabled ALWAYS). It refuses every
 -- UPDATE, DELETE and TRUNCATE, and an INSERT unless the entry chains from the last one and
 -- claims only what it may, whoever inserts it; the comment below says what it checks.
+-- A seal entry is taken only in the format the seal function of this version writes
+-- (sealing.FORMAT): an entry of an earlier format hashes less of a row, no function of this
+-- version makes one, and those in the table were made by earlier versions before an upgrade.
 -- Deployed from the next line on, byte for byte: a change is a new object version.
 -- The seal table takes INSERTs only, and only of an entry that chains from the last one
--- and claims only what it may (whoever inserts it: no setting lets an entry through).
+-- and claims only what it may (whoever inserts it: no setting lets an entry through),
+-- a seal only in the format the seal function writes.
 -- TG_ARGV[0] is the audit table, whose partitions retention entries name; TG_ARGV[1] its
 -- chunks function. An entry that replaces digests of earlier seals' chunks is checked
 -- against the rows, since nobody can check it later: a retention entry (nobody can
@@ -25,6 +29,8 @@ DECLARE
     _sizes integer[];
     _formats integer[];
     _opens bigint[];
+    _top_format integer;
+    _top_seal bigint;
     _late_before bigint;
     _problem text;
     _lo bigint;
@@ -44,9 +50,12 @@ BEGIN
                                FILTER (WHERE s.kind = ''seal'' AND s.last_event_id >= s.first_event_id),
                            coalesce(array_agg(s.seal_id ORDER BY s.seal_id)
                                FILTER (WHERE s.kind = ''seal'' AND jsonb_array_length(coalesce(s.extra -> ''pending'', ''[]'')) > 0
-                                         AND NOT EXISTS (SELECT FROM %1$I.%2$I c WHERE c.extra -> ''closes'' @> to_jsonb(s.seal_id))), ''{{}}'')
+                                         AND NOT EXISTS (SELECT FROM %1$I.%2$I c WHERE c.extra -> ''closes'' @> to_jsonb(s.seal_id))), ''{{}}''),
+                           max(coalesce((s.extra ->> ''format'')::integer, 1)) FILTER (WHERE s.kind = ''seal''),
+                           (array_agg(s.seal_id ORDER BY coalesce((s.extra ->> ''format'')::integer, 1) DESC, s.seal_id)
+                               FILTER (WHERE s.kind = ''seal''))[1]
                       FROM %1$I.%2$I s', TG_TABLE_SCHEMA, TG_TABLE_NAME)
-       INTO _last, _previous, _sealed, _ids, _firsts, _lasts, _sizes, _formats, _opens;
+       INTO _last, _previous, _sealed, _ids, _firsts, _lasts, _sizes, _formats, _opens, _top_format, _top_seal;
     -- The rows the chunks of earlier seals a seal carries had: those of the newest entry naming each.
     EXECUTE format('SELECT sum(x.n)::bigint FROM unnest($1, $2) AS c(s, k)
                       CROSS JOIN LATERAL (SELECT e.n FROM %1$I.%2$I s, unnest(s.chunk_seal, s.chunk_index, s.chunk_rows) AS e(cs, k, n)
@@ -68,9 +77,12 @@ BEGIN
                 SELECT FROM pg_inherits i WHERE i.inhparent = TG_ARGV[0]::regclass
                    AND i.inhrelid::regclass::text = NEW.partition_name)
             THEN format('it retires %s, which is not a partition of %s', NEW.partition_name, TG_ARGV[0])
-        ELSE {entry_problem}(NEW.seal_id, NEW.kind, NEW.first_event_id, NEW.last_event_id, NEW.row_count,
+        ELSE coalesce({entry_problem}(NEW.seal_id, NEW.kind, NEW.first_event_id, NEW.last_event_id, NEW.row_count,
                 NEW.chunk_size, NEW.chunk_seal, NEW.chunk_index, NEW.chunk_rows, NEW.chunk_digest, NEW.chunk_partitions,
-                NEW.extra, _ids, _firsts, _lasts, _sizes, _opens, _late_before)
+                NEW.extra, _ids, _firsts, _lasts, _sizes, _opens, _late_before, _top_format, _top_seal),
+            CASE WHEN NEW.kind = 'seal' AND NEW.extra ->> 'format' IS DISTINCT FROM {format}::text
+                THEN format('its format %s is not %s, the one seals are written in', coalesce(NEW.extra -> 'format', '1'), {format})
+            END)
     END;
     IF _problem IS NULL AND NEW.kind = 'seal' AND jsonb_array_length(coalesce(NEW.extra -> 'closes', '[]')) > 0 THEN
         -- (pg_xact_status: committed, aborted, or NULL once too old to tell, all ended)

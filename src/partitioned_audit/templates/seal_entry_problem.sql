@@ -2,17 +2,24 @@
 -- that it may not (NULL when nothing), from the entry and the earlier counted seals its
 -- caller passes in (it reads no table: IMMUTABLE). The seal table's trigger asks it before
 -- taking an entry, and verify asks it again of every entry, so an entry slipped past the
--- trigger is reported and not counted. The DROP removes its earlier signature.
+-- trigger is reported and not counted. The DROPs remove its earlier signatures (a new
+-- argument is a new function, which CREATE OR REPLACE would add beside the old one).
 -- Deployed from the next line on, byte for byte: a change is a new object version.
 DROP FUNCTION IF EXISTS {entry_problem}(bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[],
     bytea[], text[], bigint[], bigint[], bigint[], integer[]);
+DROP FUNCTION IF EXISTS {entry_problem}(bigint, text, bigint, bigint, bigint, integer, bigint[], integer[], bigint[],
+    bytea[], text[], jsonb, bigint[], bigint[], bigint[], integer[], bigint[], bigint);
 -- What an entry claims that it may not, given the earlier counted seals (ids, firsts, lasts,
 -- sizes: those covering ids), the seals among them still open (opens: pending transactions,
--- not closed yet) and the rows the chunks of earlier seals it carries had (late_before).
+-- not closed yet), the rows the chunks of earlier seals it carries had (late_before), and
+-- the highest format of the earlier counted seals with the first seal of that format
+-- (top_format, top_seal; NULL before any): a seal's format never goes down along the chain,
+-- since an earlier format hashes less of a row (format 2 not its context row), so a seal
+-- of one after a later one would leave rows sealed since open to a rewrite it cannot see.
 CREATE OR REPLACE FUNCTION {entry_problem}(seal_id bigint, kind text, first_event_id bigint, last_event_id bigint,
     row_count bigint, chunk_size integer, chunk_seal bigint[], chunk_index integer[], chunk_rows bigint[],
     chunk_digest bytea[], chunk_partitions text[], extra jsonb, ids bigint[], firsts bigint[], lasts bigint[],
-    sizes integer[], opens bigint[], late_before bigint)
+    sizes integer[], opens bigint[], late_before bigint, top_format integer, top_seal bigint)
 RETURNS text LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $fn$
 DECLARE
     _closes bigint[] := '{{}}';
@@ -28,6 +35,10 @@ BEGIN
             RETURN 'its pending transactions and the seals it closes are not lists of ids';
         END IF;
         _closes := ARRAY(SELECT x::text::bigint FROM jsonb_array_elements(extra -> 'closes') AS x);
+    END IF;
+    IF kind = 'seal' AND coalesce((extra ->> 'format')::numeric, 1) < top_format THEN
+        RETURN format('its format %s is lower than format %s of seal %s before it',
+                      coalesce(extra -> 'format', '1'), top_format, top_seal);
     END IF;
     RETURN CASE
         -- (an entry that seals late rows only covers no new id: first is last + 1)

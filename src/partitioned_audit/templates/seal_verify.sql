@@ -29,6 +29,8 @@ DECLARE
     _rows bigint := 0;
     _skipped bigint[] := '{{}}';
     _opens bigint[] := '{{}}';
+    _top_format integer;
+    _top_seal bigint;
     _late_before bigint;
     _problem text;
 BEGIN
@@ -72,7 +74,8 @@ BEGIN
                            CROSS JOIN LATERAL (SELECT e.n FROM {seals} p, unnest(p.chunk_seal, p.chunk_index, p.chunk_rows) AS e(cs, k, n)
                                                 WHERE p.seal_id < _s.seal_id AND p.seal_id <> ALL (_skipped)
                                                   AND e.cs = c.s AND e.k = c.k ORDER BY p.seal_id DESC LIMIT 1) AS x
-                          WHERE c.s IS DISTINCT FROM _s.seal_id) END)
+                          WHERE c.s IS DISTINCT FROM _s.seal_id) END,
+                    _top_format, _top_seal)
         END;
         IF _problem IS NOT NULL THEN
             RETURN QUERY SELECT 'chain'::text, _s.seal_id, _s.first_event_id, _s.last_event_id, NULL::bigint, NULL::bigint,
@@ -96,6 +99,11 @@ BEGIN
                 _sealed := _s.last_event_id;
             END IF;
             _rows := _rows + _s.row_count;
+            -- (the first counted seal of the highest format so far: no later one may be lower)
+            IF coalesce((_s.extra ->> 'format')::integer, 1) > coalesce(_top_format, 0) THEN
+                _top_format := coalesce((_s.extra ->> 'format')::integer, 1);
+                _top_seal := _s.seal_id;
+            END IF;
             _opens := ARRAY(SELECT o FROM unnest(_opens) AS o
                              WHERE NOT coalesce(_s.extra -> 'closes' @> to_jsonb(o), false));
             IF jsonb_array_length(coalesce(_s.extra -> 'pending', '[]')) > 0 THEN
