@@ -903,7 +903,7 @@ def test_the_sealing_functions_run_the_text_of_their_templates(trail):
     the header above the marker line is not deployed (nor hashed into the function digest)."""
     import re
 
-    from partitioned_audit.ddl import template
+    from partitioned_audit.ddl import DEPLOYED_BELOW, deployed, template
     from partitioned_audit.layouts import SEAL_FUNCTIONS, SEAL_HELPERS
     from partitioned_audit.sql import render
 
@@ -915,9 +915,9 @@ def test_the_sealing_functions_run_the_text_of_their_templates(trail):
     ]
     assert len(sealing.TEMPLATES) == len(names) == len(SEAL_HELPERS) + len(SEAL_FUNCTIONS)
     for name, file in zip(names, sealing.TEMPLATES, strict=True):
-        header = template(file).partition(sealing.DEPLOYED_BELOW)[0]
+        header = template(file).partition(DEPLOYED_BELOW)[0]
         assert header.startswith(f"-- {name.replace(trail.layout.name, '<layout>')}")
-        assert sealing.DEPLOYED_BELOW not in sealing.deployed(file)
+        assert DEPLOYED_BELOW not in deployed(file)
         assert not any(line in rendered for line in header.splitlines())
     bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)
     cur.execute(

@@ -32,7 +32,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ddl import MAINTENANCE_ALLOWED, context_join, template
+from .ddl import MAINTENANCE_ALLOWED, context_join, deployed
 from .errors import AuditError, ConfigurationError
 from .layouts import (
     COMMENT_TAG,
@@ -302,19 +302,6 @@ TEMPLATES = (
     "seal_retire.sql",
     "seal_verify.sql",
 )
-#: The last line of a sealing template's header: only what follows it is filled in and run.
-#: The headers say what each function does and why without being part of the text the
-#: function digest hashes, which stayed what it was when these functions were Python strings.
-DEPLOYED_BELOW = "-- Deployed from the next line on, byte for byte: a change is a new object version.\n"
-
-
-def deployed(name: str) -> str:
-    """The part of sealing template ``name`` that is deployed: the file after its header
-    (see :data:`DEPLOYED_BELOW`), still to be filled in by :func:`create_functions`."""
-    header, marker, text = template(name).partition(DEPLOYED_BELOW)
-    if not marker or not all(line.startswith("--") for line in header.splitlines()):
-        raise AuditError(f"templates/{name} has no header of comment lines ending with {DEPLOYED_BELOW!r}")
-    return text
 
 
 def create_functions(layout: Layout, schema: str) -> Composable:
