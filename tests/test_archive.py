@@ -735,7 +735,7 @@ def test_an_install_not_migrated_since_the_login_role_column_stops_offline_verif
     this version with plain SELECTs, stop with an error that says the install is OUTDATED and
     how to bring it up to date, not the driver's "column does not exist"."""
     from partitioned_audit import OutdatedInstall
-    from partitioned_audit.layouts import drop_views
+    from partitioned_audit.ddl import drop_views
 
     with scratch_database(background=True) as dbname:
         t = Trail(dbname, SIMPLE)

@@ -698,6 +698,8 @@ def test_each_row_is_converted_to_jsonb_once_per_image(conn, layout, context):
 def logged_plans(conn: Any, statement: str) -> list[str]:
     """Every plan auto_explain reports for ``statement`` and the queries it runs inside."""
     found: list[str] = []
+    if hasattr(conn, "notices"):  # psycopg2 keeps every notice of the connection: start afresh
+        del conn.notices[:]
     if hasattr(conn, "add_notice_handler"):  # psycopg 3
         conn.add_notice_handler(lambda diag: found.append(diag.message_primary or ""))
     cur = conn.cursor()

@@ -181,7 +181,7 @@ def test_the_helpers_and_the_object_function_run_the_text_of_their_templates(db,
     with connection.cursor() as cursor:
         objects.install(cursor, layout)
         rendered = render(
-            ddl.create_functions(layout, "public", render(ident("public", layout.sequence))), cursor
+            ddl.create_functions(layout, "public", render(ident("public", layout.sequence), cursor)), cursor
         )
         object_function = render(ddl.create_object_function(layout, "public"), cursor)
     templates = [
