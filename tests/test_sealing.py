@@ -13,7 +13,7 @@ import io
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -636,12 +636,18 @@ def test_seals_of_format_1_made_before_the_upgrade_keep_verifying(trail):
     assert [(p.kind, p.seal_id, p.first_event_id) for p in trail.verify().problems] == [("removed", 1, 11)]
 
 
-def append_seal(trail: Trail, seal_format: int, last: int) -> Any:
+def append_seal(trail: Trail, seal_format: int, last: int, pending: Sequence[int] = ()) -> Any:
     """An INSERT of the chain's next entry: a seal of ``seal_format`` (chunks of 10 ids) from
     the event after the last one sealed to ``last``, hashed by the installed chunks function
-    in that format's encoding and linked as the seal function links."""
+    in that format's encoding and linked as the seal function links; open when ``pending``
+    names transactions (format 2 and later: format 1 has no ``extra`` to list them in)."""
     seals = ident(trail.schema, trail.layout.seal_table)
-    extra = None if seal_format == 1 else json.dumps({"format": seal_format, "pending": [], "closes": []})
+    assert seal_format > 1 or not pending  # noqa: S101
+    extra = (
+        None
+        if seal_format == 1
+        else json.dumps({"format": seal_format, "pending": list(pending), "closes": []})
+    )
     return SQL(
         "WITH s AS (SELECT (SELECT coalesce(max(seal_id), 0) + 1 FROM {seals}) AS id,"
         " coalesce((SELECT digest FROM {seals} ORDER BY seal_id DESC LIMIT 1), {genesis}) AS previous,"
@@ -709,6 +715,77 @@ def test_a_seal_format_never_goes_down_along_the_chain(trail):
         f" its format 3 is lower than format {sealing.FORMAT} of seal 4 before it"
     ]
     assert result.last_event_id == later.last_event_id
+
+
+def later_columns_emptied(trail: Trail) -> Any:
+    """An UPDATE emptying the columns formats after 3 added (``Layout.sealed_from``) in the
+    rows not sealed yet: rows written before format 4 have none there."""
+    return SQL("UPDATE {} SET {}").format(
+        trail.table,
+        SQL(", ").join(SQL("{} = NULL").format(ident(name)) for name in trail.layout.sealed_from),
+    )
+
+
+@pytest.mark.parametrize("late", [3, 15], ids=["beside-sealed-rows", "alone-in-a-chunk"])
+@pytest.mark.parametrize("seal_format", [2, 3])
+def test_a_seal_left_open_across_an_upgrade_is_closed_in_its_own_format(trail, seal_format, late):
+    """The last seal before an upgrade, of an earlier format, is open: a transaction still
+    held rows in its range. It commits, the package is upgraded, and the first seal of the
+    current format closes it: the late rows' chunks are recomputed in the open seal's format
+    (a chunk holding sealed rows and late rows; with 15 late rows also one holding late rows
+    only), the seal table's trigger takes them, and verify passes inside the database and
+    offline, every row counted once. A format-1 seal cannot be open: it has no ``extra`` to
+    list pending transactions in."""
+    trail.run("""SELECT set_config('partitioned_audit.context', '{"user_id": 7}', false)""")
+    trail.write(1, 5)
+    open_tx = connect(trail.dbname)
+    cur = open_tx.cursor()
+    cur.execute("""SELECT set_config('partitioned_audit.context', '{"user_id": 8}', true)""")
+    execute(cur, "INSERT INTO invoice SELECT g, g, 'open' FROM generate_series(100, %s) g", [99 + late])
+    cur.execute("SELECT txid_current()")
+    (txid,) = cur.fetchone()
+    trail.write(20, 5)  # committed, with ids after the open transaction's
+    trail.run("SELECT set_config('partitioned_audit.context', '', false)")
+    if trail.layout.sealed_from:  # (each writer empties its own rows: the other's it cannot see)
+        trail.run(later_columns_emptied(trail))
+        execute(cur, later_columns_emptied(trail))
+    trail.insert_past_the_seal_trigger(append_seal(trail, seal_format, max(trail.ids()), pending=[txid]))
+    open_tx.commit()
+    open_tx.close()
+    where_late = SQL("{} = {}").format(ident(trail.layout.txid_column), literal(txid))
+    late_ids = [
+        i
+        for (i,) in trail.run(SQL("SELECT {} FROM {} WHERE {}").format(trail.event, trail.table, where_late))
+    ]
+    chunks = {k: {i in late_ids for i in trail.ids() if (i - 1) // 10 == k} for k in (0, 1)}
+    assert len(late_ids) == late and chunks[0] == {False, True} and (late < 10 or chunks[1] == {True})
+    before = trail.verify()  # the late rows of a seal still open: no problem
+    assert before.ok and before.rows == len(trail.ids()) - late, [p.describe() for p in before.problems]
+    trail.write(200, 5)  # after the upgrade
+    closing = trail.m.seal(chunk_size=10, wait_ms=0)
+    assert closing.sealed and closing.late_rows == late and closing.pending == []
+    entry = trail.run(
+        SQL("SELECT extra -> 'closes', chunk_seal, chunk_index FROM {} WHERE seal_id = %s").format(
+            ident(trail.schema, trail.layout.seal_table)
+        ),
+        [closing.seal_id],
+    )
+    closes, chunk_seal, chunk_index = entry[0]
+    carried = [k for s, k in zip(chunk_seal, chunk_index, strict=True) if s == 1]
+    assert closes == [1] and carried == sorted({(i - 1) // 10 for i in late_ids})
+    result = trail.verify(expect=closing.head)
+    assert result.ok and result.rows == len(trail.ids()), [p.describe() for p in result.problems]
+    assert_the_spec_verifier_agrees(trail, closing.head)
+    # Closed, its chunks hold the late rows: a late row rewritten is found, in its chunk.
+    trail.tamper(
+        SQL("UPDATE {} SET {} = {} + 1 WHERE {}").format(
+            trail.table,
+            ident(trail.layout.txid_column),
+            ident(trail.layout.txid_column),
+            trail.where(late_ids[-1]),
+        )
+    )
+    assert [(p.kind, p.seal_id) for p in trail.verify().problems] == [("changed", 1)]
 
 
 def test_an_install_whose_entry_check_predates_the_format_rule_is_outdated_until_installed(trail):
@@ -1166,8 +1243,6 @@ def test_a_verify_function_replaced_with_a_liar_is_caught_offline_and_by_status(
 
 
 def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_digests(trail):
-    from tests import spec_verifier
-
     old = PartitionInfo.create(trail.layout.table, dt.date(2001, 1, 1), dt.date(2001, 2, 1))
     trail.m.create([old])
     trail.write(1, 300)
@@ -1187,6 +1262,15 @@ def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_d
     trail.m.detach([old], drop=True)  # a retention entry replaces chunks of seal 1
     trail.write(2000, 5)
     head = trail.m.seal(chunk_size=3).head
+    digests = assert_the_spec_verifier_agrees(trail, head)
+    assert len(digests) >= 10 and trail.verify(expect=head).ok
+
+
+def assert_the_spec_verifier_agrees(trail: Trail, head: str | None) -> dict[tuple[int, int], bytes]:
+    """Recompute the chain with tests/spec_verifier.py: it finds ``head``, and for each
+    chunk the digest of the newest entry naming it (empty chunks aside). Returns them."""
+    from tests import spec_verifier
+
     conn = connect(trail.dbname, autocommit=True)
     try:
         found_head, digests = spec_verifier.recompute(conn.cursor(), trail.layout.table)
@@ -1205,7 +1289,7 @@ def test_a_second_verifier_written_from_the_docs_alone_finds_the_same_head_and_d
     assert found_head == head
     empty = hashlib.sha256(b"").digest()
     assert {k: d for k, d in expected.items() if d != empty} == digests
-    assert len(digests) >= 10 and trail.verify(expect=head).ok
+    return digests
 
 
 def test_a_locked_transaction_id_maps_to_its_full_id_on_either_side_of_the_next_one(conn):
