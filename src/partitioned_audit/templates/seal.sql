@@ -94,11 +94,14 @@ BEGIN
                     _e.last_event_id, NULL, '{{}}') AS c;
     _xids := ARRAY(SELECT x FROM unnest(_xids) AS x WHERE NOT pg_visible_in_snapshot(x::text::xid8, _snapshot) ORDER BY 1);
     -- Earlier seals whose open transactions have all ended since: what they added to the
-    -- sealed range (late rows) is sealed now, chunk by chunk, if it is all they changed.
+    -- sealed range (late rows) is sealed now, chunk by chunk, if it is all they changed. A
+    -- chunk is hashed in the format of the seal it belongs to, here as everywhere: an open
+    -- seal made before an upgrade keeps its format when a seal of this one closes it.
     _live := ARRAY(SELECT {full_xid} FROM pg_locks t
                     WHERE t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted);
     FOR _open IN
         SELECT s.seal_id, s.first_event_id, s.last_event_id, s.chunk_size,
+               coalesce((s.extra ->> 'format')::integer, 1) AS format,
                ARRAY(SELECT x::bigint FROM jsonb_array_elements_text(s.extra -> 'pending') AS x) AS pending
           FROM {seals} s
          WHERE s.kind = 'seal' AND jsonb_array_length(coalesce(s.extra -> 'pending', '[]')) > 0
@@ -109,7 +112,7 @@ BEGIN
         _closes := _closes || _open.seal_id;
         FOR _late IN
             SELECT f.*, x.n AS sealed_rows, x.d AS sealed_digest
-              FROM {chunks}(ARRAY[_open.seal_id], ARRAY[_open.first_event_id], ARRAY[_open.chunk_size], ARRAY[{format}],
+              FROM {chunks}(ARRAY[_open.seal_id], ARRAY[_open.first_event_id], ARRAY[_open.chunk_size], ARRAY[_open.format],
                             _open.first_event_id, _open.last_event_id, NULL, _open.pending) AS f
               LEFT JOIN LATERAL (SELECT c.n, c.d FROM {seals} s,
                                         unnest(s.chunk_seal, s.chunk_index, s.chunk_rows, s.chunk_digest) AS c(cs, k, n, d)
