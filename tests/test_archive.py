@@ -735,7 +735,6 @@ def test_an_install_not_migrated_since_the_login_role_column_stops_offline_verif
     this version with plain SELECTs, stop with an error that says the install is OUTDATED and
     how to bring it up to date, not the driver's "column does not exist"."""
     from partitioned_audit import OutdatedInstall
-    from partitioned_audit.ddl import drop_views
 
     with scratch_database(background=True) as dbname:
         t = Trail(dbname, SIMPLE)
@@ -752,13 +751,7 @@ def test_an_install_not_migrated_since_the_login_role_column_stops_offline_verif
         t.m.seal()
         store = open_store(f"file://{tmp_path}")
         assert archive.archive_partition(t.m, store, jan, drop=True).dropped
-        # The install as an earlier version left it: no column, no view reading it.
-        t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
-        cur = t.conn.cursor()
-        for statement in drop_views(SIMPLE, t.schema):
-            execute(cur, statement)
-        t.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(t.table))
-        t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+        t.as_before_the_login_role_column()
         message = (
             f"the audit table {t.schema}.{SIMPLE.table} has no column session_user_name: the simple layout's"
             " install is OUTDATED, older than this version; bring the audit objects up to date first"

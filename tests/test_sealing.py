@@ -90,6 +90,16 @@ class Trail:
             )
             self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
 
+    def as_before_the_login_role_column(self) -> None:
+        """The simple install as a version before ``session_user_name`` left it: no column,
+        and no view reading it."""
+        self.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        cur = self.conn.cursor()
+        for statement in drop_views(SIMPLE, self.schema):
+            execute(cur, statement)
+        self.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(self.table))
+        self.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
+
     def insert_past_the_seal_trigger(self, statement: Any, params: Any = None) -> None:
         """Insert seal entries as an earlier version's seal function wrote them: the seal table
         takes a seal only in the current format, so they go in past its trigger, taken off
@@ -837,12 +847,8 @@ def test_an_install_before_the_simple_login_role_column_gains_it_and_keeps_its_s
         t.write(1, 12)
         t.run("SELECT set_config('partitioned_audit.context', '', false)")
         # The install before the column: its views did not read it, its rows had none.
-        t.run("SELECT set_config('partitioned_audit.maintenance', 'on', false)")
+        t.as_before_the_login_role_column()
         cur = t.conn.cursor()
-        for statement in drop_views(SIMPLE, t.schema):
-            execute(cur, statement)
-        t.run(SQL("ALTER TABLE {} DROP COLUMN session_user_name").format(t.table))
-        t.run("SELECT set_config('partitioned_audit.maintenance', '', false)")
         assert objects.layout_status(cur, SIMPLE).status is objects.Status.OUTDATED
         # A seal of format 3 over those rows, as the documented encoding makes it.
         rows = field_texts(t, 3)
