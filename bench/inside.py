@@ -109,6 +109,29 @@ CREATE TRIGGER typed AFTER INSERT OR UPDATE OR DELETE ON t_typed_copy
     FOR EACH ROW EXECUTE FUNCTION typed_copy();
 """
 
+#: The floor of this project's design, beside the typed copy: a row trigger doing the least
+#: a jsonb trail needs (the row as jsonb, its table, key, transaction and operation) with
+#: nothing else (no context, no key or mask handling, no check of the types, no ``SECURITY
+#: DEFINER``), into the simple layout's partitioned audit table with its indexes, or into an
+#: unpartitioned copy of it with one B-tree. Simple layout only.
+JSONB_COPIES: dict[str, str | None] = {
+    "jsonb copy into the audit table": None,  # the layout's table
+    "jsonb copy, unpartitioned, one B-tree": "sink_btree",
+}
+JSONB_COPY = """
+CREATE FUNCTION {function}() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE r jsonb;
+BEGIN
+    IF TG_OP = 'DELETE' THEN r := to_jsonb(OLD); ELSE r := to_jsonb(NEW); END IF;
+    INSERT INTO {sink} (object_table, object_schema, object_pk, object_payload,
+                        audit_txid_current, audit_operation, session_user_name)
+    VALUES (TG_TABLE_NAME, TG_TABLE_SCHEMA, r ->> 'id', r, txid_current(), left(TG_OP, 1), session_user);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER jsonb_copy AFTER INSERT OR UPDATE OR DELETE ON {table}
+    FOR EACH ROW EXECUTE FUNCTION {function}();
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(
@@ -177,7 +200,8 @@ def main() -> None:
     table_ref = render(ident("public", layout.table))  # as the engine wrote it into the function
     all_edits = {**EDITS, **ROW_EDITS}
     edits = [] if args.levels_only else [case for case in all_edits if args.only in case]
-    cases = ["unaudited", "shipped", ROW_LEVEL, *edits, "typed_copy"]
+    floors = list(JSONB_COPIES) if layout is SIMPLE else []
+    cases = ["unaudited", "shipped", ROW_LEVEL, *edits, *floors, "typed_copy"]
     # Each case's copy of the table; TYPED_COPY names its own.
     tables = {case: "t_typed_copy" if case == "typed_copy" else f"t_{n}" for n, case in enumerate(cases)}
     for n, case in enumerate(cases):
@@ -185,6 +209,9 @@ def main() -> None:
         run(conn, SQL("CREATE TABLE {} (" + ROW_COLUMNS + ")").format(ident(table)))
         if case == "typed_copy":
             run(conn, TYPED_COPY)
+        elif case in floors:
+            function, sink = ident(f"jsonb_copy_{n}"), ident(JSONB_COPIES[case] or layout.table)
+            run(conn, SQL(JSONB_COPY).format(function=function, sink=sink, table=ident(table)))
         elif case != "unaudited":
             row_level = case == ROW_LEVEL or case in ROW_EDITS
             enable(conn.cursor(), layout, TableSpec("public", table, ("id",), row_level=row_level))
