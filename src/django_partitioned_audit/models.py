@@ -639,6 +639,14 @@ def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: 
     return chained
 
 
+@dataclass(frozen=True)
+class _Json:
+    """A jsonb argument of a :class:`_FunctionTable`, kept as its text (a FROM item is
+    hashed) and bound as Django binds a JSONField's value on the connection's driver."""
+
+    text: str
+
+
 class _FunctionTable(BaseTable):  # type: ignore[misc]
     """A FROM item calling the set-returning function ``table_name`` (a quoted name) with
     ``arguments``, bound as parameters: ``function(%s, ...) alias``."""
@@ -649,7 +657,13 @@ class _FunctionTable(BaseTable):  # type: ignore[misc]
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         placeholders = ", ".join(["%s"] * len(self.arguments))
-        return f"{self.table_name}({placeholders}) {self.table_alias}", list(self.arguments)
+        params = [
+            models.JSONField().get_db_prep_value(json.loads(value.text), connection)
+            if isinstance(value, _Json)
+            else value
+            for value in self.arguments
+        ]
+        return f"{self.table_name}({placeholders}) {self.table_alias}", params
 
     def relabeled_clone(self, change_map: dict[str, str]) -> _FunctionTable:
         alias = change_map.get(self.table_alias) or self.table_alias
@@ -658,6 +672,27 @@ class _FunctionTable(BaseTable):  # type: ignore[misc]
     @property
     def identity(self) -> tuple[Any, ...]:
         return (self.__class__, self.table_name, self.arguments, self.table_alias)
+
+
+def _function_name(name: str) -> str:
+    """The read function ``name``, named as the read models name their views: qualified in
+    an audit schema of its own."""
+    from partitioned_audit.sql import quote_ident
+
+    where = conf.audit_schema()
+    return quote_ident(name) if where == "public" else quote_ident(where, name)
+
+
+def _on_context_function(queryset: Any, any_of: list[dict[str, Any]]) -> Any:
+    """``queryset`` (a context search) reading the layout's context function, which returns
+    the context view's rows whose context contains one of ``any_of``, rather than the
+    context view itself: the same rows, with a plan the server keeps per connection instead
+    of planning every partition of both tables at each search (see
+    ``partitioned_audit/templates/context_entries.sql``). The search's filters stay in the
+    query, so whatever else it holds (other keys, another table) still selects the rows."""
+    function = _function_name(queryset.model._layout_object().context_function)
+    argument = _Json(json.dumps(any_of, sort_keys=True))
+    return _on_base_table(queryset, function, lambda alias: _FunctionTable(function, alias, (argument,)))
 
 
 def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
@@ -675,12 +710,7 @@ def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any
     query.unref_alias(alias)
     if query.alias_map[alias].table_name != queryset.model._meta.db_table:
         return queryset
-    from partitioned_audit.sql import quote_ident
-
-    name = queryset.model._layout_object().object_function
-    where = conf.audit_schema()
-    # Named as the read models name their views: qualified in an audit schema of its own.
-    function = quote_ident(name) if where == "public" else quote_ident(where, name)
+    function = _function_name(queryset.model._layout_object().object_function)
     return _on_base_table(
         queryset, function, lambda alias: _FunctionTable(function, alias, (table, schema, key)), chain=False
     )
@@ -793,6 +823,8 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         )
         # Whether it searches a key of the user B-tree (a user's entries may be many).
         found.query.dpa_context_search = "ordered" if keys else "contained"
+        # What the context function finds the context rows by: the first list's objects.
+        found.query.dpa_context_any_of = conditions[0]
         return found._on_fitting_view()
 
     def _on_fitting_view(self) -> Any:
@@ -801,11 +833,15 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         model's default order by id), which read the read view. Newest first, the context
         view walks the user B-tree and stops after a page; in another order it would probe
         every one of a busy user's context rows to sort their entries, at a cost that also
-        starts JIT, where the read view's join (hashed) costs less. Containment (a request,
-        a job) finds few context rows, and a count needs no order: the context view."""
+        starts JIT, where the read view's join (hashed) costs less. Containment alone (a
+        request, a job) reads the context view's rows through the context function
+        (:func:`_on_context_function`), whatever the order: it finds the context rows
+        through the GIN in any case, and sorts what it found."""
         search = getattr(self.query, "dpa_context_search", None)
         if search is None:
             return self
+        if search == "contained":
+            return _on_context_function(self, self.query.dpa_context_any_of)
         layout = self.model._layout_object()
         query = self.query
         ordering = query.order_by or (self.model._meta.ordering if query.default_ordering else ())
