@@ -607,7 +607,7 @@ def _view_exists(entries: Any, using: str | None) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def _on_view(queryset: Any, view: str) -> Any:
+def _on_view(queryset: Any, view: str, chain: bool = True) -> Any:
     """``queryset`` reading ``view`` (another read view of its layout, with the columns
     the query names) in place of its model's view: the same rows, the same instances.
 
@@ -617,7 +617,7 @@ def _on_view(queryset: Any, view: str) -> Any:
     is renamed to the bare name of the model's view first.
     """
     table = conf.read_model_table(view)
-    return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias))
+    return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias), chain)
 
 
 def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: bool = True) -> Any:
@@ -683,7 +683,7 @@ def _function_name(name: str) -> str:
     return quote_ident(name) if where == "public" else quote_ident(where, name)
 
 
-def _on_context_function(queryset: Any, any_of: list[dict[str, Any]]) -> Any:
+def _on_context_function(queryset: Any, any_of: list[dict[str, Any]], chain: bool = True) -> Any:
     """``queryset`` (a context search) reading the layout's context function, which returns
     the context view's rows whose context contains one of ``any_of``, rather than the
     context view itself: the same rows, with a plan the server keeps per connection instead
@@ -692,7 +692,9 @@ def _on_context_function(queryset: Any, any_of: list[dict[str, Any]]) -> Any:
     query, so whatever else it holds (other keys, another table) still selects the rows."""
     function = _function_name(queryset.model._layout_object().context_function)
     argument = _Json(json.dumps(any_of, sort_keys=True))
-    return _on_base_table(queryset, function, lambda alias: _FunctionTable(function, alias, (argument,)))
+    return _on_base_table(
+        queryset, function, lambda alias: _FunctionTable(function, alias, (argument,)), chain
+    )
 
 
 def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
@@ -825,9 +827,9 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         found.query.dpa_context_search = "ordered" if keys else "contained"
         # What the context function finds the context rows by: the first list's objects.
         found.query.dpa_context_any_of = conditions[0]
-        return found._on_fitting_view()
+        return found._on_fitting_view(chain=False)
 
-    def _on_fitting_view(self) -> Any:
+    def _on_fitting_view(self, chain: bool = True) -> Any:
         """This context search on the view that serves it: the context view, but for a
         user's entries in another order than newest first (``order_by("-pk")``, the
         model's default order by id), which read the read view. Newest first, the context
@@ -836,23 +838,24 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         starts JIT, where the read view's join (hashed) costs less. Containment alone (a
         request, a job) reads the context view's rows through the context function
         (:func:`_on_context_function`), whatever the order: it finds the context rows
-        through the GIN in any case, and sorts what it found."""
+        through the GIN in any case, and sorts what it found. ``chain=False`` changes this
+        queryset itself, for one just made."""
         search = getattr(self.query, "dpa_context_search", None)
         if search is None:
             return self
         if search == "contained":
-            return _on_context_function(self, self.query.dpa_context_any_of)
+            return _on_context_function(self, self.query.dpa_context_any_of, chain)
         layout = self.model._layout_object()
         query = self.query
         ordering = query.order_by or (self.model._meta.ordering if query.default_ordering else ())
         newest = bool(ordering) and ordering[0] == f"-{self._time}"
         read_view = search == "ordered" and bool(ordering) and not newest
-        return _on_view(self, layout.view if read_view else layout.context_view)
+        return _on_view(self, layout.view if read_view else layout.context_view, chain)
 
     def order_by(self, *field_names: Any) -> Any:
         """Django's ``order_by()``; a context search moves to the view serving the order
         (see :meth:`filter_context_any`)."""
-        return super().order_by(*field_names)._on_fitting_view()
+        return super().order_by(*field_names)._on_fitting_view(chain=False)
 
     def newest_first(self) -> Any:
         """Newest entries first: by time (the transaction's start), then by id; the order
