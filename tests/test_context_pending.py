@@ -1,7 +1,8 @@
-"""The context GIN's pending list: the daily maintenance (``manage_partition_tables create``)
-merges the pending list of each finished context partition into its tree, so that a
-search of past months reads no list there; the current partition's is left to its
-writers."""
+"""The context GIN's pending list, which every search of a partition reads whole: the daily
+maintenance (``manage_partition_tables create``) merges the pending list of each finished
+context partition into its tree, so that a search of past months reads no list there (the
+current partition's is left to its writers), and the partitions it makes keep a short
+one."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.maintenance import maintainer
 from partitioned_audit import catalog
 from partitioned_audit.layouts import get_layout
+from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, PartitionInfo
 from tests.helpers import partition_command, sql
 
 
@@ -70,3 +72,27 @@ def _cursor():
     from django.db import connection
 
     return connection.cursor()
+
+
+def test_new_context_partitions_keep_a_short_pending_list(layout, read_model):
+    """A context partition made by maintenance has its GIN, attached to the parent's, with a
+    pending list of 512 kB (``gin_pending_list_limit``), not PostgreSQL's 4 MB, which every
+    search of the partition reads whole."""
+    spec = get_layout(layout)
+    month = MonthlyTimeRangeGenerator().generate_partition_info_for_current_period(dt.date(2031, 5, 10))
+    info = PartitionInfo.create(spec.table, month.from_date, month.to_date)
+    maintainer().create([info])
+    ((gin, options),) = sql(
+        "SELECT x.indexrelid::regclass::text, c.reloptions FROM pg_index x"
+        " JOIN pg_inherits i ON i.inhrelid = x.indexrelid JOIN pg_class c ON c.oid = x.indexrelid"
+        " WHERE x.indrelid = %s::regclass AND i.inhparent = %s::regclass",
+        [spec.context_partition(info.partition), spec.context_gin_index],
+    )
+    assert options == ["gin_pending_list_limit=512"], gin
+    # and so has every partition of an install made now, through the parent's
+    assert sql("SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [spec.context_gin_index]) == [
+        (["gin_pending_list_limit=512"],)
+    ]
+    with audit_context(request_id="short"):
+        Book.objects.create(isbn="short", title="x")
+    assert [e.object_pk for e in read_model.objects.filter_context(request_id="short")] == ["short"]

@@ -215,6 +215,27 @@ CONTEXT_STORAGE = "parallel_workers = 0"
 CONTEXT_RELOPTIONS = ("parallel_workers=0",)
 
 
+#: The storage parameter of the context table's GIN, on each partition's index. Every search
+#: of a GIN reads its whole pending list (``fastupdate``), about 13 µs per page: the default
+#: 4 MB (512 pages) added up to 7 ms, 3.5 on average, to one request's search in the current
+#: partition. A list of 512 kB (64 pages, at most about 1 ms) cost the writes about what 4 MB
+#: does, amortized (15-18 µs per context row either way, the merges counted), and spares the
+#: write that fills a 4 MB list its merge of about half a second (docs/performance.md).
+#: PostgreSQL refuses it on an existing partitioned index, so the partitions created from
+#: now on get it (:func:`create_context_gin`); an install's current partition keeps what it had.
+CONTEXT_GIN_STORAGE = "gin_pending_list_limit = 512"
+
+
+def create_context_gin(layout: Layout, schema: str, partition: str) -> Composable:
+    """The context GIN of the new context partition ``partition``, made before it is attached
+    (ATTACH then takes it as the partition of the parent's GIN), with
+    :data:`CONTEXT_GIN_STORAGE`."""
+    return SQL(
+        "CREATE INDEX ON {} USING gin (context jsonb_path_ops) WITH (" + CONTEXT_GIN_STORAGE + ")"
+        " WHERE context IS NOT NULL"
+    ).format(ident(schema, partition))
+
+
 def context_storage() -> Composable:
     """The ``WITH (...)`` clause of a context partition (see :data:`CONTEXT_STORAGE`)."""
     return SQL("WITH (" + CONTEXT_STORAGE + ")")
@@ -276,7 +297,9 @@ def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Com
             ident(layout.context_txid_index), table
         ),
         SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (context jsonb_path_ops) WHERE context IS NOT NULL"
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (context jsonb_path_ops) WITH ("
+            + CONTEXT_GIN_STORAGE
+            + ") WHERE context IS NOT NULL"
         ).format(ident(layout.context_gin_index), table),
     ]
     for key in ORDERED_CONTEXT_KEYS:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import catalog, privileges, sealing
-from ..ddl import context_storage, create_context_default, create_default_partition
+from ..ddl import context_storage, create_context_default, create_context_gin, create_default_partition
 from ..errors import ConfigurationError, PartitionError
 from ..layouts import (
     COMMENT_TAG,
@@ -486,6 +486,7 @@ class Maintainer:
                 CONTEXT_TIME_COLUMN,
                 bounds,
                 storage=context_storage(),
+                indexes=[create_context_gin(self.layout, self.schema, contexts)],
             )
         return self._create_partition(
             cursor,
@@ -507,11 +508,14 @@ class Maintainer:
         bounds: tuple[dt.datetime, dt.datetime],
         fill: Callable[[Cursor, str], None] | None = None,
         storage: Composable | None = None,
+        indexes: Sequence[Composable] = (),
     ) -> int:
         """Create ``partition`` of ``parent_name``, move its range's rows out of the DEFAULT
         partition into it and attach it: returns how many rows moved. ``fill`` copies rows
         into it first (the archive's restore); ``storage`` is its ``WITH (...)`` clause (a
-        context partition's, see :data:`partitioned_audit.ddl.CONTEXT_STORAGE`)."""
+        context partition's, see :data:`partitioned_audit.ddl.CONTEXT_STORAGE`); ``indexes``
+        are made on it before it is attached, which takes them as partitions of the
+        parent's matching indexes (see :data:`partitioned_audit.ddl.CONTEXT_GIN_STORAGE`)."""
         parent = ident(self.schema, parent_name)
         table = ident(self.schema, partition)
         default = ident(self.schema, default_name)
@@ -527,6 +531,8 @@ class Maintainer:
                 table, parent, storage if storage is not None else SQL("")
             ),
         )
+        for index in indexes:
+            execute(cursor, index)
         if fill is not None:
             fill(cursor, partition)
         # Sealed rows may be among them: they move unchanged, which the freeze lets through
