@@ -328,6 +328,7 @@ def test_every_command_line_action_works_on_a_dedicated_audit_schema(roles, layo
     (closed,) = e.json("privileges", "--app-role", roles.app, capsys=capsys)
     assert closed["changes"] == [
         f"revoked EXECUTE on function {schema}.{layout.object_function}(text, text, text) from {roles.app}",
+        f"revoked EXECUTE on function {schema}.{layout.context_function}(jsonb) from {roles.app}",
         *(f"revoked SELECT on view {schema}.{view} from {roles.app}" for view in sorted(layout.views)),
         f"revoked USAGE on schema {schema} from {roles.app}",
     ]

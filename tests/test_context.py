@@ -791,14 +791,15 @@ def test_a_context_set_by_hand_that_is_not_an_object_is_kept_wrapped(read_model,
 _LEGACY_ROWS = {
     "simple": "INSERT INTO audit_simple (object_table, object_schema, object_pk, object_payload,"
     " audit_txid_current, audit_operation, audit_context) VALUES"
-    " ('library_book', 'public', 'old1', '{\"isbn\": \"old1\"}', 41, 'I', '{\"user_id\": 41}'),"
+    " ('library_book', 'public', 'old1', '{\"isbn\": \"old1\"}', 41, 'I', '{\"user_id\": 41, \"job\": \"j\"}'),"
     " ('library_book', 'public', 'old2', '{\"isbn\": \"old2\"}', 41, 'I', '0'),"
     " ('library_book', 'public', 'old3', '{\"isbn\": \"old3\"}', 42, 'I', NULL)",
     "advanced": "INSERT INTO logged_actions (schema_name, table_name, relid, session_user_name,"
     " action_tstamp_tx, action_tstamp_stm, action_tstamp_clk, transaction_id, action, row_data,"
     " statement_only, object_pk, audit_context) SELECT 'public', 'library_book', 'library_book'::regclass,"
     " 'old_role', now(), now(), now(), t, 'I', jsonb_build_object('isbn', k), false, k, c::jsonb"
-    " FROM (VALUES ('old1', 41, '{\"user_id\": 41}'), ('old2', 41, '0'), ('old3', 42, NULL)) AS v(k, t, c)",
+    " FROM (VALUES ('old1', 41, '{\"user_id\": 41, \"job\": \"j\"}'), ('old2', 41, '0'), ('old3', 42, NULL))"
+    " AS v(k, t, c)",
 }
 
 
@@ -819,15 +820,17 @@ def test_rows_written_before_the_context_table_keep_their_context(layout, read_m
     sql(f"COMMENT ON FUNCTION {table.function}() IS 'partitioned_audit an older version'")
     with connection.cursor() as cursor:
         install(cursor, table)
-    with audit_context(user_id=41):
+    with audit_context(user_id=41, job="j"):
         Book.objects.create(isbn="new1", title="x")
     found = {e.object_pk: (e.audit_context, e.audit_context_id is not None) for e in read_model.objects.all()}
     assert found == {
-        "old1": ({"user_id": 41}, False),
-        "old2": ({"user_id": 41}, False),
+        "old1": ({"user_id": 41, "job": "j"}, False),
+        "old2": ({"user_id": 41, "job": "j"}, False),
         "old3": (None, False),
-        "new1": ({"user_id": 41}, True),
+        "new1": ({"user_id": 41, "job": "j"}, True),
     }
+    # By containment too (the context function, reading the view of such rows).
+    assert sorted(e.object_pk for e in read_model.objects.filter_context(job="j")) == ["new1", "old1", "old2"]
     assert sorted(e.object_pk for e in read_model.objects.filter_context(user_id=41)) == [
         "new1",
         "old1",

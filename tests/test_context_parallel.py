@@ -14,7 +14,7 @@ from django_partitioned_audit.maintenance import maintainer
 from partitioned_audit import objects
 from partitioned_audit.layouts import get_layout
 from partitioned_audit.partitioning.ranges import MonthlyTimeRangeGenerator, PartitionInfo
-from tests.test_read_api import context_probes
+from tests.test_read_api import context_probes, function_plans
 
 #: Settings that make a parallel plan the cheapest for any table, however small: what a
 #: large trail does to the planner's costs on a default server. Tiny test tables would make
@@ -59,8 +59,9 @@ def context_tables_without_setting(layout: str) -> list[str]:
 
 
 def test_a_request_search_plans_no_parallel_workers(layout, read_model):
-    """One request's newest entries: the GIN probes of the context partitions, no Gather,
-    however cheap the planner is told workers are."""
+    """One request's newest entries: the GIN probes of the context partitions (in the
+    context function's kept plan), no Gather, however cheap the planner is told workers
+    are."""
     with audit_context(request_id="r-1"):
         Book.objects.bulk_create([Book(isbn=f"p{i}", title="x") for i in range(5)])
     with audit_context(request_id="r-2"):
@@ -68,6 +69,11 @@ def test_a_request_search_plans_no_parallel_workers(layout, read_model):
     found = read_model.objects.filter_context(request_id="r-1").order_by("-pk")[:100]
     assert sorted(e.object_pk for e in found) == [f"p{i}" for i in range(5)]
     plan = eager_plan(found)
+    assert "Gather" not in plan and "Parallel" not in plan, plan
+    with connection.cursor() as cursor:
+        for setting in EAGER_PARALLEL:
+            cursor.execute(f"SET LOCAL {setting}")
+    plan = function_plans(found, bitmaps=True)[-1]
     assert context_probes(plan), plan
     assert "Gather" not in plan and "Parallel" not in plan, plan
     # A user's newest entries, and the user's entries by id, neither.

@@ -12,7 +12,7 @@ from library.models import Book
 from shop.models import Customer, Order
 
 from django_partitioned_audit.context import audit_context
-from django_partitioned_audit.models import Operation
+from django_partitioned_audit.models import Operation, _on_view
 from partitioned_audit.layouts import get_layout
 from tests.helpers import past_the_guard, sql
 from tests.test_read_api import context_probes, explain, function_plans, scanned_partitions
@@ -187,19 +187,67 @@ def test_filter_context_reads_context_rows_then_their_rows_by_index(layout, read
     users = [line for line in context_probes(plan) if "_expr_created_idx" in line]
     rows = [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line]
     assert users and rows, plan
-    # A key without a B-tree of its own is found through the GIN. On a few rows the planner
-    # may rather walk another index whole and filter, as statistics left by an earlier test
-    # suggest; without plain index scans, only a bitmap of the GIN finds the context rows.
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_indexscan = off")
-    plan = explain(read_model.objects.filter_context(job="import").order_by("-pk")[:50])
-    with connection.cursor() as cursor:
-        cursor.execute("SET LOCAL enable_indexscan = on")
+    # A key without a B-tree of its own is found through the GIN, by the context function
+    # (see the next test).
+    *_, plan = function_plans(
+        read_model.objects.filter_context(job="import").order_by("-pk")[:50], bitmaps=True
+    )
     assert "Seq Scan" not in plan, plan
     assert [line for line in context_probes(plan) if "_context_idx" in line and "Bitmap" in line], plan
     assert [line for line in plan.splitlines() if "Index Scan" in line and "audit_context_id_idx" in line], (
         plan
     )
+
+
+def test_a_context_search_reads_through_the_context_function_with_a_generic_plan(layout, read_model):
+    """A search by containment (a request, a job: a key without a B-tree of its own) reads
+    the context function, whose plan the connection keeps: the query the ORM sends plans
+    no partition of either table, and the kept plan is the generic one, the same for
+    every request: a bitmap of the GIN of each context partition, never a scan of a
+    partition whole, and per context row found one probe of the context id index, in the
+    audit partition of the row's time alone."""
+    spec = get_layout(layout)
+    with audit_context(request_id="r-1", user_id=7):
+        Book.objects.bulk_create([Book(isbn=f"r{i}", title="x") for i in range(3)])
+    with audit_context(request_id="r-2"):
+        Book.objects.create(isbn="other", title="y")
+        Book.objects.filter(isbn="r0").update(title="z")
+    Book.objects.create(isbn="none", title="z")
+    search = read_model.objects.filter_context(request_id="r-1").order_by("-pk")[:100]
+    outer = explain(search)
+    assert "Append" not in outer and not context_probes(outer), outer
+    assert f"Function Scan on {spec.context_function}" in outer, outer
+    # The same entries, with the same columns, as the context view's.
+    view = read_model.objects.extra(where=["audit_context @> %s::jsonb"], params=['{"request_id": "r-1"}'])
+    view = _on_view(view, spec.context_view).order_by("-pk")
+    assert [e.object_pk for e in search] == ["r2", "r1", "r0"]
+    assert [_fields(e) for e in search] == [_fields(e) for e in view]
+    both = read_model.objects.filter_context_any([[{"request_id": "r-1"}, {"request_id": "r-2"}]])
+    assert sorted(e.object_pk for e in both) == ["other", "r0", "r0", "r1", "r2"]
+    # The first list of objects finds the context rows; the others still select among them.
+    assert (
+        list(read_model.objects.filter_context_any([[{"request_id": "r-2"}], [{"request_id": "r-1"}]])) == []
+    )
+    # The function's statements: its array of objects made, then the search (its plan).
+    array, plan = function_plans(search, bitmaps=True)
+    assert "jsonb_array_elements" in array, array
+    # The generic plan: the objects are a parameter, not the request's id.
+    assert re.search(r"@> ANY \(\$\d+\)", plan) and "r-1" not in plan, plan
+    assert "Seq Scan" not in plan, plan
+    probes = context_probes(plan)
+    gin = [line for line in probes if "Bitmap Heap Scan" not in line]
+    assert gin and all(re.match(r"->  Bitmap Index Scan on \w+_context_idx ", line) for line in gin), plan
+    assert len(gin) == len([line for line in probes if "Bitmap Heap Scan" in line]), plan
+    # Each audit partition through its context id index (a probe, or a bitmap of it where
+    # an earlier test's statistics make one as cheap), and only that of the row's time runs.
+    audit = [line for line in plan.splitlines() if "audit_context_id_idx" in line]
+    assert len(audit) == len(gin), plan
+    executed = [line for line in audit if "never executed" not in line]
+    assert len(executed) == 1, plan
+
+
+def _fields(entry) -> dict:
+    return {field.attname: getattr(entry, field.attname) for field in entry._meta.concrete_fields}
 
 
 def test_a_users_newest_entries_are_a_walk_down_the_user_index(layout, read_model):

@@ -165,8 +165,8 @@ def test_install_is_idempotent_per_layout(db, layout):
 
 
 @pytest.mark.parametrize("layout", [SIMPLE, ADVANCED], ids=lambda layout: layout.name)
-def test_the_helpers_and_the_object_function_run_the_text_of_their_templates(db, layout):
-    """Each helper the capture functions share, and the layout's object function, runs the
+def test_the_helpers_and_the_read_functions_run_the_text_of_their_templates(db, layout):
+    """Each helper the capture functions share, and each read function of the layout, runs the
     text of its template in ``templates/``, byte for byte; the header above the marker line
     is not deployed (nor hashed into the function digest)."""
     import re
@@ -183,24 +183,27 @@ def test_the_helpers_and_the_object_function_run_the_text_of_their_templates(db,
         rendered = render(
             ddl.create_functions(layout, "public", render(ident("public", layout.sequence), cursor)), cursor
         )
-        object_function = render(ddl.create_object_function(layout, "public"), cursor)
+        read_functions = "".join(
+            render(ddl.create_read_function(layout, "public", name), cursor)
+            for name, _, _ in layout.read_functions
+        )
     templates = [
         *zip(names, ddl.HELPER_TEMPLATES, strict=True),
-        (layout.object_function, "object_entries.sql"),
+        *((name, file) for name, _, file in layout.read_functions),
     ]
     for name, file in templates:
         header = ddl.template(file).partition(ddl.DEPLOYED_BELOW)[0]
         assert header.startswith(f"-- {name.replace(layout.table, '<audit table>')}")
         assert ddl.DEPLOYED_BELOW not in ddl.deployed(file)
-        assert not any(line in rendered + object_function for line in header.splitlines())
+        assert not any(line in rendered + read_functions for line in header.splitlines())
     # The bodies in the order create_functions() makes them: the types a row reaches, then
-    # the helpers of HELPER_TEMPLATES, then the captures.
+    # the helpers of HELPER_TEMPLATES, then the captures; then the read functions.
     bodies = re.findall(r"AS \$fn\$(.*?)\$fn\$", rendered, re.S)[1 : 1 + len(names)]
-    bodies += re.findall(r"AS \$fn\$(.*?)\$fn\$", object_function, re.S)
+    bodies += re.findall(r"AS \$fn\$(.*?)\$fn\$", read_functions, re.S)
     found = sql(
         "SELECT p.prosrc FROM unnest(%s::text[]) WITH ORDINALITY AS f(name, o)"
         " JOIN pg_proc p ON p.proname = f.name JOIN pg_namespace n ON n.oid = p.pronamespace"
         " AND n.nspname = 'public' ORDER BY f.o",
-        [[*names, layout.object_function]],
+        [[*names, *(name for name, _, _ in layout.read_functions)]],
     )
     assert [body for (body,) in found] == bodies

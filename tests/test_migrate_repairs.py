@@ -155,6 +155,7 @@ def test_migrate_gives_an_earlier_simple_install_its_login_role_column(tmp_path,
         dbname,
         "SELECT set_config('partitioned_audit.maintenance', 'on', false)",
         "DROP FUNCTION audit_simple_object_entries(text, text, text)",
+        "DROP FUNCTION audit_simple_context_entries(jsonb)",
         "DROP VIEW audit_simple_keys_view, audit_simple_context_view, audit_simple_view",
         "ALTER TABLE audit_simple DROP COLUMN session_user_name",
     )

@@ -59,19 +59,20 @@ def reading_scans(queryset) -> tuple[list[str], str]:
     return scans, "\n".join(plan)
 
 
-def function_plans(queryset) -> list[str]:
+def function_plans(queryset, bitmaps: bool = False) -> list[str]:
     """The plans of the statements run inside functions while ``queryset`` is read (see
     :func:`nested_plans`), as text."""
     sql, params = queryset.query.sql_with_params()
-    return nested_plans(sql, params)
+    return nested_plans(sql, params, bitmaps=bitmaps)
 
 
-def nested_plans(sql: str, params: Any = None, json_format: bool = False) -> list[Any]:
+def nested_plans(sql: str, params: Any = None, json_format: bool = False, bitmaps: bool = False) -> list[Any]:
     """The plans of the statements run inside functions while ``sql`` runs, under ANALYZE,
     as auto_explain reports them to the client (text, or parsed JSON). Every kept plan is
     dropped first (``DISCARD PLANS``), so the function plans its statements in this
     transaction, with sequential and bitmap scans off: statistics or table sizes an
-    earlier test left cannot change what is found."""
+    earlier test left cannot change what is found. ``bitmaps`` leaves bitmap scans on, the
+    only way a GIN index is read."""
     raw = connection.connection
     messages: list[str] = []
 
@@ -86,7 +87,7 @@ def nested_plans(sql: str, params: Any = None, json_format: bool = False) -> lis
             "auto_explain.log_analyze = on",
             f"auto_explain.log_format = {'json' if json_format else 'text'}",
             "enable_seqscan = off",
-            "enable_bitmapscan = off",
+            f"enable_bitmapscan = {'on' if bitmaps else 'off'}",
             "client_min_messages = log",
         ):
             cursor.execute(f"SET LOCAL {setting}")

@@ -15,7 +15,7 @@ from django_partitioned_audit.checks import check_read_views
 from django_partitioned_audit.context import audit_context
 from django_partitioned_audit.sync import sync
 from partitioned_audit import Status, layout_status, privileges
-from partitioned_audit.layouts import OBJECT_FUNCTION_ARGS, VIEW_TRIGGER, get_layout
+from partitioned_audit.layouts import CONTEXT_FUNCTION_ARGS, OBJECT_FUNCTION_ARGS, VIEW_TRIGGER, get_layout
 from tests.helpers import sql
 from tests.test_admin import entries_url, listed, site  # noqa: F401  (the admin site, a fixture)
 
@@ -64,9 +64,10 @@ def test_a_dropped_view_is_reported_and_migrate_creates_it_again(
     current = get_layout(layout)
     name = getattr(current, kind)
     assert status(layout) is Status.INSTALLED and messages(layout) == []
-    # The object function returns the read view's rows: dropping that view drops it too.
+    # The read functions return the read view's rows: dropping that view drops them too.
     sql(f"DROP VIEW {name} CASCADE")
-    gone = [("read function", current.object_function, "it is missing")] if kind == "view" else []
+    functions = (current.object_function, current.context_function)
+    gone = [("read function", f, "it is missing") for f in functions] if kind == "view" else []
     assert_repaired(layout, name, "it is missing", *gone)
     assert_reads_work(read_model, admin_client)
 
@@ -75,11 +76,13 @@ def object_function(layout: str) -> str:
     return f"{get_layout(layout).object_function}({OBJECT_FUNCTION_ARGS})"
 
 
-def assert_function_repaired(layout: str, problem: str) -> None:
+def assert_function_repaired(layout: str, problem: str, name: str | None = None) -> None:
+    """The read function ``name`` (the object function unless named) is reported with
+    ``problem``, and migrate repairs it."""
     assert status(layout) is Status.OUTDATED
     assert messages(layout) == [
-        f"Database 'default': read function public.{get_layout(layout).object_function} is not the one "
-        f"this version installs: {problem}; the audit reads that use it fail or show other rows."
+        f"Database 'default': read function public.{name or get_layout(layout).object_function} is not the "
+        f"one this version installs: {problem}; the audit reads that use it fail or show other rows."
     ]
     sync("default", verbosity=0)
     assert status(layout) is Status.INSTALLED
@@ -91,6 +94,25 @@ def test_a_dropped_object_function_is_reported_and_migrate_creates_it_again(layo
     assert_function_repaired(layout, "it is missing")
     book = Book.objects.get(isbn="111")
     assert [v.row["title"] for v in read_model.objects.history(book)] == ["Dune"]
+
+
+def test_a_dropped_context_function_is_reported_and_migrate_creates_it_again(layout, story, read_model):
+    current = get_layout(layout)
+    sql(f"DROP FUNCTION {current.context_function}({CONTEXT_FUNCTION_ARGS})")
+    assert_function_repaired(layout, "it is missing", current.context_function)
+    assert [e.object_pk for e in read_model.objects.filter_context(username="alice")] == ["111"]
+
+
+def test_a_replaced_context_function_is_reported_and_migrate_restores_it(layout, story, read_model):
+    current = get_layout(layout)
+    # Same signature and result, no rows: CREATE OR REPLACE keeps the comment.
+    sql(
+        f"CREATE OR REPLACE FUNCTION {current.context_function}(any_of jsonb)"
+        f" RETURNS SETOF {current.view} LANGUAGE sql STABLE AS 'SELECT * FROM {current.view} WHERE false'"
+    )
+    assert list(read_model.objects.filter_context(username="alice")) == []
+    assert_function_repaired(layout, "its definition differs", current.context_function)
+    assert [e.object_pk for e in read_model.objects.filter_context(username="alice")] == ["111"]
 
 
 def test_a_replaced_object_function_is_reported_and_migrate_restores_it(layout, story, read_model):
@@ -140,6 +162,10 @@ def test_a_role_granted_read_reads_the_views_migrate_created_again(layout, story
             assert sql(f"SELECT count(*) FROM {name}") == [(1,)]
         # and the object function, which reads the read view with the caller's rights
         assert sql(f"SELECT count(*) FROM {current.object_function}('library_book', 'public', '111')") == [
+            (1,)
+        ]
+        # and the context function, which reads the context view so
+        assert sql(f"""SELECT count(*) FROM {current.context_function}('[{{"username": "alice"}}]')""") == [
             (1,)
         ]
     finally:

@@ -198,7 +198,7 @@ def check_read_views(
             if objects.layout_status(cursor, layout, schema).status is objects.Status.MISSING:
                 continue  # not installed on this database yet: migrate will
             for name, problem in sorted(objects.view_problems(cursor, layout, schema).items()):
-                what = "read function" if name == layout.object_function else "read view"
+                what = "read function" if name in {f for f, _, _ in layout.read_functions} else "read view"
                 errors.append(
                     checks.Error(
                         f"Database {using!r}: {what} {schema}.{name} is not the one this version "

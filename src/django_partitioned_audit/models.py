@@ -607,7 +607,7 @@ def _view_exists(entries: Any, using: str | None) -> bool:
         return bool(cursor.fetchone()[0])
 
 
-def _on_view(queryset: Any, view: str) -> Any:
+def _on_view(queryset: Any, view: str, chain: bool = True) -> Any:
     """``queryset`` reading ``view`` (another read view of its layout, with the columns
     the query names) in place of its model's view: the same rows, the same instances.
 
@@ -617,7 +617,7 @@ def _on_view(queryset: Any, view: str) -> Any:
     is renamed to the bare name of the model's view first.
     """
     table = conf.read_model_table(view)
-    return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias))
+    return _on_base_table(queryset, table, lambda alias: BaseTable(table, alias), chain)
 
 
 def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: bool = True) -> Any:
@@ -639,6 +639,14 @@ def _on_base_table(queryset: Any, name: str, base: Callable[[str], Any], chain: 
     return chained
 
 
+@dataclass(frozen=True)
+class _Json:
+    """A jsonb argument of a :class:`_FunctionTable`, kept as its text (a FROM item is
+    hashed) and bound as Django binds a JSONField's value on the connection's driver."""
+
+    text: str
+
+
 class _FunctionTable(BaseTable):  # type: ignore[misc]
     """A FROM item calling the set-returning function ``table_name`` (a quoted name) with
     ``arguments``, bound as parameters: ``function(%s, ...) alias``."""
@@ -649,7 +657,13 @@ class _FunctionTable(BaseTable):  # type: ignore[misc]
 
     def as_sql(self, compiler: Any, connection: Any) -> tuple[str, list[Any]]:
         placeholders = ", ".join(["%s"] * len(self.arguments))
-        return f"{self.table_name}({placeholders}) {self.table_alias}", list(self.arguments)
+        params = [
+            models.JSONField().get_db_prep_value(json.loads(value.text), connection)
+            if isinstance(value, _Json)
+            else value
+            for value in self.arguments
+        ]
+        return f"{self.table_name}({placeholders}) {self.table_alias}", params
 
     def relabeled_clone(self, change_map: dict[str, str]) -> _FunctionTable:
         alias = change_map.get(self.table_alias) or self.table_alias
@@ -658,6 +672,29 @@ class _FunctionTable(BaseTable):  # type: ignore[misc]
     @property
     def identity(self) -> tuple[Any, ...]:
         return (self.__class__, self.table_name, self.arguments, self.table_alias)
+
+
+def _function_name(name: str) -> str:
+    """The read function ``name``, named as the read models name their views: qualified in
+    an audit schema of its own."""
+    from partitioned_audit.sql import quote_ident
+
+    where = conf.audit_schema()
+    return quote_ident(name) if where == "public" else quote_ident(where, name)
+
+
+def _on_context_function(queryset: Any, any_of: list[dict[str, Any]], chain: bool = True) -> Any:
+    """``queryset`` (a context search) reading the layout's context function, which returns
+    the context view's rows whose context contains one of ``any_of``, rather than the
+    context view itself: the same rows, with a plan the server keeps per connection instead
+    of planning every partition of both tables at each search (see
+    ``partitioned_audit/templates/context_entries.sql``). The search's filters stay in the
+    query, so whatever else it holds (other keys, another table) still selects the rows."""
+    function = _function_name(queryset.model._layout_object().context_function)
+    argument = _Json(json.dumps(any_of, sort_keys=True))
+    return _on_base_table(
+        queryset, function, lambda alias: _FunctionTable(function, alias, (argument,)), chain
+    )
 
 
 def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any:
@@ -675,12 +712,7 @@ def _on_object_function(queryset: Any, table: str, schema: str, key: str) -> Any
     query.unref_alias(alias)
     if query.alias_map[alias].table_name != queryset.model._meta.db_table:
         return queryset
-    from partitioned_audit.sql import quote_ident
-
-    name = queryset.model._layout_object().object_function
-    where = conf.audit_schema()
-    # Named as the read models name their views: qualified in an audit schema of its own.
-    function = quote_ident(name) if where == "public" else quote_ident(where, name)
+    function = _function_name(queryset.model._layout_object().object_function)
     return _on_base_table(
         queryset, function, lambda alias: _FunctionTable(function, alias, (table, schema, key)), chain=False
     )
@@ -793,30 +825,37 @@ class _HistoryQuerySet(models.QuerySet):  # type: ignore[type-arg]
         )
         # Whether it searches a key of the user B-tree (a user's entries may be many).
         found.query.dpa_context_search = "ordered" if keys else "contained"
-        return found._on_fitting_view()
+        # What the context function finds the context rows by: the first list's objects.
+        found.query.dpa_context_any_of = conditions[0]
+        return found._on_fitting_view(chain=False)
 
-    def _on_fitting_view(self) -> Any:
+    def _on_fitting_view(self, chain: bool = True) -> Any:
         """This context search on the view that serves it: the context view, but for a
         user's entries in another order than newest first (``order_by("-pk")``, the
         model's default order by id), which read the read view. Newest first, the context
         view walks the user B-tree and stops after a page; in another order it would probe
         every one of a busy user's context rows to sort their entries, at a cost that also
-        starts JIT, where the read view's join (hashed) costs less. Containment (a request,
-        a job) finds few context rows, and a count needs no order: the context view."""
+        starts JIT, where the read view's join (hashed) costs less. Containment alone (a
+        request, a job) reads the context view's rows through the context function
+        (:func:`_on_context_function`), whatever the order: it finds the context rows
+        through the GIN in any case, and sorts what it found. ``chain=False`` changes this
+        queryset itself, for one just made."""
         search = getattr(self.query, "dpa_context_search", None)
         if search is None:
             return self
+        if search == "contained":
+            return _on_context_function(self, self.query.dpa_context_any_of, chain)
         layout = self.model._layout_object()
         query = self.query
         ordering = query.order_by or (self.model._meta.ordering if query.default_ordering else ())
         newest = bool(ordering) and ordering[0] == f"-{self._time}"
         read_view = search == "ordered" and bool(ordering) and not newest
-        return _on_view(self, layout.view if read_view else layout.context_view)
+        return _on_view(self, layout.view if read_view else layout.context_view, chain)
 
     def order_by(self, *field_names: Any) -> Any:
         """Django's ``order_by()``; a context search moves to the view serving the order
         (see :meth:`filter_context_any`)."""
-        return super().order_by(*field_names)._on_fitting_view()
+        return super().order_by(*field_names)._on_fitting_view(chain=False)
 
     def newest_first(self) -> Any:
         """Newest entries first: by time (the transaction's start), then by id; the order

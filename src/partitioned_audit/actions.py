@@ -328,12 +328,16 @@ class _Run:
             self.warn(problems)
             return
         created = self.m.create(plan.partitions_to_create)
+        # The context GIN's last pending list of each finished partition, merged once: the
+        # daily run this action is keeps the searches of past months from reading it.
+        merged = self.m.merge_pending()
         # Report the state the run left behind: what it created, and only the problems
         # that remain once it did (a gap it filled is no longer one).
         problems = self.m.plan(generator, self.options["extra_days"]).problems
         document.update(
             created=[_as_json(p) for p in created.partitions],
             moved_rows=created.moved_rows,
+            merged_pending=merged,
             problems=problems,
         )
         text = self.plan_table(plan, created)
@@ -344,6 +348,11 @@ class _Run:
             )
         else:
             text += "\nAll required partitions exist."
+        if merged:
+            text += (
+                f"\nMerged the GIN pending lists of {len(merged)} finished context partition(s): "
+                f"{sum(merged.values())} page(s)."
+            )
         self.emit(document, text)
         self.warn(problems)
 

@@ -42,7 +42,6 @@ from .layouts import (
     LAYOUTS,
     MAINTENANCE_SETTING,
     NEW_TABLE,
-    OBJECT_FUNCTION_ARGS,
     OLD_TABLE,
     ORDERED_CONTEXT_KEYS,
     PARTITION_COMMENT,
@@ -216,6 +215,27 @@ CONTEXT_STORAGE = "parallel_workers = 0"
 CONTEXT_RELOPTIONS = ("parallel_workers=0",)
 
 
+#: The storage parameter of the context table's GIN, on each partition's index. Every search
+#: of a GIN reads its whole pending list (``fastupdate``), about 13 µs per page: the default
+#: 4 MB (512 pages) added up to 7 ms, 3.5 on average, to one request's search in the current
+#: partition. A list of 512 kB (64 pages, at most about 1 ms) cost the writes about what 4 MB
+#: does, amortized (15-18 µs per context row either way, the merges counted), and spares the
+#: write that fills a 4 MB list its merge of about half a second (docs/performance.md).
+#: PostgreSQL refuses it on an existing partitioned index, so the partitions created from
+#: now on get it (:func:`create_context_gin`); an install's current partition keeps what it had.
+CONTEXT_GIN_STORAGE = "gin_pending_list_limit = 512"
+
+
+def create_context_gin(layout: Layout, schema: str, partition: str) -> Composable:
+    """The context GIN of the new context partition ``partition``, made before it is attached
+    (ATTACH then takes it as the partition of the parent's GIN), with
+    :data:`CONTEXT_GIN_STORAGE`."""
+    return SQL(
+        "CREATE INDEX ON {} USING gin (context jsonb_path_ops) WITH (" + CONTEXT_GIN_STORAGE + ")"
+        " WHERE context IS NOT NULL"
+    ).format(ident(schema, partition))
+
+
 def context_storage() -> Composable:
     """The ``WITH (...)`` clause of a context partition (see :data:`CONTEXT_STORAGE`)."""
     return SQL("WITH (" + CONTEXT_STORAGE + ")")
@@ -277,7 +297,9 @@ def create_context_table(layout: Layout, schema: str, seq_text: str) -> list[Com
             ident(layout.context_txid_index), table
         ),
         SQL(
-            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (context jsonb_path_ops) WHERE context IS NOT NULL"
+            "CREATE INDEX IF NOT EXISTS {} ON {} USING gin (context jsonb_path_ops) WITH ("
+            + CONTEXT_GIN_STORAGE
+            + ") WHERE context IS NOT NULL"
         ).format(ident(layout.context_gin_index), table),
     ]
     for key in ORDERED_CONTEXT_KEYS:
@@ -333,9 +355,10 @@ def protect_table(layout: Layout, schema: str) -> list[Composable]:
         SQL("REVOKE ALL ON {} FROM PUBLIC").format(ident(schema, name))
         for name in (layout.table, layout.default_partition, *layout.views, layout.sequence)
     ]
-    # The object function reads the read view with the caller's rights: EXECUTE goes to
+    # The read functions read the views with the caller's rights: EXECUTE goes to
     # the roles granted SELECT on the views (audit_privileges --read), as SELECT does.
-    for function, arguments in [*functions(layout), (layout.object_function, OBJECT_FUNCTION_ARGS)]:
+    read_functions = [(name, arguments) for name, arguments, _ in layout.read_functions]
+    for function, arguments in [*functions(layout), *read_functions]:
         statements.append(
             SQL("REVOKE ALL ON FUNCTION {}({}) FROM PUBLIC").format(ident(schema, function), SQL(arguments))
         )
@@ -509,8 +532,9 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
     TABLES`` say, could rewrite the trail. The INSTEAD OF trigger refuses every such write,
     whoever makes it and whatever was granted.
 
-    Then the function returning one object's rows of the read view
-    (templates/object_entries.sql).
+    Then the functions returning the read view's rows of one object
+    (templates/object_entries.sql) and of the contexts containing given objects
+    (templates/context_entries.sql).
     """
     # DROP first: 1.0.4's views had other columns, which CREATE OR REPLACE cannot remove;
     # the views depending on the read view before it.
@@ -523,15 +547,15 @@ def create_view(layout: Layout, schema: str, legacy: bool = False) -> list[Compo
                 " FOR EACH ROW EXECUTE FUNCTION {refuse}()"
             ).format(name=ident(VIEW_TRIGGER), view=ident(schema, name), refuse=ident(schema, REFUSE_WRITE)),
         ]
-    statements.append(create_object_function(layout, schema))
+    statements += [create_read_function(layout, schema, name) for name, _, _ in layout.read_functions]
     return statements
 
 
 def drop_views(layout: Layout, schema: str) -> list[Composable]:
     """DROP every read view of ``layout``, those depending on the read view first: the
-    object function (which returns its rows) and the other views."""
+    read functions (which return its rows) and the other views."""
     return [
-        drop_object_function(layout, schema),
+        *(drop_read_function(layout, schema, name) for name, _, _ in layout.read_functions),
         *(SQL("DROP VIEW IF EXISTS {}").format(ident(schema, name)) for name in reversed(layout.views)),
     ]
 
@@ -539,6 +563,8 @@ def drop_views(layout: Layout, schema: str) -> list[Composable]:
 #: The function returning the read view's rows of one object, a whole template whose
 #: header says why it is a function.
 _OBJECT_ENTRIES = "object_entries.sql"
+#: The function returning the context view's rows of the contexts holding given objects.
+_CONTEXT_ENTRIES = "context_entries.sql"
 
 
 def create_object_function(layout: Layout, schema: str) -> Composable:
@@ -553,10 +579,29 @@ def create_object_function(layout: Layout, schema: str) -> Composable:
     )
 
 
-def drop_object_function(layout: Layout, schema: str) -> Composable:
-    return SQL("DROP FUNCTION IF EXISTS {}({})").format(
-        ident(schema, layout.object_function), SQL(OBJECT_FUNCTION_ARGS)
+def create_context_function(layout: Layout, schema: str) -> Composable:
+    """The function returning the context view's rows whose context contains one of the
+    objects of the jsonb array ``any_of`` (templates/context_entries.sql)."""
+    return SQL(deployed(_CONTEXT_ENTRIES).strip()).format(
+        function=ident(schema, layout.context_function),
+        view=ident(schema, layout.view),
+        context_view=ident(schema, layout.context_view),
     )
+
+
+def create_read_function(layout: Layout, schema: str, name: str) -> Composable:
+    """The ``CREATE FUNCTION`` of the read function ``name`` of ``layout`` (one of
+    ``layout.read_functions``)."""
+    makers = {
+        layout.object_function: create_object_function,
+        layout.context_function: create_context_function,
+    }
+    return makers[name](layout, schema)
+
+
+def drop_read_function(layout: Layout, schema: str, name: str) -> Composable:
+    arguments = {name: arguments for name, arguments, _ in layout.read_functions}[name]
+    return SQL("DROP FUNCTION IF EXISTS {}({})").format(ident(schema, name), SQL(arguments))
 
 
 # ---------------------------------------------------------------------------------------

@@ -279,6 +279,22 @@ class Layout:
         return f"{self.table}_object_entries"
 
     @property
+    def context_function(self) -> str:
+        """The context view's rows whose context contains one of a list of objects, by a
+        plan kept per connection (see ``templates/context_entries.sql``): what
+        ``filter_context()`` reads for a key without a B-tree of its own."""
+        return f"{self.table}_context_entries"
+
+    @property
+    def read_functions(self) -> tuple[tuple[str, str, str], ...]:
+        """The functions returning read view rows, each ``(name, argument types, template)``:
+        dropped before the views and created after them, granted as the views are."""
+        return (
+            (self.object_function, OBJECT_FUNCTION_ARGS, "object_entries.sql"),
+            (self.context_function, CONTEXT_FUNCTION_ARGS, "context_entries.sql"),
+        )
+
+    @property
     def default_partition(self) -> str:
         return f"{self.table}_default"
 
@@ -607,6 +623,8 @@ CONTEXT_TIME_COLUMN = "created"
 
 #: The argument types of each layout's object function (templates/object_entries.sql).
 OBJECT_FUNCTION_ARGS = "text, text, text"
+#: The argument types of each layout's context function (templates/context_entries.sql).
+CONTEXT_FUNCTION_ARGS = "jsonb"
 
 
 #: Installed once per schema, shared by both layouts: (name, argument types).

@@ -291,8 +291,8 @@ def _deployed_views(cursor: Cursor, layout: Layout, schema: str) -> dict[str, tu
 def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dict[str, str]:
     """Each read view of ``layout`` that is missing, whose definition is not the one this
     version creates (replaced, or made by an older version), or that lost the trigger
-    refusing writes, with what is wrong; and the same of the object function returning
-    the read view's rows of one object (``layout.object_function``), by its name.
+    refusing writes, with what is wrong; and the same of the read functions returning
+    the read view's rows (``layout.read_functions``), by name.
 
     The view rows written before the context table need (see :func:`ddl.create_view`)
     is as good as the plain one where there are none, so either is accepted.
@@ -315,24 +315,33 @@ def view_problems(cursor: Cursor, layout: Layout, schema: str = "public") -> dic
             problems[name] = "its definition differs"
         elif not guarded:
             problems[name] = f"its trigger {layouts.VIEW_TRIGGER} refusing writes is missing"
-    function = _deployed_object_function(cursor, layout, schema)
-    if function is None:
-        problems[layout.object_function] = "it is missing"
-    elif function[1] != _view_digest(render(ddl.create_object_function(layout, schema), cursor), function[0]):
-        problems[layout.object_function] = "its definition differs"
+    functions = _deployed_read_functions(cursor, layout, schema)
+    for name, _, _ in layout.read_functions:
+        if name not in functions:
+            problems[name] = "it is missing"
+        elif functions[name][1] != _view_digest(
+            render(ddl.create_read_function(layout, schema, name), cursor), functions[name][0]
+        ):
+            problems[name] = "its definition differs"
     return problems
 
 
-def _deployed_object_function(cursor: Cursor, layout: Layout, schema: str) -> tuple[str, str | None] | None:
-    """The definition (``pg_get_functiondef``) and the comment of the object function
-    (:func:`ddl.create_object_function`), or None where it is missing."""
+def _deployed_read_functions(
+    cursor: Cursor, layout: Layout, schema: str
+) -> dict[str, tuple[str, str | None]]:
+    """The definition (``pg_get_functiondef``) and the comment of each read function of
+    ``layout`` (:func:`ddl.create_read_function`) that exists, by name: one query."""
+    names = [name for name, _, _ in layout.read_functions]
+    signatures = [
+        render(ident(schema, name), cursor) + f"({arguments})" for name, arguments, _ in layout.read_functions
+    ]
     cursor.execute(
-        "SELECT pg_catalog.pg_get_functiondef(p.oid), pg_catalog.obj_description(p.oid, 'pg_proc')"
-        "  FROM pg_catalog.pg_proc p WHERE p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(%s)",
-        [render(ident(schema, layout.object_function), cursor) + f"({layouts.OBJECT_FUNCTION_ARGS})"],
+        "SELECT f.name, pg_catalog.pg_get_functiondef(p.oid), pg_catalog.obj_description(p.oid, 'pg_proc')"
+        "  FROM ROWS FROM (pg_catalog.unnest(%s::text[]), pg_catalog.unnest(%s::text[])) AS f(name, signature)"
+        "  JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) pg_catalog.to_regprocedure(f.signature)",
+        [names, signatures],
     )
-    row = cursor.fetchone()
-    return None if row is None else (row[0], row[1])
+    return {name: (definition, comment) for name, definition, comment in cursor.fetchall()}
 
 
 def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) -> None:
@@ -341,15 +350,18 @@ def _comment_views(cursor: Cursor, layout: Layout, schema: str, legacy: bool) ->
     for name, create in ddl.view_definitions(layout, schema, legacy).items():
         comment = _view_digest(render(create, cursor), deployed[name][0])
         execute(cursor, SQL("COMMENT ON VIEW {} IS {}").format(ident(schema, name), literal(comment)))
-    function = _deployed_object_function(cursor, layout, schema)
-    if function is not None:  # created with the views
-        comment = _view_digest(render(ddl.create_object_function(layout, schema), cursor), function[0])
-        execute(
-            cursor,
-            SQL("COMMENT ON FUNCTION {}({}) IS {}").format(
-                ident(schema, layout.object_function), SQL(layouts.OBJECT_FUNCTION_ARGS), literal(comment)
-            ),
-        )
+    functions = _deployed_read_functions(cursor, layout, schema)
+    for name, arguments, _ in layout.read_functions:
+        if name in functions:  # created with the views
+            comment = _view_digest(
+                render(ddl.create_read_function(layout, schema, name), cursor), functions[name][0]
+            )
+            execute(
+                cursor,
+                SQL("COMMENT ON FUNCTION {}({}) IS {}").format(
+                    ident(schema, name), SQL(arguments), literal(comment)
+                ),
+            )
 
 
 def layout_status(
@@ -485,7 +497,7 @@ def _install(cursor: Cursor, layout: Layout, schema: str = "public", gin_index: 
         execute(cursor, statement)
     _comment_views(cursor, layout, schema, legacy)
     privileges.grant_view_readers(cursor, schema, layout.views, readers)
-    privileges.grant_object_function(cursor, layout, schema, readers)
+    privileges.grant_read_functions(cursor, layout, schema, readers)
 
     if not backfill_pending(cursor, layout, schema):
         for statement in sealing.create_freeze(layout, schema):

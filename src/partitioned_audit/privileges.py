@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 from . import catalog
 from .errors import ConfigurationError
-from .layouts import DETACHED_COMMENT, LAYOUTS, OBJECT_FUNCTION_ARGS, PARTITION_COMMENT, Layout, functions
+from .layouts import DETACHED_COMMENT, LAYOUTS, PARTITION_COMMENT, Layout, functions
 from .sql import SQL, Composable, Cursor, execute, ident, render
 
 #: Every privilege PostgreSQL can grant on the kinds of object below; catalog text is only
@@ -129,16 +129,16 @@ def audit_objects(cursor: Cursor, schema: str, read: bool) -> list[AuditObject]:
         for name, args in functions(layout):
             signature = SQL("{}({})").format(ident(schema, name), SQL(args))
             found.append(AuditObject("FUNCTION", signature, f"function {schema}.{name}({args})"))
-        # It reads the read view with the caller's rights: a reader runs it as it reads the views.
-        name, args = layout.object_function, OBJECT_FUNCTION_ARGS
-        found.append(
-            AuditObject(
-                "FUNCTION",
-                SQL("{}({})").format(ident(schema, name), SQL(args)),
-                f"function {schema}.{name}({args})",
-                frozenset({"EXECUTE"}) if read else frozenset(),
+        # They read the views with the caller's rights: a reader runs them as it reads the views.
+        for name, args, _ in layout.read_functions:
+            found.append(
+                AuditObject(
+                    "FUNCTION",
+                    SQL("{}({})").format(ident(schema, name), SQL(args)),
+                    f"function {schema}.{name}({args})",
+                    frozenset({"EXECUTE"}) if read else frozenset(),
+                )
             )
-        )
     if not relations:
         raise PrivilegeError(f"no audit table in schema {schema!r}; run migrate (or install()) first")
     cursor.execute(
@@ -384,16 +384,17 @@ def view_readers(cursor: Cursor, schema: str, views: Iterable[str]) -> list[str]
     return [row[0] for row in cursor.fetchall()]
 
 
-def grant_object_function(cursor: Cursor, layout: Layout, schema: str, roles: Iterable[str]) -> None:
-    """GRANT EXECUTE on the object function of ``layout`` (which reads the read view with the
+def grant_read_functions(cursor: Cursor, layout: Layout, schema: str, roles: Iterable[str]) -> None:
+    """GRANT EXECUTE on the read functions of ``layout`` (which read the views with the
     caller's rights) to each of ``roles``: the readers of the views, see :func:`view_readers`."""
     for role in roles:
-        execute(
-            cursor,
-            SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
-                ident(schema, layout.object_function), SQL(OBJECT_FUNCTION_ARGS), ident(role)
-            ),
-        )
+        for name, arguments, _ in layout.read_functions:
+            execute(
+                cursor,
+                SQL("GRANT EXECUTE ON FUNCTION {}({}) TO {}").format(
+                    ident(schema, name), SQL(arguments), ident(role)
+                ),
+            )
 
 
 def grant_view_readers(cursor: Cursor, schema: str, views: Iterable[str], roles: Iterable[str]) -> None:

@@ -184,10 +184,11 @@ def test_privileges_is_idempotent_and_says_what_it_changed(two_roles: TwoRoles, 
     two_roles.run(two_roles.owner, f"GRANT INSERT, TRIGGER ON public.{layout.table} TO {two_roles.app}")
     changes = privileges_json(two_roles, capsys, "--read")["changes"]
     assert changes == [f"revoked INSERT, TRIGGER on table public.{layout.table} from {two_roles.app}"]
-    # Without --read the views close too, and the function reading one object's entries.
+    # Without --read the views close too, and the functions reading them.
     changes = privileges_json(two_roles, capsys)["changes"]
     assert changes == [
         f"revoked EXECUTE on function public.{layout.object_function}(text, text, text) from {two_roles.app}",
+        f"revoked EXECUTE on function public.{layout.context_function}(jsonb) from {two_roles.app}",
         *(f"revoked SELECT on view public.{view} from {two_roles.app}" for view in sorted(layout.views)),
     ]
     app = two_roles.session(two_roles.app)

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from .. import catalog, privileges, sealing
-from ..ddl import context_storage, create_context_default, create_default_partition
+from ..ddl import context_storage, create_context_default, create_context_gin, create_default_partition
 from ..errors import ConfigurationError, PartitionError
 from ..layouts import (
     COMMENT_TAG,
@@ -42,7 +42,7 @@ from ..layouts import (
     Layout,
 )
 from ..offline import verify as offline_verify
-from ..sql import SQL, Composable, Cursor, execute, ident, literal, sqlstate
+from ..sql import SQL, Composable, Cursor, execute, ident, literal, render, sqlstate
 from .plan import Coverage, Plan, coverage, expired, plan, today_utc
 from .ranges import PartitionInfo, TimeRangeGenerator
 
@@ -268,6 +268,48 @@ class Maintainer:
 
         return self._locked(work)
 
+    def merge_pending(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """Merge the GIN pending list of each finished partition of the context table (its
+        range ended by ``now``) into its tree, with ``gin_clean_pending_list()``.
+
+        The context GIN keeps PostgreSQL's ``fastupdate``: an insert appends its keys to a
+        pending list of up to ``gin_pending_list_limit`` (4 MB), which is merged into the
+        tree when it is full (or by VACUUM, or autovacuum's ANALYZE). Every search of the
+        index reads the whole list: a request's search paid about 0.1 ms per 10 pending
+        pages of each partition (docs/performance.md). A partition's last list stays when
+        its month ends below autovacuum's thresholds, which it then never reaches again;
+        merging it once leaves nothing there for good. It takes no lock that writers or
+        readers wait for (the index's ROW EXCLUSIVE, and its metapage for the merge), and
+        needs the index's owner: a role that does not own it (a run that had nothing to
+        create) leaves it. The current partition, whose list refills as it is written, is
+        left to its writers.
+
+        Returns:
+            The pages merged, by index, for the indexes that had any.
+        """
+        instant = now or dt.datetime.now(dt.UTC)
+        cursor = self.connection.cursor()
+        finished = [
+            render(ident(self.schema, row.name), cursor)
+            for row in catalog.partitions(cursor, self.schema, self.layout.context_table)
+            if not row.is_default and row.upper is not None and row.upper <= instant
+        ]
+        if not finished:
+            return {}
+        execute(
+            cursor,
+            "SELECT c.relname::text, pg_catalog.gin_clean_pending_list(c.oid)"
+            "  FROM pg_catalog.pg_inherits i"
+            "  JOIN pg_catalog.pg_class c ON c.oid OPERATOR(pg_catalog.=) i.inhrelid"
+            "  JOIN pg_catalog.pg_index x ON x.indexrelid OPERATOR(pg_catalog.=) c.oid"
+            " WHERE i.inhparent OPERATOR(pg_catalog.=) %s::pg_catalog.regclass"
+            "   AND x.indrelid OPERATOR(pg_catalog.=) ANY (%s::pg_catalog.regclass[])"
+            "   AND pg_catalog.pg_has_role(c.relowner, 'USAGE')"
+            " ORDER BY 1",
+            [render(ident(self.schema, self.layout.context_gin_index), cursor), finished],
+        )
+        return {name: int(pages) for name, pages in cursor.fetchall() if pages}
+
     def detach(
         self,
         partitions: Sequence[PartitionInfo],
@@ -444,6 +486,7 @@ class Maintainer:
                 CONTEXT_TIME_COLUMN,
                 bounds,
                 storage=context_storage(),
+                indexes=[create_context_gin(self.layout, self.schema, contexts)],
             )
         return self._create_partition(
             cursor,
@@ -465,11 +508,14 @@ class Maintainer:
         bounds: tuple[dt.datetime, dt.datetime],
         fill: Callable[[Cursor, str], None] | None = None,
         storage: Composable | None = None,
+        indexes: Sequence[Composable] = (),
     ) -> int:
         """Create ``partition`` of ``parent_name``, move its range's rows out of the DEFAULT
         partition into it and attach it: returns how many rows moved. ``fill`` copies rows
         into it first (the archive's restore); ``storage`` is its ``WITH (...)`` clause (a
-        context partition's, see :data:`partitioned_audit.ddl.CONTEXT_STORAGE`)."""
+        context partition's, see :data:`partitioned_audit.ddl.CONTEXT_STORAGE`); ``indexes``
+        are made on it before it is attached, which takes them as partitions of the
+        parent's matching indexes (see :data:`partitioned_audit.ddl.CONTEXT_GIN_STORAGE`)."""
         parent = ident(self.schema, parent_name)
         table = ident(self.schema, partition)
         default = ident(self.schema, default_name)
@@ -485,6 +531,8 @@ class Maintainer:
                 table, parent, storage if storage is not None else SQL("")
             ),
         )
+        for index in indexes:
+            execute(cursor, index)
         if fill is not None:
             fill(cursor, partition)
         # Sealed rows may be among them: they move unchanged, which the freeze lets through
