@@ -89,6 +89,15 @@ def assert_function_repaired(layout: str, problem: str, name: str | None = None)
     assert messages(layout) == []
 
 
+def replace_with_an_empty_function(current, name, arguments):
+    """Replace the read function ``name`` with one of the same signature and result that
+    returns no row: CREATE OR REPLACE keeps its comment, so only its text tells."""
+    sql(
+        f"CREATE OR REPLACE FUNCTION {name}({arguments})"
+        f" RETURNS SETOF {current.view} LANGUAGE sql STABLE AS 'SELECT * FROM {current.view} WHERE false'"
+    )
+
+
 def test_a_dropped_object_function_is_reported_and_migrate_creates_it_again(layout, story, read_model):
     sql(f"DROP FUNCTION {object_function(layout)}")
     assert_function_repaired(layout, "it is missing")
@@ -105,11 +114,7 @@ def test_a_dropped_context_function_is_reported_and_migrate_creates_it_again(lay
 
 def test_a_replaced_context_function_is_reported_and_migrate_restores_it(layout, story, read_model):
     current = get_layout(layout)
-    # Same signature and result, no rows: CREATE OR REPLACE keeps the comment.
-    sql(
-        f"CREATE OR REPLACE FUNCTION {current.context_function}(any_of jsonb)"
-        f" RETURNS SETOF {current.view} LANGUAGE sql STABLE AS 'SELECT * FROM {current.view} WHERE false'"
-    )
+    replace_with_an_empty_function(current, current.context_function, "any_of jsonb")
     assert list(read_model.objects.filter_context(username="alice")) == []
     assert_function_repaired(layout, "its definition differs", current.context_function)
     assert [e.object_pk for e in read_model.objects.filter_context(username="alice")] == ["111"]
@@ -117,10 +122,8 @@ def test_a_replaced_context_function_is_reported_and_migrate_restores_it(layout,
 
 def test_a_replaced_object_function_is_reported_and_migrate_restores_it(layout, story, read_model):
     current = get_layout(layout)
-    # Same signature and result, no rows: CREATE OR REPLACE keeps the comment.
-    sql(
-        f"CREATE OR REPLACE FUNCTION {current.object_function}(of_table text, of_schema text, of_key text)"
-        f" RETURNS SETOF {current.view} LANGUAGE sql STABLE AS 'SELECT * FROM {current.view} WHERE false'"
+    replace_with_an_empty_function(
+        current, current.object_function, "of_table text, of_schema text, of_key text"
     )
     book = Book.objects.get(isbn="111")
     assert list(read_model.objects.filter_object(Book, book.pk)) == []
