@@ -61,23 +61,28 @@ chromium:
 screenshots: $(STAMP) chromium
 	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
 
-# The suite in two lanes at once, one per PostgreSQL server, so `make test` takes the time of
-# the longer lane: the configured or local server (Django 5.2 with psycopg 3, then 1.0.4's
-# own suite) and embedded PostgreSQL 18 servers of their own (Django 5.2, then 4.2, with
-# psycopg2). The lanes share no database, role or port: the embedded lane's PgBouncer takes
-# the port after DPA_PGBOUNCER_PORT (6439 by default). The embedded lane's output goes to
-# .test-embedded.log and is printed when both lanes are done; `make test` fails if either does.
+# The suite in three lanes at once, one per PostgreSQL server, so `make test` takes the time
+# of the longest lane: the configured or local server (Django 5.2 with psycopg 3, then 1.0.4's
+# own suite), an embedded PostgreSQL 18 of its own (Django 5.2 with psycopg2) and another
+# (Django 4.2 with psycopg2). Run one after the other, the two embedded runs left one of the
+# two cores idle for their last minutes once the local lane was done. The lanes share no
+# database, role or port: the embedded lanes' PgBouncers take the two ports after
+# DPA_PGBOUNCER_PORT (6439 by default). Their output goes to .test-embedded.log and
+# .test-django42.log, printed when every lane is done; `make test` fails if any does.
 PGBOUNCER_PORT ?= $(or $(DPA_PGBOUNCER_PORT),6439)
 
 test: lint typecheck pgbouncer chromium $(STAMP) $(STAMP42) compat-deps
-	@echo "make test: the local lane prints below; the embedded lane writes .test-embedded.log"
-	@DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 1)) $(MAKE) --no-print-directory lane-embedded \
-		> .test-embedded.log 2>&1 & lane=$$!; \
+	@echo "make test: the local lane prints below; the embedded lanes write .test-embedded.log and .test-django42.log"
+	@DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 1)) $(MAKE) --no-print-directory test-embedded \
+		> .test-embedded.log 2>&1 & embedded_lane=$$!; \
+	DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 2)) $(MAKE) --no-print-directory test-django42 \
+		> .test-django42.log 2>&1 & django42_lane=$$!; \
 	DPA_PGBOUNCER_PORT=$(PGBOUNCER_PORT) $(MAKE) --no-print-directory lane-local; local=$$?; \
-	wait $$lane; embedded=$$?; \
+	wait $$embedded_lane; embedded=$$?; wait $$django42_lane; django42=$$?; \
 	echo "======== embedded lane (.test-embedded.log) ========"; cat .test-embedded.log; \
-	echo "make test: local lane exit $$local, embedded lane exit $$embedded"; \
-	test $$local -eq 0 && test $$embedded -eq 0
+	echo "======== Django 4.2 lane (.test-django42.log) ========"; cat .test-django42.log; \
+	echo "make test: local lane exit $$local, embedded lane exit $$embedded, Django 4.2 lane exit $$django42"; \
+	test $$local -eq 0 && test $$embedded -eq 0 && test $$django42 -eq 0
 
 lane-local: test-local compat
 
