@@ -191,10 +191,31 @@ def test_privileges_is_idempotent_and_says_what_it_changed(two_roles: TwoRoles, 
         f"revoked EXECUTE on function public.{layout.context_function}(jsonb) from {two_roles.app}",
         *(f"revoked SELECT on view public.{view} from {two_roles.app}" for view in sorted(layout.views)),
     ]
+    calls = [
+        f"SELECT * FROM public.{layout.object_function}('invoice', 'public', '1')",
+        f"SELECT * FROM public.{layout.context_function}('[{{\"user_id\": 1}}]')",
+    ]
     app = two_roles.session(two_roles.app)
     try:
         for view in layout.views:
             assert refused(app, f"SELECT * FROM public.{view}").startswith("permission denied")
+        for call in calls:
+            assert refused(app, call).startswith("permission denied for function")
+    finally:
+        app.close()
+    # EXECUTE alone reads nothing: the read functions run with the caller's rights, and the
+    # caller may not read the views.
+    two_roles.run(
+        two_roles.owner,
+        *(
+            f"GRANT EXECUTE ON FUNCTION public.{name}({args}) TO {two_roles.app}"
+            for name, args, _ in layout.read_functions
+        ),
+    )
+    app = two_roles.session(two_roles.app)
+    try:
+        for call in calls:
+            assert refused(app, call).startswith("permission denied for view")
     finally:
         app.close()
 
