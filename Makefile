@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: pgbouncer chromium screenshots compat compat-deps demo test lane-local lane-embedded lint typecheck test-local test-embedded test-django42 bench bench-quick clean
+.PHONY: pgbouncer chromium screenshots compat compat-deps demo test lane-django42 lint typecheck test-local test-embedded test-django42 bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	@echo "Setting up $(VENV): Django, both PostgreSQL drivers, an embedded PostgreSQL 18 and the test tools (first run only, a minute or two)..."
@@ -26,10 +26,10 @@ typecheck: $(STAMP)
 # psycopg 3 on the configured or local server (PostgreSQL 15 on these machines; embedded
 # when none answers), then psycopg2 on the embedded PostgreSQL 18.
 test-local: $(STAMP)
-	DPA_DRIVER=psycopg $(BIN)/pytest
+	DPA_DRIVER=psycopg $(BIN)/pytest $(PYTEST_LANE_ARGS)
 
 test-embedded: $(STAMP)
-	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest
+	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(BIN)/pytest $(PYTEST_LANE_ARGS)
 
 # The other supported Django LTS, in its own virtualenv: psycopg2, the driver most of its
 # projects run, on an embedded PostgreSQL 18 of its own (so it can run beside the lane on
@@ -45,7 +45,7 @@ $(STAMP42): pyproject.toml
 	touch $(STAMP42)
 
 test-django42: $(STAMP42)
-	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(VENV42)/bin/pytest -m "not engine"
+	DPA_DRIVER=psycopg2 DPA_EMBEDDED=1 $(VENV42)/bin/pytest -m "not engine" $(PYTEST_LANE_ARGS)
 
 # The context tests start Debian's PgBouncer themselves; install it when it is missing.
 pgbouncer:
@@ -62,31 +62,32 @@ screenshots: $(STAMP) chromium
 	DPA_SCREENSHOTS=docs/img DPA_DRIVER=psycopg $(BIN)/pytest -q tests/test_admin_browser.py
 
 # The suite in three lanes at once, one per PostgreSQL server, so `make test` takes the time
-# of the longest lane: the configured or local server (Django 5.2 with psycopg 3, then 1.0.4's
-# own suite), an embedded PostgreSQL 18 of its own (Django 5.2 with psycopg2) and another
-# (Django 4.2 with psycopg2). Run one after the other, the two embedded runs left one of the
+# of the longest lane: the configured or local server (Django 5.2 with psycopg 3), an
+# embedded PostgreSQL 18 of its own (Django 5.2 with psycopg2) and another (Django 4.2 with
+# psycopg2, then 1.0.4's own suite on the configured or local server, in a database of its
+# own: the shortest lane takes it, a minute and more off the longest). Run one after the other, the two embedded runs left one of the
 # two cores idle for their last minutes once the local lane was done. The lanes share no
 # database, role or port: the embedded lanes' PgBouncers take the two ports after
 # DPA_PGBOUNCER_PORT (6439 by default). Their output goes to .test-embedded.log and
 # .test-django42.log, printed when every lane is done; `make test` fails if any does.
 PGBOUNCER_PORT ?= $(or $(DPA_PGBOUNCER_PORT),6439)
+# Each lane lists its slowest tests, so the next change to the lanes starts from figures.
+PYTEST_LANE_ARGS ?= --durations=15
 
 test: lint typecheck pgbouncer chromium $(STAMP) $(STAMP42) compat-deps
 	@echo "make test: the local lane prints below; the embedded lanes write .test-embedded.log and .test-django42.log"
 	@DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 1)) $(MAKE) --no-print-directory test-embedded \
 		> .test-embedded.log 2>&1 & embedded_lane=$$!; \
-	DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 2)) $(MAKE) --no-print-directory test-django42 \
+	DPA_PGBOUNCER_PORT=$$(($(PGBOUNCER_PORT) + 2)) $(MAKE) --no-print-directory lane-django42 \
 		> .test-django42.log 2>&1 & django42_lane=$$!; \
-	DPA_PGBOUNCER_PORT=$(PGBOUNCER_PORT) $(MAKE) --no-print-directory lane-local; local=$$?; \
+	DPA_PGBOUNCER_PORT=$(PGBOUNCER_PORT) $(MAKE) --no-print-directory test-local; local=$$?; \
 	wait $$embedded_lane; embedded=$$?; wait $$django42_lane; django42=$$?; \
 	echo "======== embedded lane (.test-embedded.log) ========"; cat .test-embedded.log; \
 	echo "======== Django 4.2 lane (.test-django42.log) ========"; cat .test-django42.log; \
 	echo "make test: local lane exit $$local, embedded lane exit $$embedded, Django 4.2 lane exit $$django42"; \
 	test $$local -eq 0 && test $$embedded -eq 0 && test $$django42 -eq 0
 
-lane-local: test-local compat
-
-lane-embedded: test-embedded test-django42
+lane-django42: test-django42 compat
 
 # 1.0.4's own test suite, from its sdist on PyPI, unmodified, against this package.
 compat-deps: $(STAMP)

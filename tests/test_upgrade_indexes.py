@@ -240,10 +240,11 @@ def test_a_104_upgrade_declares_every_index_and_the_build_finishes_them(dbname, 
     assert objects.backfill(autocommit, SIMPLE) == 5000
     # While another run builds them (it holds the advisory lock), a second one does nothing.
     other = connect(dbname, autocommit=True)
-    other.cursor().execute(
-        "SELECT pg_advisory_lock(hashtext(%s))", ["partitioned_audit:public.audit_simple:indexes"]
-    )
+    lock = ["partitioned_audit:public.audit_simple:indexes"]
+    other.cursor().execute("SELECT pg_advisory_lock(hashtext(%s))", lock)
     assert objects.build_indexes(autocommit, SIMPLE).built == []
+    # Released before the build below: a closed connection's backend may hold it a moment longer.
+    other.cursor().execute("SELECT pg_advisory_unlock(hashtext(%s))", lock)
     other.close()
     assert objects.indexes_pending(cur, SIMPLE) == wanted
     done = objects.build_indexes(autocommit, SIMPLE)

@@ -104,11 +104,11 @@ class TwoRoles:
 SETUPS = [(layout, row) for layout in (SIMPLE, ADVANCED) for row in (False, True)]
 
 
-def _setup_id(setup: tuple[Layout, bool]) -> str:
+def setup_id(setup: tuple[Layout, bool]) -> str:
     return f"{setup[0].name}-{'row' if setup[1] else 'statement'}"
 
 
-@pytest.fixture(params=SETUPS, ids=_setup_id)
+@pytest.fixture(params=SETUPS, ids=setup_id)
 def two_roles(request: pytest.FixtureRequest) -> Iterator[TwoRoles]:
     tag = uuid.uuid4().hex[:8]
     owner, app = f"dpa_owner_{tag}", f"dpa_app_{tag}"
@@ -174,7 +174,7 @@ class SuperuserAudit(TwoRoles):
         return connect(self.dbname)
 
 
-@pytest.fixture(params=SETUPS, ids=_setup_id)
+@pytest.fixture(params=SETUPS, ids=setup_id)
 def superuser_audit(request: pytest.FixtureRequest) -> Iterator[SuperuserAudit]:
     tag = uuid.uuid4().hex[:8]
     table_owner = f"dpa_tblowner_{tag}"

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from partitioned_audit import SIMPLE, install, objects, sealing
+from partitioned_audit import ADVANCED, SIMPLE, install, objects, sealing
 from partitioned_audit.partitioning.maintenance import Maintainer
 from partitioned_audit.partitioning.ranges import PartitionInfo
-from tests.attacks.conftest import TwoRoles, refused
+from tests.attacks.conftest import TwoRoles, refused, setup_id
 
 
 def sealed_state(setup: TwoRoles) -> tuple[Any, ...]:
@@ -325,6 +325,9 @@ def fingerprint(setup: TwoRoles, big: bool = False) -> list[tuple[Any, ...]]:
     )
 
 
+# Each layout once, one at each capture level: the seal reads the stored row, which both
+# levels write alike, and each run takes 25-50 s.
+@pytest.mark.parametrize("two_roles", [(SIMPLE, False), (ADVANCED, True)], ids=setup_id, indirect=True)
 def test_a_row_too_big_to_print_with_its_neighbours_is_sealed(two_roles: TwoRoles):
     """F8: a payload whose text is 960 MB (160 million control characters, each written
     ``\\u0001`` in JSON) fits PostgreSQL's 1 GB limit alone, but not once quoted into a row's
