@@ -117,6 +117,9 @@ DECLARE
     n_order bigint := (SELECT max(id) FROM scale_order);
     n_item bigint := (SELECT coalesce(max(id), 0) FROM scale_item);
     pick bigint;
+    -- a row picked before its statement: random() in a WHERE clause would be drawn again
+    -- for every row scanned (no index can serve it), and the statement hit any number
+    other bigint;
     u int;
     r float8;
     k int;
@@ -136,13 +139,7 @@ BEGIN
             u := NULL;
         END IF;
         IF u IS NOT NULL THEN
-            -- what audit_context() sends: SET LOCAL, compact JSON with sorted keys
-            PERFORM set_config('partitioned_audit.context', json_build_object(
-                'method', CASE WHEN random() < 0.8 THEN 'POST' ELSE 'PATCH' END,
-                'path', format(paths[1 + floor(random() * 5)::int], 1 + floor(random() * n_order)::bigint),
-                'request_id', md5(random()::text),
-                'user_id', u,
-                'username', 'user' || u)::text, true);
+            @SET_CONTEXT@
         END IF;
         r := random();
         pick := n_order - floor(random() ^ 3 * n_order)::bigint;
@@ -166,20 +163,23 @@ BEGIN
               FROM generate_series(1, k);
             n_item := n_item + k;
         ELSIF r < 0.80 THEN
-            UPDATE scale_item SET quantity = quantity + 1 WHERE id = n_item - floor(random() ^ 3 * n_item)::bigint;
+            other := n_item - floor(random() ^ 3 * n_item)::bigint;
+            UPDATE scale_item SET quantity = quantity + 1 WHERE id = other;
         ELSIF r < 0.85 THEN
             DELETE FROM scale_item WHERE order_id = pick;
         ELSIF r < 0.91 THEN
+            other := 1 + floor(random() * n_customer)::bigint;
             UPDATE scale_customer SET email = 'c' || floor(random() * 1e9)::bigint || '@example.org',
                    credit_limit = credit_limit + 100
-             WHERE id = 1 + floor(random() * n_customer)::bigint;
+             WHERE id = other;
         ELSIF r < 0.95 THEN
             INSERT INTO scale_customer (name, email, country, credit_limit, created, active)
             VALUES ('Customer ' || floor(random() * 1e6)::int, 'new' || floor(random() * 1e9)::bigint || '@example.com',
                     (ARRAY['FR', 'DE', 'IT', 'ES', 'NL'])[1 + floor(random() * 5)::int], 500, now(), true);
             n_customer := n_customer + 1;
         ELSIF r < 0.98 THEN
-            DELETE FROM scale_order WHERE id = 1 + floor(random() * n_order)::bigint AND status = 'cancelled';
+            other := 1 + floor(random() * n_order)::bigint;
+            DELETE FROM scale_order WHERE id = other AND status = 'cancelled';
         ELSE  -- a batch job: 10 to 50 orders archived in one statement
             k := 10 + floor(random() * 41)::int;
             UPDATE scale_order SET status = 'archived', updated = now() WHERE id BETWEEN pick - k AND pick;
@@ -191,6 +191,22 @@ BEGIN
 END
 $fn$;
 """
+
+#: The request's context, as JSON, with the keys in their sorted order.
+CONTEXT_JSON = """json_build_object(
+                'method', CASE WHEN random() < 0.8 THEN 'POST' ELSE 'PATCH' END,
+                'path', format(paths[1 + floor(random() * 5)::int], 1 + floor(random() * n_order)::bigint),
+                'request_id', md5(random()::text),
+                'user_id', u,
+                'username', 'user' || u)::text"""
+#: What ``audit_context()`` sends: ``SET LOCAL`` of the compact JSON.
+SET_CONTEXT = f"PERFORM set_config('partitioned_audit.context', {CONTEXT_JSON}, true);"
+
+
+def fill_procedure(set_context: str = SET_CONTEXT) -> str:
+    """``scale_fill``, whose transactions in a context run ``set_context`` first (a peer
+    sets its own context where this project's is set)."""
+    return FILL.replace("@SET_CONTEXT@", set_context)
 
 
 @dataclass(frozen=True)
@@ -260,7 +276,7 @@ def fill(server: Server, dbname: str, layout: Layout, rows: int, seed_rows: int)
     with connect(server, dbname) as conn:
         install_audit(conn, layout, "public", False, past_months=PAST_MONTHS)
         run(conn, TABLES)
-        run(conn, FILL)
+        run(conn, fill_procedure())
         with conn.transaction():
             for table in ("scale_customer", "scale_order", "scale_item"):
                 enable(conn.cursor(), layout, TableSpec("public", table, ("id",)))

@@ -117,3 +117,48 @@ def test_a_copy_that_is_not_the_seeds_stops_the_fill(scale_db: str) -> None:
     )
     assert done.returncode != 0
     assert "the copies are not the seed's" in done.stderr, done.stderr
+
+
+@pytest.fixture
+def bytes_prefix() -> Iterator[str]:
+    prefix = f"{dj_settings.DATABASES['default']['NAME']}_sb"
+    yield prefix
+    admin = connect("postgres", autocommit=True)
+    try:
+        cursor = admin.cursor()
+        for layout in (SIMPLE, ADVANCED):
+            name = f"{prefix}_{layout.name}"
+            cursor.execute(render(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)), cursor))
+    finally:
+        admin.close()
+
+
+def test_every_variant_of_the_bytes_bench_records_the_same_transactions(bytes_prefix: str) -> None:
+    # bench.scalebytes compares variants that must have written the same rows: the seeded
+    # workload may draw nothing at random that the server's plans or timing change.
+    arguments = ["--rows", "2000", "--only", "simple", "--only", "advanced", "--db-prefix", bytes_prefix]
+    env = {**os.environ, "DATABASE_URL": dj_settings.SERVER.url, "DPA_DRIVER": "psycopg", "DPA_EMBEDDED": ""}
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.scalebytes", *arguments],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    printed = dict(line.split(": ") for line in done.stdout.splitlines() if line.endswith(" audit rows"))
+    assert set(printed) == {"simple", "advanced"}, done.stdout
+    application = SQL(
+        "SELECT md5(string_agg(t::text, ',' ORDER BY t.id)) FROM (SELECT id, status, total, note FROM {}) t"
+    )
+    contents, audited = [], []
+    for layout in (SIMPLE, ADVANCED):
+        db = f"{bytes_prefix}_{layout.name}"
+        contents.append(query(db, application.format(ident("scale_order"))))
+        (rows,) = query(db, SQL("SELECT count(*) FROM {}").format(ident("public", layout.table)))
+        audited.append(rows[0])
+        assert printed[layout.name] == f"{rows[0]:,} audit rows"
+    assert contents[0] == contents[1]
+    assert audited[0] == audited[1] >= 2000

@@ -12,6 +12,8 @@ import pghistory
 import pgtrigger
 from django.db import models
 
+from bench.scaleapp.fields import TABLES as SCALE_TABLES
+
 from . import AUDITRUM, PGHISTORY_LEVELS, PREFIXES, TPCB_TABLES, VARIANTS
 
 
@@ -59,6 +61,12 @@ for _variant in VARIANTS:
         ROW_MODELS[_prefix, _variant] = _m
 
 ORM_MODELS = {variant: ROW_MODELS["orm", variant] for variant in VARIANTS}
+
+#: The tables of ``bench/scale.py`` tracked by django-pghistory at its row level (its
+#: default), every insert, update and delete: ``bench/scalebytes.py``.
+SCALE_MODELS = [
+    _tracked(_model(_camel(f"{table}_pgh"), table, base), "pgh_row") for table, base in SCALE_TABLES.items()
+]
 
 
 def _int(**kwargs: object) -> models.IntegerField:
