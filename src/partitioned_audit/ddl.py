@@ -560,18 +560,17 @@ def drop_views(layout: Layout, schema: str) -> list[Composable]:
     ]
 
 
-#: The function returning the read view's rows of one object, a whole template whose
-#: header says why it is a function.
-_OBJECT_ENTRIES = "object_entries.sql"
-#: The function returning the context view's rows of the contexts holding given objects.
-_CONTEXT_ENTRIES = "context_entries.sql"
+def _read_function(layout: Layout, name: str) -> tuple[str, str]:
+    """The argument types and the template of the read function ``name`` of ``layout``."""
+    return {function: (arguments, template) for function, arguments, template in layout.read_functions}[name]
 
 
 def create_object_function(layout: Layout, schema: str) -> Composable:
     """The function returning the read view's rows of one object (templates/object_entries.sql):
     of the table ``of_table`` in ``of_schema`` (a 1.0.4 simple row, which has no schema,
     counting as ``public``), whose key is ``of_key``."""
-    return SQL(deployed(_OBJECT_ENTRIES).strip()).format(
+    _, template = _read_function(layout, layout.object_function)
+    return SQL(deployed(template).strip()).format(
         function=ident(schema, layout.object_function),
         view=ident(schema, layout.view),
         table_column=ident(layout.table_column),
@@ -582,7 +581,8 @@ def create_object_function(layout: Layout, schema: str) -> Composable:
 def create_context_function(layout: Layout, schema: str) -> Composable:
     """The function returning the context view's rows whose context contains one of the
     objects of the jsonb array ``any_of`` (templates/context_entries.sql)."""
-    return SQL(deployed(_CONTEXT_ENTRIES).strip()).format(
+    _, template = _read_function(layout, layout.context_function)
+    return SQL(deployed(template).strip()).format(
         function=ident(schema, layout.context_function),
         view=ident(schema, layout.view),
         context_view=ident(schema, layout.context_view),
@@ -600,7 +600,7 @@ def create_read_function(layout: Layout, schema: str, name: str) -> Composable:
 
 
 def drop_read_function(layout: Layout, schema: str, name: str) -> Composable:
-    arguments = {name: arguments for name, arguments, _ in layout.read_functions}[name]
+    arguments, _ = _read_function(layout, name)
     return SQL("DROP FUNCTION IF EXISTS {}({})").format(ident(schema, name), SQL(arguments))
 
 
