@@ -115,6 +115,31 @@ def test_every_row_written_outside_a_context_holds_the_login_role_and_makes_no_c
     assert {e.session_user_name for e in read_model.objects.filter_model(Book)} == {login}
 
 
+def test_a_statement_that_changed_no_row_makes_no_context_row(layout, read_model):
+    """Inside a context, an UPDATE, a DELETE and an INSERT ... SELECT that touched no row
+    (a statement-level trigger fires for them all) make no context row; the transaction's
+    first row makes one, and every later row of the transaction points at it."""
+    from django_partitioned_audit.context import audit_context
+    from partitioned_audit.layouts import LAYOUTS
+
+    table = LAYOUTS[layout]
+    contexts = f"SELECT context_id, context ->> 'user_id' FROM {table.context_table}"  # noqa: S608
+    with audit_context(user_id=7):
+        Book.objects.filter(isbn="missing").update(title="x")
+        Book.objects.filter(isbn="missing").delete()
+        sql("DELETE FROM library_book WHERE isbn = 'missing'")
+        sql("INSERT INTO library_book (isbn, title) SELECT 'n', 'n' WHERE false")
+        assert sql(contexts) == []
+        Book.objects.create(isbn="1", title="a")
+        sql("UPDATE library_book SET title = 'b' WHERE isbn = 'missing'")
+        Book.objects.filter(isbn="1").update(title="b")
+    ((context_id, user_id),) = sql(contexts)
+    assert user_id == "7"
+    stored = sql(f"SELECT {table.operation_column}, audit_context_id FROM {table.table}")  # noqa: S608
+    assert sorted(stored) == [("I", context_id), ("U", context_id)]
+    assert [e.audit_context for e in read_model.objects.filter_model(Book)] == [{"user_id": 7}] * 2
+
+
 def test_get_instance_needs_a_known_table(layout, read_model):
     sql("CREATE TABLE loose (id int PRIMARY KEY)")
     from partitioned_audit import TableSpec, enable, get_layout

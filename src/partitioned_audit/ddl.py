@@ -57,7 +57,7 @@ from .layouts import (
     table_comment,
     text_array,
 )
-from .sql import SQL, Composable, Composed, ident, literal
+from .sql import SQL, Composable, Composed, ident, literal, quote_ident
 
 # ---------------------------------------------------------------------------------------
 # Tables
@@ -709,6 +709,9 @@ def create_functions(layout: Layout, schema: str, seq_text: str) -> Composable:
             " ELSE pg_catalog.current_setting({s}, true)::pg_catalog.jsonb END)"
         ).format(f=helpers["context_object"], s=literal(CONTEXT_SETTING)),
         "contexts": ident(schema, layout.context_table),
+        "context_seq": SQL("{}::pg_catalog.regclass").format(
+            literal(quote_ident(schema, layout.context_sequence))
+        ),
         "context_made": literal(CONTEXT_MADE_SETTING),
         "maintenance_allowed": SQL(MAINTENANCE_ALLOWED).format(
             setting=literal(MAINTENANCE_SETTING), schema=literal(schema)

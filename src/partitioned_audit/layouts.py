@@ -466,7 +466,10 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # column in the advanced layout, added in 2.0 to the simple one; covered by a seal's row
 # digest, see Layout.sealed_from) and make a context row only for a transaction that set
 # a context: a write outside any context pays no context row, the largest piece of a
-# single-row write's cost (docs/performance.md). The views show the row's own login role
+# single-row write's cost (docs/performance.md). Nor does a statement that changed no row:
+# the statement-level captures draw the new row's id first and write the row after their
+# audit rows, only when they wrote one (a statement-level trigger fires for an UPDATE or
+# DELETE that matched nothing, and Django sends many). The views show the row's own login role
 # where it has one (every row but a simple one written before the column, which has a
 # context row), else its context row's (the same role): the row's own is what every seal
 # format covers (a simple row's from format 4 on, or wherever it holds a value:

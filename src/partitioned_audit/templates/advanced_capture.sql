@@ -39,6 +39,8 @@ DECLARE
     _txid bigint := pg_catalog.txid_current();
     _context pg_catalog.jsonb := {context};
     _actor bigint;
+    _new_context boolean := false;
+    _written bigint;
     _marked pg_catalog.text;  -- (set_config's result, unused)
     _app pg_catalog.text := pg_catalog.current_setting('application_name');
     _addr pg_catalog.inet := pg_catalog.inet_client_addr();
@@ -65,12 +67,11 @@ BEGIN
                       AND c.context OPERATOR(pg_catalog.=) _context  -- never NULL here
                     LIMIT 1);
     END IF;
+    -- A new context row's id is drawn now, the row written once this statement has written
+    -- an audit row (below): a statement that changed nothing leaves no context row behind.
     IF _actor IS NULL AND _context IS NOT NULL THEN
-        INSERT INTO {contexts} (created, txid, session_user_name, context)
-        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
-        RETURNING context_id INTO _actor;
-        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
-        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        _actor := pg_catalog.nextval({context_seq});
+        _new_context := true;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'INSERT' THEN
         INSERT INTO {table} (row_data, object_pk, schema_name, table_name, relid, session_user_name,
@@ -144,6 +145,16 @@ BEGIN
                   AND a.transaction_id OPERATOR(pg_catalog.=) _txid
                   AND a.action OPERATOR(pg_catalog.=) 'T'
                   AND a.action_tstamp_stm OPERATOR(pg_catalog.=) pg_catalog.statement_timestamp());
+    END IF;
+    IF _new_context THEN
+        -- ROW_COUNT of the INSERT just run: nothing else is evaluated after it.
+        GET DIAGNOSTICS _written = ROW_COUNT;
+        IF _written OPERATOR(pg_catalog.>) 0 THEN
+            INSERT INTO {contexts} (context_id, created, txid, session_user_name, context)
+            VALUES (_actor, pg_catalog.now(), _txid, session_user::pg_catalog.text, _context);
+            -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+            _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        END IF;
     END IF;
     RETURN NULL;
 END

@@ -39,6 +39,8 @@ DECLARE
     _context pg_catalog.jsonb := {context};
     _user pg_catalog.text := session_user::pg_catalog.text;
     _actor bigint;
+    _new_context boolean := false;
+    _written bigint;
     _marked pg_catalog.text;  -- (set_config's result, unused)
     -- Record no UPDATE of a row that kept its values (the trigger then passes OLD too).
     _skip_unchanged boolean := TG_ARGV[4] OPERATOR(pg_catalog.=) 't';
@@ -57,12 +59,11 @@ BEGIN
                       AND c.context OPERATOR(pg_catalog.=) _context  -- never NULL here
                     LIMIT 1);
     END IF;
+    -- A new context row's id is drawn now, the row written once this statement has written
+    -- an audit row (below): a statement that changed nothing leaves no context row behind.
     IF _actor IS NULL AND _context IS NOT NULL THEN
-        INSERT INTO {contexts} (created, txid, session_user_name, context)
-        VALUES (pg_catalog.now(), _txid, session_user::pg_catalog.text, _context)
-        RETURNING context_id INTO _actor;
-        -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
-        _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        _actor := pg_catalog.nextval({context_seq});
+        _new_context := true;
     END IF;
     IF TG_OP OPERATOR(pg_catalog.=) 'DELETE' THEN
         INSERT INTO {table} (object_table, object_schema, object_pk, object_payload,
@@ -108,6 +109,16 @@ BEGIN
                CASE WHEN _plain THEN r.j ELSE {redact}(r.j, _excluded, _masked) END,
                _txid, _op, _actor, _user
           FROM (SELECT pg_catalog.to_jsonb(t.*) AS j FROM dpa_new AS t OFFSET 0) AS r;
+    END IF;
+    IF _new_context THEN
+        -- ROW_COUNT of the INSERT just run: nothing else is evaluated after it.
+        GET DIAGNOSTICS _written = ROW_COUNT;
+        IF _written OPERATOR(pg_catalog.>) 0 THEN
+            INSERT INTO {contexts} (context_id, created, txid, session_user_name, context)
+            VALUES (_actor, pg_catalog.now(), _txid, session_user::pg_catalog.text, _context);
+            -- (an assignment, which plpgsql evaluates without the executor; PERFORM runs a query)
+            _marked := pg_catalog.set_config({context_made}, _txid::pg_catalog.text, true);
+        END IF;
     END IF;
     RETURN NULL;
 END
