@@ -28,26 +28,21 @@ ROOT = Path(__file__).resolve().parents[1]
 SEED, COPIES = 600, 3
 
 
-@pytest.fixture
-def scale_db() -> Iterator[str]:
-    name = f"{dj_settings.DATABASES['default']['NAME']}_scale"
-    yield name
+def drop_databases(*names: str) -> None:
     admin = connect("postgres", autocommit=True)
     try:
         cursor = admin.cursor()
-        cursor.execute(render(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)), cursor))
+        for name in names:
+            cursor.execute(render(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)), cursor))
     finally:
         admin.close()
 
 
-def fill(db: str, layout: Layout, before: str = "") -> subprocess.CompletedProcess[str]:
-    """``python -m bench.scale`` for ``SEED * COPIES`` rows from a ``SEED``-row seed, after
-    running ``before`` in the generator's process."""
-    code = f"import sys\nfrom bench import scale\n{before}\nsys.exit(scale.main(sys.argv[1:]))"
-    arguments = ["--rows", str(SEED * COPIES), "--seed-rows", str(SEED), "--layout", layout.name, "--db", db]
+def bench(arguments: list[str]) -> subprocess.CompletedProcess[str]:
+    """``python`` with ``arguments`` in the bench's environment: psycopg 3 on the suite's server."""
     env = {**os.environ, "DATABASE_URL": dj_settings.SERVER.url, "DPA_DRIVER": "psycopg", "DPA_EMBEDDED": ""}
     return subprocess.run(
-        [sys.executable, "-c", code, *arguments],
+        [sys.executable, *arguments],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -55,6 +50,21 @@ def fill(db: str, layout: Layout, before: str = "") -> subprocess.CompletedProce
         timeout=300,
         check=False,
     )
+
+
+@pytest.fixture
+def scale_db() -> Iterator[str]:
+    name = f"{dj_settings.DATABASES['default']['NAME']}_scale"
+    yield name
+    drop_databases(name)
+
+
+def fill(db: str, layout: Layout, before: str = "") -> subprocess.CompletedProcess[str]:
+    """``python -m bench.scale`` for ``SEED * COPIES`` rows from a ``SEED``-row seed, after
+    running ``before`` in the generator's process."""
+    code = f"import sys\nfrom bench import scale\n{before}\nsys.exit(scale.main(sys.argv[1:]))"
+    arguments = ["--rows", str(SEED * COPIES), "--seed-rows", str(SEED), "--layout", layout.name, "--db", db]
+    return bench(["-c", code, *arguments])
 
 
 def query(db: str, statement: Composable) -> list[tuple[Any, ...]]:
@@ -123,30 +133,14 @@ def test_a_copy_that_is_not_the_seeds_stops_the_fill(scale_db: str) -> None:
 def bytes_prefix() -> Iterator[str]:
     prefix = f"{dj_settings.DATABASES['default']['NAME']}_sb"
     yield prefix
-    admin = connect("postgres", autocommit=True)
-    try:
-        cursor = admin.cursor()
-        for layout in (SIMPLE, ADVANCED):
-            name = f"{prefix}_{layout.name}"
-            cursor.execute(render(SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident(name)), cursor))
-    finally:
-        admin.close()
+    drop_databases(*(f"{prefix}_{layout.name}" for layout in (SIMPLE, ADVANCED)))
 
 
 def test_every_variant_of_the_bytes_bench_records_the_same_transactions(bytes_prefix: str) -> None:
     # bench.scalebytes compares variants that must have written the same rows: the seeded
     # workload may draw nothing at random that the server's plans or timing change.
     arguments = ["--rows", "2000", "--only", "simple", "--only", "advanced", "--db-prefix", bytes_prefix]
-    env = {**os.environ, "DATABASE_URL": dj_settings.SERVER.url, "DPA_DRIVER": "psycopg", "DPA_EMBEDDED": ""}
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.scalebytes", *arguments],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    done = bench(["-m", "bench.scalebytes", *arguments])
     assert done.returncode == 0, done.stderr
     printed = dict(line.split(": ") for line in done.stdout.splitlines() if line.endswith(" audit rows"))
     assert set(printed) == {"simple", "advanced"}, done.stdout
