@@ -148,7 +148,7 @@ BEGIN
     END IF;
     IF _new_context THEN
         -- ROW_COUNT of the INSERT just run: nothing else is evaluated after it.
-        GET DIAGNOSTICS _written = ROW_COUNT;
+        GET DIAGNOSTICS _written := ROW_COUNT;
         IF _written OPERATOR(pg_catalog.>) 0 THEN
             INSERT INTO {contexts} (context_id, created, txid, session_user_name, context)
             VALUES (_actor, pg_catalog.now(), _txid, session_user::pg_catalog.text, _context);
