@@ -116,10 +116,12 @@ def set_up_django(server: Server, databases: dict[str, str]) -> None:
 def groups(variant: str) -> tuple[list[str], list[str]]:
     """The variant's tables and the group each counts in."""
     if variant == PGHISTORY:
+        from pghistory.models import Context
+
         from bench.benchapp.models import SCALE_MODELS
 
         events = [model.pgh_event_model._meta.db_table for model in SCALE_MODELS]
-        return [*events, "pghistory_context"], ["trail"] * len(events) + ["context"]
+        return [*events, Context._meta.db_table], ["trail"] * len(events) + ["context"]
     layout = get_layout(variant)
     return [layout.table, layout.context_table], ["trail", "context"]
 
