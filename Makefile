@@ -65,9 +65,9 @@ screenshots: $(STAMP) chromium
 # of the longest lane: the configured or local server (Django 5.2 with psycopg 3), an
 # embedded PostgreSQL 18 of its own (Django 5.2 with psycopg2) and another (Django 4.2 with
 # psycopg2, then 1.0.4's own suite on the configured or local server, in a database of its
-# own: the shortest lane takes it, a minute and more off the longest). Run one after the other, the two embedded runs left one of the
-# two cores idle for their last minutes once the local lane was done. The lanes share no
-# database, role or port: the embedded lanes' PgBouncers take the two ports after
+# own: the shortest lane takes it, a minute and more off the longest). Run one after the
+# other, the two embedded runs left one of the two cores idle for their last minutes once
+# the local lane was done. The lanes share no database, role or port: the embedded lanes' PgBouncers take the two ports after
 # DPA_PGBOUNCER_PORT (6439 by default). Their output goes to .test-embedded.log and
 # .test-django42.log, printed when every lane is done; `make test` fails if any does.
 PGBOUNCER_PORT ?= $(or $(DPA_PGBOUNCER_PORT),6439)

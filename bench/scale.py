@@ -118,7 +118,8 @@ DECLARE
     n_item bigint := (SELECT coalesce(max(id), 0) FROM scale_item);
     pick bigint;
     -- a row picked before its statement: random() in a WHERE clause would be drawn again
-    -- for every row scanned (no index can serve it), and the statement hit any number
+    -- for every row scanned (no index can serve it), and the statement would hit any
+    -- number of rows
     other bigint;
     u int;
     r float8;

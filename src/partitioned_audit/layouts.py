@@ -469,9 +469,9 @@ _SIMPLE_KEYS_VIEW_COLUMNS = """
 # single-row write's cost (docs/performance.md). Nor does a statement that changed no row:
 # the statement-level captures draw the new row's id first and write the row after their
 # audit rows, only when they wrote one (a statement-level trigger fires for an UPDATE or
-# DELETE that matched nothing, and Django sends many). The views show the row's own login role
-# where it has one (every row but a simple one written before the column, which has a
-# context row), else its context row's (the same role): the row's own is what every seal
+# DELETE that matched nothing). The views show the row's own login role where it has one
+# (every row but a simple one written before the column, which has a context row), else
+# its context row's (the same role): the row's own is what every seal
 # format covers (a simple row's from format 4 on, or wherever it holds a value:
 # Layout.stray_columns), a context row only format 3 on.
 # The row's time is now(), the transaction's start, as the audit rows' time: both tables
